@@ -1,0 +1,118 @@
+"""Does a MAC reduction turn into a real CPU speed-up? Extracted networks against the full one.
+
+For ResNet-56 (option A, 32x32) and torchvision ResNet-50 (224x224), at batch 1 and 16, the
+full network and uniform-width networks extracted at 0.75 / 0.5 / 0.25 of its MACs are timed side
+by side in one process (interleaved rounds, median of each). Printed per row: the exact MAC
+ratio, the measured latency ratio against the full network, and latency ratio / MAC ratio
+(1.0 = the speed-up is exactly the MAC reduction). Target: at 0.5 MACs and batch 16 the latency
+ratio is at most 1.2 x the MAC ratio.
+
+    python experiments/benchmarks/extract_speed.py            # full run (a few minutes on 2 cores)
+    python experiments/benchmarks/extract_speed.py --quick    # fewer rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+import search_spaces
+from nas.extract import channel_order, extract
+
+MODELS = (("resnet56", (32, 32)), ("resnet50", (224, 224)))
+MAC_RATIOS = (0.75, 0.5, 0.25)
+BATCHES = (1, 16)
+TARGET_RATIO = 0.5
+TARGET_BATCH = 16
+TARGET_FACTOR = 1.2
+
+
+def time_once(model: nn.Module, x: torch.Tensor) -> float:
+    start = time.perf_counter()
+    model(x)
+    return time.perf_counter() - start
+
+
+def bench_space(name: str, size: tuple[int, int], rounds: int) -> list[dict[str, Any]]:
+    space = search_spaces.create(name, input_size=size)
+    torch.manual_seed(0)
+    full = space.build().eval()
+    order = channel_order(full, space)
+    models: dict[float, nn.Module] = {1.0: full}
+    ratios: dict[float, float] = {1.0: 1.0}
+    for r in MAC_RATIOS:
+        spec = space.spec(space.uniform_widths_for_macs(r))
+        models[r] = extract(full, spec, order).eval()
+        ratios[r] = spec.macs_ratio()
+    rows = []
+    for batch in BATCHES:
+        x = torch.randn(batch, 3, *size)
+        times: dict[float, list[float]] = {r: [] for r in models}
+        with torch.inference_mode():
+            for m in models.values():  # warm-up
+                for _ in range(3):
+                    m(x)
+            for _ in range(rounds):  # interleaved: every model sees the same machine state
+                for r, m in models.items():
+                    times[r].append(time_once(m, x))
+        base = statistics.median(times[1.0])
+        for r in MAC_RATIOS:
+            lat = statistics.median(times[r])
+            rows.append(
+                {
+                    "space": name,
+                    "batch": batch,
+                    "target": r,
+                    "macs_ratio": ratios[r],
+                    "full_ms": base * 1e3,
+                    "ms": lat * 1e3,
+                    "latency_ratio": lat / base,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer timing rounds")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rounds = 7 if args.quick else 25
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+        f"median of {rounds} interleaved rounds"
+    )
+    header = (
+        f"{'space':<9} {'batch':>5} {'MAC ratio':>9} {'full ms':>8} {'ms':>8} "
+        f"{'latency ratio':>13} {'lat/MAC':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    verdicts = []
+    for name, size in MODELS:
+        for row in bench_space(name, size, rounds):
+            factor = row["latency_ratio"] / row["macs_ratio"]
+            print(
+                f"{row['space']:<9} {row['batch']:>5} {row['macs_ratio']:>9.3f} "
+                f"{row['full_ms']:>8.2f} {row['ms']:>8.2f} {row['latency_ratio']:>13.3f} "
+                f"{factor:>7.2f}"
+            )
+            if row["target"] == TARGET_RATIO and row["batch"] == TARGET_BATCH:
+                verdicts.append((name, factor))
+    for name, factor in verdicts:
+        status = "met" if factor <= TARGET_FACTOR else "MISSED"
+        print(
+            f"target {name} @ {TARGET_RATIO} MACs, batch {TARGET_BATCH}: latency ratio "
+            f"{factor:.2f} x MAC ratio (<= {TARGET_FACTOR}): {status}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Small, safe file helpers: atomic writes, JSON/YAML, output-directory checks.
+
+Every file the toolkit writes goes through :func:`atomic_write_bytes` (write to a temporary file in
+the same directory, then ``os.replace``), so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from nas.errors import ConfigError, WeightsError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file + rename)."""
+    _atomic(Path(path), lambda f: f.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: object, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically. Only tensors/containers: loads with weights_only."""
+    _atomic(Path(path), lambda f: torch.save(obj, f))
+
+
+def _atomic(path: Path, write: Callable[[Any], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write a JSON object (indented, keys in insertion order) atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> dict[str, Any]:
+    """Read a JSON object; a missing or malformed file raises :class:`ConfigError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} not found: {p}")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {p} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {p} must hold a JSON object")
+    return data
+
+
+def write_yaml(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write a mapping as YAML (block style, insertion order) atomically."""
+    atomic_write_text(path, yaml.safe_dump(dict(data), sort_keys=False))
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state_dict with ``weights_only=True``.
+
+    Accepts a plain state_dict or a checkpoint holding one under ``"state_dict"``/``"model"``.
+    Missing, corrupt or non-tensor files raise :class:`WeightsError` with one line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt/unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read weights file {p}: {first}") from None
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        for key in ("state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and _is_state_dict(inner):
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not _is_state_dict(obj):
+        raise WeightsError(f"{p} does not hold a state_dict (a mapping of names to tensors)")
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def _is_state_dict(obj: dict[Any, Any]) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def prepare_out_dir(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Check that ``path`` can receive a run's outputs, without creating it.
+
+    A directory that already holds files is refused unless ``overwrite`` is set, so a run never
+    silently mixes with (or replaces) results a user saved earlier.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"output path exists and is not a directory: {p}")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise ConfigError(f"output directory {p} is not empty (pass --overwrite to replace it)")
+    return p

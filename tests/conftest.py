@@ -1,0 +1,46 @@
+"""Shared fixtures: small task settings per space so every space can be exercised on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import search_spaces
+from search_spaces import SearchSpace
+
+ALL_SPACES = search_spaces.list_spaces()
+LARGE = {"resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2"}
+
+
+def small_space(name: str, *, num_classes: int = 7) -> SearchSpace:
+    """The space at a small input (fast), with a non-default head and 1 or 3 input channels."""
+    size = (16, 16) if name in LARGE else (32, 32)
+    channels = 1 if name.endswith(("20", "34")) else 3
+    return search_spaces.create(
+        name, num_classes=num_classes, in_channels=channels, input_size=size
+    )
+
+
+def random_widths(space: SearchSpace, seed: int) -> dict[str, int]:
+    g = torch.Generator().manual_seed(seed)
+    return {u.name: int(torch.randint(1, u.max_width + 1, (1,), generator=g)) for u in space.units}
+
+
+@torch.no_grad()
+def randomize_bn(model: torch.nn.Module, seed: int, in_shape: tuple[int, ...]) -> None:
+    """Give BN layers non-trivial affine parameters and realistic running statistics."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.momentum = None  # cumulative average over the calibration passes
+    model.train()
+    for _ in range(2):
+        model(torch.randn(8, *in_shape, generator=g))
+    model.eval()
+
+
+@pytest.fixture(params=ALL_SPACES)
+def space_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)

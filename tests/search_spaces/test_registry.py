@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+import search_spaces
+from search_spaces import SearchSpace
+from search_spaces.errors import SpaceError, SpecError
+
+CIFAR = [f"resnet{d}{s}" for d in (20, 32, 44, 56, 110) for s in ("", "_b")]
+TORCHVISION = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+]
+
+
+def test_lists_every_space() -> None:
+    assert set(search_spaces.list_spaces()) == set(CIFAR + TORCHVISION)
+
+
+def test_unknown_space_is_refused_with_the_choices() -> None:
+    with pytest.raises(SpaceError, match=r"unknown search space 'resnet57'.*resnet56"):
+        search_spaces.create("resnet57")
+
+
+def test_duplicate_registration_is_refused() -> None:
+    entry = search_spaces.get_entry("resnet20")
+    with pytest.raises(SpaceError, match="already registered"):
+        search_spaces.register(
+            "resnet20",
+            entry.factory,
+            default_num_classes=10,
+            default_input_size=(32, 32),
+            description="again",
+        )
+    assert search_spaces.get_entry("resnet20") is entry
+
+
+def test_create_uses_defaults_and_caches() -> None:
+    a = search_spaces.create("resnet56")
+    assert isinstance(a, SearchSpace)
+    assert (a.num_classes, a.in_channels, a.input_size) == (10, 3, (32, 32))
+    assert search_spaces.create("resnet56", num_classes=10) is a
+    b = search_spaces.create("resnet50")
+    assert (b.num_classes, b.input_size) == (1000, (224, 224))
+
+
+@pytest.mark.parametrize("bad", [{"num_classes": 0}, {"in_channels": 0}, {"input_size": (0, 32)}])
+def test_create_rejects_impossible_tasks(bad: dict) -> None:
+    with pytest.raises(SpecError):
+        search_spaces.create("resnet20", **bad)

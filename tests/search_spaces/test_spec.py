@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import search_spaces
+from search_spaces import WidthSpec
+from search_spaces.errors import SpecError
+
+
+def _spec() -> WidthSpec:
+    space = search_spaces.create("resnet20_b", num_classes=4, in_channels=1, input_size=(8, 8))
+    return space.spec(space.uniform_widths(0.5))
+
+
+def test_json_round_trip(tmp_path: Path) -> None:
+    spec = _spec()
+    spec.save(tmp_path / "arch.json")
+    loaded = WidthSpec.load(tmp_path / "arch.json")
+    assert loaded == spec
+    assert loaded.macs() == spec.macs() and loaded.input_size == (8, 8)
+    data = json.loads((tmp_path / "arch.json").read_text())
+    assert data["space"] == "resnet20_b" and data["widths"]["layer3"] == 32
+
+
+def test_macs_ratio_of_the_full_spec_is_one() -> None:
+    space = search_spaces.create("resnet56")
+    assert space.spec().macs_ratio() == 1.0
+
+
+def _edit(**changes: object) -> dict:
+    data = _spec().to_dict()
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_edit(space="resnet57"), "unknown search space 'resnet57'"),
+        (_edit(widths={**_spec().widths, "layer9": 3}), "unknown unit.*layer9"),
+        (
+            _edit(widths={k: v for k, v in _spec().widths.items() if k != "layer2"}),
+            "missing width.*layer2",
+        ),
+        (
+            _edit(widths={**_spec().widths, "layer1.0.conv1": 0}),
+            "layer1.0.conv1 is 0; it must be between 1 and 16",
+        ),
+        (_edit(widths={**_spec().widths, "layer3": 65}), "layer3 is 65; it must be between 1"),
+        (_edit(widths={**_spec().widths, "layer3": 3.5}), "must be an integer"),
+        (_edit(num_classes="ten"), "'num_classes' must be an integer"),
+        (_edit(input_size=[8]), "'input_size' must be"),
+        (_edit(format="something-else"), "not a channel-nas width spec"),
+        ({"space": "resnet20"}, "missing field"),
+    ],
+)
+def test_invalid_specs_are_refused_with_one_line(data: dict, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as info:
+        WidthSpec.from_dict(data, source="arch.json")
+    assert "\n" not in str(info.value) and str(info.value).startswith("arch.json: ")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="not found"):
+        WidthSpec.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SpecError, match="not valid JSON"):
+        WidthSpec.load(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(SpecError, match="JSON object"):
+        WidthSpec.load(tmp_path / "list.json")
