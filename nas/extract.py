@@ -13,6 +13,7 @@ package): ``arch.json``, ``model.pt`` (loads with ``torch.load(..., weights_only
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from collections.abc import Mapping
@@ -198,23 +199,27 @@ def save_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    ts_bytes = _torchscript_bytes(model, spec) if torchscript else None
+    ts_bytes = _torchscript_bytes(model) if torchscript else None
     spec.save(out / "arch.json")
     atomic_torch_save(state, out / "model.pt")
     if ts_bytes is not None:
         atomic_write_bytes(out / "model.ts", ts_bytes)
 
 
-def _torchscript_bytes(model: nn.Module, spec: WidthSpec) -> bytes:
-    was_training = model.training
-    device = next(model.parameters()).device
-    model_cpu = model.to("cpu").eval()
+def to_torchscript(model: nn.Module) -> torch.jit.ScriptModule:
+    """The deployable form of a network: scripted and frozen for inference (eval mode, BN folded
+    into the preceding conv). Runs with torch alone; the model itself is left unchanged."""
+    with warnings.catch_warnings():  # TorchScript is deprecated in recent torch, still supported
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(copy.deepcopy(model).cpu().eval())
+        return torch.jit.freeze(scripted)
+
+
+def _torchscript_bytes(model: nn.Module) -> bytes:
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.script(model_cpu)
-        buf = io.BytesIO()
-        torch.jit.save(scripted, buf)
-    model.to(device).train(was_training)
+        torch.jit.save(to_torchscript(model), buf)
     return buf.getvalue()
 
 

@@ -7,8 +7,8 @@ ratio, the measured latency ratio against the full network, and latency ratio / 
 (1.0 = the speed-up is exactly the MAC reduction). Target: at 0.5 MACs and batch 16 the latency
 ratio is at most 1.2 x the MAC ratio.
 
-    python experiments/benchmarks/extract_speed.py            # full run (a few minutes on 2 cores)
-    python experiments/benchmarks/extract_speed.py --quick    # fewer rounds
+    python experiments/benchmarks/extract_speed.py               # about 10 minutes on 2 cores
+    python experiments/benchmarks/extract_speed.py --budget 5    # shorter, noisier
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
 import search_spaces
-from nas.extract import channel_order, extract
+from nas.extract import channel_order, extract, to_torchscript
 
 MODELS = (("resnet56", (32, 32)), ("resnet50", (224, 224)))
 MAC_RATIOS = (0.75, 0.5, 0.25)
@@ -32,54 +33,76 @@ TARGET_BATCH = 16
 TARGET_FACTOR = 1.2
 
 
-def time_once(model: nn.Module, x: torch.Tensor) -> float:
+def time_once(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
     start = time.perf_counter()
     model(x)
     return time.perf_counter() - start
 
 
-def bench_space(name: str, size: tuple[int, int], rounds: int) -> list[dict[str, Any]]:
+def bench_space(name: str, size: tuple[int, int], budget_s: float) -> list[dict[str, Any]]:
     space = search_spaces.create(name, input_size=size)
     torch.manual_seed(0)
     full = space.build().eval()
     order = channel_order(full, space)
-    models: dict[float, nn.Module] = {1.0: full}
+    eager: dict[float, nn.Module] = {1.0: full}
     ratios: dict[float, float] = {1.0: 1.0}
     for r in MAC_RATIOS:
         spec = space.spec(space.uniform_widths_for_macs(r))
-        models[r] = extract(full, spec, order).eval()
+        eager[r] = extract(full, spec, order).eval()
         ratios[r] = spec.macs_ratio()
+    forms: dict[str, dict[float, Any]] = {
+        "eager": eager,
+        "model.ts": {r: to_torchscript(m) for r, m in eager.items()},
+    }
     rows = []
     for batch in BATCHES:
         x = torch.randn(batch, 3, *size)
-        times: dict[float, list[float]] = {r: [] for r in models}
-        with torch.inference_mode():
-            for m in models.values():  # warm-up
-                for _ in range(3):
-                    m(x)
-            for _ in range(rounds):  # interleaved: every model sees the same machine state
-                for r, m in models.items():
-                    times[r].append(time_once(m, x))
-        base = statistics.median(times[1.0])
-        for r in MAC_RATIOS:
-            lat = statistics.median(times[r])
-            rows.append(
-                {
-                    "space": name,
-                    "batch": batch,
-                    "target": r,
-                    "macs_ratio": ratios[r],
-                    "full_ms": base * 1e3,
-                    "ms": lat * 1e3,
-                    "latency_ratio": lat / base,
-                }
-            )
+        for form, models in forms.items():
+            times = _interleaved(models, x, budget_s)
+            base = statistics.median(times[1.0])
+            for r in MAC_RATIOS:
+                lat = statistics.median(times[r])
+                rows.append(
+                    {
+                        "space": name,
+                        "form": form,
+                        "batch": batch,
+                        "target": r,
+                        "macs_ratio": ratios[r],
+                        "full_ms": base * 1e3,
+                        "ms": lat * 1e3,
+                        "latency_ratio": lat / base,
+                        "rounds": len(times[r]),
+                    }
+                )
     return rows
+
+
+def _interleaved(
+    models: dict[float, Any], x: torch.Tensor, budget_s: float
+) -> dict[float, list[float]]:
+    """Median-ready timings: warm-up, then rounds in which every model runs once in turn (so all
+    see the same machine state), as many as fit in ``budget_s`` (5 to 30)."""
+    times: dict[float, list[float]] = {r: [] for r in models}
+    with torch.inference_mode():
+        for m in models.values():
+            for _ in range(2):
+                m(x)
+        one_round = sum(time_once(m, x) for m in models.values())
+        for _ in range(max(5, min(30, int(budget_s / one_round)))):
+            for r, m in models.items():
+                times[r].append(time_once(m, x))
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer timing rounds")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=20.0,
+        help="seconds of timing per (network, batch, form); default 20",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args()
     if args.threads:

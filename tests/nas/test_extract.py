@@ -115,7 +115,7 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = small(x)
         assert torch.equal(loaded(x), expected)
-        assert (scripted(x) - expected).abs().max().item() <= 1e-6
+        assert (scripted(x) - expected).abs().max().item() <= 1e-5  # BN folded into convs
 
 
 def test_load_model_refuses_weights_of_another_spec(tmp_path: Path) -> None:
