@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from nas.errors import ConfigError, NasError
@@ -231,6 +232,192 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- nas search ------------------------------------------------------------------------------------
+def cmd_search(args: argparse.Namespace) -> int:
+    from nas.search import SearchConfig
+    from nas.workflows import RunOptions, run_search
+
+    options = RunOptions(
+        out_dir=args.out,
+        space=args.space,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        download=args.download,
+        image_size=args.image_size,
+        val_fraction=args.val_fraction,
+        batch_size=args.batch_size,
+        augment=not args.no_augment,
+        num_workers=args.workers,
+        weights=args.weights,
+        baseline_epochs=args.baseline_epochs,
+        baseline_lr=args.baseline_lr,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    config = SearchConfig(
+        target_macs=str(args.target_macs),
+        strategy=args.strategy,
+        width_ratios=tuple(args.width_ratios),
+        tau0=args.tau0,
+        tau_min=args.tau_min,
+        schedule=args.schedule,
+        hard=args.hard,
+        warmup_epochs=args.warmup_epochs,
+        search_epochs=args.search_epochs,
+        lr=args.lr,
+        arch_lr=args.arch_lr,
+        budget_weight=args.budget_weight,
+        tolerance=args.tolerance,
+        order=args.order,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        kd_alpha=args.kd_alpha,
+        kd_temperature=args.kd_temperature,
+        from_scratch=args.from_scratch,
+        seed=args.seed,
+        device=args.device,
+    )
+    m = run_search(options, config)
+    print(
+        f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
+        f"{_human(m['baseline_macs'])} MACs -> searched {m['searched_acc']:.2f} % at "
+        f"{_human(m['macs'])} MACs ({m['macs_ratio']:.1%}); relaxation gap "
+        f"{m['relaxation_gap']:+.2f} points; search {m['search_seconds']:.0f} s -> {args.out}"
+    )
+    return 0
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ratios, got {text!r}") from None
+    if not values or not all(0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"width ratios must lie in (0, 1], got {text!r}")
+    return values
+
+
+def _add_search_parser(sub: Any) -> None:
+    from nas.search import SearchConfig
+    from nas.strategies import list_strategies
+
+    d = SearchConfig()
+    p = sub.add_parser(
+        "search",
+        help="search widths under a MAC budget, extract and fine-tune the network",
+        description="Gumbel-softmax width search under a MAC budget. Options may also come "
+        "from --config file.yaml (keys as the long option names; args.yaml of a run works).",
+    )
+    p.add_argument("--config", default=None, help="YAML file of option defaults")
+    p.add_argument("--space", default="resnet20", help="search space (default resnet20)")
+    p.add_argument("--out", default="runs/search", help="output directory (default runs/search)")
+    p.add_argument(
+        "--target-macs",
+        default=d.target_macs,
+        help="MAC budget: a ratio of the full network (0.5) or absolute (60M)",
+    )
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="full-network state_dict to start from (else a baseline is trained)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    g = p.add_argument_group("search")
+    g.add_argument(
+        "--strategy", default=d.strategy, help=f"gate strategy: {', '.join(list_strategies())}"
+    )
+    g.add_argument(
+        "--width-ratios",
+        type=_ratios,
+        default=list(d.width_ratios),
+        help="width choices per unit as ratios of its maximum (default 0.1,...,1.0)",
+    )
+    g.add_argument("--tau0", type=float, default=d.tau0, help="initial temperature")
+    g.add_argument("--tau-min", type=float, default=d.tau_min, help="final temperature")
+    g.add_argument("--schedule", default=d.schedule, help="exponential, linear or cosine")
+    g.add_argument("--hard", action="store_true", help="straight-through hard Gumbel samples")
+    g.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    g.add_argument("--search-epochs", type=int, default=d.search_epochs)
+    g.add_argument("--lr", type=float, default=d.lr, help="weight learning rate (search)")
+    g.add_argument("--arch-lr", type=float, default=d.arch_lr, help="Adam lr of the logits")
+    g.add_argument("--budget-weight", type=float, default=d.budget_weight)
+    g.add_argument(
+        "--tolerance",
+        type=float,
+        default=d.tolerance,
+        help="final MACs within target x (1 +- tolerance); default 0.02",
+    )
+    g.add_argument(
+        "--order",
+        default=d.order,
+        choices=("l1", "bn", "first"),
+        help="channel importance used to order channels before the search",
+    )
+    g = p.add_argument_group("baseline and fine-tuning")
+    g.add_argument("--baseline-epochs", type=int, default=30)
+    g.add_argument("--baseline-lr", type=float, default=0.1)
+    g.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs)
+    g.add_argument("--finetune-lr", type=float, default=d.finetune_lr)
+    g.add_argument(
+        "--kd-alpha",
+        type=float,
+        default=d.kd_alpha,
+        help="weight of distillation from the full network (0 = none)",
+    )
+    g.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
+    g.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="retrain the found widths from random init instead of fine-tuning",
+    )
+    _add_data_args(p)
+    _add_run_args(p)
+    p.set_defaults(handler=cmd_search)
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Use ``--config FILE`` (YAML) as defaults of the search command; flags still win."""
+    if "--config" not in argv and not any(a.startswith("--config=") for a in argv):
+        return
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    if known.config is None:
+        return
+    import yaml
+
+    path = Path(known.config)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read --config {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must hold a mapping of option names to values")
+    search = _subparser(parser, "search")
+    dests = {a.dest for a in search._actions}
+    aliases = {"out_dir": "out", "num_workers": "workers"}
+    ignored = {"command", "data", "environment", "augment", "progress"}
+    values = {}
+    for key, value in data.items():
+        dest = aliases.get(key, str(key).replace("-", "_"))
+        if key in ignored:
+            continue
+        if dest not in dests:
+            raise ConfigError(f"--config {path}: unknown option {key!r}")
+        values[dest] = value
+    if data.get("augment") is False:
+        values["no_augment"] = True
+    search.set_defaults(**values)
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise AssertionError("no sub-commands")
+
+
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
@@ -292,11 +479,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="allow writing into a non-empty --out directory"
     )
     p.set_defaults(handler=cmd_extract)
+
+    _add_search_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _apply_config_file(parser, argv)
+    except NasError as exc:
+        print(f"nas: error: {exc}", file=sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2, one line already printed)

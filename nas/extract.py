@@ -169,6 +169,22 @@ def extract(
     return pruned
 
 
+@torch.no_grad()
+def permute_channels(model: nn.Module, space: SearchSpace, order: ChannelOrder) -> None:
+    """Reorder every unit's channels in place so that channel ``i`` becomes ``order[u][i]``.
+
+    Writers, BN layers and readers of a unit are permuted together, so the network computes
+    exactly the same function; afterwards "the first ``w`` channels" of a unit are the ``w``
+    most important ones.
+    """
+    state = model.state_dict()
+    full = {u.name: order[u.name].long() for u in space.units}
+    new_state = dict(state)
+    for layer in space.layers:
+        new_state.update(_sliced_layer(layer, state, full))
+    model.load_state_dict(new_state)
+
+
 def _sliced_layer(
     layer: Layer, state: Mapping[str, torch.Tensor], keep: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:

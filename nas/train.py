@@ -56,7 +56,7 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.pt"
 SUMMARY_NAME = "summary.csv"
 SUMMARY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
-_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_FORMAT = 2
 _POSTFIX_UPDATES_PER_EPOCH = 10
 
 
@@ -470,7 +470,6 @@ def _save_outputs(
 # -- checkpoints -----------------------------------------------------------------------------------
 def _checkpoint_state(loop: _Loop, loader: Loader, records: list[EpochRecord]) -> dict[str, Any]:
     """Everything needed to continue bit-identically; only weights_only-loadable types."""
-    np_state = cast(tuple[Any, ...], np.random.get_state())
     state: dict[str, Any] = {
         "format": _CHECKPOINT_FORMAT,
         "epoch": len(records),
@@ -479,20 +478,37 @@ def _checkpoint_state(loop: _Loop, loader: Loader, records: list[EpochRecord]) -
         "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "records": [asdict(r) for r in records],
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "cuda": torch.cuda.get_rng_state_all() if loop.device.type == "cuda" else None,
-        },
-        "loader": None,
-        "loader_generator": None,
+        "rng": rng_state(loop.device),
+        "loader": loader_state(loader),
     }
-    if _has_state(loader):
-        state["loader"] = loader.state_dict()  # type: ignore[attr-defined]
-    elif (gen := _loader_generator(loader)) is not None:
-        state["loader_generator"] = gen.get_state()
     return state
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """Python, NumPy and torch RNG states in a form ``torch.load(weights_only=True)`` reads."""
+    np_state = cast(tuple[Any, ...], np.random.get_state())
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+    }
+
+
+def loader_state(loader: object) -> dict[str, Any]:
+    """The shuffling state of a loader (ours, or a torch DataLoader with its own generator)."""
+    if _has_state(loader):
+        return {"loader": loader.state_dict(), "generator": None}  # type: ignore[attr-defined]
+    gen = _loader_generator(loader)
+    return {"loader": None, "generator": gen.get_state() if gen is not None else None}
+
+
+def restore_loader(loader: object, state: dict[str, Any]) -> None:
+    """Undo :func:`loader_state`."""
+    if state["loader"] is not None and _has_state(loader):
+        loader.load_state_dict(state["loader"])  # type: ignore[attr-defined]
+    elif state["generator"] is not None and (gen := _loader_generator(loader)):
+        gen.set_state(state["generator"])
 
 
 def _has_state(loader: object) -> bool:
@@ -521,22 +537,24 @@ def _load_checkpoint(path: Path, loop: _Loop, loader: Loader) -> list[EpochRecor
         raise WeightsError(f"checkpoint {path} does not match the model: {first}") from None
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.scheduler.load_state_dict(state["scheduler"])
-    _restore_rng(state["rng"], loop.device)
-    if state["loader"] is not None and _has_state(loader):
-        loader.load_state_dict(state["loader"])  # type: ignore[attr-defined]
-    elif state["loader_generator"] is not None and (gen := _loader_generator(loader)):
-        gen.set_state(state["loader_generator"])
+    restore_rng(state["rng"], loop.device)
+    restore_loader(loader, state["loader"])
     return [EpochRecord(**r) for r in state["records"]]
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
+    return read_checkpoint(path, _CHECKPOINT_FORMAT, "training")
+
+
+def read_checkpoint(path: Path, fmt: object, kind: str) -> dict[str, Any]:
+    """Load a checkpoint (``weights_only=True``) whose ``format`` entry is ``fmt``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"cannot read checkpoint {path}: {first}") from None
-    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
-        raise WeightsError(f"{path} is not a training checkpoint of this toolkit")
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise WeightsError(f"{path} is not a {kind} checkpoint of this toolkit")
     return state
 
 
@@ -550,7 +568,8 @@ def _check_same_config(path: Path, stored: dict[str, Any], config: TrainConfig) 
             )
 
 
-def _restore_rng(rng: dict[str, Any], device: torch.device) -> None:
+def restore_rng(rng: dict[str, Any], device: torch.device) -> None:
+    """Undo :func:`rng_state`."""
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
     name, keys, *rest = rng["numpy"]

@@ -9,17 +9,28 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 import search_spaces
-from nas.data import load_data
+from nas.data import DataBundle, load_data
+from nas.errors import ConfigError, WeightsError
 from nas.extract import channel_order, check_full_weights, extract, save_model
 from nas.io import load_state_dict_file, prepare_out_dir, write_json, write_yaml
+from nas.plots import plot_search_curves, plot_widths
+from nas.search import (
+    SearchConfig,
+    finetune,
+    search_widths,
+    starting_network,
+    summarize,
+)
 from nas.train import TrainConfig, evaluate, seed_everything, train_model
-from search_spaces import WidthSpec
+from search_spaces import SearchSpace, WidthSpec
 
 
 def environment() -> dict[str, str]:
@@ -187,3 +198,192 @@ def extract_to_dir(
     }
     write_json(out / "metrics.json", report)
     return report
+
+
+# -- nas search ----------------------------------------------------------------------------------
+@dataclass
+class RunOptions:
+    """Everything ``nas search`` needs besides the search knobs (data, baseline, files)."""
+
+    out_dir: str = "runs/search"
+    space: str = "resnet20"
+    dataset: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    val_fraction: float = 0.1
+    batch_size: int = 128
+    augment: bool = True
+    num_workers: int = 0
+    weights: str | None = None
+    baseline_epochs: int = 30
+    baseline_lr: float = 0.1
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+def run_search(options: RunOptions, config: SearchConfig) -> dict[str, Any]:
+    """``nas search``: baseline (trained or loaded), search, extraction, fine-tuning, files.
+
+    Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.ts``,
+    ``metrics.json``, ``summary.csv`` (search epochs), ``args.yaml``, ``widths.png``,
+    ``search_curves.png``, a per-epoch ``search_checkpoint.pt``, and the sub-directories
+    ``baseline/`` and ``finetune/`` with their own summaries and checkpoints. With
+    ``resume`` an interrupted run continues to the result it would have reached.
+    """
+    o, c = options, config
+    out = _check_search_out(o)
+    search_spaces.get_entry(o.space)
+    c.validate()
+    base_config = TrainConfig(
+        epochs=o.baseline_epochs, lr=o.baseline_lr, seed=c.seed, device=c.device
+    )
+    base_config.validate()
+    data = load_data(
+        o.dataset,
+        data_root=o.data_root,
+        download=o.download,
+        val_fraction=o.val_fraction,
+        batch_size=o.batch_size,
+        seed=c.seed,
+        augment=o.augment,
+        image_size=o.image_size,
+        num_workers=o.num_workers,
+    )
+    if data.val is None:
+        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
+    space = search_spaces.create(
+        o.space,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        input_size=data.input_size,
+    )
+    c.target_for(space)  # impossible budgets fail before anything is written
+    initial = _initial_weights(o.weights, space)
+    resolved = _resolved_args(o, c, data.describe())
+    _write_or_check_args(out, resolved, resume=o.resume)
+
+    baseline = _baseline(space, data, initial, base_config, out / "baseline", o)
+    baseline_acc = evaluate(baseline, data.test, device=c.device).accuracy
+    outcome = search_widths(
+        baseline,
+        space,
+        data.train,
+        data.val,
+        config=c,
+        out_dir=out,
+        resume=o.resume,
+        progress=o.progress,
+    )
+    small = starting_network(outcome, c)
+    finetune(
+        small,
+        baseline,
+        data.train,
+        data.val,
+        config=c,
+        out_dir=out / "finetune",
+        resume=o.resume,
+        progress=o.progress,
+    )
+    metrics = summarize(outcome, small, baseline_acc, data.test, c) | {
+        "dataset": o.dataset,
+        "baseline_macs": space.macs(),
+        "finetune_epochs": c.finetune_epochs,
+    }
+    save_model(small, outcome.spec, out)
+    write_json(out / "metrics.json", metrics)
+    plot_widths(outcome.spec, out / "widths.png")
+    plot_search_curves(outcome.records, metrics["target_macs_ratio"], out / "search_curves.png")
+    return metrics
+
+
+def _check_search_out(o: RunOptions) -> Path:
+    if o.resume and o.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    out = Path(o.out_dir)
+    if o.resume:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"output path exists and is not a directory: {out}")
+        return out
+    return prepare_out_dir(out, overwrite=o.overwrite)
+
+
+def _resolved_args(o: RunOptions, c: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
+    run = {k: v for k, v in asdict(o).items() if k not in ("resume", "overwrite", "progress")}
+    search = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(c).items()}
+    return {"command": "search", **run, **search, "data": data, "environment": environment()}
+
+
+def _write_or_check_args(out: Path, resolved: dict[str, Any], *, resume: bool) -> None:
+    path = out / "args.yaml"
+    if resume and path.is_file():
+        stored = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        ignore = {"environment", "device", "out_dir"}
+        diff = sorted(k for k in resolved if k not in ignore and stored.get(k) != resolved[k])
+        if diff:
+            raise ConfigError(
+                f"cannot resume {out}: options differ from the stored args.yaml "
+                f"({', '.join(diff[:4])})"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(path, resolved)
+
+
+def _initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Tensor] | None:
+    """A full state_dict for ``space``: exact (used as the baseline) or partial (stem/head of
+    another task; the rest starts a baseline training run)."""
+    if path is None:
+        return None
+    state = load_state_dict_file(path)
+    expected = space.state_shapes
+    unknown = [k for k in state if k not in expected]
+    missing = [k for k in expected if k not in state]
+    if unknown or len(missing) > 4:
+        raise WeightsError(
+            f"weights {path} are not a {space.name} network "
+            f"(first unexpected/missing key: {(unknown or missing)[0]})"
+        )
+    return state
+
+
+def _baseline(
+    space: SearchSpace,
+    data: DataBundle,
+    initial: dict[str, torch.Tensor] | None,
+    config: TrainConfig,
+    out: Path,
+    o: RunOptions,
+) -> torch.nn.Module:
+    """The trained full network: the given weights if they fit exactly, else trained here
+    (starting from whatever part of the given weights fits) and saved in ``out``."""
+    seed_everything(config.seed)
+    model = space.build()
+    if initial is not None:
+        fits = _load_fitting(model, initial)
+        if fits:
+            return model.to(config.device).eval()
+    train_model(
+        model,
+        data.train,
+        config=config,
+        val_loader=data.val,
+        out_dir=out,
+        checkpoint=True,
+        resume=o.resume,
+        progress=o.progress,
+        desc=f"baseline {space.name}",
+    )
+    save_model(model, space.spec(), out)
+    return model.eval()
+
+
+def _load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Load every tensor whose shape fits; True if all of them did (nothing left to train)."""
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == own[k].shape}
+    own.update(fitting)
+    model.load_state_dict(own)
+    return len(fitting) == len(own)

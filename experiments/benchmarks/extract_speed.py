@@ -107,28 +107,28 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rounds = 7 if args.quick else 25
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-        f"median of {rounds} interleaved rounds"
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; medians of "
+        "interleaved rounds; eager = nn.Module, model.ts = the saved frozen TorchScript"
     )
     header = (
-        f"{'space':<9} {'batch':>5} {'MAC ratio':>9} {'full ms':>8} {'ms':>8} "
+        f"{'space':<9} {'form':<8} {'batch':>5} {'MAC ratio':>9} {'full ms':>8} {'ms':>8} "
         f"{'latency ratio':>13} {'lat/MAC':>7}"
     )
     print(header)
     print("-" * len(header))
     verdicts = []
     for name, size in MODELS:
-        for row in bench_space(name, size, rounds):
+        for row in bench_space(name, size, args.budget):
             factor = row["latency_ratio"] / row["macs_ratio"]
             print(
-                f"{row['space']:<9} {row['batch']:>5} {row['macs_ratio']:>9.3f} "
-                f"{row['full_ms']:>8.2f} {row['ms']:>8.2f} {row['latency_ratio']:>13.3f} "
-                f"{factor:>7.2f}"
+                f"{row['space']:<9} {row['form']:<8} {row['batch']:>5} "
+                f"{row['macs_ratio']:>9.3f} {row['full_ms']:>8.2f} {row['ms']:>8.2f} "
+                f"{row['latency_ratio']:>13.3f} {factor:>7.2f}",
+                flush=True,
             )
             if row["target"] == TARGET_RATIO and row["batch"] == TARGET_BATCH:
-                verdicts.append((name, factor))
+                verdicts.append((f"{name} {row['form']}", factor))
     for name, factor in verdicts:
         status = "met" if factor <= TARGET_FACTOR else "MISSED"
         print(

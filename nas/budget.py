@@ -1,0 +1,163 @@
+"""The compute budget of a search: target, temperature schedule, budget loss and projection.
+
+The expected MACs of a relaxed network are the space's one MAC formula evaluated at the expected
+widths (``SearchSpace.expected_macs``): with one-hot distributions they are the exact MACs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from nas.errors import ConfigError
+from search_spaces import SearchSpace
+
+SCHEDULES = ("exponential", "linear", "cosine")
+_SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def parse_target_macs(text: str | float, full_macs: int) -> float:
+    """A MAC target as a ratio of the full network (``0.5``) or absolute (``60M``, ``1.2G``).
+
+    Returns the target in MACs. A ratio must be in (0, 1]; an absolute value must be positive
+    and at most the full network's MACs.
+    """
+    s = str(text).strip()
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)", s)
+    if m is None:
+        raise ConfigError(f"bad --target-macs {s!r}: use a ratio like 0.5 or MACs like 60M")
+    value, suffix = float(m.group(1)), m.group(2).upper()
+    if not suffix:
+        if not 0 < value <= 1:
+            raise ConfigError(
+                f"--target-macs ratio must be in (0, 1], got {s} "
+                "(write absolute MACs with a suffix, e.g. 60M)"
+            )
+        return value * full_macs
+    macs = value * _SUFFIX[suffix]
+    if not 0 < macs <= full_macs:
+        raise ConfigError(f"--target-macs {s} is not in (0, {full_macs:,}] (the full network)")
+    return macs
+
+
+def temperature(step: int, total: int, tau0: float, tau_min: float, schedule: str) -> float:
+    """Annealed Gumbel-softmax temperature at ``step`` of ``total`` (from tau0 to tau_min)."""
+    t = min(1.0, step / max(1, total - 1))
+    if schedule == "exponential":
+        return tau0 * (tau_min / tau0) ** t
+    if schedule == "linear":
+        return tau0 + (tau_min - tau0) * t
+    if schedule == "cosine":
+        return tau_min + 0.5 * (tau0 - tau_min) * (1.0 + math.cos(math.pi * t))
+    raise ConfigError(
+        f"unknown temperature schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}"
+    )
+
+
+def budget_loss(
+    expected_macs: Tensor, discrete_macs: float, target: float, band: float = 0.05
+) -> Tensor:
+    """TAS's budget loss on ``log E[MACs]``: push down while the discrete network is over the
+    target, up while it is more than ``band`` under it, and leave it alone in between."""
+    log_ratio = torch.log(expected_macs / target)
+    if discrete_macs > target:
+        return log_ratio
+    if discrete_macs < target * (1.0 - band):
+        return -log_ratio
+    return log_ratio * 0.0
+
+
+def smallest_macs(space: SearchSpace, choices: Mapping[str, Sequence[int]]) -> int:
+    """MACs of the smallest network the width choices allow."""
+    return space.macs({u: min(c) for u, c in choices.items()})
+
+
+def project_to_budget(
+    space: SearchSpace,
+    widths: Mapping[str, int],
+    choices: Mapping[str, Sequence[int]],
+    log_probs: Mapping[str, Tensor],
+    target: float,
+    tolerance: float = 0.02,
+) -> dict[str, int]:
+    """Adjust ``widths`` until their exact MACs are within ``target * (1 +- tolerance)``.
+
+    Greedy over the width choices: while over the band, shrink the unit whose next smaller
+    choice loses the least log-probability per MAC saved; while under it, grow the unit whose
+    next larger choice costs the least log-probability per MAC added without overshooting.
+    If the choices are too coarse to land in the band, one unit is set to the integer width
+    that does (MACs are affine in each single unit's width).
+    """
+    w = dict(widths)
+    lo, hi = target * (1 - tolerance), target * (1 + tolerance)
+    for _ in range(10_000):
+        macs = space.macs(w)
+        if lo <= macs <= hi:
+            return w
+        step = _best_step(space, w, choices, log_probs, shrink=macs > hi, limit=hi)
+        if step is None:
+            break
+        w[step[0]] = step[1]
+    return _fine_adjust(space, w, target, lo, hi)
+
+
+def _best_step(
+    space: SearchSpace,
+    w: Mapping[str, int],
+    choices: Mapping[str, Sequence[int]],
+    log_probs: Mapping[str, Tensor],
+    *,
+    shrink: bool,
+    limit: float,
+) -> tuple[str, int] | None:
+    macs = space.macs(w)
+    best: tuple[float, str, int] | None = None
+    for unit, options in choices.items():
+        k = _index_at_or_near(options, w[unit], below=shrink)
+        k_new = k - 1 if shrink else k + 1
+        if not 0 <= k_new < len(options):
+            continue
+        trial = {**w, unit: options[k_new]}
+        delta = abs(space.macs(trial) - macs)
+        if delta == 0 or (not shrink and space.macs(trial) > limit):
+            continue
+        lp = log_probs[unit]
+        cost = float(lp[min(k, len(lp) - 1)] - lp[k_new]) / delta
+        if best is None or cost < best[0]:
+            best = (cost, unit, options[k_new])
+    return None if best is None else (best[1], best[2])
+
+
+def _index_at_or_near(options: Sequence[int], width: int, *, below: bool) -> int:
+    """Index of ``width`` in ``options``; for a width between choices, the neighbour on the
+    side we move away from."""
+    if width in options:
+        return list(options).index(width)
+    above = [i for i, o in enumerate(options) if o > width]
+    if below:
+        return above[0] if above else len(options)
+    return above[0] - 1 if above else len(options) - 1
+
+
+def _fine_adjust(
+    space: SearchSpace, w: dict[str, int], target: float, lo: float, hi: float
+) -> dict[str, int]:
+    best: tuple[float, str, int] | None = None
+    for unit, maximum in space.max_widths.items():
+        base = space.macs({**w, unit: 0})
+        slope = space.macs({**w, unit: 1}) - base
+        if slope <= 0:
+            continue
+        width = min(maximum, max(1, round((target - base) / slope)))
+        macs = base + slope * width
+        if lo <= macs <= hi:
+            change = abs(width - w[unit]) / maximum
+            if best is None or change < best[0]:
+                best = (change, unit, width)
+    if best is None:
+        raise ConfigError(f"no widths reach {target:,.0f} MACs within the tolerance")
+    return {**w, best[1]: best[2]}

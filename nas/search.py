@@ -1,0 +1,626 @@
+"""Differentiable width search: a Gumbel-softmax supernet under a MAC budget.
+
+The search (:func:`search_widths`) is first-order bi-level, as in DARTS and TAS:
+
+1. the channels of every unit are put in importance order (function-preserving), so a width
+   choice ``c`` keeps the ``c`` strongest channels;
+2. warm-up epochs train the weights alone, each step at random widths (hard samples from the
+   uniform initial distribution), so every width is trained before it is judged;
+3. search epochs alternate a weight step on a training batch and an architecture step on a
+   validation batch, with masks from the gate strategy at the annealed temperature; the
+   architecture loss is the validation cross-entropy plus the budget loss on the expected MACs;
+4. the argmax widths are projected onto the budget (exact MACs within ``tolerance``).
+
+:func:`search` wraps it for Python users (their own trained network and loaders): search, extract
+the chosen network from the supernet, fine-tune it with distillation from the full network (or
+retrain it from scratch), and report the numbers. ``nas search`` on the command line
+(:func:`nas.workflows.run_search`) adds data loading, the baseline, files and resuming.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from nas.budget import (
+    SCHEDULES,
+    budget_loss,
+    parse_target_macs,
+    project_to_budget,
+    smallest_macs,
+    temperature,
+)
+from nas.errors import ConfigError
+from nas.extract import channel_order, extract, permute_channels
+from nas.io import atomic_torch_save, atomic_write_text
+from nas.strategies import GateStrategy, check_strategy, create_strategy
+from nas.supernet import DEFAULT_WIDTH_RATIOS, Supernet, recalibrate_bn, width_choices
+from nas.train import (
+    TrainConfig,
+    evaluate,
+    loader_state,
+    make_optimizer,
+    make_scheduler,
+    read_checkpoint,
+    restore_loader,
+    restore_rng,
+    rng_state,
+    seed_everything,
+    train_model,
+)
+from search_spaces import SearchSpace, WidthSpec
+
+SEARCH_CHECKPOINT = "search_checkpoint.pt"
+SEARCH_SUMMARY = "summary.csv"
+_FORMAT = "channel-nas/search-checkpoint-1"
+CALIBRATION_BATCHES = 4
+
+
+@dataclass
+class SearchConfig:
+    """Every knob of a search. Defaults: the main job (ResNet-20 on digits at 50 % MACs)."""
+
+    target_macs: str = "0.5"  # ratio of the full network ("0.5") or absolute ("60M")
+    strategy: str = "width-gumbel"
+    width_ratios: tuple[float, ...] = DEFAULT_WIDTH_RATIOS
+    tau0: float = 5.0
+    tau_min: float = 0.1
+    schedule: str = "exponential"
+    hard: bool = False  # straight-through hard samples in the search epochs
+    warmup_epochs: int = 10
+    search_epochs: int = 20
+    lr: float = 0.05  # weights, SGD + cosine over warm-up and search
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    arch_lr: float = 0.05  # architecture parameters, Adam
+    arch_weight_decay: float = 1e-3
+    budget_weight: float = 2.0
+    budget_band: float = 0.05  # budget loss idles while the argmax net is this much under
+    tolerance: float = 0.02  # final exact MACs within target * (1 +- tolerance)
+    order: str = "l1"  # channel importance before the search: l1, bn or first
+    finetune_epochs: int = 30
+    finetune_lr: float = 0.05
+    kd_alpha: float = 0.9  # 0 = no distillation
+    kd_temperature: float = 4.0
+    from_scratch: bool = False
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """One-line :class:`ConfigError` for any value that cannot work."""
+        check_strategy(self.strategy)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown temperature schedule {self.schedule!r}; choose one of "
+                f"{', '.join(SCHEDULES)}"
+            )
+        if not 0 < self.tau_min <= self.tau0:
+            raise ConfigError(f"need 0 < tau_min <= tau0, got {self.tau_min} and {self.tau0}")
+        if not self.width_ratios or not all(0 < r <= 1 for r in self.width_ratios):
+            raise ConfigError("width ratios must lie in (0, 1]")
+        if self.search_epochs < 1 or self.warmup_epochs < 0 or self.finetune_epochs < 0:
+            raise ConfigError("need search_epochs >= 1, warmup_epochs >= 0, finetune_epochs >= 0")
+        for name in ("lr", "arch_lr", "finetune_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.budget_weight < 0 or not 0 < self.tolerance < 1:
+            raise ConfigError("need budget_weight >= 0 and 0 < tolerance < 1")
+        if self.order not in ("l1", "bn", "first"):
+            raise ConfigError(f"unknown channel order {self.order!r}; choose l1, bn or first")
+        self.finetune_config().validate()
+
+    def finetune_config(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=max(1, self.finetune_epochs),
+            lr=self.finetune_lr,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            kd_alpha=self.kd_alpha,
+            kd_temperature=self.kd_temperature,
+            seed=self.seed,
+            device=self.device,
+        )
+
+    def choices(self, space: SearchSpace) -> dict[str, list[int]]:
+        return {u.name: width_choices(u.max_width, self.width_ratios) for u in space.units}
+
+    def target_for(self, space: SearchSpace) -> float:
+        """The target in MACs; refuses targets the width choices cannot reach."""
+        target = parse_target_macs(self.target_macs, space.macs())
+        floor = smallest_macs(space, self.choices(space))
+        if target < floor * (1 - self.tolerance):
+            raise ConfigError(
+                f"--target-macs {self.target_macs} ({target:,.0f} MACs) is below the smallest "
+                f"network the width choices allow ({floor:,} MACs, "
+                f"{floor / space.macs():.1%} of full); lower the smallest width ratio"
+            )
+        return target
+
+
+@dataclass
+class SearchRecord:
+    """One row of the search summary (one epoch)."""
+
+    epoch: int
+    phase: str
+    tau: float
+    lr: float
+    train_loss: float
+    arch_loss: float | None
+    budget_loss: float | None
+    expected_macs: float
+    expected_macs_ratio: float
+    argmax_macs_ratio: float
+    val_acc: float
+    seconds: float
+
+
+@dataclass
+class SearchOutcome:
+    """What the search found, before fine-tuning."""
+
+    spec: WidthSpec
+    supernet: Supernet
+    strategy: GateStrategy
+    argmax_widths: dict[str, int]
+    relaxed_acc: float
+    discrete_acc: float
+    records: list[SearchRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def relaxation_gap(self) -> float:
+        """Validation accuracy of the relaxed network minus that of the discretised one."""
+        return self.relaxed_acc - self.discrete_acc
+
+
+# -- the search --------------------------------------------------------------------------------
+def search_widths(
+    model: nn.Module,
+    space: SearchSpace,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any],
+    *,
+    config: SearchConfig,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> SearchOutcome:
+    """Search widths for ``space`` starting from the trained full ``model`` (left untouched).
+
+    With ``out_dir`` a checkpoint is written after every epoch (``search_checkpoint.pt``) and
+    the per-epoch summary to ``summary.csv``; ``resume=True`` continues from the
+    checkpoint to the same result as an uninterrupted run.
+    """
+    config.validate()
+    target = config.target_for(space)
+    device = torch.device(config.device)
+    seed_everything(config.seed)
+    choices = config.choices(space)
+    supernet, strategy = _build_supernet(model, space, config, choices, device)
+    run = _SearchRun(supernet, strategy, config, target, train_loader, val_loader, device)
+    ckpt = Path(out_dir) / SEARCH_CHECKPOINT if out_dir is not None else None
+    if resume and ckpt is not None and ckpt.is_file():
+        run.load(ckpt)
+    start = time.perf_counter() - run.seconds
+    with tqdm(
+        total=run.total_epochs,
+        initial=len(run.records),
+        desc="search",
+        unit="epoch",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
+        while len(run.records) < run.total_epochs:
+            record = run.epoch(len(run.records) + 1)
+            run.seconds = time.perf_counter() - start
+            bar.update(1)
+            bar.set_postfix(
+                tau=f"{record.tau:.2f}",
+                macs=f"{record.argmax_macs_ratio:.2f}",
+                val_acc=f"{record.val_acc:.1f}",
+                refresh=False,
+            )
+            if out_dir is not None:
+                write_search_summary(Path(out_dir) / SEARCH_SUMMARY, run.records)
+                assert ckpt is not None
+                atomic_torch_save(run.state(), ckpt)
+    return run.finish(space)
+
+
+def _build_supernet(
+    model: nn.Module,
+    space: SearchSpace,
+    config: SearchConfig,
+    choices: dict[str, list[int]],
+    device: torch.device,
+) -> tuple[Supernet, GateStrategy]:
+    net = copy.deepcopy(model).to(device)
+    net.eval()
+    permute_channels(net, space, channel_order(net, space, config.order))
+    supernet = Supernet(net, space)
+    strategy = create_strategy(config.strategy, space, choices).to(device)
+    strategy.attach(supernet)
+    return supernet, strategy
+
+
+class _SearchRun:
+    """State of one search: optimisers, schedules, records; one method per epoch."""
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        strategy: GateStrategy,
+        config: SearchConfig,
+        target: float,
+        train_loader: Iterable[Any],
+        val_loader: Iterable[Any],
+        device: torch.device,
+    ) -> None:
+        self.supernet, self.strategy, self.config = supernet, strategy, config
+        self.target, self.device = target, device
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.steps = len(train_loader)  # type: ignore[arg-type]
+        if self.steps < 1:
+            raise ConfigError("the training loader is empty")
+        self.total_epochs = config.warmup_epochs + config.search_epochs
+        wconf = TrainConfig(
+            epochs=self.total_epochs,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            seed=config.seed,
+            device=config.device,
+        )
+        self.w_opt = make_optimizer(supernet.weights(), wconf)
+        self.w_sched = make_scheduler(self.w_opt, wconf, self.steps)
+        self.a_opt = torch.optim.Adam(
+            strategy.arch_parameters(),
+            lr=config.arch_lr,
+            betas=(0.5, 0.999),
+            weight_decay=config.arch_weight_decay,
+        )
+        self.full_macs = supernet.space.macs()
+        self.calibration = _take(train_loader, CALIBRATION_BATCHES)
+        self.records: list[SearchRecord] = []
+        self.seconds = 0.0
+
+    def tau(self, epoch: int, step: int) -> float:
+        c = self.config
+        if epoch <= c.warmup_epochs:
+            return c.tau0
+        done = (epoch - c.warmup_epochs - 1) * self.steps + step
+        return temperature(done, c.search_epochs * self.steps, c.tau0, c.tau_min, c.schedule)
+
+    def epoch(self, epoch: int) -> SearchRecord:
+        start = time.perf_counter()
+        warm = epoch <= self.config.warmup_epochs
+        lr = float(self.w_opt.param_groups[0]["lr"])
+        sums = {"train": 0.0, "arch": 0.0, "budget": 0.0}
+        val_batches = _cycle(self.val_loader)
+        tau = self.config.tau0
+        for step, (x, y) in enumerate(self.train_loader):
+            tau = self.tau(epoch, step)
+            sums["train"] += self._weight_step(x, y, "hard" if warm else self._mode(), tau)
+            if not warm:
+                xv, yv = next(val_batches)
+                arch, budget = self._arch_step(xv, yv, tau)
+                sums["arch"] += arch
+                sums["budget"] += budget
+        record = self._record(epoch, warm, tau, lr, sums, time.perf_counter() - start)
+        self.records.append(record)
+        return record
+
+    def _mode(self) -> str:
+        return "hard" if self.config.hard else "sample"
+
+    def _weight_step(self, x: Tensor, y: Tensor, mode: str, tau: float) -> float:
+        self.supernet.train()
+        x, y = x.to(self.device), y.to(self.device)
+        with torch.no_grad():
+            self.strategy.gate(mode, tau)
+        self.w_opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.supernet(x), y)
+        loss.backward()
+        self.w_opt.step()
+        self.w_sched.step()
+        return float(loss.detach())
+
+    def _arch_step(self, x: Tensor, y: Tensor, tau: float) -> tuple[float, float]:
+        x, y = x.to(self.device), y.to(self.device)
+        self.strategy.gate(self._mode(), tau)
+        self.a_opt.zero_grad(set_to_none=True)
+        self.w_opt.zero_grad(set_to_none=True)
+        ce = F.cross_entropy(self.supernet(x), y)
+        expected = self.supernet.space.expected_macs(self.strategy.expected_widths())
+        argmax_macs = self.supernet.space.macs(self.strategy.discrete_widths())
+        budget = budget_loss(expected, argmax_macs, self.target, self.config.budget_band)
+        loss = ce + self.config.budget_weight * budget + self.strategy.regularizer()
+        loss.backward()
+        self.a_opt.step()
+        return float(ce.detach()), float(budget.detach())
+
+    def _record(
+        self, epoch: int, warm: bool, tau: float, lr: float, sums: dict[str, float], seconds: float
+    ) -> SearchRecord:
+        space = self.supernet.space
+        with torch.no_grad():
+            expected = float(space.expected_macs(self.strategy.expected_widths()))
+            widths = self.strategy.discrete_widths()
+        val = self.evaluate("discrete", tau)
+        return SearchRecord(
+            epoch=epoch,
+            phase="warmup" if warm else "search",
+            tau=tau,
+            lr=lr,
+            train_loss=sums["train"] / self.steps,
+            arch_loss=None if warm else sums["arch"] / self.steps,
+            budget_loss=None if warm else sums["budget"] / self.steps,
+            expected_macs=expected,
+            expected_macs_ratio=expected / self.full_macs,
+            argmax_macs_ratio=space.macs(widths) / self.full_macs,
+            val_acc=val,
+            seconds=seconds,
+        )
+
+    def evaluate(self, mode: str, tau: float, widths: dict[str, int] | None = None) -> float:
+        """Validation accuracy of the supernet with masks of ``mode`` (or fixed ``widths``),
+        after recalibrating its BN statistics for exactly those masks."""
+        with torch.no_grad():
+            if widths is None:
+                self.strategy.gate(mode, tau)
+            else:
+                self.supernet.set_widths(widths)
+            recalibrate_bn(self.supernet, self.calibration, self.device)
+            acc = evaluate(self.supernet, self.val_loader, device=self.device).accuracy
+            self.supernet.set_masks(None)
+        return acc
+
+    def finish(self, space: SearchSpace) -> SearchOutcome:
+        c = self.config
+        argmax = self.strategy.discrete_widths()
+        widths = project_to_budget(
+            space,
+            argmax,
+            self.strategy.choices,
+            self.strategy.choice_log_probs(),
+            self.target,
+            c.tolerance,
+        )
+        final_tau = self.records[-1].tau if self.records else c.tau_min
+        relaxed = self.evaluate("relaxed", final_tau)
+        discrete = self.evaluate("discrete", final_tau, widths=argmax)
+        with torch.no_grad():  # BN statistics of the chosen network, for extraction
+            self.supernet.set_widths(widths)
+            recalibrate_bn(self.supernet, self.calibration, self.device)
+            self.supernet.set_masks(None)
+        return SearchOutcome(
+            space.spec(widths),
+            self.supernet,
+            self.strategy,
+            argmax,
+            relaxed,
+            discrete,
+            list(self.records),
+            self.seconds,
+        )
+
+    # -- checkpointing -----------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "config": _config_dict(self.config),
+            "supernet": self.supernet.model.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "w_opt": self.w_opt.state_dict(),
+            "w_sched": self.w_sched.state_dict(),
+            "a_opt": self.a_opt.state_dict(),
+            "records": [asdict(r) for r in self.records],
+            "seconds": self.seconds,
+            "rng": rng_state(self.device),
+            "train_loader": loader_state(self.train_loader),
+            "val_loader": loader_state(self.val_loader),
+        }
+
+    def load(self, path: Path) -> None:
+        state = read_checkpoint(path, _FORMAT, "search")
+        if state["config"] != _config_dict(self.config):
+            raise ConfigError(
+                f"cannot resume from {path}: it was written with other search "
+                "options (use a new output directory)"
+            )
+        self.supernet.model.load_state_dict(state["supernet"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.w_sched.load_state_dict(state["w_sched"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.records = [SearchRecord(**r) for r in state["records"]]
+        self.seconds = float(state["seconds"])
+        restore_rng(state["rng"], self.device)
+        restore_loader(self.train_loader, state["train_loader"])
+        restore_loader(self.val_loader, state["val_loader"])
+
+
+def _config_dict(config: SearchConfig) -> dict[str, Any]:
+    """The options that shape the search (not the fine-tuning, not the device)."""
+    skip = {
+        "device",
+        "finetune_epochs",
+        "finetune_lr",
+        "kd_alpha",
+        "kd_temperature",
+        "from_scratch",
+    }
+    out = {}
+    for f in fields(config):
+        if f.name not in skip:
+            value = getattr(config, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _take(loader: Iterable[Any], n: int) -> list[tuple[Tensor, Tensor]]:
+    """The first ``n`` batches of one pass (fixed BN-calibration data for the whole search)."""
+    batches = []
+    for x, y in loader:
+        batches.append((x, y))
+        if len(batches) == n:
+            break
+    return batches
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError("the validation loader is empty: a search needs a validation split")
+
+
+def write_search_summary(path: Path, records: list[SearchRecord]) -> None:
+    """Per-epoch search summary as CSV (temperature, expected MACs, losses, accuracy)."""
+    names = [f.name for f in fields(SearchRecord)]
+    lines = [",".join(names)]
+    for r in records:
+        row = asdict(r)
+        lines.append(",".join("" if row[n] is None else _fmt(row[n]) for n in names))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+# -- after the search ----------------------------------------------------------------------------
+def extract_searched(outcome: SearchOutcome) -> nn.Module:
+    """The standalone network of the found spec, with the supernet's (inherited) weights."""
+    outcome.supernet.set_masks(None)
+    return extract(outcome.supernet.model.state_dict(), outcome.spec)
+
+
+def finetune(
+    small: nn.Module,
+    teacher: nn.Module | None,
+    train_loader: Any,
+    val_loader: Iterable[Any] | None,
+    *,
+    config: SearchConfig,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> None:
+    """Fine-tune (or, with ``from_scratch``, retrain) the found network, distilling from
+    ``teacher`` when ``kd_alpha > 0``."""
+    if config.finetune_epochs == 0:
+        return
+    use_teacher = teacher if config.kd_alpha > 0 else None
+    train_model(
+        small,
+        train_loader,
+        config=config.finetune_config(),
+        val_loader=val_loader,
+        teacher=use_teacher,
+        out_dir=out_dir,
+        checkpoint=out_dir is not None,
+        resume=resume,
+        progress=progress,
+        desc="retrain" if config.from_scratch else "fine-tune",
+    )
+
+
+@dataclass
+class SearchResult:
+    """The found network and its numbers (also what ``metrics.json`` holds)."""
+
+    spec: WidthSpec
+    model: nn.Module
+    metrics: dict[str, Any]
+    records: list[SearchRecord]
+
+
+def search(
+    model: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable[Any],
+    *,
+    test_loader: Iterable[Any] | None = None,
+    space: SearchSpace | None = None,
+    input_size: tuple[int, int] | None = None,
+    config: SearchConfig | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Search, extract and fine-tune from a trained full network and your own loaders.
+
+    ``model`` is a full-width network of a registered space, e.g. your own trained
+    ``torchvision.models.resnet50`` instance: its space is recognised from its tensors (pass
+    ``input_size`` or it is read from the first training batch). Accuracies are measured on
+    ``test_loader`` (or the validation loader if there is none).
+    """
+    from search_spaces import identify
+
+    cfg = config or SearchConfig()
+    cfg.validate()
+    if space is None:
+        size = input_size or _batch_size_hw(train_loader)
+        space = identify(model, input_size=size)
+    eval_loader = test_loader if test_loader is not None else val_loader
+    baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
+    outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
+    small = starting_network(outcome, cfg)
+    finetune(small, model, train_loader, val_loader, config=cfg, progress=progress)
+    metrics = summarize(outcome, small, baseline_acc, eval_loader, cfg)
+    return SearchResult(outcome.spec, small, metrics, outcome.records)
+
+
+def starting_network(outcome: SearchOutcome, config: SearchConfig) -> nn.Module:
+    if config.from_scratch:
+        seed_everything(config.seed)
+        return outcome.spec.get_space().build(outcome.spec.widths)
+    return extract_searched(outcome)
+
+
+def summarize(
+    outcome: SearchOutcome,
+    small: nn.Module,
+    baseline_acc: float,
+    eval_loader: Iterable[Any],
+    config: SearchConfig,
+) -> dict[str, Any]:
+    space = outcome.spec.get_space()
+    macs = space.macs(outcome.spec.widths)
+    return {
+        "space": space.name,
+        "baseline_acc": baseline_acc,
+        "searched_acc": evaluate(small, eval_loader, device=config.device).accuracy,
+        "macs": macs,
+        "flops": 2 * macs,
+        "macs_ratio": macs / space.macs(),
+        "target_macs": config.target_for(space),
+        "target_macs_ratio": config.target_for(space) / space.macs(),
+        "params": space.params(outcome.spec.widths),
+        "params_ratio": space.params(outcome.spec.widths) / space.params(),
+        "relaxation_gap": outcome.relaxation_gap,
+        "relaxed_val_acc": outcome.relaxed_acc,
+        "discrete_val_acc": outcome.discrete_acc,
+        "search_seconds": round(outcome.seconds, 2),
+        "strategy": config.strategy,
+        "from_scratch": config.from_scratch,
+    }
+
+
+def _batch_size_hw(loader: Iterable[Any]) -> tuple[int, int]:
+    x, _ = next(iter(loader))
+    return int(x.shape[-2]), int(x.shape[-1])
