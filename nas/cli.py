@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -148,32 +149,43 @@ def _human(value: float) -> str:
 
 # -- nas train -------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from nas.workflows import train_baseline
+    from nas.train import TrainConfig
+    from nas.workflows import DataOptions, train_baseline
 
-    train_baseline(**_train_kwargs(args))
+    config = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+        device=args.device,
+    )
+    m = train_baseline(
+        out_dir=args.out,
+        space=args.space,
+        data=DataOptions(**_data_options(args)),
+        config=config,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(
+        f"{m['space']} on {m['dataset']}: test accuracy {m['test_acc']:.2f} % at "
+        f"{_human(m['macs'])} MACs, {m['train_seconds']:.0f} s of training -> {args.out}"
+    )
     return 0
 
 
-def _train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+def _data_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The data options of ``_add_data_args``, as ``DataOptions`` fields."""
     return {
-        "space": args.space,
         "dataset": args.dataset,
-        "out_dir": args.out,
-        "epochs": args.epochs,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing,
-        "val_fraction": args.val_fraction,
-        "seed": args.seed,
         "data_root": args.data_root,
         "download": args.download,
         "image_size": args.image_size,
+        "val_fraction": args.val_fraction,
+        "batch_size": args.batch_size,
         "augment": not args.no_augment,
         "num_workers": args.workers,
-        "device": args.device,
-        "overwrite": args.overwrite,
-        "progress": not args.quiet,
     }
 
 
@@ -238,16 +250,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     from nas.workflows import RunOptions, run_search
 
     options = RunOptions(
+        **_data_options(args),
         out_dir=args.out,
         space=args.space,
-        dataset=args.dataset,
-        data_root=args.data_root,
-        download=args.download,
-        image_size=args.image_size,
-        val_fraction=args.val_fraction,
-        batch_size=args.batch_size,
-        augment=not args.no_augment,
-        num_workers=args.workers,
         weights=args.weights,
         baseline_epochs=args.baseline_epochs,
         baseline_lr=args.baseline_lr,
@@ -255,28 +260,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
+    values = {f.name: getattr(args, f.name) for f in fields(SearchConfig)}
     config = SearchConfig(
-        target_macs=str(args.target_macs),
-        strategy=args.strategy,
-        width_ratios=tuple(args.width_ratios),
-        tau0=args.tau0,
-        tau_min=args.tau_min,
-        schedule=args.schedule,
-        hard=args.hard,
-        warmup_epochs=args.warmup_epochs,
-        search_epochs=args.search_epochs,
-        lr=args.lr,
-        arch_lr=args.arch_lr,
-        budget_weight=args.budget_weight,
-        tolerance=args.tolerance,
-        order=args.order,
-        finetune_epochs=args.finetune_epochs,
-        finetune_lr=args.finetune_lr,
-        kd_alpha=args.kd_alpha,
-        kd_temperature=args.kd_temperature,
-        from_scratch=args.from_scratch,
-        seed=args.seed,
-        device=args.device,
+        **values | {"target_macs": str(args.target_macs), "width_ratios": tuple(args.width_ratios)}
     )
     m = run_search(options, config)
     print(
@@ -341,7 +327,16 @@ def _add_search_parser(sub: Any) -> None:
     g.add_argument("--search-epochs", type=int, default=d.search_epochs)
     g.add_argument("--lr", type=float, default=d.lr, help="weight learning rate (search)")
     g.add_argument("--arch-lr", type=float, default=d.arch_lr, help="Adam lr of the logits")
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--arch-weight-decay", type=float, default=d.arch_weight_decay)
     g.add_argument("--budget-weight", type=float, default=d.budget_weight)
+    g.add_argument(
+        "--budget-band",
+        type=float,
+        default=d.budget_band,
+        help="budget loss idles while the argmax net is at most this much under",
+    )
     g.add_argument(
         "--tolerance",
         type=float,
@@ -505,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"nas {args.command}: interrupted", file=sys.stderr)
+        hint = " (continue with --resume)" if args.command == "search" else ""
+        print(f"nas {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
 
 

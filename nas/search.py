@@ -120,9 +120,14 @@ class SearchConfig:
         self.finetune_config().validate()
 
     def finetune_config(self) -> TrainConfig:
+        """Training options of the fine-tuning (or retraining) of the found network."""
+        return self.weight_config(max(1, self.finetune_epochs), self.finetune_lr)
+
+    def weight_config(self, epochs: int, lr: float) -> TrainConfig:
+        """SGD options for the network weights (search or fine-tuning phase)."""
         return TrainConfig(
-            epochs=max(1, self.finetune_epochs),
-            lr=self.finetune_lr,
+            epochs=epochs,
+            lr=lr,
             momentum=self.momentum,
             weight_decay=self.weight_decay,
             kd_alpha=self.kd_alpha,
@@ -275,14 +280,7 @@ class _SearchRun:
         if self.steps < 1:
             raise ConfigError("the training loader is empty")
         self.total_epochs = config.warmup_epochs + config.search_epochs
-        wconf = TrainConfig(
-            epochs=self.total_epochs,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            seed=config.seed,
-            device=config.device,
-        )
+        wconf = config.weight_config(self.total_epochs, config.lr)
         self.w_opt = make_optimizer(supernet.weights(), wconf)
         self.w_sched = make_scheduler(self.w_opt, wconf, self.steps)
         self.a_opt = torch.optim.Adam(

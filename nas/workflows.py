@@ -47,106 +47,85 @@ def environment() -> dict[str, str]:
     }
 
 
+@dataclass
+class DataOptions:
+    """Which data a run uses and how it is served (see :func:`nas.data.load_data`)."""
+
+    dataset: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    val_fraction: float = 0.1
+    batch_size: int = 128
+    augment: bool = True
+    num_workers: int = 0
+
+    def load(self, seed: int) -> DataBundle:
+        return load_data(
+            self.dataset,
+            data_root=self.data_root,
+            download=self.download,
+            val_fraction=self.val_fraction,
+            batch_size=self.batch_size,
+            seed=seed,
+            augment=self.augment,
+            image_size=self.image_size,
+            num_workers=self.num_workers,
+        )
+
+
 def train_baseline(
     *,
-    space: str = "resnet20",
-    dataset: str = "digits",
     out_dir: str | Path,
-    epochs: int = 30,
-    lr: float = 0.1,
-    batch_size: int = 128,
-    weight_decay: float = 5e-4,
-    label_smoothing: float = 0.0,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    data_root: str | None = None,
-    download: bool = False,
-    image_size: int | None = None,
-    augment: bool = True,
-    num_workers: int = 0,
-    device: str = "cpu",
+    space: str = "resnet20",
+    data: DataOptions | None = None,
+    config: TrainConfig | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train the full-width network of ``space`` on ``dataset``; save it to ``out_dir``.
+    """Train the full-width network of ``space`` on the data; save it to ``out_dir``.
 
     Writes ``arch.json``, ``model.pt``, ``model.ts``, ``summary.csv``, ``args.yaml`` and
     ``metrics.json``; returns the metrics.
     """
     out = prepare_out_dir(out_dir, overwrite=overwrite)
+    d, c = data or DataOptions(), config or TrainConfig()
     search_spaces.get_entry(space)  # unknown names fail before any data is read
-    config = TrainConfig(
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        label_smoothing=label_smoothing,
-        seed=seed,
-        device=device,
-    )
-    config.validate()
-    data = load_data(
-        dataset,
-        data_root=data_root,
-        download=download,
-        val_fraction=val_fraction,
-        batch_size=batch_size,
-        seed=seed,
-        augment=augment,
-        image_size=image_size,
-        num_workers=num_workers,
-    )
+    c.validate()
+    bundle = d.load(c.seed)
     sp = search_spaces.create(
         space,
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        input_size=data.input_size,
+        num_classes=bundle.num_classes,
+        in_channels=bundle.in_channels,
+        input_size=bundle.input_size,
     )
-    seed_everything(seed)
-    model = sp.build()
-    spec = sp.spec()
-
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(
         out / "args.yaml",
         {
             "command": "train",
             "space": space,
-            "dataset": dataset,
-            "data": data.describe(),
-            "train": vars(config)
-            | {
-                "batch_size": batch_size,
-                "val_fraction": val_fraction,
-                "augment": augment,
-                "image_size": image_size,
-            },
-            "data_root": data_root,
+            **asdict(d),
+            **asdict(c),
+            "data": bundle.describe(),
             "environment": environment(),
         },
     )
     start = time.perf_counter()
-    records = train_model(
-        model,
-        data.train,
-        config=config,
-        val_loader=data.val,
-        out_dir=out,
-        progress=progress,
-        desc=f"train {space}",
-    )
+    model = _train_full(sp, bundle, None, c, out, resume=False, progress=progress)
     seconds = time.perf_counter() - start
-    test = evaluate(model, data.test, device=device)
-    save_model(model, spec, out)
+    test = evaluate(model, bundle.test, device=c.device)
+    summary = read_summary(out)
     metrics = {
         "space": space,
-        "dataset": dataset,
+        "dataset": d.dataset,
         "test_acc": test.accuracy,
         "test_loss": test.loss,
-        "val_acc": records[-1].val_acc if records else None,
+        "val_acc": summary[-1]["val_acc"] if summary else None,
         "macs": sp.macs(),
         "flops": 2 * sp.macs(),
         "params": sp.params(),
-        "epochs": epochs,
+        "epochs": c.epochs,
         "train_seconds": round(seconds, 2),
     }
     write_json(out / "metrics.json", metrics)
@@ -202,19 +181,11 @@ def extract_to_dir(
 
 # -- nas search ----------------------------------------------------------------------------------
 @dataclass
-class RunOptions:
+class RunOptions(DataOptions):
     """Everything ``nas search`` needs besides the search knobs (data, baseline, files)."""
 
     out_dir: str = "runs/search"
     space: str = "resnet20"
-    dataset: str = "digits"
-    data_root: str | None = None
-    download: bool = False
-    image_size: int | None = None
-    val_fraction: float = 0.1
-    batch_size: int = 128
-    augment: bool = True
-    num_workers: int = 0
     weights: str | None = None
     baseline_epochs: int = 30
     baseline_lr: float = 0.1
@@ -264,7 +235,9 @@ def run_search(options: RunOptions, config: SearchConfig) -> dict[str, Any]:
     resolved = _resolved_args(o, c, data.describe())
     _write_or_check_args(out, resolved, resume=o.resume)
 
-    baseline = _baseline(space, data, initial, base_config, out / "baseline", o)
+    baseline = _train_full(
+        space, data, initial, base_config, out / "baseline", resume=o.resume, progress=o.progress
+    )
     baseline_acc = evaluate(baseline, data.test, device=c.device).accuracy
     outcome = search_widths(
         baseline,
@@ -349,22 +322,20 @@ def _initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Te
     return state
 
 
-def _baseline(
+def _train_full(
     space: SearchSpace,
     data: DataBundle,
     initial: dict[str, torch.Tensor] | None,
     config: TrainConfig,
     out: Path,
-    o: RunOptions,
+    *,
+    resume: bool,
+    progress: bool,
 ) -> torch.nn.Module:
-    """The trained full network: the given weights if they fit exactly, else trained here
-    (starting from whatever part of the given weights fits) and saved in ``out``."""
     seed_everything(config.seed)
     model = space.build()
-    if initial is not None:
-        fits = _load_fitting(model, initial)
-        if fits:
-            return model.to(config.device).eval()
+    if initial is not None and _load_fitting(model, initial):
+        return model.to(config.device).eval()
     train_model(
         model,
         data.train,
@@ -372,12 +343,20 @@ def _baseline(
         val_loader=data.val,
         out_dir=out,
         checkpoint=True,
-        resume=o.resume,
-        progress=o.progress,
-        desc=f"baseline {space.name}",
+        resume=resume,
+        progress=progress,
+        desc=f"train {space.name}",
     )
     save_model(model, space.spec(), out)
     return model.eval()
+
+
+def read_summary(out: Path) -> list[dict[str, Any]]:
+    """The rows of ``out/summary.csv`` (numbers as floats, empty cells as None)."""
+    import csv
+
+    with open(out / "summary.csv", encoding="utf-8", newline="") as f:
+        return [{k: (float(v) if v else None) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
