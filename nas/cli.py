@@ -185,7 +185,7 @@ def _data_options(args: argparse.Namespace) -> dict[str, Any]:
         "val_fraction": args.val_fraction,
         "batch_size": args.batch_size,
         "augment": not args.no_augment,
-        "num_workers": args.workers,
+        "num_workers": args.loader_workers,
     }
 
 
@@ -216,7 +216,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         help="share of the training set held out for validation (default 0.1)",
     )
     g.add_argument("--batch-size", type=_positive_int, default=128)
-    g.add_argument("--workers", type=int, default=0, help="data loader workers (imagefolder)")
+    g.add_argument(
+        "--loader-workers", type=int, default=0, help="data loader processes (imagefolder)"
+    )
     g.add_argument("--no-augment", action="store_true", help="switch off data augmentation")
 
 
@@ -246,31 +248,156 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 # -- nas search ------------------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
-    from nas.search import SearchConfig
-    from nas.workflows import RunOptions, run_search
+    from nas.workflows import run_search
 
-    options = RunOptions(
-        **_data_options(args),
-        out_dir=args.out,
-        space=args.space,
-        weights=args.weights,
-        baseline_epochs=args.baseline_epochs,
-        baseline_lr=args.baseline_lr,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
-    values = {f.name: getattr(args, f.name) for f in fields(SearchConfig)}
-    config = SearchConfig(
-        **values | {"target_macs": str(args.target_macs), "width_ratios": tuple(args.width_ratios)}
-    )
-    m = run_search(options, config)
+    options = _run_options(args, resume=args.resume)
+    m = run_search(options, _search_config(args))
     print(
         f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
         f"{_human(m['baseline_macs'])} MACs -> searched {m['searched_acc']:.2f} % at "
         f"{_human(m['macs'])} MACs ({m['macs_ratio']:.1%}); relaxation gap "
         f"{m['relaxation_gap']:+.2f} points; search {m['search_seconds']:.0f} s -> {args.out}"
     )
+    return 0
+
+
+def _search_config(args: argparse.Namespace) -> Any:
+    from nas.search import SearchConfig
+
+    values = {f.name: getattr(args, f.name) for f in fields(SearchConfig) if hasattr(args, f.name)}
+    values["width_ratios"] = tuple(args.width_ratios)
+    if "target_macs" in values:
+        values["target_macs"] = str(values["target_macs"])
+    return SearchConfig(**values)
+
+
+def _run_options(args: argparse.Namespace, **extra: Any) -> Any:
+    from nas.workflows import RunOptions
+
+    return RunOptions(
+        **_data_options(args),
+        out_dir=args.out,
+        space=args.space,
+        weights=args.weights,
+        baseline_epochs=args.baseline_epochs,
+        baseline_lr=args.baseline_lr,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        **extra,
+    )
+
+
+# -- nas sweep ---------------------------------------------------------------------------------
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from nas.sweep import SweepConfig
+    from nas.workflows import run_sweep
+
+    sweep = SweepConfig(
+        trials=args.trials,
+        macs_range=args.macs_range,
+        budgets=tuple(args.budgets) if args.budgets is not None else None,
+        tune=tuple(t for t in args.tune.split(",") if t),
+        sampler=args.sampler,
+        storage=args.storage,
+        study=args.study,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    m = run_sweep(_run_options(args), _search_config(args), sweep, uniform=not args.no_uniform)
+    print(
+        f"{m['complete']} trials, {m['pareto_points']} on the Pareto front, hypervolume "
+        f"{m['hypervolume']:.4f} (uniform width {m['uniform_hypervolume']:.4f}) -> {args.out}"
+    )
+    return 0
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}") from None
+    return lo, hi
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    from nas.sweep import TUNABLE, SweepConfig
+
+    d = SweepConfig()
+    p = sub.add_parser(
+        "sweep",
+        help="many searches as an Optuna study: accuracy/MAC Pareto front",
+        description="Runs searches at many MAC budgets and hyper-parameters as one Optuna "
+        "study sharing one baseline; re-running the same command resumes it.",
+    )
+    p.add_argument("--out", default="runs/sweep", help="sweep directory (default runs/sweep)")
+    p.add_argument("--trials", type=_positive_int, default=d.trials)
+    p.add_argument(
+        "--macs-range",
+        type=_range,
+        default=d.macs_range,
+        help="MAC targets drawn from LO,HI (ratios; default 0.2,0.9)",
+    )
+    p.add_argument(
+        "--budgets",
+        type=_floats,
+        default=None,
+        help="MAC targets from this list instead, e.g. 0.25,0.5,0.75",
+    )
+    p.add_argument(
+        "--tune",
+        default=",".join(d.tune),
+        help=f"search knobs each trial draws (of {', '.join(TUNABLE)}; '' = none)",
+    )
+    p.add_argument("--sampler", default=d.sampler, choices=("nsga2", "tpe"))
+    p.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: journal file in --out)"
+    )
+    p.add_argument("--study", default=d.study, help="study name")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes this command starts (not with SQLite)"
+    )
+    p.add_argument(
+        "--no-uniform", action="store_true", help="skip the uniform-width baseline curve"
+    )
+    _add_search_args(p)
+    p.set_defaults(handler=cmd_sweep)
+
+
+def _add_plot_parser(sub: Any) -> None:
+    p = sub.add_parser("plot", help="figures from finished runs")
+    kinds = p.add_subparsers(dest="plot_kind", metavar="KIND", parser_class=_Parser)
+    q = kinds.add_parser("pareto", help="overlay the Pareto fronts of several sweeps")
+    q.add_argument("dirs", nargs="+", help="sweep directories (written by nas sweep)")
+    q.add_argument("--labels", default=None, help="comma-separated legend labels")
+    q.add_argument("--out", default="pareto.png", help="output PNG (default pareto.png)")
+    q.set_defaults(handler=cmd_plot_pareto)
+    p.set_defaults(handler=lambda _args: (p.print_help(), 2)[1])
+
+
+def cmd_plot_pareto(args: argparse.Namespace) -> int:
+    from nas.plots import plot_pareto
+
+    dirs = [Path(d) for d in args.dirs]
+    for d in dirs:
+        if not (d / "pareto.csv").is_file():
+            raise ConfigError(f"{d} is not a sweep directory (no pareto.csv)")
+    labels = args.labels.split(",") if args.labels else [d.name for d in dirs]
+    if len(labels) != len(dirs):
+        raise ConfigError(f"{len(labels)} labels for {len(dirs)} directories")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out must be a .png file, got {out}")
+    plot_pareto(list(zip(labels, dirs, strict=True)), out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -286,29 +413,37 @@ def _ratios(text: str) -> list[float]:
 
 def _add_search_parser(sub: Any) -> None:
     from nas.search import SearchConfig
-    from nas.strategies import list_strategies
 
-    d = SearchConfig()
     p = sub.add_parser(
         "search",
         help="search widths under a MAC budget, extract and fine-tune the network",
         description="Gumbel-softmax width search under a MAC budget. Options may also come "
         "from --config file.yaml (keys as the long option names; args.yaml of a run works).",
     )
-    p.add_argument("--config", default=None, help="YAML file of option defaults")
-    p.add_argument("--space", default="resnet20", help="search space (default resnet20)")
     p.add_argument("--out", default="runs/search", help="output directory (default runs/search)")
     p.add_argument(
         "--target-macs",
-        default=d.target_macs,
+        default=SearchConfig().target_macs,
         help="MAC budget: a ratio of the full network (0.5) or absolute (60M)",
     )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    _add_search_args(p)
+    p.set_defaults(handler=cmd_search)
+
+
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``nas search`` and ``nas sweep`` (all but the budget and --out)."""
+    from nas.search import SearchConfig
+    from nas.strategies import list_strategies
+
+    d = SearchConfig()
+    p.add_argument("--config", default=None, help="YAML file of option defaults")
+    p.add_argument("--space", default="resnet20", help="search space (default resnet20)")
     p.add_argument(
         "--weights",
         default=None,
         help="full-network state_dict to start from (else a baseline is trained)",
     )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g = p.add_argument_group("search")
     g.add_argument(
         "--strategy", default=d.strategy, help=f"gate strategy: {', '.join(list_strategies())}"
@@ -349,6 +484,31 @@ def _add_search_parser(sub: Any) -> None:
         choices=("l1", "bn", "first"),
         help="channel importance used to order channels before the search",
     )
+    g.add_argument(
+        "--select",
+        default=d.select,
+        choices=("argmax", "predictor"),
+        help="final widths: projected argmax of the logits (default), or the best of "
+        "a GCN predictor's top-k (see nas rank)",
+    )
+    g.add_argument(
+        "--rank-samples",
+        type=_positive_int,
+        default=d.rank_samples,
+        help="--select predictor: sub-networks scored to fit the GCN",
+    )
+    g.add_argument(
+        "--rank-pool",
+        type=_positive_int,
+        default=d.rank_pool,
+        help="--select predictor: candidates ranked by the GCN",
+    )
+    g.add_argument(
+        "--rank-top-k",
+        type=_positive_int,
+        default=d.rank_top_k,
+        help="--select predictor: best candidates fine-tuned briefly",
+    )
     g = p.add_argument_group("baseline and fine-tuning")
     g.add_argument("--baseline-epochs", type=int, default=30)
     g.add_argument("--baseline-lr", type=float, default=0.1)
@@ -368,11 +528,10 @@ def _add_search_parser(sub: Any) -> None:
     )
     _add_data_args(p)
     _add_run_args(p)
-    p.set_defaults(handler=cmd_search)
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
-    """Use ``--config FILE`` (YAML) as defaults of the search command; flags still win."""
+    """Use ``--config FILE`` (YAML) as defaults of nas search or nas sweep; flags still win."""
     if "--config" not in argv and not any(a.startswith("--config=") for a in argv):
         return
     pre = argparse.ArgumentParser(add_help=False)
@@ -389,10 +548,13 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
         raise ConfigError(f"cannot read --config {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path} must hold a mapping of option names to values")
-    search = _subparser(parser, "search")
+    command = next((a for a in argv if not a.startswith("-")), "search")
+    if command not in ("search", "sweep"):
+        raise ConfigError(f"--config is an option of nas search and nas sweep, not {command}")
+    search = _subparser(parser, command)
     dests = {a.dest for a in search._actions}
-    aliases = {"out_dir": "out", "num_workers": "workers"}
-    ignored = {"command", "data", "environment", "augment", "progress"}
+    aliases = {"out_dir": "out", "num_workers": "loader_workers"}
+    ignored = {"command", "data", "environment", "augment", "progress", "sweep", "uniform"}
     values = {}
     for key, value in data.items():
         dest = aliases.get(key, str(key).replace("-", "_"))
@@ -411,6 +573,153 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
         if isinstance(action, argparse._SubParsersAction):
             return action.choices[name]
     raise AssertionError("no sub-commands")
+
+
+# -- nas transfer ----------------------------------------------------------------------------------
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from nas.train import TrainConfig
+    from nas.workflows import DataOptions, run_transfer
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+        device=args.device,
+    )
+    m = run_transfer(
+        args.arch,
+        DataOptions(**_data_options(args)),
+        config,
+        out_dir=args.out,
+        weights=args.weights,
+        mode=args.mode,
+        compare=args.compare,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    for row in m.get("compare", [m]):
+        print(
+            f"{row.get('network', 'found'):<8} {row['test_acc']:6.2f} %  "
+            f"{_human(row['macs'])} MACs ({row['macs_ratio']:.1%})"
+        )
+    print(f"-> {args.out}")
+    return 0
+
+
+def _add_transfer_parser(sub: Any) -> None:
+    p = sub.add_parser("transfer", help="train a found architecture on another dataset")
+    p.add_argument("--arch", required=True, help="the found width spec (DIR/arch.json)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="the found network's weights (DIR/model.pt), for --mode finetune",
+    )
+    p.add_argument(
+        "--mode",
+        default=None,
+        choices=("scratch", "finetune"),
+        help="train from scratch, or fine-tune from --weights (default: finetune "
+        "when --weights is given, else scratch)",
+    )
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="also train the full and a uniform-width network of the same MACs",
+    )
+    p.add_argument("--out", default="runs/transfer", help="output directory")
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    _add_data_args(p)
+    _add_run_args(p)
+    p.set_defaults(handler=cmd_transfer)
+
+
+# -- nas rank --------------------------------------------------------------------------------------
+def cmd_rank(args: argparse.Namespace) -> int:
+    from nas.ranking import RankConfig
+    from nas.workflows import run_rank
+    from predictors import PredictorConfig
+
+    config = RankConfig(
+        samples=args.samples,
+        sampling=args.sampling,
+        band=args.band,
+        pool=args.pool,
+        top_k=args.top_k,
+        topk_epochs=args.topk_epochs,
+        holdout=args.holdout,
+        holdout_epochs=args.holdout_epochs,
+        seed=args.seed,
+        predictor=PredictorConfig(loss=args.loss, epochs=args.predictor_epochs, seed=args.seed),
+    )
+    m = run_rank(
+        args.run, config, out_dir=args.out, overwrite=args.overwrite, progress=not args.quiet
+    )
+    print(
+        f"selected {_human(m['selected_macs'])} MACs ({m['selected_macs_ratio']:.1%}), "
+        f"val acc {m['selected_val_acc']:.2f} % after the brief fine-tune"
+    )
+    for name, corr in m.get("correlations", {}).items():
+        print(
+            f"  {name:<9} Kendall tau {corr['kendall_tau']:+.3f}  Spearman {corr['spearman']:+.3f}"
+        )
+    return 0
+
+
+def _add_rank_parser(sub: Any) -> None:
+    from nas.ranking import RankConfig
+
+    d = RankConfig()
+    p = sub.add_parser(
+        "rank",
+        help="rank sub-networks of a finished search with a GCN "
+        "predictor and measure the ranking against stand-alone training",
+    )
+    p.add_argument("--run", required=True, help="a nas search output directory")
+    p.add_argument("--out", default=None, help="output directory (default RUN/rank)")
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=d.samples,
+        help="sub-networks scored with the supernet to fit the GCN",
+    )
+    p.add_argument(
+        "--sampling",
+        default=d.sampling,
+        choices=("uniform", "band"),
+        help="sample uniformly over the choices or in a MAC band around the budget",
+    )
+    p.add_argument("--band", type=float, default=d.band, help="relative MAC band (0.25)")
+    p.add_argument("--pool", type=_positive_int, default=d.pool, help="candidates ranked")
+    p.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=d.top_k,
+        help="best predicted candidates fine-tuned briefly",
+    )
+    p.add_argument("--topk-epochs", type=int, default=d.topk_epochs)
+    p.add_argument(
+        "--holdout",
+        type=int,
+        default=d.holdout,
+        help="held-out sub-networks trained stand-alone for the evidence (0: skip)",
+    )
+    p.add_argument("--holdout-epochs", type=_positive_int, default=d.holdout_epochs)
+    p.add_argument(
+        "--loss",
+        default="rank",
+        choices=("rank", "mse"),
+        help="GCN training loss: pairwise ranking (default) or regression",
+    )
+    p.add_argument("--predictor-epochs", type=_positive_int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=cmd_rank)
 
 
 # -- parser ----------------------------------------------------------------------------------------
@@ -476,6 +785,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_extract)
 
     _add_search_parser(sub)
+    _add_rank_parser(sub)
+    _add_sweep_parser(sub)
+    _add_transfer_parser(sub)
+    _add_plot_parser(sub)
     return parser
 
 

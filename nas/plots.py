@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,4 +78,117 @@ def plot_search_curves(records: Sequence[Any], target_ratio: float, path: str | 
     ax.set_title("losses and accuracy")
     for a in axes:
         a.set_xlabel("epoch")
+    save_figure(fig, path)
+
+
+def plot_rank_scatter(evidence: dict[str, Any], path: str | Path) -> None:
+    """Each method's score against the stand-alone accuracy of the held-out sub-networks."""
+    rows = evidence["holdout"]
+    table = evidence["table"]
+    truth = [r["true_acc"] for r in rows]
+    panels = [
+        ("gcn", "GCN prediction"),
+        ("supernet", "supernet score (val acc, %)"),
+        ("macs", "MACs"),
+        ("synflow", "synflow (log10)"),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    for ax, (key, label) in zip(axes, panels, strict=True):
+        if key == "macs":
+            xs = [float(r["macs"]) for r in rows]
+        elif key == "synflow":
+            xs = [math.log10(max(float(r["synflow"]), 1e-300)) for r in rows]
+        else:
+            xs = [float(r[key]) for r in rows]
+        ax.scatter(xs, truth, s=14)
+        corr = table[key]
+        ax.set_title(
+            f"{key}: tau {corr['kendall_tau']:+.2f}, rho {corr['spearman']:+.2f}", fontsize=10
+        )
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("stand-alone test accuracy (%)")
+    save_figure(fig, path)
+
+
+def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
+    """Accuracy against MACs: each sweep's Pareto front (and its other trials), its
+    uniform-width curve, and the full network. Several sweeps overlay on one figure."""
+    import csv
+    import json
+
+    def rows(p: Path) -> list[dict[str, str]]:
+        if not p.is_file():
+            return []
+        with open(p, encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, (label, d) in enumerate(runs):
+        color = f"C{i}"
+        trials = [r for r in rows(d / "trials.csv") if r.get("state") == "COMPLETE"]
+        ax.scatter(
+            [float(r["macs_ratio"]) for r in trials],
+            [float(r["searched_acc"]) for r in trials],
+            color=color,
+            alpha=0.25,
+            s=14,
+        )
+        front = rows(d / "pareto.csv")
+        ax.plot(
+            [float(r["macs_ratio"]) for r in front],
+            [float(r["searched_acc"]) for r in front],
+            "o-",
+            color=color,
+            label=f"{label}: searched (Pareto front)",
+        )
+        uniform = rows(d / "uniform.csv")
+        if uniform:
+            ax.plot(
+                [float(r["macs_ratio"]) for r in uniform],
+                [float(r["test_acc"]) for r in uniform],
+                "s--",
+                color=color,
+                alpha=0.7,
+                label=f"{label}: uniform width",
+            )
+        metrics = d / "metrics.json"
+        if metrics.is_file():
+            full = json.loads(metrics.read_text())["full_acc"]
+            ax.scatter(
+                [1.0],
+                [full],
+                marker="*",
+                s=160,
+                color=color,
+                edgecolor="black",
+                label=f"{label}: full network",
+                zorder=3,
+            )
+    ax.set_xlabel("MACs / full network")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy against compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_transfer(metrics: dict[str, Any], path: str | Path) -> None:
+    """Test accuracy of the found, full and uniform-width networks on the new task."""
+    rows = metrics["compare"]
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    labels = [f"{r['network']}\n{r['macs_ratio']:.0%} MACs" for r in rows]
+    accs = [r["test_acc"] for r in rows]
+    bars = ax.bar(labels, accs, color=["tab:blue", "tab:gray", "tab:orange"][: len(rows)])
+    for bar, acc in zip(bars, accs, strict=True):
+        ax.annotate(
+            f"{acc:.2f}",
+            (bar.get_x() + bar.get_width() / 2, acc),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+        )
+    low = min(accs)
+    ax.set_ylim(max(0.0, low - 10), min(100.0, max(accs) + 3))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{metrics['space']} transferred to {metrics.get('dataset', 'new task')}")
     save_figure(fig, path)

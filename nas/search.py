@@ -23,7 +23,7 @@ import copy
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from search_spaces import SearchSpace, WidthSpec
 
 SEARCH_CHECKPOINT = "search_checkpoint.pt"
 SEARCH_SUMMARY = "summary.csv"
-_FORMAT = "channel-nas/search-checkpoint-1"
+SEARCH_FORMAT = "channel-nas/search-checkpoint-1"
 CALIBRATION_BATCHES = 4
 
 
@@ -93,6 +93,10 @@ class SearchConfig:
     kd_alpha: float = 0.9  # 0 = no distillation
     kd_temperature: float = 4.0
     from_scratch: bool = False
+    select: str = "argmax"  # "argmax" (projected) or "predictor" (GCN ranking, nas.ranking)
+    rank_samples: int = 200  # sub-networks scored with supernet weights to fit the GCN
+    rank_pool: int = 10_000  # candidates the GCN ranks
+    rank_top_k: int = 5  # best predicted candidates fine-tuned briefly
     seed: int = 0
     device: str = "cpu"
 
@@ -115,6 +119,8 @@ class SearchConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.budget_weight < 0 or not 0 < self.tolerance < 1:
             raise ConfigError("need budget_weight >= 0 and 0 < tolerance < 1")
+        if self.select not in ("argmax", "predictor"):
+            raise ConfigError(f"unknown --select {self.select!r}; choose argmax or predictor")
         if self.order not in ("l1", "bn", "first"):
             raise ConfigError(f"unknown channel order {self.order!r}; choose l1, bn or first")
         self.finetune_config().validate()
@@ -180,6 +186,7 @@ class SearchOutcome:
     argmax_widths: dict[str, int]
     relaxed_acc: float
     discrete_acc: float
+    calibration: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     records: list[SearchRecord] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -290,7 +297,7 @@ class _SearchRun:
             weight_decay=config.arch_weight_decay,
         )
         self.full_macs = supernet.space.macs()
-        self.calibration = _take(train_loader, CALIBRATION_BATCHES)
+        self.calibration = take_batches(train_loader, CALIBRATION_BATCHES)
         self.records: list[SearchRecord] = []
         self.seconds = 0.0
 
@@ -410,6 +417,7 @@ class _SearchRun:
             argmax,
             relaxed,
             discrete,
+            self.calibration,
             list(self.records),
             self.seconds,
         )
@@ -417,7 +425,7 @@ class _SearchRun:
     # -- checkpointing -----------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "format": _FORMAT,
+            "format": SEARCH_FORMAT,
             "config": _config_dict(self.config),
             "supernet": self.supernet.model.state_dict(),
             "strategy": self.strategy.state_dict(),
@@ -432,7 +440,7 @@ class _SearchRun:
         }
 
     def load(self, path: Path) -> None:
-        state = read_checkpoint(path, _FORMAT, "search")
+        state = read_checkpoint(path, SEARCH_FORMAT, "search")
         if state["config"] != _config_dict(self.config):
             raise ConfigError(
                 f"cannot resume from {path}: it was written with other search "
@@ -453,6 +461,10 @@ class _SearchRun:
 def _config_dict(config: SearchConfig) -> dict[str, Any]:
     """The options that shape the search (not the fine-tuning, not the device)."""
     skip = {
+        "select",
+        "rank_samples",
+        "rank_pool",
+        "rank_top_k",
         "device",
         "finetune_epochs",
         "finetune_lr",
@@ -468,7 +480,7 @@ def _config_dict(config: SearchConfig) -> dict[str, Any]:
     return out
 
 
-def _take(loader: Iterable[Any], n: int) -> list[tuple[Tensor, Tensor]]:
+def take_batches(loader: Iterable[Any], n: int) -> list[tuple[Tensor, Tensor]]:
     """The first ``n`` batches of one pass (fixed BN-calibration data for the whole search)."""
     batches = []
     for x, y in loader:
@@ -577,10 +589,49 @@ def search(
     eval_loader = test_loader if test_loader is not None else val_loader
     baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
     outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
+    outcome = select_network(outcome, model, train_loader, val_loader, cfg, progress=progress)[0]
     small = starting_network(outcome, cfg)
     finetune(small, model, train_loader, val_loader, config=cfg, progress=progress)
     metrics = summarize(outcome, small, baseline_acc, eval_loader, cfg)
     return SearchResult(outcome.spec, small, metrics, outcome.records)
+
+
+def select_network(
+    outcome: SearchOutcome,
+    teacher: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable[Any],
+    config: SearchConfig,
+    *,
+    progress: bool = True,
+) -> tuple[SearchOutcome, Any]:
+    """With ``select="predictor"``, replace the projected argmax spec by the GCN's pick
+    (:func:`nas.ranking.select_with_predictor`); returns the outcome and the selection."""
+    if config.select != "predictor":
+        return outcome, None
+    from nas.ranking import RankConfig, select_with_predictor
+
+    rank = RankConfig(
+        samples=config.rank_samples,
+        pool=config.rank_pool,
+        top_k=config.rank_top_k,
+        seed=config.seed,
+    )
+    target = config.target_for(outcome.spec.get_space())
+    selection = select_with_predictor(
+        outcome.supernet,
+        outcome.strategy.choices,
+        target,
+        config.tolerance,
+        outcome.calibration,
+        train_loader,
+        val_loader,
+        teacher if config.kd_alpha > 0 else None,
+        config.finetune_config(),
+        rank,
+        progress=progress,
+    )
+    return replace(outcome, spec=selection.spec), selection
 
 
 def starting_network(outcome: SearchOutcome, config: SearchConfig) -> nn.Module:

@@ -15,13 +15,14 @@ CPU the result is bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import random
 import sys
 import time
-from collections.abc import Iterable, Sized
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -344,7 +345,7 @@ def train_model(
     device = torch.device(config.device)
     model.to(device)
     if teacher is not None:
-        teacher.to(device).eval().requires_grad_(False)
+        teacher.to(device)
     optimizer = make_optimizer(model, config)
     loop = _Loop(
         model, teacher, optimizer, make_scheduler(optimizer, config, steps), config, device
@@ -356,20 +357,40 @@ def train_model(
         seed_everything(config.seed)
     if out_dir is not None:
         write_summary_csv(Path(out_dir) / SUMMARY_NAME, records)  # also creates out_dir
-    with tqdm(
-        total=config.epochs * steps,
-        initial=len(records) * steps,
-        desc=desc,
-        unit="step",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
-    ) as bar:
+    with (
+        _teacher_in_eval_mode(teacher),
+        tqdm(
+            total=config.epochs * steps,
+            initial=len(records) * steps,
+            desc=desc,
+            unit="step",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar,
+    ):
         for epoch in range(len(records) + 1, config.epochs + 1):
             prev_val = records[-1].val_acc if records else None
             records.append(_run_epoch(loop, train_loader, val_loader, epoch, bar, prev_val))
             _save_outputs(out_dir, ckpt_path if checkpoint else None, loop, train_loader, records)
     return records
+
+
+@contextlib.contextmanager
+def _teacher_in_eval_mode(teacher: nn.Module | None) -> Iterator[None]:
+    """The teacher runs in eval mode (its BN statistics stay as they are; its forward passes
+    are under ``no_grad``); afterwards every module gets its own mode back, so a user's model
+    used as a teacher is left as it was."""
+    if teacher is None:
+        yield
+        return
+    modes = [(m, m.training) for m in teacher.modules()]
+    teacher.eval()
+    try:
+        yield
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
 
 
 def _checkpoint_path(out_dir: str | Path | None, *, checkpoint: bool, resume: bool) -> Path | None:

@@ -111,8 +111,8 @@ class SearchSpace(abc.ABC):
             for name, module in model.named_modules()
             if isinstance(module, (nn.Conv2d, nn.Linear))
         ]
-        with torch.no_grad():
-            model(torch.empty(1, self.in_channels, *self.input_size, device="meta"))
+        with torch.no_grad():  # eval mode: a batch of one must pass BN at 1x1 resolutions
+            model.eval()(torch.empty(1, self.in_channels, *self.input_size, device="meta"))
         for h in hooks:
             h.remove()
         table = [

@@ -87,7 +87,7 @@ def _create(name: str, num_classes: int, in_channels: int, size: tuple[int, int]
     space = _REGISTRY[name].factory(name, num_classes, in_channels, size)
     try:
         space.layers  # trace once, so errors (e.g. an input too small) surface here  # noqa: B018
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpecError(f"space {name} cannot run on {size[0]}x{size[1]} inputs: {first}") from None
     return space

@@ -288,7 +288,7 @@ def test_steps_match_manual_reference_with_zeroed_gradients() -> None:
     assert not states_equal(model.state_dict(), acc.state_dict())
 
 
-def test_teacher_is_frozen_and_used() -> None:
+def test_teacher_is_used_unchanged_and_given_back_as_it_was() -> None:
     train, _ = loaders()
     teacher = small_cnn(5)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
@@ -296,9 +296,10 @@ def test_teacher_is_frozen_and_used() -> None:
     config = TrainConfig(epochs=1, kd_alpha=1.0, **FAST)
     with_kd = small_cnn(0)
     train_model(with_kd, train, config=config, teacher=teacher, progress=False)
-    assert not teacher.training
-    assert not any(p.requires_grad for p in teacher.parameters())
-    assert states_equal(before, teacher.state_dict())  # BN stats untouched: eval mode
+    assert states_equal(before, teacher.state_dict())  # weights and BN stats untouched
+    assert all(p.grad is None for p in teacher.parameters())  # no gradient reached it
+    assert teacher.training  # the user's model gets its own mode back ...
+    assert all(p.requires_grad for p in teacher.parameters())  # ... and is not frozen
     plain = small_cnn(0)
     train_model(plain, loaders()[0], config=config, progress=False)
     assert not states_equal(with_kd.state_dict(), plain.state_dict())

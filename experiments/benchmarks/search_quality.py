@@ -1,0 +1,289 @@
+"""Does the width search find better networks than uniform width at the same MACs?
+
+On ``digits`` with ResNet-20 (space ``resnet20``), per seed (default 0, 1, 2):
+
+1. the full baseline is trained once, as ``nas search`` trains it (30 epochs, lr 0.1, the same
+   data options and seed);
+2. for each MAC target (default 50 % and 25 %): the search (``search_widths`` with
+   ``SearchConfig(target_macs=..., seed=seed)``, defaults otherwise) runs on the baseline, the
+   found network is extracted and fine-tuned with distillation from the baseline
+   (``starting_network`` + ``finetune``) -- the ``nas search`` pipeline, so with the loaders
+   reset to their post-baseline state before each search, the searched network is the one
+   ``nas search --target-macs T --seed S`` produces;
+3. the uniform-width network of the same MACs (``space.uniform_widths_for_macs(target)``) is
+   extracted from the same baseline with the L1 channel order and fine-tuned with exactly the
+   same fine-tuning config and teacher (epochs, lr, KD alpha/temperature), starting from the same
+   loader state, so both fine-tunes see the same batches.
+
+Printed: the baseline accuracy, per seed and target the test accuracy of the searched and the
+uniform network, their difference and exact MAC ratios (plus search diagnostics: MAC ratio of the
+argmax widths before the budget projection, how peaked the width distributions ended, relaxed vs
+discrete validation accuracy), then per target the mean and standard deviation over seeds and a
+verdict. Target: the search matches or beats uniform width, read as "mean difference >= minus
+one standard error of the mean" (the rule is fixed before any result; the numbers are printed).
+
+    python experiments/benchmarks/search_quality.py            # about 10 minutes on 2 cores
+    python experiments/benchmarks/search_quality.py --quick    # fewer epochs, about 3 minutes
+    python experiments/benchmarks/search_quality.py --seeds 0 --targets 0.5
+    python experiments/benchmarks/search_quality.py --threads 1   # on a machine shared with others
+
+On cores shared with other busy processes, two torch threads can make every step ten times slower
+(OpenMP threads waiting for each other); ``--threads 1`` avoids that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import search_spaces
+from nas.data import DataBundle, load_data
+from nas.extract import channel_order, extract
+from nas.search import SearchConfig, SearchOutcome, finetune, search_widths, starting_network
+from nas.train import (
+    TrainConfig,
+    evaluate,
+    loader_state,
+    restore_loader,
+    seed_everything,
+    train_model,
+)
+from search_spaces import SearchSpace
+
+DATASET = "digits"
+SPACE = "resnet20"
+SEEDS = (0, 1, 2)
+TARGETS = (0.5, 0.25)
+BASELINE_EPOCHS = 30  # nas search's --baseline-epochs / --baseline-lr defaults
+BASELINE_LR = 0.1
+QUICK = {"baseline_epochs": 10, "warmup_epochs": 3, "search_epochs": 6, "finetune_epochs": 10}
+
+
+@dataclass
+class Result:
+    seed: int
+    target: float
+    searched_acc: float
+    uniform_acc: float
+    searched_macs: int
+    uniform_macs: int
+    full_macs: int
+    searched_widths: list[int]
+    uniform_widths: list[int]
+    argmax_macs_ratio: float
+    mean_max_prob: float
+    relaxed_val_acc: float
+    discrete_val_acc: float
+    search_s: float
+    finetune_s: float
+
+    @property
+    def diff(self) -> float:
+        return self.searched_acc - self.uniform_acc
+
+
+def train_baseline(
+    space: SearchSpace, data: DataBundle, seed: int, epochs: int
+) -> tuple[nn.Module, float]:
+    """The full network as ``nas search`` trains it (``nas.workflows._train_full``, no files)."""
+    config = TrainConfig(epochs=epochs, lr=BASELINE_LR, seed=seed)
+    seed_everything(config.seed)
+    model = space.build()
+    train_model(model, data.train, config=config, val_loader=data.val, progress=False)
+    model.eval()
+    return model, evaluate(model, data.test).accuracy
+
+
+def run_target(
+    seed: int,
+    target: float,
+    space: SearchSpace,
+    data: DataBundle,
+    baseline: nn.Module,
+    overrides: dict[str, Any],
+) -> Result:
+    config = replace(SearchConfig(target_macs=f"{target:g}", seed=seed), **overrides)
+    assert data.val is not None
+    start = time.perf_counter()
+    outcome = search_widths(baseline, space, data.train, data.val, config=config, progress=False)
+    search_s = time.perf_counter() - start
+
+    before_finetune = _loader_states(data)
+    start = time.perf_counter()
+    searched = starting_network(outcome, config)
+    # the teacher is a copy: train_model freezes its teacher (requires_grad_(False)) for good
+    finetune(searched, copy.deepcopy(baseline), data.train, data.val, config=config, progress=False)
+    finetune_s = time.perf_counter() - start
+
+    _restore_loaders(data, before_finetune)
+    uniform_spec = space.spec(space.uniform_widths_for_macs(target))
+    uniform = extract(baseline, uniform_spec, channel_order(baseline, space, "l1"))
+    finetune(uniform, copy.deepcopy(baseline), data.train, data.val, config=config, progress=False)
+
+    units = [u.name for u in space.units]
+    return Result(
+        seed=seed,
+        target=target,
+        searched_acc=evaluate(searched, data.test).accuracy,
+        uniform_acc=evaluate(uniform, data.test).accuracy,
+        searched_macs=outcome.spec.macs(),
+        uniform_macs=uniform_spec.macs(),
+        full_macs=space.macs(),
+        searched_widths=[outcome.spec.widths[u] for u in units],
+        uniform_widths=[uniform_spec.widths[u] for u in units],
+        argmax_macs_ratio=space.macs(outcome.argmax_widths) / space.macs(),
+        mean_max_prob=_mean_max_prob(outcome),
+        relaxed_val_acc=outcome.relaxed_acc,
+        discrete_val_acc=outcome.discrete_acc,
+        search_s=search_s,
+        finetune_s=finetune_s,
+    )
+
+
+def _mean_max_prob(outcome: SearchOutcome) -> float:
+    """Mean over units of the largest width probability (1 / #choices = logits never moved)."""
+    probs = [
+        float(F.softmax(lp, dim=-1).max()) for lp in outcome.strategy.choice_log_probs().values()
+    ]
+    return sum(probs) / len(probs)
+
+
+def _loader_states(data: DataBundle) -> dict[str, dict[str, Any]]:
+    loaders = {"train": data.train, "val": data.val}
+    return {k: loader_state(v) for k, v in loaders.items() if v is not None}
+
+
+def _restore_loaders(data: DataBundle, states: dict[str, dict[str, Any]]) -> None:
+    restore_loader(data.train, states["train"])
+    if data.val is not None and "val" in states:
+        restore_loader(data.val, states["val"])
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="default 0 1 2")
+    parser.add_argument(
+        "--targets",
+        type=float,
+        nargs="+",
+        default=list(TARGETS),
+        help="MAC ratios; default 0.5 0.25",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer epochs: baseline 10, search warm-up 3 + 6, fine-tune 10 (a smoke test)",
+    )
+    parser.add_argument("--baseline-epochs", type=int, default=None, help="default 30")
+    parser.add_argument("--warmup-epochs", type=int, default=None, help="search warm-up epochs")
+    parser.add_argument("--search-epochs", type=int, default=None)
+    parser.add_argument("--finetune-epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    epochs: dict[str, int] = dict(QUICK) if args.quick else {}
+    for key in ("baseline_epochs", "warmup_epochs", "search_epochs", "finetune_epochs"):
+        if getattr(args, key) is not None:
+            epochs[key] = getattr(args, key)
+    baseline_epochs = epochs.pop("baseline_epochs", BASELINE_EPOCHS)
+    d = SearchConfig()
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {SPACE} on {DATASET}; "
+        f"seeds {args.seeds}; targets {args.targets}\n"
+        f"baseline {baseline_epochs} epochs lr {BASELINE_LR}; search warm-up "
+        f"{epochs.get('warmup_epochs', d.warmup_epochs)} + "
+        f"{epochs.get('search_epochs', d.search_epochs)} epochs; both fine-tunes "
+        f"{epochs.get('finetune_epochs', d.finetune_epochs)} epochs lr {d.finetune_lr}, "
+        f"KD alpha {d.kd_alpha} T {d.kd_temperature} from the baseline; test accuracy in %",
+        flush=True,
+    )
+    start_all = time.perf_counter()
+    results: list[Result] = []
+    baselines: list[float] = []
+    for seed in args.seeds:
+        data = load_data(DATASET, seed=seed)  # nas search's data defaults
+        space = search_spaces.create(
+            SPACE,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            input_size=data.input_size,
+        )
+        start = time.perf_counter()
+        baseline, base_acc = train_baseline(space, data, seed, baseline_epochs)
+        baselines.append(base_acc)
+        print(
+            f"\nseed {seed}: baseline {base_acc:.2f} % at {space.macs():,} MACs "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+        after_baseline = _loader_states(data)
+        for target in args.targets:
+            _restore_loaders(data, after_baseline)  # each search starts where nas search would
+            r = run_target(seed, target, space, data, baseline, epochs)
+            results.append(r)
+            print(
+                f"  target {target:g}: searched {r.searched_acc:.2f} % "
+                f"(MACs {r.searched_macs / r.full_macs:.4f}) | uniform {r.uniform_acc:.2f} % "
+                f"(MACs {r.uniform_macs / r.full_macs:.4f}) | diff {r.diff:+.2f} points  "
+                f"[search {r.search_s:.0f} s, fine-tune {r.finetune_s:.0f} s]\n"
+                f"    widths searched {r.searched_widths}  uniform {r.uniform_widths}\n"
+                f"    search: argmax MACs before projection {r.argmax_macs_ratio:.3f}, "
+                f"mean max width prob {r.mean_max_prob:.2f} (1/#choices = "
+                f"{1 / len(d.width_ratios):.2f}: logits unmoved), val acc relaxed "
+                f"{r.relaxed_val_acc:.1f} / discrete {r.discrete_val_acc:.1f}",
+                flush=True,
+            )
+
+    b_mean, b_std = mean_std(baselines)
+    print(
+        f"\nbaseline (full, 100 % MACs): {b_mean:.2f} ± {b_std:.2f} % over {len(baselines)} seeds"
+    )
+    header = (
+        f"{'target':>6} {'searched %':>14} {'uniform %':>14} {'diff (points)':>15} "
+        f"{'MACs searched':>20} {'MACs uniform':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    verdicts = []
+    for target in args.targets:
+        rs = [r for r in results if r.target == target]
+        s_mean, s_std = mean_std([r.searched_acc for r in rs])
+        u_mean, u_std = mean_std([r.uniform_acc for r in rs])
+        d_mean, d_std = mean_std([r.diff for r in rs])
+        s_macs = [r.searched_macs / r.full_macs for r in rs]
+        u_macs = {r.uniform_macs / r.full_macs for r in rs}
+        print(
+            f"{target:>6g} {s_mean:>7.2f} ± {s_std:<4.2f} {u_mean:>7.2f} ± {u_std:<4.2f} "
+            f"{d_mean:>+8.2f} ± {d_std:<4.2f} {min(s_macs):>9.4f}..{max(s_macs):<9.4f} "
+            f"{', '.join(f'{m:.4f}' for m in sorted(u_macs)):>13}"
+        )
+        sem = d_std / math.sqrt(len(rs))
+        ok = d_mean >= -sem
+        verdicts.append(
+            f"target {target:g} MACs: search matches or beats uniform width: "
+            f"{'yes' if ok else 'no'} (mean diff {d_mean:+.2f} ± {d_std:.2f} points, "
+            f"std over {len(rs)} seeds; rule: mean >= -{sem:.2f}, one standard error)"
+        )
+    print("± = standard deviation over seeds; MAC ratios exact (analytic count)")
+    print()
+    print("\n".join(verdicts))
+    print(f"total {time.perf_counter() - start_all:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
