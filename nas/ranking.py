@@ -148,7 +148,8 @@ def synflow(space: SearchSpace, widths: dict[str, int], seed: int = 0) -> float:
     x = torch.ones(1, space.in_channels, *space.input_size, dtype=torch.float64)
     net.zero_grad(set_to_none=True)
     net(x).sum().backward()
-    return float(sum((p * p.grad).abs().sum() for p in net.parameters() if p.grad is not None))
+    with torch.no_grad():
+        return float(sum((p * p.grad).abs().sum() for p in net.parameters() if p.grad is not None))
 
 
 # -- predictor-based selection -----------------------------------------------------------------
@@ -184,7 +185,12 @@ def fit_on_supernet(
     scores = score_subnets(
         supernet, encoder, widths, calibration, val_loader, device, progress=progress
     )
-    predictor = fit_predictor(encoder, widths, scores, config.predictor)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is as fast, and never stalls
+    try:
+        predictor = fit_predictor(encoder, widths, scores, config.predictor)
+    finally:
+        torch.set_num_threads(threads)
     return predictor, widths, scores
 
 

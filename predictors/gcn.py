@@ -2,7 +2,7 @@
 
 Weight-sharing NAS scores sub-networks with a supernet, and those scores are noisy. The GCN is
 fitted to the scores of a few hundred sampled sub-networks and then ranks the whole width space
-cheaply (tens of thousands of assignments per second on a CPU).
+cheaply (over 10,000 assignments per second on two CPU cores for ResNet-20/56).
 
 * :class:`GCN`: ``layers`` graph convolutions ``H' = ReLU(A_hat @ H @ W + b)`` over the space's
   graph (:class:`~predictors.graph.GraphEncoder`; dense matrices, no graph library), then the
@@ -145,8 +145,12 @@ class Predictor:
         return self.encoder.space
 
     @torch.no_grad()
-    def predict(self, widths: Tensor, batch_size: int = 4096) -> Tensor:
-        """Scores ``(M,)`` of width assignments ``(M, U)``; higher means better."""
+    def predict(self, widths: Tensor, batch_size: int = 1024) -> Tensor:
+        """Scores ``(M,)`` of width assignments ``(M, U)``; higher means better.
+
+        Chunks of ``batch_size`` keep the activations (``N * hidden`` floats per assignment) in
+        cache: 1024 is about twice as fast as 4096 for ResNet-56 on a CPU.
+        """
         self.model.eval()
         adjacency = self.encoder.adjacency
         out = [

@@ -166,8 +166,12 @@ class GraphEncoder:
         nu = len(units)  # index ``nu`` points at a zero column: fixed channels
         self._in_idx = torch.tensor([units.get(x["in_unit"], nu) for x in attrs])
         self._out_idx = torch.tensor([units.get(x["out_unit"], nu) for x in attrs])
-        self._in_fix = torch.tensor([0 if x["in_unit"] else x["in_channels"] for x in attrs])
-        self._out_fix = torch.tensor([0 if x["out_unit"] else x["out_channels"] for x in attrs])
+        self._in_fix = torch.tensor(
+            [0 if x["in_unit"] is not None else x["in_channels"] for x in attrs]
+        )
+        self._out_fix = torch.tensor(
+            [0 if x["out_unit"] is not None else x["out_channels"] for x in attrs]
+        )
         self._coef = torch.tensor([x["mac_coef"] for x in attrs], dtype=torch.int64)
         self._full_macs = float(space.macs())
         widest = max(max(x["in_channels"], x["out_channels"]) for x in attrs)

@@ -1,0 +1,443 @@
+"""``nas sweep``: the files a sweep writes and their consistency, resuming, interrupted trials,
+several processes on one study, ``nas plot pareto``, refusal of bad options, the seeded
+samplers, and the Pareto/hypervolume helpers.
+
+The end-to-end sweeps use the embedded 8x8 digits, one baseline epoch and one epoch per phase
+(seconds per trial).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+import yaml
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+import nas
+import nas.workflows
+from nas.cli import main
+from nas.compute import count_model_params, measure_macs
+from nas.search import SearchConfig
+from nas.sweep import (
+    TUNABLE,
+    SweepConfig,
+    hypervolume,
+    make_sampler,
+    pareto_rows,
+    read_csv,
+)
+from nas.workflows import RunOptions, run_sweep
+from search_spaces import WidthSpec
+
+slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
+
+REPO = Path(__file__).resolve().parents[2]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+BUDGETS = (0.3, 0.6)
+TINY = SearchConfig(warmup_epochs=0, search_epochs=1, finetune_epochs=1)
+TRIAL_DIR = re.compile(r"trial-\d{4}")
+CLI_SWEEP = [
+    "--budgets",
+    "0.3,0.6",
+    "--baseline-epochs",
+    "1",
+    "--warmup-epochs",
+    "0",
+    "--search-epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--no-uniform",
+    "--quiet",
+]
+
+
+def options(out: Path) -> RunOptions:
+    return RunOptions(out_dir=str(out), baseline_epochs=1, progress=False)
+
+
+def sweep(out: Path, trials: int, *, uniform: bool = False) -> dict[str, Any]:
+    return run_sweep(
+        options(out), TINY, SweepConfig(trials=trials, budgets=BUDGETS), uniform=uniform
+    )
+
+
+def load_study(out: Path, name: str = "channel-nas") -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(out / "journal.log")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def trial_dirs(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "trials").iterdir() if p.is_dir())
+
+
+def dominates(a: dict[str, str], b: dict[str, str]) -> bool:
+    """``a`` is at least as good as ``b`` in both objectives and better in one."""
+    acc_a, acc_b = float(a["searched_acc"]), float(b["searched_acc"])
+    macs_a, macs_b = int(a["macs"]), int(b["macs"])
+    return acc_a >= acc_b and macs_a <= macs_b and (acc_a > acc_b or macs_a < macs_b)
+
+
+def state_of(path: Path) -> dict[str, torch.Tensor]:
+    return dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any], list]]:
+    """A finished 3-trial sweep with the uniform curve; also the descs of every full-network
+    training run (``nas.workflows.train_model``) it started."""
+    out = tmp_path_factory.mktemp("sweep") / "run"
+    trainings: list[str] = []
+    real = nas.workflows.train_model
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        trainings.append(str(kwargs.get("desc")))
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nas.workflows, "train_model", counting)
+        metrics = sweep(out, 3, uniform=True)
+    yield out, metrics, trainings
+
+
+# -- a sweep end to end --------------------------------------------------------------------------
+@slow
+def test_sweep_writes_consistent_outputs(swept: tuple[Path, dict[str, Any], list]) -> None:
+    out, metrics, _ = swept
+    for name in ("trials.csv", "pareto.csv", "uniform.csv", "metrics.json", "args.yaml"):
+        assert (out / name).is_file(), name
+    assert (out / "pareto.png").read_bytes()[:8] == PNG_MAGIC
+    assert yaml.safe_load((out / "args.yaml").read_text())["command"] == "sweep"
+
+    rows = read_csv(out / "trials.csv")
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert len(complete) == 3 and len(rows) == 3
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["complete"] == 3 and metrics["trials"] == 3
+
+    # one trial directory per trial, each holding the extracted network
+    assert trial_dirs(out) == sorted(f"trial-{int(r['number']):04d}" for r in rows)
+    assert all(TRIAL_DIR.fullmatch(name) for name in trial_dirs(out))
+    assert {r["run_dir"] for r in rows} == {f"trials/{name}" for name in trial_dirs(out)}
+
+    # every trial's MACs are those of its arch.json and of the network it saved, at its target
+    for r in complete:
+        run_dir = out / r["run_dir"]
+        spec = WidthSpec.load(run_dir / "arch.json")
+        model = nas.load_model(run_dir)
+        assert int(r["macs"]) == spec.macs() == measure_macs(model, (1, 8, 8)), r["number"]
+        assert int(r["params"]) == spec.params() == count_model_params(model), r["number"]
+        assert float(r["macs_ratio"]) == pytest.approx(spec.macs_ratio())
+        target = float(r["target_macs"])
+        assert target in BUDGETS
+        assert abs(spec.macs_ratio() / target - 1) <= TINY.tolerance + 1e-9, r["number"]
+
+    # the Pareto front: exactly the non-dominated complete trials, by increasing MACs
+    front = read_csv(out / "pareto.csv")
+    on_front = {r["number"] for r in front}
+    for r in complete:
+        dominated = any(dominates(o, r) for o in complete)
+        assert (r["number"] in on_front) == (not dominated), r["number"]
+    assert [int(r["macs"]) for r in front] == sorted(int(r["macs"]) for r in front)
+    assert metrics["pareto_points"] == len(front)
+    expected = hypervolume([(float(r["macs_ratio"]), float(r["searched_acc"])) for r in front])
+    assert metrics["hypervolume"] == pytest.approx(expected) and 0 < expected <= 1
+
+    # the uniform-width curve: one point per budget, at that share of the MACs
+    uniform = read_csv(out / "uniform.csv")
+    assert [float(u["target"]) for u in uniform] == list(BUDGETS)
+    for u in uniform:
+        assert abs(float(u["macs_ratio"]) - float(u["target"])) < 0.03
+        assert 0 <= float(u["test_acc"]) <= 100
+    assert metrics["uniform_hypervolume"] == pytest.approx(
+        hypervolume([(float(u["macs_ratio"]), float(u["test_acc"])) for u in uniform])
+    )
+
+
+@slow
+def test_sweep_trains_the_baseline_once(swept: tuple[Path, dict[str, Any], list]) -> None:
+    out, metrics, trainings = swept
+    assert [t for t in trainings if t.startswith("train ")] == ["train resnet20"]
+    # the only trained baseline is the sweep's; the trials hold copies of it, untrained
+    trained = sorted(p.parent for p in out.rglob("baseline/summary.csv"))
+    assert trained == [out / "baseline"]
+    base = state_of(out / "baseline" / "model.pt")
+    rows = read_csv(out / "trials.csv")
+    accs = set()
+    for r in rows:
+        run_dir = out / r["run_dir"]
+        assert not (run_dir / "baseline" / "checkpoint.pt").exists()
+        copy = state_of(run_dir / "baseline" / "model.pt")
+        assert copy.keys() == base.keys()
+        assert all(torch.equal(copy[k], v) for k, v in base.items())
+        accs.add(json.loads((run_dir / "metrics.json").read_text())["baseline_acc"])
+        accs.add(float(r["baseline_acc"]))
+    assert len(accs) == 1 and accs == {metrics["full_acc"]}
+
+
+# -- resuming ------------------------------------------------------------------------------------
+@slow
+def test_rerunning_a_finished_sweep_runs_no_trial(
+    swept: tuple[Path, dict[str, Any], list], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    before_rows = read_csv(out / "trials.csv")
+    before_dirs = trial_dirs(out)
+    base_before = state_of(out / "baseline" / "model.pt")
+
+    metrics = sweep(out, 3, uniform=True)
+
+    assert [r["number"] for r in read_csv(out / "trials.csv")] == [r["number"] for r in before_rows]
+    assert trial_dirs(out) == before_dirs
+    assert len(load_study(out).get_trials()) == 3
+    assert metrics["complete"] == 3
+    base_after = state_of(out / "baseline" / "model.pt")
+    assert all(torch.equal(base_after[k], v) for k, v in base_before.items())
+
+
+@slow
+def test_raising_trials_runs_exactly_the_missing_ones(
+    swept: tuple[Path, dict[str, Any], list], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    before = trial_dirs(out)
+
+    metrics = sweep(out, 4, uniform=True)
+
+    after = trial_dirs(out)
+    assert len(after) == 4 and set(before) < set(after)
+    states = [t.state for t in load_study(out).get_trials()]
+    assert states == [TrialState.COMPLETE] * 4
+    assert metrics["complete"] == 4 and len(read_csv(out / "trials.csv")) == 4
+
+
+@slow
+def test_an_interrupted_trial_is_failed_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real = nas.workflows.run_search
+    calls: list[str] = []
+
+    def interrupted_second(o: RunOptions, c: SearchConfig) -> dict[str, Any]:
+        calls.append(o.out_dir)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(o, c)
+
+    monkeypatch.setattr(nas.workflows, "run_search", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(out, 2)
+    states = [t.state for t in load_study(out).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+
+    monkeypatch.setattr(nas.workflows, "run_search", real)
+    metrics = sweep(out, 2)
+
+    trials = load_study(out).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert metrics["complete"] == 2 and metrics["trials"] == 3
+    rows = read_csv(out / "trials.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert "1" not in {r["number"] for r in read_csv(out / "pareto.csv")}
+    for r in rows:
+        if r["state"] == "COMPLETE":
+            assert (out / r["run_dir"] / "model.pt").is_file()
+
+
+# -- several processes ---------------------------------------------------------------------------
+def _cli(out: Path, *extra: str) -> subprocess.Popen[str]:
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "sweep", "--out", str(out), *extra, *CLI_SWEEP],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _check_study(out: Path, trials: int) -> None:
+    study = load_study(out)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    numbers = [t.number for t in done]
+    assert len(done) == trials and len(set(numbers)) == trials
+    assert len(study.get_trials()) == trials  # nothing failed, nothing left running
+    run_dirs = {t.user_attrs["run_dir"] for t in done}
+    assert len(run_dirs) == trials
+    assert trial_dirs(out) == sorted(Path(d).name for d in run_dirs)
+    for d in run_dirs:
+        assert (out / d / "model.pt").is_file() and (out / d / "arch.json").is_file()
+    rows = read_csv(out / "trials.csv")
+    assert sorted(int(r["number"]) for r in rows if r["state"] == "COMPLETE") == sorted(numbers)
+
+
+@slow
+def test_two_processes_share_one_study(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    procs = [_cli(out, "--trials", "4"), _cli(out, "--trials", "4")]
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    _check_study(out, 4)
+    trained = sorted(p.parent for p in out.rglob("baseline/summary.csv"))
+    assert trained == [out / "baseline"]
+
+
+@slow
+def test_workers_option_runs_helper_processes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _cli(out, "--trials", "3", "--workers", "2")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    _check_study(out, 3)
+
+
+# -- nas plot pareto -----------------------------------------------------------------------------
+@slow
+def test_plot_pareto_overlays_sweeps(
+    swept: tuple[Path, dict[str, Any], list], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(swept[0], other)
+    png = tmp_path / "f.png"
+    code = main(["plot", "pareto", str(swept[0]), str(other), "--out", str(png)])
+    out, _ = capsys.readouterr()
+    assert code == 0 and str(png) in out
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+    (tmp_path / "empty").mkdir()
+    bad = tmp_path / "bad.png"
+    for argv in (
+        [str(swept[0]), str(tmp_path / "empty")],
+        [str(swept[0]), str(tmp_path / "missing")],
+        [str(swept[0]), str(other), "--labels", "only-one"],
+    ):
+        code = main(["plot", "pareto", *argv, "--out", str(bad)])
+        _, err = capsys.readouterr()
+        assert code == 2, argv
+        assert len(err.strip().splitlines()) == 1 and "error" in err, err
+        assert "Traceback" not in err
+        assert not bad.exists()
+
+
+# -- bad input -----------------------------------------------------------------------------------
+BAD_SWEEPS = [
+    ["--macs-range", "0.5,0.5"],
+    ["--macs-range", "0.9,0.2"],
+    ["--budgets", ""],
+    ["--budgets", "0,0.5"],
+    ["--budgets", "1.5"],
+    ["--storage", "sqlite:///x.db", "--workers", "2"],
+    ["--sampler", "nope"],
+    ["--tune", "nope"],
+    ["--trials", "0"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_SWEEPS, ids=lambda a: " ".join(a) or "empty")
+def test_bad_sweep_options_are_one_line_and_exit_code_2(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "new"
+    code = main(["sweep", "--out", str(out), "--quiet", *argv])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "error" in err, err
+    assert list(tmp_path.iterdir()) == []  # no sweep directory, no x.db
+
+
+# -- the sampler ---------------------------------------------------------------------------------
+def test_sampler_is_explicit() -> None:
+    assert isinstance(make_sampler(SweepConfig(sampler="nsga2")), optuna.samplers.NSGAIISampler)
+    assert isinstance(make_sampler(SweepConfig(sampler="tpe")), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler(SweepConfig()), optuna.samplers.NSGAIISampler)
+
+
+def _first_suggestion(config: SweepConfig) -> tuple[dict[str, Any], SearchConfig]:
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config))
+    trial = study.ask()
+    search = config.suggest(trial, SearchConfig(seed=7))
+    return dict(trial.params), search
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_sampler_is_seeded(sampler: str) -> None:
+    first, search = _first_suggestion(SweepConfig(sampler=sampler, seed=3))
+    again, _ = _first_suggestion(SweepConfig(sampler=sampler, seed=3))
+    other, _ = _first_suggestion(SweepConfig(sampler=sampler, seed=4))
+    assert first == again
+    assert first != other
+    # the suggestion is a valid search configuration: a target in range, knobs in theirs
+    assert set(first) == {"target_macs", *TUNABLE}
+    assert 0.2 <= float(search.target_macs) <= 0.9
+    for name, (lo, hi) in TUNABLE.items():
+        assert lo <= getattr(search, name) <= hi and getattr(search, name) == first[name]
+    assert search.seed == 7
+    search.validate()
+
+
+def test_suggest_draws_budgets_from_the_list() -> None:
+    config = SweepConfig(budgets=(0.25, 0.5), tune=())
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config))
+    for _ in range(6):
+        trial = study.ask()
+        search = config.suggest(trial, TINY)
+        assert set(trial.params) == {"target_macs"}
+        assert float(search.target_macs) in (0.25, 0.5)
+        assert search.budget_weight == TINY.budget_weight  # not tuned: unchanged
+
+
+# -- Pareto front and hypervolume ----------------------------------------------------------------
+def test_hypervolume_by_hand() -> None:
+    # (MAC ratio, accuracy %): the area of [0.25, 1] x [0, 0.8] and [0.5, 1] x [0, 0.9]
+    two = [(0.5, 90.0), (0.25, 80.0)]
+    assert hypervolume(two) == pytest.approx(0.75 * 0.8 + 0.5 * (0.9 - 0.8))
+    # a dominated point adds nothing; a point above the reference MACs is left out
+    assert hypervolume([*two, (0.6, 70.0), (1.2, 99.0)]) == pytest.approx(0.65)
+    # a cheaper, better point covers a dearer one
+    assert hypervolume([(0.25, 95.0), (0.5, 90.0)]) == pytest.approx(0.75 * 0.95)
+    assert hypervolume([(1.0, 100.0)]) == 0.0
+    assert hypervolume([]) == 0.0
+    assert hypervolume([(0.0, 100.0)]) == pytest.approx(1.0)
+    assert hypervolume([(0.5, 50.0)], ref_ratio=2.0) == pytest.approx(1.5 * 0.5)
+
+
+def test_pareto_rows_by_hand() -> None:
+    def row(number: int, acc: float, macs: int, state: str = "COMPLETE") -> dict[str, Any]:
+        return {"number": number, "state": state, "searched_acc": acc, "macs": macs}
+
+    rows = [
+        row(0, 80.0, 500),  # on the front
+        row(1, 70.0, 600),  # dominated by 0
+        row(2, 90.0, 900),  # on the front
+        row(3, 60.0, 200),  # on the front (cheapest)
+        row(4, 80.0, 500),  # equal to 0: neither dominates
+        row(5, 80.0, 550),  # dominated by 0 (same accuracy, more MACs)
+        row(6, 99.0, 100, state="FAIL"),  # would dominate everything: not complete
+        row(7, None, None, state="RUNNING"),  # type: ignore[arg-type]
+    ]
+    front = pareto_rows(rows)
+    assert [r["number"] for r in front] in ([3, 0, 4, 2], [3, 4, 0, 2])
+    assert pareto_rows([]) == []
+    assert pareto_rows([row(0, 50.0, 100, state="FAIL")]) == []
