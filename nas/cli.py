@@ -149,17 +149,9 @@ def _human(value: float) -> str:
 
 # -- nas train -------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from nas.train import TrainConfig
     from nas.workflows import DataOptions, train_baseline
 
-    config = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
-        device=args.device,
-    )
+    config = _train_config(args)
     m = train_baseline(
         out_dir=args.out,
         space=args.space,
@@ -173,6 +165,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{_human(m['macs'])} MACs, {m['train_seconds']:.0f} s of training -> {args.out}"
     )
     return 0
+
+
+def _add_train_args(p: argparse.ArgumentParser, *, lr: float) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive_int, default=30)
+    g.add_argument("--lr", type=float, default=lr, help=f"SGD learning rate (default {lr})")
+    g.add_argument("--weight-decay", type=float, default=5e-4)
+    g.add_argument("--label-smoothing", type=float, default=0.0)
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    """The ``TrainConfig`` of a command with the options of ``_add_train_args``."""
+    from nas.train import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        seed=args.seed,
+        device=args.device,
+    )
 
 
 def _data_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -577,17 +591,9 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 # -- nas transfer ----------------------------------------------------------------------------------
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from nas.train import TrainConfig
     from nas.workflows import DataOptions, run_transfer
 
-    config = TrainConfig(
-        epochs=args.epochs,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        seed=args.seed,
-        device=args.device,
-    )
+    config = _train_config(args)
     m = run_transfer(
         args.arch,
         DataOptions(**_data_options(args)),
@@ -629,10 +635,7 @@ def _add_transfer_parser(sub: Any) -> None:
         help="also train the full and a uniform-width network of the same MACs",
     )
     p.add_argument("--out", default="runs/transfer", help="output directory")
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    _add_train_args(p, lr=0.05)
     _add_data_args(p)
     _add_run_args(p)
     p.set_defaults(handler=cmd_transfer)
@@ -760,10 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a full-width network (baseline / teacher)")
     p.add_argument("--space", default="resnet20", help="search space (default resnet20)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    _add_train_args(p, lr=0.1)
     _add_data_args(p)
     _add_run_args(p)
     p.set_defaults(handler=cmd_train)

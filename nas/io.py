@@ -77,13 +77,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     Missing, corrupt or non-tensor files raise :class:`WeightsError` with one line.
     """
     p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"weights file not found: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read weights file {p}: {first}") from None
+    obj = torch_load(p, "weights file")
     if isinstance(obj, dict) and not _is_state_dict(obj):
         for key in ("state_dict", "model"):
             inner = obj.get(key)
@@ -93,6 +87,19 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not _is_state_dict(obj):
         raise WeightsError(f"{p} does not hold a state_dict (a mapping of names to tensors)")
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def torch_load(path: str | Path, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing, corrupt or unsafe file
+    raises :class:`WeightsError` naming ``what`` in one line."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{what} not found: {p}")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt/unsafe files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"cannot read {what} {p}: {first}") from None
 
 
 def _is_state_dict(obj: dict[Any, Any]) -> bool:

@@ -35,7 +35,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from tqdm import tqdm
 
 from nas.errors import ConfigError, DataError, WeightsError
-from nas.io import atomic_torch_save, atomic_write_text
+from nas.io import atomic_torch_save, atomic_write_text, torch_load
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -569,11 +569,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
 
 def read_checkpoint(path: Path, fmt: object, kind: str) -> dict[str, Any]:
     """Load a checkpoint (``weights_only=True``) whose ``format`` entry is ``fmt``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read checkpoint {path}: {first}") from None
+    state = torch_load(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise WeightsError(f"{path} is not a {kind} checkpoint of this toolkit")
     return state

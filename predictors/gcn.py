@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 import search_spaces
 from nas.errors import ConfigError, NasError, WeightsError
-from nas.io import atomic_torch_save
+from nas.io import atomic_torch_save, torch_load
 from predictors.graph import GraphEncoder
 from search_spaces import SearchSpace
 
@@ -182,13 +182,7 @@ class Predictor:
     def load(cls, path: str | Path, space: SearchSpace | None = None) -> Predictor:
         """Read a saved predictor; any problem raises :class:`WeightsError` with one line."""
         p = Path(path)
-        if not p.is_file():
-            raise WeightsError(f"predictor file not found: {p}")
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for corrupt/unsafe files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"cannot read predictor file {p}: {first}") from None
+        obj = torch_load(p, "predictor file")
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise WeightsError(f"{p} is not a channel-nas predictor file ({FORMAT})")
         try:
