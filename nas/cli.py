@@ -572,8 +572,8 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
     values = {}
     for key, value in data.items():
         dest = aliases.get(key, str(key).replace("-", "_"))
-        if key in ignored:
-            continue
+        if key in ignored or (key in ("trials", "workers") and dest not in dests):
+            continue  # run records, and a sweep's own options when read by nas search
         if dest not in dests:
             raise ConfigError(f"--config {path}: unknown option {key!r}")
         values[dest] = value

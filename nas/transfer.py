@@ -27,6 +27,16 @@ from search_spaces import WidthSpec
 MODES = ("scratch", "finetune")
 
 
+def check_mode(mode: str | None, *, has_weights: bool) -> str:
+    """The transfer mode (default: ``finetune`` with weights, else ``scratch``), validated."""
+    mode = mode or ("finetune" if has_weights else "scratch")
+    if mode not in MODES:
+        raise ConfigError(f"unknown --mode {mode!r}; choose scratch or finetune")
+    if mode == "finetune" and not has_weights:
+        raise ConfigError("--mode finetune needs --weights (the found network's model.pt)")
+    return mode
+
+
 def retarget(
     spec: WidthSpec, *, num_classes: int, in_channels: int, input_size: tuple[int, int]
 ) -> WidthSpec:
@@ -91,11 +101,7 @@ def transfer(
     ``weights``, the found network's state_dict) on your loaders, and evaluate on
     ``test_loader``. With ``compare`` the full and a uniform-width network of the same MACs are
     trained with the same ``config`` too (``metrics["compare"]``)."""
-    mode = mode or ("finetune" if weights is not None else "scratch")
-    if mode not in MODES:
-        raise ConfigError(f"unknown --mode {mode!r}; choose scratch or finetune")
-    if mode == "finetune" and weights is None:
-        raise ConfigError("--mode finetune needs --weights (the found network's model.pt)")
+    mode = check_mode(mode, has_weights=weights is not None)
     if mode == "scratch":
         weights = None
     config.validate()

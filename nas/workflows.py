@@ -327,18 +327,24 @@ def _resolved_args(o: RunOptions, c: SearchConfig, data: dict[str, Any]) -> dict
     return {"command": "search", **run, **search, "data": data, "environment": environment()}
 
 
-def _write_or_check_args(out: Path, resolved: dict[str, Any], *, resume: bool) -> None:
+def _write_or_check_args(
+    out: Path, resolved: dict[str, Any], *, resume: bool, volatile: tuple[str, ...] = ()
+) -> None:
+    """Write ``args.yaml``; when resuming, first refuse options that differ from the stored
+    ones. ``volatile`` options may change between runs (e.g. a sweep's number of trials): the
+    file is then rewritten with their new values."""
     path = out / "args.yaml"
     if resume and path.is_file():
         stored = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        ignore = {"environment", "device", "out_dir"}
+        ignore = {"environment", "device", "out_dir", *volatile}
         diff = sorted(k for k in resolved if k not in ignore and stored.get(k) != resolved[k])
         if diff:
             raise ConfigError(
                 f"cannot resume {out}: options differ from the stored args.yaml "
                 f"({', '.join(diff[:4])})"
             )
-        return
+        if not any(stored.get(k) != resolved.get(k) for k in volatile):
+            return
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(path, resolved)
 
@@ -544,6 +550,9 @@ def _load_supernet(
 
 
 # -- nas sweep -----------------------------------------------------------------------------------
+SWEEP_VOLATILE = ("trials", "workers")  # may change when a sweep is run again
+
+
 def run_sweep(
     options: RunOptions, search: SearchConfig, sweep: SweepConfig, *, uniform: bool = True
 ) -> dict[str, Any]:
@@ -570,13 +579,18 @@ def run_sweep(
     for budget in sweep.budgets or sweep.macs_range or ():
         replace(search, target_macs=str(budget)).target_for(space)
     initial = _initial_weights(options.weights, space)
-    resolved = _resolved_args(options, search, data.describe()) | {
-        "command": "sweep",
-        "sweep": config_record(sweep),
-        "uniform": uniform,
-    }
+    record = config_record(sweep)
+    resolved = (
+        _resolved_args(options, search, data.describe())
+        | {
+            "command": "sweep",
+            "sweep": {k: v for k, v in record.items() if k not in SWEEP_VOLATILE},
+            "uniform": uniform,
+        }
+        | {k: record[k] for k in SWEEP_VOLATILE}
+    )
     with sweep_lock(out):
-        _write_or_check_args(out, resolved, resume=True)
+        _write_or_check_args(out, resolved, resume=True, volatile=(*SWEEP_VOLATILE, "uniform"))
         base_config = TrainConfig(
             epochs=options.baseline_epochs,
             lr=options.baseline_lr,
@@ -728,11 +742,12 @@ def run_transfer(
     ``metrics.json``, ``summary.csv``, ``args.yaml`` and, with ``compare``, ``transfer.png``.
     """
     from nas.plots import plot_transfer
-    from nas.transfer import transfer
+    from nas.transfer import check_mode, transfer
 
     out = prepare_out_dir(out_dir, overwrite=overwrite)
     spec = WidthSpec.load(arch)
     config.validate()
+    check_mode(mode, has_weights=weights is not None)
     state = load_state_dict_file(weights) if weights is not None else None
     if state is not None:  # refuse a spec/weights mismatch before any data is read
         from nas.transfer import inherit_weights

@@ -310,7 +310,7 @@ def test_two_processes_share_one_study(tmp_path: Path) -> None:
 
 
 @slow
-def test_workers_option_runs_helper_processes(tmp_path: Path) -> None:
+def test_workers_option_finishes_the_study(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = _cli(out, "--trials", "2", "--workers", "2")
     _, err = proc.communicate(timeout=600)
@@ -360,7 +360,7 @@ BAD_SWEEPS = [  # (options, a word of the one-line error)
 ]
 
 
-@pytest.mark.parametrize(("argv", "word"), BAD_SWEEPS, ids=lambda a: " ".join(a) or "empty")
+@pytest.mark.parametrize(("argv", "word"), BAD_SWEEPS, ids=[" ".join(a) for a, _ in BAD_SWEEPS])
 def test_bad_sweep_options_are_one_line_and_exit_code_2(
     argv: list[str],
     word: str,
