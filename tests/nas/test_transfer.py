@@ -190,7 +190,7 @@ def test_transfer_resnet20_to_other_channels_and_classes(
         "--dataset",
         npz_task,
         "--epochs",
-        "3",
+        "6",
         "--batch-size",
         "32",
         "--out",
@@ -202,9 +202,10 @@ def test_transfer_resnet20_to_other_channels_and_classes(
     check_transferred(out, spec, channels=3, classes=4, size=12)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "finetune" and set(metrics["reinitialised"]) == HEAD
-    assert metrics["dataset"] == npz_task and metrics["epochs"] == 3
-    assert metrics["test_acc"] > 40.0  # 4 classes: chance is 25 %
-    assert len((out / "summary.csv").read_text().strip().splitlines()) == 1 + 3
+    assert metrics["dataset"] == npz_task and metrics["epochs"] == 6
+    # 4 classes, chance is 25 %; 6 epochs from the perturbed weights reach 75-100 % for seeds 0-3
+    assert metrics["test_acc"] > 50.0
+    assert len((out / "summary.csv").read_text().strip().splitlines()) == 1 + 6
     args = yaml.safe_load((out / "args.yaml").read_text())
     assert args["command"] == "transfer" and args["mode"] is None
 
