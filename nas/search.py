@@ -206,35 +206,89 @@ def search_widths(
     config: SearchConfig,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    warmup: str | Path | None = None,
     progress: bool = True,
 ) -> SearchOutcome:
     """Search widths for ``space`` starting from the trained full ``model`` (left untouched).
 
     With ``out_dir`` a checkpoint is written after every epoch (``search_checkpoint.pt``) and
     the per-epoch summary to ``summary.csv``; ``resume=True`` continues from the
-    checkpoint to the same result as an uninterrupted run.
+    checkpoint to the same result as an uninterrupted run. ``warmup`` is a shared warm-up
+    (:func:`warm_up`, same model, loaders and warm-up options): the search starts after it, with
+    the same result as if it had run the warm-up itself.
     """
+    run = _start_run(model, space, train_loader, val_loader, config)
+    ckpt = Path(out_dir) / SEARCH_CHECKPOINT if out_dir is not None else None
+    if resume and ckpt is not None and ckpt.is_file():
+        run.load(ckpt)
+    elif warmup is not None:
+        run.warm_start(Path(warmup))
+    summary = Path(out_dir) / SEARCH_SUMMARY if out_dir is not None else None
+    _run_epochs(run, run.total_epochs, ckpt, summary, "search", progress)
+    return run.finish(space)
+
+
+def warm_up(
+    model: nn.Module,
+    space: SearchSpace,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any],
+    *,
+    config: SearchConfig,
+    path: str | Path,
+    progress: bool = True,
+) -> Path:
+    """Run only the warm-up epochs of a search and checkpoint them to ``path`` (resumable).
+
+    Warm-up epochs train the weights alone at uniformly drawn widths, so searches that differ
+    only in :data:`WARMUP_INDEPENDENT` options (target, temperatures, architecture optimiser,
+    budget loss) can all start from this one (``search_widths(..., warmup=path)``): ``nas sweep``
+    warms up once for all its trials.
+    """
+    path = Path(path)
+    run = _start_run(model, space, train_loader, val_loader, config)
+    if path.is_file():
+        run.load(path)
+    _run_epochs(run, config.warmup_epochs, path, None, "warm-up", progress)
+    return path
+
+
+def _start_run(
+    model: nn.Module,
+    space: SearchSpace,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any],
+    config: SearchConfig,
+) -> _SearchRun:
     config.validate()
     target = config.target_for(space)
     device = torch.device(config.device)
     seed_everything(config.seed)
     choices = config.choices(space)
     supernet, strategy = _build_supernet(model, space, config, choices, device)
-    run = _SearchRun(supernet, strategy, config, target, train_loader, val_loader, device)
-    ckpt = Path(out_dir) / SEARCH_CHECKPOINT if out_dir is not None else None
-    if resume and ckpt is not None and ckpt.is_file():
-        run.load(ckpt)
+    return _SearchRun(supernet, strategy, config, target, train_loader, val_loader, device)
+
+
+def _run_epochs(
+    run: _SearchRun,
+    until: int,
+    ckpt: Path | None,
+    summary: Path | None,
+    desc: str,
+    progress: bool,
+) -> None:
+    """Epochs of ``run`` until it has ``until`` records, checkpointing after each one."""
     start = time.perf_counter() - run.seconds
     with tqdm(
-        total=run.total_epochs,
-        initial=len(run.records),
-        desc="search",
+        total=until,
+        initial=min(len(run.records), until),
+        desc=desc,
         unit="epoch",
         file=sys.stderr,
         disable=not progress,
         dynamic_ncols=True,
     ) as bar:
-        while len(run.records) < run.total_epochs:
+        while len(run.records) < until:
             record = run.epoch(len(run.records) + 1)
             run.seconds = time.perf_counter() - start
             bar.update(1)
@@ -244,11 +298,10 @@ def search_widths(
                 val_acc=f"{record.val_acc:.1f}",
                 refresh=False,
             )
-            if out_dir is not None:
-                write_search_summary(Path(out_dir) / SEARCH_SUMMARY, run.records)
-                assert ckpt is not None
+            if summary is not None:
+                write_search_summary(summary, run.records)
+            if ckpt is not None:
                 atomic_torch_save(run.state(), ckpt)
-    return run.finish(space)
 
 
 def _build_supernet(
@@ -446,16 +499,59 @@ class _SearchRun:
                 f"cannot resume from {path}: it was written with other search "
                 "options (use a new output directory)"
             )
+        self._restore(state, arch_optimizer=True)
+
+    def warm_start(self, path: Path) -> None:
+        """Continue from a shared warm-up (:func:`warm_up`) of a search whose options differ
+        from this one's in :data:`WARMUP_INDEPENDENT` options at most."""
+        state = read_checkpoint(path, SEARCH_FORMAT, "warm-up")
+        done = [r["phase"] for r in state["records"]]
+        if (
+            _warmup_dict(state["config"]) != _warmup_dict(_config_dict(self.config))
+            or done != ["warmup"] * self.config.warmup_epochs
+        ):
+            raise ConfigError(
+                f"cannot start from the warm-up {path}: it was written with other options "
+                "or is unfinished"
+            )
+        self._restore(state, arch_optimizer=False)  # Adam has not stepped; keep this arch_lr
+        self.records = [replace(r, tau=self.config.tau0) for r in self.records]
+
+    def _restore(self, state: dict[str, Any], *, arch_optimizer: bool) -> None:
         self.supernet.model.load_state_dict(state["supernet"])
         self.strategy.load_state_dict(state["strategy"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.w_sched.load_state_dict(state["w_sched"])
-        self.a_opt.load_state_dict(state["a_opt"])
+        if arch_optimizer:
+            self.a_opt.load_state_dict(state["a_opt"])
         self.records = [SearchRecord(**r) for r in state["records"]]
         self.seconds = float(state["seconds"])
         restore_rng(state["rng"], self.device)
         restore_loader(self.train_loader, state["train_loader"])
         restore_loader(self.val_loader, state["val_loader"])
+
+
+# Options the warm-up epochs do not depend on: they train the weights alone at widths drawn
+# uniformly from the initial logits (exactly one-hot masks, whatever the temperature), so
+# searches that differ only in these can share one warm-up (:func:`warm_up`).
+WARMUP_INDEPENDENT = frozenset(
+    {
+        "target_macs",
+        "tau0",
+        "tau_min",
+        "schedule",
+        "hard",
+        "arch_lr",
+        "arch_weight_decay",
+        "budget_weight",
+        "budget_band",
+        "tolerance",
+    }
+)
+
+
+def _warmup_dict(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in WARMUP_INDEPENDENT}
 
 
 def _config_dict(config: SearchConfig) -> dict[str, Any]:

@@ -122,10 +122,16 @@ class WidthGumbel(GateStrategy):
         return self.get_buffer(f"_widths_{i}")
 
     def _weights(self, logits: Tensor, mode: str, tau: float) -> Tensor:
-        if mode == "sample":
-            return F.gumbel_softmax(logits, tau=tau, hard=False)
-        if mode == "hard":
-            return F.gumbel_softmax(logits, tau=tau, hard=True)
+        if mode in ("sample", "hard"):
+            # Gumbel noise drawn as F.gumbel_softmax draws it; the hard sample is exactly one-hot
+            # outside autograd (the argmax of logits + noise does not depend on tau) and
+            # straight-through inside it
+            perturbed = logits - torch.empty_like(logits).exponential_().log()
+            soft = F.softmax(perturbed / tau, dim=-1)
+            if mode == "sample":
+                return soft
+            hard = F.one_hot(perturbed.argmax(), logits.numel()).to(logits.dtype)
+            return hard - soft.detach() + soft if torch.is_grad_enabled() else hard
         if mode == "relaxed":
             return F.softmax(logits / tau, dim=-1)
         return F.one_hot(logits.argmax(), logits.numel()).to(logits.dtype)

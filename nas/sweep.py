@@ -6,8 +6,9 @@ learning rate), runs :func:`nas.workflows.run_search` into ``DIR/trials/trial-NN
 two objectives: test accuracy (maximised) and MACs (minimised). The sampler is passed explicitly
 and seeded (NSGA-II by default, TPE with ``sampler="tpe"``).
 
-Shared work: the full baseline is trained once per sweep (``DIR/baseline``) and every trial starts
-from it, so a sweep of N budgets costs the baseline once instead of N times.
+Shared work: the full baseline is trained once per sweep (``DIR/baseline``), and so is the
+supernet's warm-up (``DIR/warmup.pt``, :func:`nas.search.warm_up`); every trial starts from both,
+so a sweep of N budgets costs them once instead of N times, with the results of N searches alone.
 
 Early stopping: Optuna's pruners raise ``NotImplementedError`` in multi-objective studies, so no
 trial is pruned. A trial is short (it inherits the baseline) and its search already stops at the

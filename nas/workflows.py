@@ -35,6 +35,7 @@ from nas.search import (
     starting_network,
     summarize,
     take_batches,
+    warm_up,
 )
 from nas.strategies import GateStrategy, create_strategy
 from nas.supernet import Supernet
@@ -223,14 +224,18 @@ class RunOptions(DataOptions):
     progress: bool = True
 
 
-def run_search(options: RunOptions, config: SearchConfig) -> dict[str, Any]:
+def run_search(
+    options: RunOptions, config: SearchConfig, *, warmup: Path | None = None
+) -> dict[str, Any]:
     """``nas search``: baseline (trained or loaded), search, extraction, fine-tuning, files.
 
     Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.ts``,
     ``metrics.json``, ``summary.csv`` (search epochs), ``args.yaml``, ``widths.png``,
     ``search_curves.png``, a per-epoch ``search_checkpoint.pt``, and the sub-directories
     ``baseline/`` and ``finetune/`` with their own summaries and checkpoints. With
-    ``resume`` an interrupted run continues to the result it would have reached.
+    ``resume`` an interrupted run continues to the result it would have reached. ``warmup``:
+    a shared warm-up of this baseline and data (:func:`nas.search.warm_up`, as ``nas sweep``
+    makes one) to start the search from, with the same result.
     """
     o, c = options, config
     out = _check_search_out(o)
@@ -276,6 +281,7 @@ def run_search(options: RunOptions, config: SearchConfig) -> dict[str, Any]:
         config=c,
         out_dir=out,
         resume=o.resume,
+        warmup=warmup,
         progress=o.progress,
     )
     outcome, selection = select_network(
@@ -551,6 +557,7 @@ def _load_supernet(
 
 # -- nas sweep -----------------------------------------------------------------------------------
 SWEEP_VOLATILE = ("trials", "workers")  # may change when a sweep is run again
+SWEEP_WARMUP = "warmup.pt"  # in the sweep directory: the warm-up every trial starts from
 
 
 def run_sweep(
@@ -606,9 +613,33 @@ def run_sweep(
             resume=True,
             progress=options.progress,
         )
+        if search.warmup_epochs:
+            _shared_warmup(options, search, space, out)
     study = open_study(out, sweep)
     _run_workers(options, search, sweep, out)
     return _sweep_outputs(study, out, baseline, data, search, sweep, uniform, options.progress)
+
+
+def _shared_warmup(
+    options: RunOptions, search: SearchConfig, space: SearchSpace, out: Path
+) -> Path:
+    """The warm-up every trial starts from (``DIR/warmup.pt``): the epochs a trial's search
+    would begin with, run once on the baseline and fresh loaders, exactly as the trial would."""
+    data = options.load(search.seed)
+    if data.val is None:
+        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
+    seed_everything(search.seed)
+    baseline = space.build()
+    _load_fitting(baseline, load_state_dict_file(out / "baseline" / "model.pt"))
+    return warm_up(
+        baseline.to(search.device).eval(),
+        space,
+        data.train,
+        data.val,
+        config=search,
+        path=out / SWEEP_WARMUP,
+        progress=options.progress,
+    )
 
 
 def _run_workers(options: RunOptions, search: SearchConfig, sweep: SweepConfig, out: Path) -> None:
@@ -652,8 +683,9 @@ def sweep_worker(
                 overwrite=False,
                 progress=False,
             )
+            warmup = out / SWEEP_WARMUP if search.warmup_epochs else None
             try:
-                metrics, seconds = timed(run_search, trial_options, config)
+                metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
             except BaseException:
                 study.tell(trial, state=TrialState.FAIL)
                 raise

@@ -8,6 +8,7 @@ The end-to-end sweeps use the embedded 8x8 digits, one baseline epoch and one ep
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -47,7 +48,7 @@ slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 BUDGETS = (0.3, 0.6)
-TINY = SearchConfig(warmup_epochs=0, search_epochs=1, finetune_epochs=1)
+TINY = SearchConfig(warmup_epochs=1, search_epochs=1, finetune_epochs=1)
 TRIAL_DIR = re.compile(r"trial-\d{4}")
 Swept = tuple[Path, dict[str, Any], list[str]]  # sweep directory, metrics, baseline trainings
 CLI_SWEEP = [
@@ -189,6 +190,31 @@ def test_sweep_trains_the_baseline_once(swept: Swept) -> None:
     assert len(accs) == 1 and accs == {metrics["full_acc"]}
 
 
+@slow
+def test_trials_share_one_warm_up_and_match_a_search_alone(
+    swept: Swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _, _ = swept
+    warmup = torch.load(out / "warmup.pt", weights_only=True)
+    assert [r["phase"] for r in warmup["records"]] == ["warmup"] * TINY.warmup_epochs
+    rows = read_csv(out / "trials.csv")
+    for r in rows:  # every trial's search begins with the shared warm-up epochs
+        with open(out / r["run_dir"] / "summary.csv", encoding="utf-8", newline="") as f:
+            first = next(csv.DictReader(f))
+        assert first["phase"] == "warmup"
+        assert float(first["val_acc"]) == pytest.approx(warmup["records"][0]["val_acc"])
+        assert float(first["train_loss"]) == pytest.approx(warmup["records"][0]["train_loss"])
+
+    # a trial is reproduced by nas search alone from its args.yaml (warm-up included)
+    trial = out / rows[-1]["run_dir"]
+    alone = tmp_path / "alone"
+    assert main(["search", "--config", str(trial / "args.yaml"), "--out", str(alone)]) == 0
+    capsys.readouterr()
+    assert (alone / "arch.json").read_text() == (trial / "arch.json").read_text()
+    a, b = state_of(alone / "model.pt"), state_of(trial / "model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 # -- resuming ------------------------------------------------------------------------------------
 @slow
 def test_rerunning_a_finished_sweep_runs_no_trial(swept: Swept, tmp_path: Path) -> None:
@@ -231,11 +257,11 @@ def test_an_interrupted_trial_is_failed_and_replaced(
     real = nas.workflows.run_search
     calls: list[str] = []
 
-    def interrupted_second(o: RunOptions, c: SearchConfig) -> dict[str, Any]:
+    def interrupted_second(o: RunOptions, c: SearchConfig, **kwargs: Any) -> dict[str, Any]:
         calls.append(o.out_dir)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(o, c)
+        return real(o, c, **kwargs)
 
     monkeypatch.setattr(nas.workflows, "run_search", interrupted_second)
     with pytest.raises(KeyboardInterrupt):
