@@ -141,6 +141,16 @@ def open_study(out: Path, config: SweepConfig) -> optuna.Study:
         ) from None
 
 
+def cover_budgets(study: optuna.Study, config: SweepConfig) -> None:
+    """With ``--budgets``, a new study's first trials take the listed budgets in order, one
+    each (the sampler draws their other knobs), so every budget is searched; the sampler
+    chooses the budgets of the later trials. Call under :func:`sweep_lock`."""
+    if config.budgets is None or study.get_trials(deepcopy=False):
+        return
+    for budget in config.budgets[: config.trials]:
+        study.enqueue_trial({"target_macs": budget})
+
+
 @contextlib.contextmanager
 def sweep_lock(out: Path) -> Iterator[None]:
     """An exclusive lock shared by every process working on this sweep directory."""

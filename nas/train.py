@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Iterator, Sized
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -36,6 +36,9 @@ from tqdm import tqdm
 
 from nas.errors import ConfigError, DataError, WeightsError
 from nas.io import atomic_torch_save, atomic_write_text, torch_load
+
+if TYPE_CHECKING:
+    from nas.data import DataBundle
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -530,6 +533,19 @@ def restore_loader(loader: object, state: dict[str, Any]) -> None:
         loader.load_state_dict(state["loader"])  # type: ignore[attr-defined]
     elif state["generator"] is not None and (gen := _loader_generator(loader)):
         gen.set_state(state["generator"])
+
+
+def loader_states(data: DataBundle) -> dict[str, dict[str, Any]]:
+    """The shuffling state of a bundle's training and validation loaders."""
+    loaders = {"train": data.train, "val": data.val}
+    return {k: loader_state(v) for k, v in loaders.items() if v is not None}
+
+
+def restore_loaders(data: DataBundle, states: dict[str, dict[str, Any]]) -> None:
+    """Undo :func:`loader_states`."""
+    restore_loader(data.train, states["train"])
+    if data.val is not None and "val" in states:
+        restore_loader(data.val, states["val"])
 
 
 def _has_state(loader: object) -> bool:

@@ -44,6 +44,7 @@ from nas.sweep import (
     SweepConfig,
     config_record,
     counted,
+    cover_budgets,
     hypervolume,
     next_trial,
     open_study,
@@ -56,7 +57,15 @@ from nas.sweep import (
     uniform_point,
     write_csv,
 )
-from nas.train import TrainConfig, evaluate, read_checkpoint, seed_everything, train_model
+from nas.train import (
+    TrainConfig,
+    evaluate,
+    loader_states,
+    read_checkpoint,
+    restore_loaders,
+    seed_everything,
+    train_model,
+)
 from search_spaces import SearchSpace, WidthSpec
 
 if TYPE_CHECKING:  # nas.ranking needs predictors, which needs nas: imported where used
@@ -269,9 +278,13 @@ def run_search(
     resolved = _resolved_args(o, c, data.describe())
     _write_or_check_args(out, resolved, resume=o.resume)
 
+    fresh = loader_states(data)
     baseline = _train_full(
         space, data, initial, base_config, out / "baseline", resume=o.resume, progress=o.progress
     )
+    # the search starts from fresh loaders, so it does not depend on whether the baseline was
+    # trained here or loaded (--weights, a sweep's trials): both find the same network
+    restore_loaders(data, fresh)
     baseline_acc = evaluate(baseline, data.test, device=c.device).accuracy
     outcome = search_widths(
         baseline,
@@ -615,6 +628,7 @@ def run_sweep(
         )
         if search.warmup_epochs:
             _shared_warmup(options, search, space, out)
+        cover_budgets(open_study(out, sweep), sweep)
     study = open_study(out, sweep)
     _run_workers(options, search, sweep, out)
     return _sweep_outputs(study, out, baseline, data, search, sweep, uniform, options.progress)

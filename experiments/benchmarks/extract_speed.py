@@ -1,6 +1,7 @@
 """Does a MAC reduction turn into a real CPU speed-up? Extracted networks against the full one.
 
-For ResNet-56 (option A, 32x32) and torchvision ResNet-50 (224x224), at batch 1 and 16, the
+For ResNet-56 (32x32; option A, where only block-internal convs shrink, and option B, where the
+residual streams shrink too) and torchvision ResNet-50 (224x224), at batch 1 and 16, the
 full network and uniform-width networks extracted at 0.75 / 0.5 / 0.25 of its MACs are timed side
 by side in one process (interleaved rounds, median of each). Printed per row: the exact MAC
 ratio, the measured latency ratio against the full network, and latency ratio / MAC ratio
@@ -9,6 +10,7 @@ ratio is at most 1.2 x the MAC ratio.
 
     python experiments/benchmarks/extract_speed.py               # about 10 minutes on 2 cores
     python experiments/benchmarks/extract_speed.py --budget 5    # shorter, noisier
+    python experiments/benchmarks/extract_speed.py --spaces resnet56_b
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import nn
 import search_spaces
 from nas.extract import channel_order, extract, to_torchscript
 
-MODELS = (("resnet56", (32, 32)), ("resnet50", (224, 224)))
+SIZES = {"resnet56": (32, 32), "resnet56_b": (32, 32), "resnet50": (224, 224)}
 MAC_RATIOS = (0.75, 0.5, 0.25)
 BATCHES = (1, 16)
 TARGET_RATIO = 0.5
@@ -82,14 +84,14 @@ def _interleaved(
     models: dict[float, Any], x: torch.Tensor, budget_s: float
 ) -> dict[float, list[float]]:
     """Median-ready timings: warm-up, then rounds in which every model runs once in turn (so all
-    see the same machine state), as many as fit in ``budget_s`` (5 to 30)."""
+    see the same machine state), as many as fit in ``budget_s`` (5 to 500)."""
     times: dict[float, list[float]] = {r: [] for r in models}
     with torch.inference_mode():
         for m in models.values():
             for _ in range(2):
                 m(x)
         one_round = sum(time_once(m, x) for m in models.values())
-        for _ in range(max(5, min(30, int(budget_s / one_round)))):
+        for _ in range(max(5, min(500, int(budget_s / one_round)))):
             for r, m in models.items():
                 times[r].append(time_once(m, x))
     return times
@@ -104,6 +106,9 @@ def main() -> None:
         help="seconds of timing per (network, batch, form); default 20",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--spaces", nargs="+", choices=list(SIZES), default=list(SIZES), help="default: all"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,17 +117,17 @@ def main() -> None:
         "interleaved rounds; eager = nn.Module, model.ts = the saved frozen TorchScript"
     )
     header = (
-        f"{'space':<9} {'form':<8} {'batch':>5} {'MAC ratio':>9} {'full ms':>8} {'ms':>8} "
+        f"{'space':<10} {'form':<8} {'batch':>5} {'MAC ratio':>9} {'full ms':>8} {'ms':>8} "
         f"{'latency ratio':>13} {'lat/MAC':>7}"
     )
     print(header)
     print("-" * len(header))
     verdicts = []
-    for name, size in MODELS:
-        for row in bench_space(name, size, args.budget):
+    for name in args.spaces:
+        for row in bench_space(name, SIZES[name], args.budget):
             factor = row["latency_ratio"] / row["macs_ratio"]
             print(
-                f"{row['space']:<9} {row['form']:<8} {row['batch']:>5} "
+                f"{row['space']:<10} {row['form']:<8} {row['batch']:>5} "
                 f"{row['macs_ratio']:>9.3f} {row['full_ms']:>8.2f} {row['ms']:>8.2f} "
                 f"{row['latency_ratio']:>13.3f} {factor:>7.2f}",
                 flush=True,

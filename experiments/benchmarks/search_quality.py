@@ -8,8 +8,8 @@ On ``digits`` with ResNet-20 (space ``resnet20``), per seed (default 0, 1, 2):
    ``SearchConfig(target_macs=..., seed=seed)``, defaults otherwise) runs on the baseline, the
    found network is extracted and fine-tuned with distillation from the baseline
    (``starting_network`` + ``finetune``) -- the ``nas search`` pipeline, so with the loaders
-   reset to their post-baseline state before each search, the searched network is the one
-   ``nas search --target-macs T --seed S`` produces;
+   reset to their fresh state before each search (as ``nas search`` resets them), the searched
+   network is the one ``nas search --target-macs T --seed S`` produces;
 3. the uniform-width network of the same MACs (``space.uniform_widths_for_macs(target)``) is
    extracted from the same baseline with the L1 channel order and fine-tuned with exactly the
    same fine-tuning config and teacher (epochs, lr, KD alpha/temperature), starting from the same
@@ -53,8 +53,8 @@ from nas.search import SearchConfig, SearchOutcome, finetune, search_widths, sta
 from nas.train import (
     TrainConfig,
     evaluate,
-    loader_state,
-    restore_loader,
+    loader_states,
+    restore_loaders,
     seed_everything,
     train_model,
 )
@@ -118,14 +118,14 @@ def run_target(
     outcome = search_widths(baseline, space, data.train, data.val, config=config, progress=False)
     search_s = time.perf_counter() - start
 
-    before_finetune = _loader_states(data)
+    before_finetune = loader_states(data)
     start = time.perf_counter()
     searched = starting_network(outcome, config)
     # the teacher is a copy: train_model freezes its teacher (requires_grad_(False)) for good
     finetune(searched, copy.deepcopy(baseline), data.train, data.val, config=config, progress=False)
     finetune_s = time.perf_counter() - start
 
-    _restore_loaders(data, before_finetune)
+    restore_loaders(data, before_finetune)
     uniform_spec = space.spec(space.uniform_widths_for_macs(target))
     uniform = extract(baseline, uniform_spec, channel_order(baseline, space, "l1"))
     finetune(uniform, copy.deepcopy(baseline), data.train, data.val, config=config, progress=False)
@@ -156,17 +156,6 @@ def _mean_max_prob(outcome: SearchOutcome) -> float:
         float(F.softmax(lp, dim=-1).max()) for lp in outcome.strategy.choice_log_probs().values()
     ]
     return sum(probs) / len(probs)
-
-
-def _loader_states(data: DataBundle) -> dict[str, dict[str, Any]]:
-    loaders = {"train": data.train, "val": data.val}
-    return {k: loader_state(v) for k, v in loaders.items() if v is not None}
-
-
-def _restore_loaders(data: DataBundle, states: dict[str, dict[str, Any]]) -> None:
-    restore_loader(data.train, states["train"])
-    if data.val is not None and "val" in states:
-        restore_loader(data.val, states["val"])
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -223,6 +212,7 @@ def main() -> None:
             in_channels=data.in_channels,
             input_size=data.input_size,
         )
+        fresh = loader_states(data)
         start = time.perf_counter()
         baseline, base_acc = train_baseline(space, data, seed, baseline_epochs)
         baselines.append(base_acc)
@@ -231,9 +221,8 @@ def main() -> None:
             f"({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
-        after_baseline = _loader_states(data)
         for target in args.targets:
-            _restore_loaders(data, after_baseline)  # each search starts where nas search would
+            restore_loaders(data, fresh)  # each search starts as nas search starts it
             r = run_target(seed, target, space, data, baseline, epochs)
             results.append(r)
             print(

@@ -1,10 +1,13 @@
 """What a sweep saves: N budgets as one ``nas sweep`` against N independent ``nas search`` runs.
 
-Both sides run the same search at the same settings as separate command-line processes, one
-after the other in this script: N independent ``nas search`` runs (each trains its own
-baseline), then one ``nas sweep`` of N trials (one shared baseline; the uniform-width curve is
-switched off, since the independent runs do not make one either). Printed: the wall time of
-each side and their ratio. Target: sweep / independent <= 0.6.
+Both sides run the same searches as separate command-line processes, one after the other in
+this script: N independent ``nas search --target-macs B`` runs (each trains its own baseline and
+warms its own supernet up), then one ``nas sweep --budgets B1,...,BN --trials N --tune ""``
+(one shared baseline and warm-up; the first N trials take the N budgets in order; nothing else
+tuned, so each trial is the search of one independent run; the uniform-width curve is switched
+off, since the independent runs do not make one either). Printed: the wall time of each side,
+their ratio (target: sweep / independent <= 0.6), and whether every trial found exactly the
+network of the independent run at its budget (same ``arch.json`` and test accuracy).
 
     python experiments/benchmarks/sweep_cost.py            # defaults of nas search (~12 min)
     python experiments/benchmarks/sweep_cost.py --quick    # fewer epochs (~3 min)
@@ -13,6 +16,8 @@ each side and their ratio. Target: sweep / independent <= 0.6.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -73,6 +78,8 @@ def main() -> None:
                 "--trials",
                 str(len(BUDGETS)),
                 "--no-uniform",
+                "--tune",
+                "",
                 "--out",
                 str(work / "sweep"),
                 *extra,
@@ -84,8 +91,24 @@ def main() -> None:
         print(f"one nas sweep of {len(BUDGETS)} trials:        {sweep:7.1f} s")
         status = "met" if ratio <= TARGET else "MISSED"
         print(f"ratio sweep / independent: {ratio:.2f} (target <= {TARGET}): {status}")
+        same = _same_networks(work, len(BUDGETS))
+        print(f"every trial found the network of the independent run: {'yes' if same else 'NO'}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _same_networks(work: Path, n: int) -> bool:
+    """Trial i of the sweep and independent run i: same widths and test accuracy."""
+    with open(work / "sweep" / "trials.csv", encoding="utf-8", newline="") as f:
+        rows = {int(r["number"]): r for r in csv.DictReader(f)}
+    for i in range(n):
+        run = work / "sweep" / rows[i]["run_dir"]
+        alone = work / f"search-{i}"
+        acc = json.loads((alone / "metrics.json").read_text())["searched_acc"]
+        arch_same = (run / "arch.json").read_text() == (alone / "arch.json").read_text()
+        if not arch_same or float(rows[i]["searched_acc"]) != acc:
+            return False
+    return True
 
 
 if __name__ == "__main__":

@@ -213,6 +213,28 @@ def test_interrupted_run_resumes_to_the_same_result(
         assert metrics[key] == reference[key], key
 
 
+@slow
+def test_a_loaded_baseline_gives_the_network_of_a_trained_one(
+    tmp_path: Path, uninterrupted: Path
+) -> None:
+    """``nas search --weights RUN/baseline/model.pt`` finds what the run that trained that
+    baseline found (a sweep's trials rely on it)."""
+    out = tmp_path / "run"
+    options = RunOptions(
+        out_dir=str(out),
+        weights=str(uninterrupted / "baseline" / "model.pt"),
+        baseline_epochs=1,
+        progress=False,
+    )
+    metrics = run_search(options, SearchConfig(**RESUME_CONFIG))
+    assert not (out / "baseline" / "summary.csv").exists()  # loaded, not trained
+    assert (out / "arch.json").read_text() == (uninterrupted / "arch.json").read_text()
+    same_state(out, uninterrupted)
+    assert summary_without_times(out) == summary_without_times(uninterrupted)
+    reference = json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics["searched_acc"] == reference["searched_acc"]
+
+
 def test_resume_with_other_options_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -127,6 +127,8 @@ def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
     rows = read_csv(out / "trials.csv")
     complete = [r for r in rows if r["state"] == "COMPLETE"]
     assert len(complete) == 3 and len(rows) == 3
+    # every listed budget is searched: the first trials take them in order
+    assert [float(r["target_macs"]) for r in rows[: len(BUDGETS)]] == list(BUDGETS)
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert metrics["complete"] == 3 and metrics["trials"] == 3
 
