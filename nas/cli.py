@@ -303,8 +303,7 @@ def _run_options(args: argparse.Namespace, **extra: Any) -> Any:
 
 # -- nas sweep ---------------------------------------------------------------------------------
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from nas.sweep import SweepConfig
-    from nas.workflows import run_sweep
+    from nas.sweep import SweepConfig, run_sweep
 
     sweep = SweepConfig(
         trials=args.trials,
@@ -591,7 +590,8 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
 
 # -- nas transfer ----------------------------------------------------------------------------------
 def cmd_transfer(args: argparse.Namespace) -> int:
-    from nas.workflows import DataOptions, run_transfer
+    from nas.transfer import run_transfer
+    from nas.workflows import DataOptions
 
     config = _train_config(args)
     m = run_transfer(
@@ -643,8 +643,7 @@ def _add_transfer_parser(sub: Any) -> None:
 
 # -- nas rank --------------------------------------------------------------------------------------
 def cmd_rank(args: argparse.Namespace) -> int:
-    from nas.ranking import RankConfig
-    from nas.workflows import run_rank
+    from nas.ranking import RankConfig, run_rank
     from predictors import PredictorConfig
 
     config = RankConfig(

@@ -21,16 +21,22 @@ import copy
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+import search_spaces
 from nas.errors import ConfigError
-from nas.extract import extract
+from nas.extract import extract, load_model
+from nas.io import prepare_out_dir, write_json, write_yaml
+from nas.plots import plot_rank_scatter
+from nas.search import CALIBRATION_BATCHES, take_batches
 from nas.supernet import Supernet, recalibrate_bn
 from nas.train import TrainConfig, evaluate, seed_everything, train_model
+from nas.workflows import environment, load_search_run, load_supernet
 from predictors import GraphEncoder, Predictor, PredictorConfig, fit_predictor, rank_correlations
 from search_spaces import SearchSpace, WidthSpec
 
@@ -342,3 +348,98 @@ def ranking_evidence(
             for i, s in enumerate(specs)
         ],
     }
+
+
+# -- nas rank ------------------------------------------------------------------------------------
+def run_rank(
+    run_dir: str | Path,
+    config: RankConfig,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``nas rank``: fit the GCN predictor on a finished search's supernet, select the best of
+    its top-k, and (with ``holdout > 0``) measure the ranking against stand-alone training.
+
+    Writes into ``out_dir`` (default ``RUN/rank``): ``predictor.pt``, ``selection.json``,
+    ``arch.json`` (the selected spec), ``rank_metrics.json`` and ``rank_scatter.png``.
+    """
+    from nas.ranking import ranking_evidence, select_with_predictor
+
+    config.validate()
+    run = Path(run_dir)
+    options, search_config = load_search_run(run)
+    out = prepare_out_dir(Path(out_dir) if out_dir else run / "rank", overwrite=overwrite)
+    data = options.load(search_config.seed)
+    space = search_spaces.create(
+        options.space,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        input_size=data.input_size,
+    )
+    if data.val is None:
+        raise ConfigError("ranking needs a validation split: the run has --val-fraction 0")
+    supernet, strategy = load_supernet(run, space, search_config)
+    teacher = load_model(run / "baseline") if (run / "baseline" / "arch.json").is_file() else None
+    calibration = take_batches(data.train, CALIBRATION_BATCHES)
+    target = search_config.target_for(space)
+    finetune = search_config.finetune_config()
+    selection = select_with_predictor(
+        supernet,
+        strategy.choices,
+        target,
+        search_config.tolerance,
+        calibration,
+        data.train,
+        data.val,
+        teacher if search_config.kd_alpha > 0 else None,
+        finetune,
+        config,
+        progress=progress,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(
+        out / "args.yaml",
+        {"command": "rank", "run": str(run), **asdict(config), "environment": environment()},
+    )
+    selection.predictor.save(out / "predictor.pt")
+    selection.spec.save(out / "arch.json")
+    write_json(
+        out / "selection.json",
+        {"candidates": selection.candidates, "seconds": round(selection.seconds, 2)},
+    )
+    metrics: dict[str, Any] = {
+        "space": space.name,
+        "selected_macs": selection.spec.macs(),
+        "selected_macs_ratio": selection.spec.macs_ratio(),
+        "selected_val_acc": max(c["val_acc"] for c in selection.candidates),
+        "samples": config.samples,
+        "pool": config.pool,
+        "top_k": config.top_k,
+    }
+    if config.holdout > 0:
+        standalone = TrainConfig(
+            epochs=config.holdout_epochs, lr=0.1, seed=config.seed, device=search_config.device
+        )
+        evidence = ranking_evidence(
+            supernet,
+            selection.predictor,
+            strategy.choices,
+            target,
+            calibration,
+            data.train,
+            data.val,
+            data.test,
+            standalone,
+            config,
+            progress=progress,
+        )
+        metrics |= {
+            "correlations": evidence["table"],
+            "holdout": evidence["holdout"],
+            "holdout_epochs": config.holdout_epochs,
+        }
+        plot_rank_scatter(evidence, out / "rank_scatter.png")
+    write_json(out / "rank_metrics.json", metrics)
+    return metrics

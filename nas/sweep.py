@@ -36,15 +36,29 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+import search_spaces
+from nas.data import DataBundle
 from nas.errors import ConfigError
 from nas.extract import load_model, save_model
-from nas.io import atomic_write_text, write_json
-from nas.search import SearchConfig, finetune
-from nas.train import evaluate, seed_everything
+from nas.io import atomic_write_text, load_state_dict_file, write_json
+from nas.plots import plot_pareto
+from nas.search import SearchConfig, finetune, warm_up
+from nas.train import TrainConfig, evaluate, seed_everything
+from nas.workflows import (
+    RunOptions,
+    initial_weights,
+    load_fitting,
+    resolved_args,
+    run_search,
+    train_full,
+    write_or_check_args,
+)
+from search_spaces import SearchSpace
 
 TUNABLE: dict[str, tuple[float, float]] = {  # log-uniform ranges of the tunable knobs
     "budget_weight": (0.5, 8.0),
@@ -206,24 +220,25 @@ def next_trial(study: optuna.Study, out: Path, config: SweepConfig) -> optuna.Tr
 
 
 # -- tables ----------------------------------------------------------------------------------------
+def finished_twin(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
+    """A complete trial with exactly ``trial``'s parameters (samplers such as NSGA-II can
+    propose one again): the seeded search would repeat its result, so the sweep reuses it."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.number != trial.number and t.params == trial.params:
+            return t
+    return None
+
+
+# what a trial records of its run's metrics.json (as user attributes, and in trials.csv)
+TRIAL_METRICS = ("searched_acc", "macs", "macs_ratio", "params", "baseline_acc", "relaxation_gap")
+
+
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {"number": t.number, "state": t.state.name}
         row |= {k: v for k, v in t.params.items()}
-        row |= {
-            k: t.user_attrs.get(k)
-            for k in (
-                "searched_acc",
-                "macs",
-                "macs_ratio",
-                "params",
-                "baseline_acc",
-                "relaxation_gap",
-                "seconds",
-                "run_dir",
-            )
-        }
+        row |= {k: t.user_attrs.get(k) for k in (*TRIAL_METRICS, "seconds", "run_dir", "same_as")}
         rows.append(row)
     return rows
 
@@ -329,3 +344,214 @@ def config_record(config: SweepConfig) -> dict[str, Any]:
         if record[key] is not None:
             record[key] = list(record[key])
     return record
+
+
+# -- nas sweep -----------------------------------------------------------------------------------
+SWEEP_VOLATILE = ("trials", "workers")  # may change when a sweep is run again
+SWEEP_WARMUP = "warmup.pt"  # in the sweep directory: the warm-up every trial starts from
+
+
+def run_sweep(
+    options: RunOptions, search: SearchConfig, sweep: SweepConfig, *, uniform: bool = True
+) -> dict[str, Any]:
+    """``nas sweep``: an Optuna study of searches sharing one baseline (see :mod:`nas.sweep`).
+
+    Writes into ``options.out_dir``: ``trials.csv``, ``pareto.csv``, ``uniform.csv``,
+    ``pareto.png``, ``metrics.json`` (hypervolume), ``args.yaml``, ``baseline/``,
+    ``trials/trial-NNNN/`` (each a ``nas search`` run directory with its extracted model) and,
+    with the default storage, ``journal.log``. Re-running the same command resumes.
+    """
+    sweep.validate()
+    search.validate()
+    out = Path(options.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path exists and is not a directory: {out}")
+    search_spaces.get_entry(options.space)
+    data = options.load(search.seed)
+    space = search_spaces.create(
+        options.space,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        input_size=data.input_size,
+    )
+    for budget in sweep.budgets or sweep.macs_range or ():
+        replace(search, target_macs=str(budget)).target_for(space)
+    initial = initial_weights(options.weights, space)
+    record = config_record(sweep)
+    resolved = (
+        resolved_args(options, search, data.describe())
+        | {
+            "command": "sweep",
+            "sweep": {k: v for k, v in record.items() if k not in SWEEP_VOLATILE},
+            "uniform": uniform,
+        }
+        | {k: record[k] for k in SWEEP_VOLATILE}
+    )
+    with sweep_lock(out):
+        write_or_check_args(out, resolved, resume=True, volatile=(*SWEEP_VOLATILE, "uniform"))
+        base_config = TrainConfig(
+            epochs=options.baseline_epochs,
+            lr=options.baseline_lr,
+            seed=search.seed,
+            device=search.device,
+        )
+        baseline = train_full(
+            space,
+            data,
+            initial,
+            base_config,
+            out / "baseline",
+            resume=True,
+            progress=options.progress,
+        )
+        if search.warmup_epochs:
+            _shared_warmup(options, search, space, out)
+        cover_budgets(open_study(out, sweep), sweep)
+    study = open_study(out, sweep)
+    _run_workers(options, search, sweep, out)
+    return _sweep_outputs(study, out, baseline, data, search, sweep, uniform, options.progress)
+
+
+def _shared_warmup(
+    options: RunOptions, search: SearchConfig, space: SearchSpace, out: Path
+) -> Path:
+    """The warm-up every trial starts from (``DIR/warmup.pt``): the epochs a trial's search
+    would begin with, run once on the baseline and fresh loaders, exactly as the trial would."""
+    data = options.load(search.seed)
+    if data.val is None:
+        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
+    seed_everything(search.seed)
+    baseline = space.build()
+    load_fitting(baseline, load_state_dict_file(out / "baseline" / "model.pt"))
+    return warm_up(
+        baseline.to(search.device).eval(),
+        space,
+        data.train,
+        data.val,
+        config=search,
+        path=out / SWEEP_WARMUP,
+        progress=options.progress,
+    )
+
+
+def _run_workers(options: RunOptions, search: SearchConfig, sweep: SweepConfig, out: Path) -> None:
+    """This process and ``workers - 1`` more run trials until the study has enough."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    quiet = replace(options, progress=False)
+    helpers = [
+        ctx.Process(target=sweep_worker, args=(quiet, search, sweep, False))
+        for _ in range(sweep.workers - 1)
+    ]
+    for p in helpers:
+        p.start()
+    try:
+        sweep_worker(options, search, sweep, options.progress)
+    finally:
+        for p in helpers:
+            p.join()
+    failed = [p.exitcode for p in helpers if p.exitcode]
+    if failed:
+        raise ConfigError(f"{len(failed)} sweep worker(s) failed (exit code {failed[0]})")
+
+
+def sweep_worker(
+    options: RunOptions, search: SearchConfig, sweep: SweepConfig, progress: bool
+) -> None:
+    """Run trials of the study in ``options.out_dir`` until it has ``sweep.trials``."""
+    out = Path(options.out_dir)
+    study = open_study(out, sweep)
+    weights = str(out / "baseline" / "model.pt")
+    with progress_bar(sweep.trials, counted(study), progress) as bar:
+        while (trial := next_trial(study, out, sweep)) is not None:
+            config = sweep.suggest(trial, search)
+            twin = finished_twin(study, trial)
+            if twin is not None:  # a seeded search repeats its result: not run again
+                attrs = {k: twin.user_attrs[k] for k in (*TRIAL_METRICS, "run_dir")}
+                attrs |= {"seconds": 0.0, "same_as": twin.number}
+            else:
+                attrs = _run_trial(options, search, config, out, trial, weights)
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            study.tell(trial, [attrs["searched_acc"], attrs["macs"]])
+            bar.n = counted(study)
+            bar.set_postfix(
+                acc=f"{attrs['searched_acc']:.2f}", macs=f"{attrs['macs_ratio']:.2f}", refresh=True
+            )
+
+
+def _run_trial(
+    options: RunOptions,
+    search: SearchConfig,
+    config: SearchConfig,
+    out: Path,
+    trial: optuna.Trial,
+    weights: str,
+) -> dict[str, Any]:
+    """One trial's search in ``DIR/trials/trial-NNNN``; what the trial records of it."""
+    run_dir = out / "trials" / f"trial-{trial.number:04d}"
+    trial_options = replace(
+        options,
+        out_dir=str(run_dir),
+        weights=weights,
+        resume=True,
+        overwrite=False,
+        progress=False,
+    )
+    warmup = out / SWEEP_WARMUP if search.warmup_epochs else None
+    try:
+        metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
+    except BaseException:
+        trial.study.tell(trial, state=TrialState.FAIL)
+        raise
+    return {k: metrics[k] for k in TRIAL_METRICS} | {
+        "seconds": round(seconds, 2),
+        "run_dir": str(run_dir.relative_to(out)),
+    }
+
+
+def _sweep_outputs(
+    study: optuna.Study,
+    out: Path,
+    baseline: torch.nn.Module,
+    data: DataBundle,
+    search: SearchConfig,
+    sweep: SweepConfig,
+    uniform: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    rows = trial_rows(study)
+    front = pareto_rows(rows)
+    full_acc = evaluate(baseline, data.test, device=search.device).accuracy
+    targets = sorted(
+        {float(b) for b in sweep.budgets}
+        if sweep.budgets
+        else {round(float(r["target_macs"]), 2) for r in front}
+    )
+    uniform_rows = (
+        [uniform_point(out, t, out / "baseline", data, search, progress) for t in targets]
+        if uniform
+        else []
+    )
+    with sweep_lock(out):
+        write_csv(out / "trials.csv", rows)
+        write_csv(out / "pareto.csv", front)
+        write_csv(out / "uniform.csv", uniform_rows)
+        metrics = {
+            "trials": len(rows),
+            "complete": sum(r["state"] == "COMPLETE" for r in rows),
+            "pareto_points": len(front),
+            "full_acc": full_acc,
+            "full_macs": space_of(out / "baseline").macs(),
+            "hypervolume": hypervolume([(r["macs_ratio"], r["searched_acc"]) for r in front]),
+            "uniform_hypervolume": hypervolume(
+                [(u["macs_ratio"], u["test_acc"]) for u in uniform_rows]
+            ),
+            "objectives": list(OBJECTIVES),
+            "sampler": sweep.sampler,
+            "study": sweep.study,
+        }
+        write_json(out / "metrics.json", metrics)
+        plot_pareto([(out.name, out)], out / "pareto.png")
+    return metrics

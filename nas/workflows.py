@@ -9,23 +9,20 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import optuna
 import torch
 import yaml
-from optuna.trial import TrialState
 
 import search_spaces
 from nas.data import DataBundle, load_data
 from nas.errors import ConfigError, WeightsError
-from nas.extract import channel_order, check_full_weights, extract, load_model, save_model
+from nas.extract import channel_order, check_full_weights, extract, save_model
 from nas.io import load_state_dict_file, prepare_out_dir, write_json, write_yaml
-from nas.plots import plot_pareto, plot_rank_scatter, plot_search_curves, plot_widths
+from nas.plots import plot_search_curves, plot_widths
 from nas.search import (
-    CALIBRATION_BATCHES,
     SEARCH_CHECKPOINT,
     SEARCH_FORMAT,
     SearchConfig,
@@ -34,29 +31,9 @@ from nas.search import (
     select_network,
     starting_network,
     summarize,
-    take_batches,
-    warm_up,
 )
 from nas.strategies import GateStrategy, create_strategy
 from nas.supernet import Supernet
-from nas.sweep import (
-    OBJECTIVES,
-    SweepConfig,
-    config_record,
-    counted,
-    cover_budgets,
-    hypervolume,
-    next_trial,
-    open_study,
-    pareto_rows,
-    progress_bar,
-    space_of,
-    sweep_lock,
-    timed,
-    trial_rows,
-    uniform_point,
-    write_csv,
-)
 from nas.train import (
     TrainConfig,
     evaluate,
@@ -69,7 +46,7 @@ from nas.train import (
 from search_spaces import SearchSpace, WidthSpec
 
 if TYPE_CHECKING:  # nas.ranking needs predictors, which needs nas: imported where used
-    from nas.ranking import RankConfig
+    pass
 
 
 def environment() -> dict[str, str]:
@@ -151,7 +128,7 @@ def train_baseline(
         },
     )
     start = time.perf_counter()
-    model = _train_full(sp, bundle, None, c, out, resume=False, progress=progress)
+    model = train_full(sp, bundle, None, c, out, resume=False, progress=progress)
     seconds = time.perf_counter() - start
     test = evaluate(model, bundle.test, device=c.device)
     summary = read_summary(out)
@@ -247,7 +224,7 @@ def run_search(
     makes one) to start the search from, with the same result.
     """
     o, c = options, config
-    out = _check_search_out(o)
+    out = check_search_out(o)
     search_spaces.get_entry(o.space)
     c.validate()
     base_config = TrainConfig(
@@ -274,12 +251,12 @@ def run_search(
         input_size=data.input_size,
     )
     c.target_for(space)  # impossible budgets fail before anything is written
-    initial = _initial_weights(o.weights, space)
-    resolved = _resolved_args(o, c, data.describe())
-    _write_or_check_args(out, resolved, resume=o.resume)
+    initial = initial_weights(o.weights, space)
+    resolved = resolved_args(o, c, data.describe())
+    write_or_check_args(out, resolved, resume=o.resume)
 
     fresh = loader_states(data)
-    baseline = _train_full(
+    baseline = train_full(
         space, data, initial, base_config, out / "baseline", resume=o.resume, progress=o.progress
     )
     # the search starts from fresh loaders, so it does not depend on whether the baseline was
@@ -329,7 +306,7 @@ def run_search(
     return metrics
 
 
-def _check_search_out(o: RunOptions) -> Path:
+def check_search_out(o: RunOptions) -> Path:
     if o.resume and o.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     out = Path(o.out_dir)
@@ -340,13 +317,13 @@ def _check_search_out(o: RunOptions) -> Path:
     return prepare_out_dir(out, overwrite=o.overwrite)
 
 
-def _resolved_args(o: RunOptions, c: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
+def resolved_args(o: RunOptions, c: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
     run = {k: v for k, v in asdict(o).items() if k not in ("resume", "overwrite", "progress")}
     search = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(c).items()}
     return {"command": "search", **run, **search, "data": data, "environment": environment()}
 
 
-def _write_or_check_args(
+def write_or_check_args(
     out: Path, resolved: dict[str, Any], *, resume: bool, volatile: tuple[str, ...] = ()
 ) -> None:
     """Write ``args.yaml``; when resuming, first refuse options that differ from the stored
@@ -368,7 +345,7 @@ def _write_or_check_args(
     write_yaml(path, resolved)
 
 
-def _initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Tensor] | None:
+def initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Tensor] | None:
     """A full state_dict for ``space``: exact (used as the baseline) or partial (stem/head of
     another task; the rest starts a baseline training run)."""
     if path is None:
@@ -385,7 +362,7 @@ def _initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Te
     return state
 
 
-def _train_full(
+def train_full(
     space: SearchSpace,
     data: DataBundle,
     initial: dict[str, torch.Tensor] | None,
@@ -399,7 +376,7 @@ def _train_full(
     from whatever part of ``initial`` fits), checkpointed; saved in ``out`` either way."""
     seed_everything(config.seed)
     model = space.build()
-    if initial is not None and _load_fitting(model, initial):
+    if initial is not None and load_fitting(model, initial):
         save_model(model, space.spec(), out)
         return model.to(config.device).eval()
     train_model(
@@ -425,7 +402,7 @@ def read_summary(out: Path) -> list[dict[str, Any]]:
         return [{k: (float(v) if v else None) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def _load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
     """Load every tensor whose shape fits; True if all of them did (nothing left to train)."""
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == own[k].shape}
@@ -434,102 +411,8 @@ def _load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> boo
     return len(fitting) == len(own)
 
 
-# -- nas rank ------------------------------------------------------------------------------------
-def run_rank(
-    run_dir: str | Path,
-    config: RankConfig,
-    *,
-    out_dir: str | Path | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """``nas rank``: fit the GCN predictor on a finished search's supernet, select the best of
-    its top-k, and (with ``holdout > 0``) measure the ranking against stand-alone training.
-
-    Writes into ``out_dir`` (default ``RUN/rank``): ``predictor.pt``, ``selection.json``,
-    ``arch.json`` (the selected spec), ``rank_metrics.json`` and ``rank_scatter.png``.
-    """
-    from nas.ranking import ranking_evidence, select_with_predictor
-
-    config.validate()
-    run = Path(run_dir)
-    options, search_config = _load_search_run(run)
-    out = prepare_out_dir(Path(out_dir) if out_dir else run / "rank", overwrite=overwrite)
-    data = options.load(search_config.seed)
-    space = search_spaces.create(
-        options.space,
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        input_size=data.input_size,
-    )
-    if data.val is None:
-        raise ConfigError("ranking needs a validation split: the run has --val-fraction 0")
-    supernet, strategy = _load_supernet(run, space, search_config)
-    teacher = load_model(run / "baseline") if (run / "baseline" / "arch.json").is_file() else None
-    calibration = take_batches(data.train, CALIBRATION_BATCHES)
-    target = search_config.target_for(space)
-    finetune = search_config.finetune_config()
-    selection = select_with_predictor(
-        supernet,
-        strategy.choices,
-        target,
-        search_config.tolerance,
-        calibration,
-        data.train,
-        data.val,
-        teacher if search_config.kd_alpha > 0 else None,
-        finetune,
-        config,
-        progress=progress,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    write_yaml(
-        out / "args.yaml",
-        {"command": "rank", "run": str(run), **asdict(config), "environment": environment()},
-    )
-    selection.predictor.save(out / "predictor.pt")
-    selection.spec.save(out / "arch.json")
-    write_json(
-        out / "selection.json",
-        {"candidates": selection.candidates, "seconds": round(selection.seconds, 2)},
-    )
-    metrics: dict[str, Any] = {
-        "space": space.name,
-        "selected_macs": selection.spec.macs(),
-        "selected_macs_ratio": selection.spec.macs_ratio(),
-        "selected_val_acc": max(c["val_acc"] for c in selection.candidates),
-        "samples": config.samples,
-        "pool": config.pool,
-        "top_k": config.top_k,
-    }
-    if config.holdout > 0:
-        standalone = TrainConfig(
-            epochs=config.holdout_epochs, lr=0.1, seed=config.seed, device=search_config.device
-        )
-        evidence = ranking_evidence(
-            supernet,
-            selection.predictor,
-            strategy.choices,
-            target,
-            calibration,
-            data.train,
-            data.val,
-            data.test,
-            standalone,
-            config,
-            progress=progress,
-        )
-        metrics |= {
-            "correlations": evidence["table"],
-            "holdout": evidence["holdout"],
-            "holdout_epochs": config.holdout_epochs,
-        }
-        plot_rank_scatter(evidence, out / "rank_scatter.png")
-    write_json(out / "rank_metrics.json", metrics)
-    return metrics
-
-
-def _load_search_run(run: Path) -> tuple[RunOptions, SearchConfig]:
+# -- shared by nas rank and nas sweep: a finished search run -------------------------------
+def load_search_run(run: Path) -> tuple[RunOptions, SearchConfig]:
     """The options of a finished (or checkpointed) ``nas search`` run directory."""
     args_path, ckpt = run / "args.yaml", run / SEARCH_CHECKPOINT
     if not args_path.is_file() or not ckpt.is_file():
@@ -551,7 +434,7 @@ def _load_search_run(run: Path) -> tuple[RunOptions, SearchConfig]:
     return options, SearchConfig(**values)
 
 
-def _load_supernet(
+def load_supernet(
     run: Path, space: SearchSpace, config: SearchConfig
 ) -> tuple[Supernet, GateStrategy]:
     state = read_checkpoint(run / SEARCH_CHECKPOINT, SEARCH_FORMAT, "search")
@@ -566,273 +449,3 @@ def _load_supernet(
     strategy.load_state_dict(state["strategy"])
     strategy.attach(supernet)
     return supernet.to(config.device), strategy.to(config.device)
-
-
-# -- nas sweep -----------------------------------------------------------------------------------
-SWEEP_VOLATILE = ("trials", "workers")  # may change when a sweep is run again
-SWEEP_WARMUP = "warmup.pt"  # in the sweep directory: the warm-up every trial starts from
-
-
-def run_sweep(
-    options: RunOptions, search: SearchConfig, sweep: SweepConfig, *, uniform: bool = True
-) -> dict[str, Any]:
-    """``nas sweep``: an Optuna study of searches sharing one baseline (see :mod:`nas.sweep`).
-
-    Writes into ``options.out_dir``: ``trials.csv``, ``pareto.csv``, ``uniform.csv``,
-    ``pareto.png``, ``metrics.json`` (hypervolume), ``args.yaml``, ``baseline/``,
-    ``trials/trial-NNNN/`` (each a ``nas search`` run directory with its extracted model) and,
-    with the default storage, ``journal.log``. Re-running the same command resumes.
-    """
-    sweep.validate()
-    search.validate()
-    out = Path(options.out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path exists and is not a directory: {out}")
-    search_spaces.get_entry(options.space)
-    data = options.load(search.seed)
-    space = search_spaces.create(
-        options.space,
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        input_size=data.input_size,
-    )
-    for budget in sweep.budgets or sweep.macs_range or ():
-        replace(search, target_macs=str(budget)).target_for(space)
-    initial = _initial_weights(options.weights, space)
-    record = config_record(sweep)
-    resolved = (
-        _resolved_args(options, search, data.describe())
-        | {
-            "command": "sweep",
-            "sweep": {k: v for k, v in record.items() if k not in SWEEP_VOLATILE},
-            "uniform": uniform,
-        }
-        | {k: record[k] for k in SWEEP_VOLATILE}
-    )
-    with sweep_lock(out):
-        _write_or_check_args(out, resolved, resume=True, volatile=(*SWEEP_VOLATILE, "uniform"))
-        base_config = TrainConfig(
-            epochs=options.baseline_epochs,
-            lr=options.baseline_lr,
-            seed=search.seed,
-            device=search.device,
-        )
-        baseline = _train_full(
-            space,
-            data,
-            initial,
-            base_config,
-            out / "baseline",
-            resume=True,
-            progress=options.progress,
-        )
-        if search.warmup_epochs:
-            _shared_warmup(options, search, space, out)
-        cover_budgets(open_study(out, sweep), sweep)
-    study = open_study(out, sweep)
-    _run_workers(options, search, sweep, out)
-    return _sweep_outputs(study, out, baseline, data, search, sweep, uniform, options.progress)
-
-
-def _shared_warmup(
-    options: RunOptions, search: SearchConfig, space: SearchSpace, out: Path
-) -> Path:
-    """The warm-up every trial starts from (``DIR/warmup.pt``): the epochs a trial's search
-    would begin with, run once on the baseline and fresh loaders, exactly as the trial would."""
-    data = options.load(search.seed)
-    if data.val is None:
-        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
-    seed_everything(search.seed)
-    baseline = space.build()
-    _load_fitting(baseline, load_state_dict_file(out / "baseline" / "model.pt"))
-    return warm_up(
-        baseline.to(search.device).eval(),
-        space,
-        data.train,
-        data.val,
-        config=search,
-        path=out / SWEEP_WARMUP,
-        progress=options.progress,
-    )
-
-
-def _run_workers(options: RunOptions, search: SearchConfig, sweep: SweepConfig, out: Path) -> None:
-    """This process and ``workers - 1`` more run trials until the study has enough."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    quiet = replace(options, progress=False)
-    helpers = [
-        ctx.Process(target=sweep_worker, args=(quiet, search, sweep, False))
-        for _ in range(sweep.workers - 1)
-    ]
-    for p in helpers:
-        p.start()
-    try:
-        sweep_worker(options, search, sweep, options.progress)
-    finally:
-        for p in helpers:
-            p.join()
-    failed = [p.exitcode for p in helpers if p.exitcode]
-    if failed:
-        raise ConfigError(f"{len(failed)} sweep worker(s) failed (exit code {failed[0]})")
-
-
-def sweep_worker(
-    options: RunOptions, search: SearchConfig, sweep: SweepConfig, progress: bool
-) -> None:
-    """Run trials of the study in ``options.out_dir`` until it has ``sweep.trials``."""
-    out = Path(options.out_dir)
-    study = open_study(out, sweep)
-    weights = str(out / "baseline" / "model.pt")
-    with progress_bar(sweep.trials, counted(study), progress) as bar:
-        while (trial := next_trial(study, out, sweep)) is not None:
-            config = sweep.suggest(trial, search)
-            run_dir = out / "trials" / f"trial-{trial.number:04d}"
-            trial_options = replace(
-                options,
-                out_dir=str(run_dir),
-                weights=weights,
-                resume=True,
-                overwrite=False,
-                progress=False,
-            )
-            warmup = out / SWEEP_WARMUP if search.warmup_epochs else None
-            try:
-                metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
-            except BaseException:
-                study.tell(trial, state=TrialState.FAIL)
-                raise
-            for key in (
-                "searched_acc",
-                "macs",
-                "macs_ratio",
-                "params",
-                "baseline_acc",
-                "relaxation_gap",
-            ):
-                trial.set_user_attr(key, metrics[key])
-            trial.set_user_attr("seconds", round(seconds, 2))
-            trial.set_user_attr("run_dir", str(run_dir.relative_to(out)))
-            study.tell(trial, [metrics["searched_acc"], metrics["macs"]])
-            bar.n = counted(study)
-            bar.set_postfix(
-                acc=f"{metrics['searched_acc']:.2f}",
-                macs=f"{metrics['macs_ratio']:.2f}",
-                refresh=True,
-            )
-
-
-def _sweep_outputs(
-    study: optuna.Study,
-    out: Path,
-    baseline: torch.nn.Module,
-    data: DataBundle,
-    search: SearchConfig,
-    sweep: SweepConfig,
-    uniform: bool,
-    progress: bool,
-) -> dict[str, Any]:
-    rows = trial_rows(study)
-    front = pareto_rows(rows)
-    full_acc = evaluate(baseline, data.test, device=search.device).accuracy
-    targets = sorted(
-        {float(b) for b in sweep.budgets}
-        if sweep.budgets
-        else {round(float(r["target_macs"]), 2) for r in front}
-    )
-    uniform_rows = (
-        [uniform_point(out, t, out / "baseline", data, search, progress) for t in targets]
-        if uniform
-        else []
-    )
-    with sweep_lock(out):
-        write_csv(out / "trials.csv", rows)
-        write_csv(out / "pareto.csv", front)
-        write_csv(out / "uniform.csv", uniform_rows)
-        metrics = {
-            "trials": len(rows),
-            "complete": sum(r["state"] == "COMPLETE" for r in rows),
-            "pareto_points": len(front),
-            "full_acc": full_acc,
-            "full_macs": space_of(out / "baseline").macs(),
-            "hypervolume": hypervolume([(r["macs_ratio"], r["searched_acc"]) for r in front]),
-            "uniform_hypervolume": hypervolume(
-                [(u["macs_ratio"], u["test_acc"]) for u in uniform_rows]
-            ),
-            "objectives": list(OBJECTIVES),
-            "sampler": sweep.sampler,
-            "study": sweep.study,
-        }
-        write_json(out / "metrics.json", metrics)
-        plot_pareto([(out.name, out)], out / "pareto.png")
-    return metrics
-
-
-# -- nas transfer --------------------------------------------------------------------------------
-def run_transfer(
-    arch: str | Path,
-    data: DataOptions,
-    config: TrainConfig,
-    *,
-    out_dir: str | Path = "runs/transfer",
-    weights: str | Path | None = None,
-    mode: str | None = None,
-    compare: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """``nas transfer``: a found width spec trained on another dataset.
-
-    Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.ts``,
-    ``metrics.json``, ``summary.csv``, ``args.yaml`` and, with ``compare``, ``transfer.png``.
-    """
-    from nas.plots import plot_transfer
-    from nas.transfer import check_mode, transfer
-
-    out = prepare_out_dir(out_dir, overwrite=overwrite)
-    spec = WidthSpec.load(arch)
-    config.validate()
-    check_mode(mode, has_weights=weights is not None)
-    state = load_state_dict_file(weights) if weights is not None else None
-    if state is not None:  # refuse a spec/weights mismatch before any data is read
-        from nas.transfer import inherit_weights
-
-        inherit_weights(spec.get_space().build(spec.widths), spec, state)
-    bundle = data.load(config.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    write_yaml(
-        out / "args.yaml",
-        {
-            "command": "transfer",
-            "arch": str(arch),
-            "weights": None if weights is None else str(weights),
-            "mode": mode,
-            "compare": compare,
-            **asdict(data),
-            **asdict(config),
-            "data": bundle.describe(),
-            "environment": environment(),
-        },
-    )
-    result = transfer(
-        spec,
-        bundle.train,
-        bundle.test,
-        num_classes=bundle.num_classes,
-        in_channels=bundle.in_channels,
-        input_size=bundle.input_size,
-        config=config,
-        val_loader=bundle.val,
-        weights=state,
-        mode=mode,
-        compare=compare,
-        out_dir=out,
-        progress=progress,
-    )
-    save_model(result.model, result.spec, out)
-    metrics = result.metrics | {"dataset": data.dataset, "arch": str(arch)}
-    write_json(out / "metrics.json", metrics)
-    if compare:
-        plot_transfer(metrics, out / "transfer.png")
-    return metrics

@@ -95,7 +95,7 @@ class Result:
 def train_baseline(
     space: SearchSpace, data: DataBundle, seed: int, epochs: int
 ) -> tuple[nn.Module, float]:
-    """The full network as ``nas search`` trains it (``nas.workflows._train_full``, no files)."""
+    """The full network as ``nas search`` trains it (``nas.workflows.train_full``, no files)."""
     config = TrainConfig(epochs=epochs, lr=BASELINE_LR, seed=seed)
     seed_everything(config.seed)
     model = space.build()

@@ -11,6 +11,7 @@ network of the independent run at its budget (same ``arch.json`` and test accura
 
     python experiments/benchmarks/sweep_cost.py            # defaults of nas search (~12 min)
     python experiments/benchmarks/sweep_cost.py --quick    # fewer epochs (~3 min)
+    python experiments/benchmarks/sweep_cost.py --baseline-epochs 100   # a longer baseline
 """
 
 from __future__ import annotations
@@ -49,8 +50,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs on both sides")
     parser.add_argument("--space", default="resnet20")
+    parser.add_argument(
+        "--baseline-epochs", type=int, default=None, help="both sides (default: nas search's)"
+    )
     args = parser.parse_args()
     extra = (QUICK if args.quick else []) + ["--space", args.space, "--quiet"]
+    if args.baseline_epochs is not None:
+        extra += ["--baseline-epochs", str(args.baseline_epochs)]
     nas = [sys.executable, "-m", "nas.cli"]
     work = Path(tempfile.mkdtemp(prefix="sweep-cost-"))
     try:

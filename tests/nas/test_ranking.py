@@ -10,10 +10,10 @@ import torch
 
 import search_spaces
 from nas.cli import main
-from nas.ranking import RankConfig, as_dict, sample_widths, synflow
+from nas.ranking import RankConfig, as_dict, run_rank, sample_widths, synflow
 from nas.search import SearchConfig
 from nas.supernet import DEFAULT_WIDTH_RATIOS, width_choices
-from nas.workflows import RunOptions, run_rank, run_search
+from nas.workflows import RunOptions, run_search
 from predictors import GraphEncoder, Predictor, PredictorConfig
 
 slow = pytest.mark.slow

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,10 @@ import pytest
 import torch
 import torchvision
 import yaml
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import nas.strategies
 import nas.train
 import search_spaces
 from nas.cli import main
@@ -37,6 +38,7 @@ from nas.search import (
     search_widths,
     warm_up,
 )
+from nas.strategies import GateStrategy, register_strategy
 from nas.train import CHECKPOINT_NAME, TrainConfig, train_model
 from nas.workflows import RunOptions, run_search
 from search_spaces import SearchSpace, WidthSpec
@@ -122,6 +124,72 @@ def test_search_widths_meets_the_budget(
         reference = supernet(x)
         supernet.set_masks(None)
         assert (small(x) - reference).abs().max().item() <= 1e-4
+
+
+# -- another gate strategy slots in -------------------------------------------------------------
+class ChannelGates(GateStrategy):
+    """Per-channel sigmoid gates with logistic noise and a gate-activity regulariser: another
+    parameterisation than width-gumbel, through the unchanged search loop, budget and
+    extraction."""
+
+    name = "test-channel-gates"
+
+    def __init__(self, space: SearchSpace, choices: Mapping[str, Sequence[int]]) -> None:
+        super().__init__(space, choices)
+        self.gates = nn.ParameterDict(
+            {
+                u.replace(".", "_"): nn.Parameter(torch.full((space.max_widths[u],), 2.0))
+                for u in self.units
+            }
+        )
+
+    def _logits(self, unit: str) -> Tensor:
+        return self.gates[unit.replace(".", "_")]
+
+    def masks(self, mode: str, tau: float) -> dict[str, Tensor]:
+        out = {}
+        for u in self.units:
+            lg = self._logits(u)
+            if mode == "sample":
+                noise = torch.rand_like(lg).clamp(1e-6, 1 - 1e-6)
+                lg = lg + noise.log() - (1 - noise).log()
+            soft = torch.sigmoid(lg / tau)
+            out[u] = soft if mode in ("sample", "relaxed") else (lg > 0).float()
+        return out
+
+    def expected_widths(self) -> dict[str, Tensor]:
+        return {u: torch.sigmoid(self._logits(u)).sum() for u in self.units}
+
+    def choice_log_probs(self) -> dict[str, Tensor]:
+        widths = {u: float(w.detach()) for u, w in self.expected_widths().items()}
+        return {
+            u: torch.log_softmax(-torch.tensor([(c - widths[u]) ** 2 for c in self.choices[u]]), 0)
+            for u in self.units
+        }
+
+    def regularizer(self) -> Tensor:
+        return 1e-3 * torch.stack([torch.sigmoid(self._logits(u)).mean() for u in self.units]).sum()
+
+
+@slow
+def test_a_new_gate_strategy_runs_through_the_unchanged_search(
+    monkeypatch: pytest.MonkeyPatch,
+    digits: DataBundle,
+    val: TensorLoader,
+    trained: tuple[SearchSpace, nn.Module],
+) -> None:
+    monkeypatch.setattr(nas.strategies, "_STRATEGIES", dict(nas.strategies._STRATEGIES))
+    register_strategy(ChannelGates.name, ChannelGates)
+    space, model = trained
+    config = tiny(strategy=ChannelGates.name, target_macs="0.4")
+    outcome = search_widths(model, space, digits.train, val, config=config, progress=False)
+
+    assert isinstance(outcome.strategy, ChannelGates)
+    moved = [not torch.equal(p, torch.full_like(p, 2.0)) for p in outcome.strategy.parameters()]
+    assert all(moved)  # the architecture step trained the gates
+    assert abs(outcome.spec.macs_ratio() / 0.4 - 1) <= config.tolerance  # budget and projection
+    small = extract_searched(outcome)  # extraction as for width-gumbel
+    assert count_model_params(small) == outcome.spec.params()
 
 
 # -- resuming ------------------------------------------------------------------------------------
@@ -243,7 +311,7 @@ def test_resume_with_other_options_is_refused(
     def stop(*args: Any, **kwargs: Any) -> nn.Module:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("nas.workflows._train_full", stop)
+    monkeypatch.setattr("nas.workflows.train_full", stop)
     with pytest.raises(KeyboardInterrupt):  # interrupted right after args.yaml is written
         run_search(run_options(out), SearchConfig(**RESUME_CONFIG))
     assert (out / "args.yaml").is_file()

@@ -28,6 +28,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 import nas
+import nas.sweep
 import nas.workflows
 from nas.cli import main
 from nas.compute import count_model_params, measure_macs
@@ -39,8 +40,9 @@ from nas.sweep import (
     make_sampler,
     pareto_rows,
     read_csv,
+    run_sweep,
 )
-from nas.workflows import RunOptions, run_sweep
+from nas.workflows import RunOptions
 from search_spaces import WidthSpec
 
 slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
@@ -132,7 +134,8 @@ def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert metrics["complete"] == 3 and metrics["trials"] == 3
 
-    # one trial directory per trial, each holding the extracted network
+    # one trial directory per trial that ran (none repeats another here), holding its network
+    assert all(r["same_as"] == "" for r in rows)
     assert trial_dirs(out) == sorted(f"trial-{int(r['number']):04d}" for r in rows)
     assert all(TRIAL_DIR.fullmatch(name) for name in trial_dirs(out))
     assert {r["run_dir"] for r in rows} == {f"trials/{name}" for name in trial_dirs(out)}
@@ -217,6 +220,23 @@ def test_trials_share_one_warm_up_and_match_a_search_alone(
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@slow
+def test_a_trial_that_repeats_a_finished_one_reuses_its_result(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # one budget and nothing tuned: every trial has the parameters of the first
+    metrics = run_sweep(
+        options(out), TINY, SweepConfig(trials=2, budgets=(0.5,), tune=()), uniform=False
+    )
+    rows = read_csv(out / "trials.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
+    assert rows[1]["same_as"] == "0" and rows[1]["run_dir"] == rows[0]["run_dir"]
+    for key in ("searched_acc", "macs", "macs_ratio", "params"):
+        assert rows[1][key] == rows[0][key], key
+    assert float(rows[1]["seconds"]) == 0.0
+    assert trial_dirs(out) == ["trial-0000"]  # searched once
+    assert metrics["complete"] == 2
+
+
 # -- resuming ------------------------------------------------------------------------------------
 @slow
 def test_rerunning_a_finished_sweep_runs_no_trial(swept: Swept, tmp_path: Path) -> None:
@@ -256,7 +276,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    real = nas.workflows.run_search
+    real = nas.sweep.run_search
     calls: list[str] = []
 
     def interrupted_second(o: RunOptions, c: SearchConfig, **kwargs: Any) -> dict[str, Any]:
@@ -265,7 +285,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
             raise KeyboardInterrupt
         return real(o, c, **kwargs)
 
-    monkeypatch.setattr(nas.workflows, "run_search", interrupted_second)
+    monkeypatch.setattr(nas.sweep, "run_search", interrupted_second)
     with pytest.raises(KeyboardInterrupt):
         sweep(out, 2)
     states = [t.state for t in load_study(out).get_trials()]
@@ -278,7 +298,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
     orphan.set_user_attr("host", socket.gethostname())
     orphan.set_user_attr("pid", dead.pid)
 
-    monkeypatch.setattr(nas.workflows, "run_search", real)
+    monkeypatch.setattr(nas.sweep, "run_search", real)
     metrics = sweep(out, 2)
 
     trials = load_study(out).get_trials()

@@ -27,7 +27,8 @@ import search_spaces
 from nas.cli import main
 from nas.compute import count_model_params, measure_macs
 from nas.train import TrainConfig, seed_everything
-from nas.workflows import DataOptions, run_transfer
+from nas.transfer import run_transfer
+from nas.workflows import DataOptions
 from search_spaces import WidthSpec
 
 slow = pytest.mark.slow  # end-to-end transfers (seconds each on a CPU)
