@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -459,10 +459,6 @@ class _SearchRun:
         final_tau = self.records[-1].tau if self.records else c.tau_min
         relaxed = self.evaluate("relaxed", final_tau)
         discrete = self.evaluate("discrete", final_tau, widths=argmax)
-        with torch.no_grad():  # BN statistics of the chosen network, for extraction
-            self.supernet.set_widths(widths)
-            recalibrate_bn(self.supernet, self.calibration, self.device)
-            self.supernet.set_masks(None)
         return SearchOutcome(
             space.spec(widths),
             self.supernet,
@@ -613,8 +609,24 @@ def _fmt(value: object) -> str:
 # -- after the search ----------------------------------------------------------------------------
 def extract_searched(outcome: SearchOutcome) -> nn.Module:
     """The standalone network of the found spec, with the supernet's (inherited) weights."""
-    outcome.supernet.set_masks(None)
-    return extract(outcome.supernet.model.state_dict(), outcome.spec)
+    return extract_at(outcome.supernet, outcome.spec, outcome.calibration)
+
+
+def extract_at(
+    supernet: Supernet, spec: WidthSpec, calibration: Sequence[tuple[Tensor, Tensor]]
+) -> nn.Module:
+    """The standalone network of ``spec`` with the supernet's weights and BN statistics
+    recalibrated for exactly these widths on ``calibration`` (the running statistics the
+    supernet holds belong to whatever widths it ran last). Any spec of the space works: the
+    found one, a uniform-width one of the same MACs, a predictor's candidate."""
+    if not calibration:
+        raise ValueError("extract_at needs calibration batches for the BN statistics")
+    device = next(supernet.parameters()).device
+    with torch.no_grad():
+        supernet.set_widths(spec.widths)
+        recalibrate_bn(supernet, calibration, device)
+        supernet.set_masks(None)
+    return extract(supernet.model.state_dict(), spec)
 
 
 def finetune(
