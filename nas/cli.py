@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import fields
@@ -565,20 +566,44 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
     if command not in ("search", "sweep"):
         raise ConfigError(f"--config is an option of nas search and nas sweep, not {command}")
     search = _subparser(parser, command)
-    dests = {a.dest for a in search._actions}
+    actions = {a.dest: a for a in search._actions}
     aliases = {"out_dir": "out", "num_workers": "loader_workers"}
     ignored = {"command", "data", "environment", "augment", "progress", "sweep", "uniform"}
     values = {}
     for key, value in data.items():
         dest = aliases.get(key, str(key).replace("-", "_"))
-        if key in ignored or (key in ("trials", "workers") and dest not in dests):
+        if key in ignored or (key in ("trials", "workers") and dest not in actions):
             continue  # run records, and a sweep's own options when read by nas search
-        if dest not in dests:
+        if dest not in actions:
             raise ConfigError(f"--config {path}: unknown option {key!r}")
-        values[dest] = value
-    if data.get("augment") is False:
-        values["no_augment"] = True
+        values[dest] = _config_value(actions[dest], f"--config {path}: {key}", value)
+    if "augment" in data:
+        augment = _config_value(actions["no_augment"], f"--config {path}: augment", data["augment"])
+        values["no_augment"] = not augment
     search.set_defaults(**values)
+
+
+def _config_value(action: argparse.Action, where: str, value: Any) -> Any:
+    """A ``--config`` value, converted and checked exactly like the same flag's text."""
+    if action.nargs == 0:  # an on/off flag
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if value is None:
+        if action.default is None:
+            return None
+        raise ConfigError(f"{where} needs a value")
+    if isinstance(value, (bool, dict)):
+        raise ConfigError(f"{where}: expected a value like the flag's, got {value!r}")
+    text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    try:
+        converted = action.type(text) if callable(action.type) else text
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {str(exc) or f'invalid value {value!r}'}") from None
+    if action.choices is not None and converted not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+    return converted
 
 
 def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
@@ -791,13 +816,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: NasError) -> str:
+    """The message of a user error as one line. An error raised in a DataLoader worker comes
+    back wrapped with the worker's traceback; its own message is the wrapper's last line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 and "Original Traceback" in str(exc):
+        return lines[-1].split(": ", 1)[-1]
+    return " ".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         _apply_config_file(parser, argv)
     except NasError as exc:
-        print(f"nas: error: {exc}", file=sys.stderr)
+        print(f"nas: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     try:
         args = parser.parse_args(argv)
@@ -809,8 +845,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except NasError as exc:
-        print(f"nas {args.command}: error: {exc}", file=sys.stderr)
+        print(f"nas {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (nas profile ... | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         hint = " (continue with --resume)" if args.command == "search" else ""
         print(f"nas {args.command}: interrupted{hint}", file=sys.stderr)

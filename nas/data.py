@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sized
@@ -80,6 +81,7 @@ Augment: TypeAlias = Callable[[Tensor, torch.Generator], Tensor]
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_IMAGEFOLDER_SIZE = 224
+MAX_IMAGE_SIZE = 4096  # a side beyond this is a typo, not an image size
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_TEST_SEED = 0  # constant: the digits test split never depends on the run's seed
 STD_FLOOR = 1e-3
@@ -328,12 +330,12 @@ def _check_val_fraction(val_fraction: float) -> None:
 
 def _check_options(opts: _Options) -> None:
     _check_val_fraction(opts.val_fraction)
-    if opts.batch_size < 1 or opts.eval_batch_size < 1:
-        raise DataError(
-            f"batch sizes must be at least 1, got {opts.batch_size} and {opts.eval_batch_size}"
-        )
-    if opts.image_size is not None and opts.image_size < 1:
-        raise DataError(f"image size must be at least 1, got {opts.image_size}")
+    if opts.batch_size < 2:  # BatchNorm cannot train on a single sample
+        raise DataError(f"the training batch size must be at least 2, got {opts.batch_size}")
+    if opts.eval_batch_size < 1:
+        raise DataError(f"the evaluation batch size must be at least 1, got {opts.eval_batch_size}")
+    if opts.image_size is not None and not 1 <= opts.image_size <= MAX_IMAGE_SIZE:
+        raise DataError(f"image size must be in [1, {MAX_IMAGE_SIZE}], got {opts.image_size}")
     if opts.num_workers < 0:
         raise DataError(f"num_workers must be >= 0, got {opts.num_workers}")
 
@@ -558,8 +560,10 @@ def _tensor_bundle(
 ) -> DataBundle:
     x_train, x_test = arrays.x_train, arrays.x_test
     if opts.image_size is not None:
+        _check_resized_memory(name, len(x_train) + len(x_test), x_train.shape[1], opts.image_size)
         x_train, x_test = _resize(x_train, opts.image_size), _resize(x_test, opts.image_size)
     train_idx, val_idx = split_indices(len(x_train), opts.val_fraction, opts.seed)
+    _check_training_samples(name, len(train_idx))
     x_val, y_val = x_train[val_idx], arrays.y_train[val_idx]
     x_train, y_train = x_train[train_idx], arrays.y_train[train_idx]
     mean, std = _channel_stats(x_train)
@@ -598,6 +602,24 @@ def _tensor_bundle(
     )
 
 
+def _check_resized_memory(name: str, n: int, channels: int, size: int) -> None:
+    """In-memory datasets are resized once, up front: refuse sizes that cannot fit in RAM."""
+    needed = n * channels * size * size * 4
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available // 2:
+        raise DataError(
+            f"resizing the {n} images of {name} to {size}x{size} needs {needed / 2**30:.1f} GiB "
+            f"of memory ({available / 2**30:.0f} GiB on this machine); use a smaller --image-size"
+        )
+
+
+def _check_training_samples(name: str, n: int) -> None:
+    if n < 2:
+        raise DataError(
+            f"{name} leaves {n} training image(s) after the validation split; need at least 2"
+        )
+
+
 def _drop_last(n: int, batch_size: int) -> bool:
     """Drop a final training batch of a single sample only (BatchNorm cannot train on one)."""
     return n > 1 and n % batch_size == 1
@@ -607,8 +629,11 @@ def _drop_last(n: int, batch_size: int) -> bool:
 
 
 def _open_image(path: str, mode: str) -> Image.Image:
-    with open(path, "rb") as fh:
-        return Image.open(fh).convert(mode)
+    try:
+        with open(path, "rb") as fh:
+            return Image.open(fh).convert(mode)
+    except OSError as exc:  # PIL's UnidentifiedImageError is an OSError too
+        raise DataError(f"cannot read image {path}: {_first_line(exc)}") from None
 
 
 def _find_eval_dir(root: Path) -> Path:
@@ -682,6 +707,7 @@ def _imagefolder_bundle(name: str, root: Path, opts: _Options) -> DataBundle:
     for ds, tf in ((train_ds, train_tf), (val_ds, eval_tf), (test_ds, eval_tf)):
         ds.transform, ds.loader = tf, image_loader
     train_idx, val_idx = split_indices(len(base), opts.val_fraction, opts.seed)
+    _check_training_samples(name, len(train_idx))
     train = _folder_loader(Subset(train_ds, train_idx.tolist()), opts.batch_size, True, opts)
     val = None
     if len(val_idx) > 0:

@@ -23,7 +23,7 @@ from torch import nn
 
 from nas.errors import ConfigError, WeightsError
 from nas.extract import save_model
-from nas.io import load_state_dict_file, prepare_out_dir, write_json, write_yaml
+from nas.io import load_state_dict_file, prepare_out_dir, run_output, write_json, write_yaml
 from nas.train import TrainConfig, evaluate, seed_everything, train_model
 from nas.workflows import DataOptions, environment
 from search_spaces import WidthSpec
@@ -205,7 +205,6 @@ def run_transfer(
     ``metrics.json``, ``summary.csv``, ``args.yaml`` and, with ``compare``, ``transfer.png``.
     """
     from nas.plots import plot_transfer
-    from nas.transfer import check_mode, transfer
 
     out = prepare_out_dir(out_dir, overwrite=overwrite)
     spec = WidthSpec.load(arch)
@@ -213,43 +212,41 @@ def run_transfer(
     check_mode(mode, has_weights=weights is not None)
     state = load_state_dict_file(weights) if weights is not None else None
     if state is not None:  # refuse a spec/weights mismatch before any data is read
-        from nas.transfer import inherit_weights
-
         inherit_weights(spec.get_space().build(spec.widths), spec, state)
     bundle = data.load(config.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    write_yaml(
-        out / "args.yaml",
-        {
-            "command": "transfer",
-            "arch": str(arch),
-            "weights": None if weights is None else str(weights),
-            "mode": mode,
-            "compare": compare,
-            **asdict(data),
-            **asdict(config),
-            "data": bundle.describe(),
-            "environment": environment(),
-        },
-    )
-    result = transfer(
-        spec,
-        bundle.train,
-        bundle.test,
-        num_classes=bundle.num_classes,
-        in_channels=bundle.in_channels,
-        input_size=bundle.input_size,
-        config=config,
-        val_loader=bundle.val,
-        weights=state,
-        mode=mode,
-        compare=compare,
-        out_dir=out,
-        progress=progress,
-    )
-    save_model(result.model, result.spec, out)
-    metrics = result.metrics | {"dataset": data.dataset, "arch": str(arch)}
-    write_json(out / "metrics.json", metrics)
-    if compare:
-        plot_transfer(metrics, out / "transfer.png")
+    with run_output(out, overwrite=overwrite):
+        write_yaml(
+            out / "args.yaml",
+            {
+                "command": "transfer",
+                "arch": str(arch),
+                "weights": None if weights is None else str(weights),
+                "mode": mode,
+                "compare": compare,
+                **asdict(data),
+                **asdict(config),
+                "data": bundle.describe(),
+                "environment": environment(),
+            },
+        )
+        result = transfer(
+            spec,
+            bundle.train,
+            bundle.test,
+            num_classes=bundle.num_classes,
+            in_channels=bundle.in_channels,
+            input_size=bundle.input_size,
+            config=config,
+            val_loader=bundle.val,
+            weights=state,
+            mode=mode,
+            compare=compare,
+            out_dir=out,
+            progress=progress,
+        )
+        save_model(result.model, result.spec, out)
+        metrics = result.metrics | {"dataset": data.dataset, "arch": str(arch)}
+        write_json(out / "metrics.json", metrics)
+        if compare:
+            plot_transfer(metrics, out / "transfer.png")
     return metrics

@@ -1,8 +1,12 @@
-"""End-to-end jobs behind the command line, callable from Python: train a baseline, extract.
+"""End-to-end jobs behind the command line, callable from Python: ``nas train``, ``nas
+extract`` and ``nas search``, and what the other jobs (:mod:`nas.ranking`, :mod:`nas.sweep`,
+:mod:`nas.transfer`) share with them: data options, the baseline, ``args.yaml``, a finished
+search run.
 
 Each job checks all of its input (names, files, output directory) before it writes anything,
-writes its resolved configuration (``args.yaml``) next to its results, and returns the numbers it
-also saves in ``metrics.json``.
+writes its resolved configuration (``args.yaml``) next to its results, removes what it wrote if
+it then stops on bad input (:func:`nas.io.run_output`), and returns the numbers it also saves in
+``metrics.json``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import search_spaces
 from nas.data import DataBundle, load_data
 from nas.errors import ConfigError, WeightsError
 from nas.extract import channel_order, check_full_weights, extract, save_model
-from nas.io import load_state_dict_file, prepare_out_dir, write_json, write_yaml
+from nas.io import load_state_dict_file, prepare_out_dir, run_output, write_json, write_yaml
 from nas.plots import plot_search_curves, plot_widths
 from nas.search import (
     SEARCH_CHECKPOINT,
@@ -115,7 +119,19 @@ def train_baseline(
         in_channels=bundle.in_channels,
         input_size=bundle.input_size,
     )
-    out.mkdir(parents=True, exist_ok=True)
+    with run_output(out, overwrite=overwrite):
+        return _train_to_dir(out, space, sp, d, c, bundle, progress)
+
+
+def _train_to_dir(
+    out: Path,
+    space: str,
+    sp: SearchSpace,
+    d: DataOptions,
+    c: TrainConfig,
+    bundle: DataBundle,
+    progress: bool,
+) -> dict[str, Any]:
     write_yaml(
         out / "args.yaml",
         {
@@ -169,6 +185,19 @@ def extract_to_dir(
     full.load_state_dict(state)
     full.eval()
     pruned = extract(full, spec, channel_order(full, space, order))
+    with run_output(out, overwrite=overwrite):
+        return _save_extracted(pruned, spec, out, weights, arch, order)
+
+
+def _save_extracted(
+    pruned: torch.nn.Module,
+    spec: WidthSpec,
+    out: Path,
+    weights: str | Path,
+    arch: str | Path,
+    order: str,
+) -> dict[str, Any]:
+    space = spec.get_space()
     save_model(pruned, spec, out)
     write_yaml(
         out / "args.yaml",
@@ -231,17 +260,7 @@ def run_search(
         epochs=o.baseline_epochs, lr=o.baseline_lr, seed=c.seed, device=c.device
     )
     base_config.validate()
-    data = load_data(
-        o.dataset,
-        data_root=o.data_root,
-        download=o.download,
-        val_fraction=o.val_fraction,
-        batch_size=o.batch_size,
-        seed=c.seed,
-        augment=o.augment,
-        image_size=o.image_size,
-        num_workers=o.num_workers,
-    )
+    data = o.load(c.seed)
     if data.val is None:
         raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
     space = search_spaces.create(
@@ -253,6 +272,22 @@ def run_search(
     c.target_for(space)  # impossible budgets fail before anything is written
     initial = initial_weights(o.weights, space)
     resolved = resolved_args(o, c, data.describe())
+    with run_output(out, overwrite=o.overwrite, resume=o.resume):
+        return _search_to_dir(out, o, c, data, space, initial, resolved, base_config, warmup)
+
+
+def _search_to_dir(
+    out: Path,
+    o: RunOptions,
+    c: SearchConfig,
+    data: DataBundle,
+    space: SearchSpace,
+    initial: dict[str, torch.Tensor] | None,
+    resolved: dict[str, Any],
+    base_config: TrainConfig,
+    warmup: Path | None,
+) -> dict[str, Any]:
+    assert data.val is not None  # checked by run_search
     write_or_check_args(out, resolved, resume=o.resume)
 
     fresh = loader_states(data)
@@ -331,7 +366,7 @@ def write_or_check_args(
     file is then rewritten with their new values."""
     path = out / "args.yaml"
     if resume and path.is_file():
-        stored = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        stored = read_args(path)
         ignore = {"environment", "device", "out_dir", *volatile}
         diff = sorted(k for k in resolved if k not in ignore and stored.get(k) != resolved[k])
         if diff:
@@ -343,6 +378,17 @@ def write_or_check_args(
             return
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(path, resolved)
+
+
+def read_args(path: Path) -> dict[str, Any]:
+    """A run's ``args.yaml``; a malformed one is a :class:`ConfigError` of one line."""
+    try:
+        stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(stored, dict) or "command" not in stored:
+        raise ConfigError(f"{path} was not written by nas (no 'command' in it)")
+    return stored
 
 
 def initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Tensor] | None:
@@ -420,11 +466,8 @@ def load_search_run(run: Path) -> tuple[RunOptions, SearchConfig]:
             f"{run} is not a search run directory (needs args.yaml and "
             f"{SEARCH_CHECKPOINT} written by nas search)"
         )
-    try:
-        stored = yaml.safe_load(args_path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot read {args_path}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(stored, dict) or stored.get("command") != "search":
+    stored = read_args(args_path)
+    if stored.get("command") != "search":
         raise ConfigError(f"{args_path} was not written by nas search")
     run_fields = {f.name for f in fields(RunOptions)}
     search_fields = {f.name for f in fields(SearchConfig)}

@@ -3,7 +3,7 @@
 >>> import search_spaces
 >>> space = search_spaces.create("resnet56", num_classes=10)
 >>> space.macs()  # conv + linear MACs at 32x32
-125485706
+125485696
 >>> model = space.build(space.uniform_widths(0.5))
 """
 

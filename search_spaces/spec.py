@@ -38,6 +38,9 @@ class WidthSpec:
     in_channels: int
     input_size: tuple[int, int]
 
+    def __post_init__(self) -> None:
+        self.validate()  # a spec that exists is valid, however it was made
+
     # -- the space and its numbers ----------------------------------------------------------------
     def get_space(self) -> SearchSpace:
         return create(
@@ -49,6 +52,8 @@ class WidthSpec:
 
     def validate(self) -> WidthSpec:
         """Check the spec against its space; raises :class:`SpecError` with one line."""
+        if not isinstance(self.widths, Mapping):
+            raise SpecError("'widths' must map unit names to integers")
         try:
             self.get_space().check_widths(self.widths)
         except NasError as exc:
@@ -83,7 +88,7 @@ class WidthSpec:
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "width spec") -> WidthSpec:
         """Parse and validate; every problem raises :class:`SpecError` naming ``source``."""
         try:
-            return _parse(cls, data).validate()
+            return _parse(cls, data)
         except SpecError as exc:
             raise SpecError(f"{source}: {exc}") from None
 

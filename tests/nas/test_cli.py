@@ -111,6 +111,10 @@ def _bad_cases(tmp: Path) -> list[list[str]]:
             "magic",
         ],
         ["frobnicate"],
+        ["train", "--batch-size", "1", "--out", out],  # BatchNorm cannot train on one sample
+        ["train", "--image-size", "100000", "--out", out],
+        ["train", "--out", str(tmp / "corrupt.pt" / "sub")],  # parent is a file
+        ["train", "--out", str(tmp / "used"), "--overwrite"],  # not a nas run: never replaced
     ]
 
 
@@ -188,3 +192,120 @@ def test_train_then_extract_on_digits(tmp_path: Path, capsys: pytest.CaptureFixt
     assert sum(p.numel() for p in small.parameters()) == spec.params()
     report = json.loads((tmp_path / "half" / "metrics.json").read_text())
     assert report["macs"] == spec.macs() and abs(report["macs_ratio"] - 0.5) < 0.02
+
+
+def _subcommands() -> list[str]:
+    import argparse
+
+    from nas.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return sorted(action.choices)
+    raise AssertionError("no sub-commands")
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and out.startswith("usage: nas " + command)
+
+
+def test_a_late_failure_leaves_nothing_half_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "diverged"
+    code, _, err = run(
+        capsys, "train", "--lr", "1e30", "--epochs", "1", "--out", str(out), "--quiet"
+    )
+    assert code == 2 and "diverged" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # args.yaml and summary.csv were written, then removed
+
+
+def test_a_corrupt_image_deep_in_a_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    for split in ("train", "val"):
+        for label in ("a", "b"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / split / label / f"{i}.png")
+    (root / "train" / "b" / "2.png").write_bytes(b"not a png")  # not the first image
+    out = tmp_path / "run"
+    code, _, err = run(
+        capsys,
+        "train",
+        "--dataset",
+        f"imagefolder:{root}",
+        "--image-size",
+        "8",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert code == 2 and "cannot read image" in err and "2.png" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_overwrite_replaces_an_earlier_run_entirely(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
+    torch.save(space.build().state_dict(), tmp_path / "full.pt")
+    space.spec(space.uniform_widths(0.5)).save(tmp_path / "arch.json")
+    out = tmp_path / "small"
+    argv = [
+        "extract",
+        "--weights",
+        str(tmp_path / "full.pt"),
+        "--arch",
+        str(tmp_path / "arch.json"),
+    ]
+    assert run(capsys, *argv, "--out", str(out))[0] == 0
+    (out / "stale.txt").write_text("from the earlier run")
+    assert run(capsys, *argv, "--out", str(out))[0] == 2  # refused without --overwrite
+    assert (out / "stale.txt").is_file()
+    assert run(capsys, *argv, "--out", str(out), "--overwrite")[0] == 0
+    assert not (out / "stale.txt").exists()  # nothing of the earlier run is mixed in
+    assert {"arch.json", "model.pt", "model.ts", "metrics.json", "args.yaml"} == {
+        f.name for f in out.iterdir()
+    }
+
+
+def test_config_values_are_checked_like_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    for text, expected in (
+        ("tau0: [1, 2]", "tau0"),
+        ("lr: null", "lr needs a value"),
+        ("warmup_epochs: 2.5", "warmup_epochs"),
+        ("hard: 3", "true or false"),
+        ("order: magic", "not one of"),
+        ("rank_pool: 0", "rank_pool"),
+    ):
+        config.write_text(text + "\n")
+        code, _, err = run(capsys, "search", "--config", str(config), "--out", str(tmp_path / "o"))
+        assert code == 2 and expected in err and len(err.strip().splitlines()) == 1, (text, err)
+        assert not (tmp_path / "o").exists()
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m nas.cli spaces | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.strip().split()[0] == search_spaces.list_spaces()[0]
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

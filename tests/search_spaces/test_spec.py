@@ -72,3 +72,17 @@ def test_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(SpecError, match="JSON object"):
         WidthSpec.load(tmp_path / "list.json")
+
+
+@pytest.mark.parametrize(
+    ("widths", "message"),
+    [
+        ({"layer1.0.conv1": 999}, "missing width"),
+        ({**_spec().widths, "layer3": 65}, "layer3 is 65"),
+        ({**_spec().widths, "layer3": 0}, "layer3 is 0"),
+    ],
+)
+def test_a_spec_built_in_python_is_validated_too(widths: dict, message: str) -> None:
+    # a spec that exists is valid: no count of MACs or extraction ever sees a bad one
+    with pytest.raises(SpecError, match=message):
+        WidthSpec("resnet20_b", widths, 4, 1, (8, 8))
