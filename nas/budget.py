@@ -90,7 +90,9 @@ def project_to_budget(
     choice loses the least log-probability per MAC saved; while under it, grow the unit whose
     next larger choice costs the least log-probability per MAC added without overshooting.
     If the choices are too coarse to land in the band, one unit is set to the integer width
-    that does (MACs are affine in each single unit's width).
+    that does (MACs are affine in each single unit's width), or, where no single unit can, two
+    units together (bilinear in two units' widths). :data:`nas.search.MIN_TOLERANCE` is the
+    narrowest band a search accepts.
     """
     w = dict(widths)
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
@@ -146,6 +148,8 @@ def _index_at_or_near(options: Sequence[int], width: int, *, below: bool) -> int
 def _fine_adjust(
     space: SearchSpace, w: dict[str, int], target: float, lo: float, hi: float
 ) -> dict[str, int]:
+    """Land in ``[lo, hi]`` by setting one unit to an integer width off the choices or, when no
+    single unit can (its MAC step wider than the band, or it is at its limit), two units."""
     best: tuple[float, str, int] | None = None
     for unit, maximum in space.max_widths.items():
         base = space.macs({**w, unit: 0})
@@ -158,6 +162,44 @@ def _fine_adjust(
             change = abs(width - w[unit]) / maximum
             if best is None or change < best[0]:
                 best = (change, unit, width)
-    if best is None:
+    if best is not None:
+        return {**w, best[1]: best[2]}
+    pair = _pair_adjust(space, w, target, lo, hi)
+    if pair is None:
         raise ConfigError(f"no widths reach {target:,.0f} MACs within the tolerance")
-    return {**w, best[1]: best[2]}
+    return pair
+
+
+def _pair_adjust(
+    space: SearchSpace, w: dict[str, int], target: float, lo: float, hi: float
+) -> dict[str, int] | None:
+    """Two units ``a``, ``b`` changed together: every width of ``a``, and for each the integer
+    width of ``b`` closest to the target (MACs are bilinear in two units' widths); the
+    smallest relative change that lands in the band, checked with the exact count."""
+    best: tuple[float, dict[str, int]] | None = None
+    units = list(space.max_widths)
+    for a in units:
+        wa = torch.arange(1, space.max_widths[a] + 1, dtype=torch.float64)
+        for b in units:
+            if a == b:
+                continue
+            f00, f10, f01, f11 = (
+                float(space.macs({**w, a: i, b: j})) for i, j in ((0, 0), (1, 0), (0, 1), (1, 1))
+            )
+            rest = f00 + (f10 - f00) * wa  # MACs with b at 0
+            slope = (f01 - f00) + (f11 - f10 - f01 + f00) * wa  # per channel of b
+            if not bool((slope > 0).any()):
+                continue
+            wb = ((target - rest) / slope.clamp(min=1.0)).round().clamp(1, space.max_widths[b])
+            macs = rest + slope * wb
+            change = (wa - w[a]).abs() / space.max_widths[a] + (wb - w[b]).abs() / (
+                space.max_widths[b]
+            )
+            ok = (macs >= lo) & (macs <= hi) & (slope > 0)
+            if not bool(ok.any()):
+                continue
+            k = int(torch.where(ok, change, torch.inf).argmin())
+            trial = {**w, a: int(wa[k]), b: int(wb[k])}
+            if (best is None or float(change[k]) < best[0]) and lo <= space.macs(trial) <= hi:
+                best = (float(change[k]), trial)
+    return None if best is None else best[1]

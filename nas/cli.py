@@ -350,7 +350,8 @@ def _add_sweep_parser(sub: Any) -> None:
         "sweep",
         help="many searches as an Optuna study: accuracy/MAC Pareto front",
         description="Runs searches at many MAC budgets and hyper-parameters as one Optuna "
-        "study sharing one baseline; re-running the same command resumes it.",
+        "study sharing one baseline; re-running the same command resumes it and replaces "
+        "failed or interrupted trials.",
     )
     p.add_argument("--out", default="runs/sweep", help="sweep directory (default runs/sweep)")
     p.add_argument("--trials", type=_positive_int, default=d.trials)
@@ -373,11 +374,20 @@ def _add_sweep_parser(sub: Any) -> None:
     )
     p.add_argument("--sampler", default=d.sampler, choices=("nsga2", "tpe"))
     p.add_argument(
-        "--storage", default=None, help="Optuna storage URL (default: journal file in --out)"
+        "--storage",
+        default=None,
+        help="Optuna RDB storage URL, e.g. postgresql://host/db (default: a journal file in "
+        "--out). Processes on other machines must use the same --out directory (a shared "
+        "filesystem with working file locks) and the same options; SQLite serves one process "
+        "at a time",
     )
-    p.add_argument("--study", default=d.study, help="study name")
+    p.add_argument("--study", default=d.study, help="study name (default %(default)s)")
     p.add_argument(
-        "--workers", type=int, default=1, help="processes this command starts (not with SQLite)"
+        "--workers",
+        type=int,
+        default=1,
+        help="processes this command starts (not with SQLite); when one stops on an error, "
+        "the others finish their trial and stop",
     )
     p.add_argument(
         "--no-uniform", action="store_true", help="skip the uniform-width baseline curve"
@@ -398,6 +408,7 @@ def _add_plot_parser(sub: Any) -> None:
 
 
 def cmd_plot_pareto(args: argparse.Namespace) -> int:
+    from nas.io import check_writable
     from nas.plots import plot_pareto
 
     dirs = [Path(d) for d in args.dirs]
@@ -408,9 +419,10 @@ def cmd_plot_pareto(args: argparse.Namespace) -> int:
     if len(labels) != len(dirs):
         raise ConfigError(f"{len(labels)} labels for {len(dirs)} directories")
     out = Path(args.out)
-    if out.suffix.lower() != ".png":
+    if out.suffix.lower() != ".png" or out.is_dir():
         raise ConfigError(f"--out must be a .png file, got {out}")
-    plot_pareto(list(zip(labels, dirs, strict=True)), out)
+    check_writable(out.parent)
+    plot_pareto(list(zip(labels, dirs, strict=True)), out)  # checks every table first
     print(f"wrote {out}")
     return 0
 
@@ -680,20 +692,27 @@ def cmd_rank(args: argparse.Namespace) -> int:
         topk_epochs=args.topk_epochs,
         holdout=args.holdout,
         holdout_epochs=args.holdout_epochs,
+        holdout_lr=args.holdout_lr,
         seed=args.seed,
         predictor=PredictorConfig(loss=args.loss, epochs=args.predictor_epochs, seed=args.seed),
     )
     m = run_rank(
         args.run, config, out_dir=args.out, overwrite=args.overwrite, progress=not args.quiet
     )
+    if m["pool_ranked"] < m["pool"]:
+        print(f"note: only {m['pool_ranked']:,} distinct candidates lie within the budget band")
     print(
         f"selected {_human(m['selected_macs'])} MACs ({m['selected_macs_ratio']:.1%}), "
         f"val acc {m['selected_val_acc']:.2f} % after the brief fine-tune"
     )
-    for name, corr in m.get("correlations", {}).items():
-        print(
-            f"  {name:<9} Kendall tau {corr['kendall_tau']:+.3f}  Spearman {corr['spearman']:+.3f}"
-        )
+
+    def corr(value: float | None) -> str:
+        return "  n/a " if value is None else f"{value:+.3f}"
+
+    for name, c in m.get("correlations", {}).items():
+        print(f"  {name:<9} Kendall tau {corr(c['kendall_tau'])}  Spearman {corr(c['spearman'])}")
+    if "correlations_note" in m:
+        print(f"  {m['correlations_note']}")
     return 0
 
 
@@ -720,8 +739,18 @@ def _add_rank_parser(sub: Any) -> None:
         choices=("uniform", "band"),
         help="sample uniformly over the choices or in a MAC band around the budget",
     )
-    p.add_argument("--band", type=float, default=d.band, help="relative MAC band (0.25)")
-    p.add_argument("--pool", type=_positive_int, default=d.pool, help="candidates ranked")
+    p.add_argument(
+        "--band",
+        type=float,
+        default=d.band,
+        help=f"--sampling band: scored networks within target x (1 +- band) MACs ({d.band})",
+    )
+    p.add_argument(
+        "--pool",
+        type=_positive_int,
+        default=d.pool,
+        help="candidates ranked, MACs within the search's tolerance under the budget",
+    )
     p.add_argument(
         "--top-k",
         type=_positive_int,
@@ -733,9 +762,15 @@ def _add_rank_parser(sub: Any) -> None:
         "--holdout",
         type=int,
         default=d.holdout,
-        help="held-out sub-networks trained stand-alone for the evidence (0: skip)",
+        help="held-out sub-networks trained stand-alone for the evidence (0: skip, else >= 3)",
     )
     p.add_argument("--holdout-epochs", type=_positive_int, default=d.holdout_epochs)
+    p.add_argument(
+        "--holdout-lr",
+        type=float,
+        default=d.holdout_lr,
+        help=f"learning rate of the held-out networks' stand-alone training ({d.holdout_lr})",
+    )
     p.add_argument(
         "--loss",
         default="rank",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from nas.io import atomic_write_bytes
+from nas.errors import ConfigError
+from nas.io import atomic_write_bytes, read_json
 from search_spaces import WidthSpec
 
 
@@ -110,53 +113,104 @@ def plot_rank_scatter(evidence: dict[str, Any], path: str | Path) -> None:
     save_figure(fig, path)
 
 
+@dataclass
+class SweepPoints:
+    """What ``nas plot pareto`` draws of one sweep directory: (MAC ratio, accuracy %) pairs."""
+
+    trials: list[tuple[float, float]]  # every completed trial
+    front: list[tuple[float, float]]  # pareto.csv
+    uniform: list[tuple[float, float]]  # uniform.csv
+    full_acc: float | None  # metrics.json
+
+
+def read_sweep_points(d: Path) -> SweepPoints:
+    """The points of the sweep in ``d``; a missing ``pareto.csv``, a table without the needed
+    columns or with a cell that is not a number, or a corrupt ``metrics.json`` raise a one-line
+    :class:`~nas.errors.ConfigError` (``trials.csv``, ``uniform.csv`` and ``metrics.json`` may
+    be absent)."""
+    if not (d / "pareto.csv").is_file():
+        raise ConfigError(f"{d} is not a sweep directory (no pareto.csv)")
+    trials = [r for r in _table(d / "trials.csv", ("state",)) if r["state"] == "COMPLETE"]
+    full_acc = None
+    if (d / "metrics.json").is_file():
+        value = read_json(d / "metrics.json", "sweep metrics").get("full_acc")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{d / 'metrics.json'} has no number full_acc")
+        full_acc = float(value)
+    return SweepPoints(
+        trials=_points(d / "trials.csv", trials, "searched_acc"),
+        front=_points(d / "pareto.csv", _table(d / "pareto.csv", ()), "searched_acc"),
+        uniform=_points(d / "uniform.csv", _table(d / "uniform.csv", ()), "test_acc"),
+        full_acc=full_acc,
+    )
+
+
+def _table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV file written by nas sweep ([] if absent), each with ``columns``."""
+    if not path.is_file():
+        return []
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    for i, row in enumerate(rows, start=2):
+        missing = [c for c in columns if row.get(c) is None]
+        if missing:
+            raise ConfigError(f"{path} line {i} has no {missing[0]} column (not a sweep table)")
+    return rows
+
+
+def _points(path: Path, rows: Sequence[dict[str, str]], acc: str) -> list[tuple[float, float]]:
+    points = []
+    for i, row in enumerate(rows, start=2):
+        pair = []
+        for column in ("macs_ratio", acc):
+            text = row.get(column)
+            if text is None:
+                raise ConfigError(f"{path} has no {column} column (not a sweep table)")
+            try:
+                value = float(text)
+            except ValueError:
+                raise ConfigError(f"{path} line {i}: {column} is not a number: {text!r}") from None
+            if not math.isfinite(value):
+                raise ConfigError(f"{path} line {i}: {column} is not finite: {text!r}")
+            pair.append(value)
+        points.append((pair[0], pair[1]))
+    return points
+
+
 def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
     """Accuracy against MACs: each sweep's Pareto front (and its other trials), its
-    uniform-width curve, and the full network. Several sweeps overlay on one figure."""
-    import csv
-    import json
-
-    def rows(p: Path) -> list[dict[str, str]]:
-        if not p.is_file():
-            return []
-        with open(p, encoding="utf-8", newline="") as f:
-            return list(csv.DictReader(f))
-
+    uniform-width curve, and the full network. Several sweeps overlay on one figure. Every
+    sweep is read and checked (:func:`read_sweep_points`) before anything is drawn."""
+    sweeps = [(label, read_sweep_points(Path(d))) for label, d in runs]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for i, (label, d) in enumerate(runs):
+    for i, (label, s) in enumerate(sweeps):
         color = f"C{i}"
-        trials = [r for r in rows(d / "trials.csv") if r.get("state") == "COMPLETE"]
         ax.scatter(
-            [float(r["macs_ratio"]) for r in trials],
-            [float(r["searched_acc"]) for r in trials],
-            color=color,
-            alpha=0.25,
-            s=14,
+            [m for m, _ in s.trials], [a for _, a in s.trials], color=color, alpha=0.25, s=14
         )
-        front = rows(d / "pareto.csv")
         ax.plot(
-            [float(r["macs_ratio"]) for r in front],
-            [float(r["searched_acc"]) for r in front],
+            [m for m, _ in s.front],
+            [a for _, a in s.front],
             "o-",
             color=color,
             label=f"{label}: searched (Pareto front)",
         )
-        uniform = rows(d / "uniform.csv")
-        if uniform:
+        if s.uniform:
             ax.plot(
-                [float(r["macs_ratio"]) for r in uniform],
-                [float(r["test_acc"]) for r in uniform],
+                [m for m, _ in s.uniform],
+                [a for _, a in s.uniform],
                 "s--",
                 color=color,
                 alpha=0.7,
                 label=f"{label}: uniform width",
             )
-        metrics = d / "metrics.json"
-        if metrics.is_file():
-            full = json.loads(metrics.read_text())["full_acc"]
+        if s.full_acc is not None:
             ax.scatter(
                 [1.0],
-                [full],
+                [s.full_acc],
                 marker="*",
                 s=160,
                 color=color,

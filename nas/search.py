@@ -20,12 +20,14 @@ retrain it from scratch), and report the numbers. ``nas search`` on the command 
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -60,10 +62,20 @@ from nas.train import (
 )
 from search_spaces import SearchSpace, WidthSpec
 
+if TYPE_CHECKING:
+    from nas.ranking import RankConfig  # nas.ranking imports this module
+
 SEARCH_CHECKPOINT = "search_checkpoint.pt"
 SEARCH_SUMMARY = "summary.csv"
 SEARCH_FORMAT = "channel-nas/search-checkpoint-1"
 CALIBRATION_BATCHES = 4
+# Narrowest accepted --tolerance. The projection lands in the band whenever some widths do; the
+# exact MACs of a space move in steps (ResNet-20: 55,296 MACs per channel of a stage-3 unit,
+# 18,432 for two units together), so a band much narrower than that can hold no network at all.
+# At 0.005 the band of a ResNet-20 target at its smallest (11.5 % of full) is 2.5 two-unit steps
+# wide; random starts on resnet20/20_b/56/56_b/18 at targets down to the smallest and coarse
+# width ratios all landed (tests/nas/test_budget.py checks it).
+MIN_TOLERANCE = 0.005
 
 
 @dataclass
@@ -101,29 +113,108 @@ class SearchConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
-        """One-line :class:`ConfigError` for any value that cannot work."""
+        """One-line :class:`ConfigError`, naming the ``nas search`` flag, for any value that
+        cannot work: checked before anything is written or trained. Types first (values from
+        ``--config`` files and Python callers are not parsed by the command line), then ranges;
+        NaN and infinities are refused everywhere."""
+        self._check_types()
         check_strategy(self.strategy)
         if self.schedule not in SCHEDULES:
             raise ConfigError(
-                f"unknown temperature schedule {self.schedule!r}; choose one of "
-                f"{', '.join(SCHEDULES)}"
+                f"unknown --schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
             )
-        if not 0 < self.tau_min <= self.tau0:
-            raise ConfigError(f"need 0 < tau_min <= tau0, got {self.tau_min} and {self.tau0}")
-        if not self.width_ratios or not all(0 < r <= 1 for r in self.width_ratios):
-            raise ConfigError("width ratios must lie in (0, 1]")
-        if self.search_epochs < 1 or self.warmup_epochs < 0 or self.finetune_epochs < 0:
-            raise ConfigError("need search_epochs >= 1, warmup_epochs >= 0, finetune_epochs >= 0")
-        for name in ("lr", "arch_lr", "finetune_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.budget_weight < 0 or not 0 < self.tolerance < 1:
-            raise ConfigError("need budget_weight >= 0 and 0 < tolerance < 1")
         if self.select not in ("argmax", "predictor"):
             raise ConfigError(f"unknown --select {self.select!r}; choose argmax or predictor")
         if self.order not in ("l1", "bn", "first"):
-            raise ConfigError(f"unknown channel order {self.order!r}; choose l1, bn or first")
+            raise ConfigError(f"unknown --order {self.order!r}; choose l1, bn or first")
+        if not all(0 < r <= 1 for r in self.width_ratios):
+            raise ConfigError(
+                f"--width-ratios must lie in (0, 1], got {', '.join(map(str, self.width_ratios))}"
+            )
+        if not 0 < self.tau_min <= self.tau0:
+            raise ConfigError(
+                f"need 0 < --tau-min <= --tau0, got --tau-min {self.tau_min} and --tau0 {self.tau0}"
+            )
+        checks = [
+            (self.warmup_epochs >= 0, "--warmup-epochs", ">= 0"),
+            (self.search_epochs >= 1, "--search-epochs", ">= 1"),
+            (self.finetune_epochs >= 0, "--finetune-epochs", ">= 0"),
+            (self.lr > 0, "--lr", "> 0"),
+            (self.arch_lr > 0, "--arch-lr", "> 0"),
+            (self.finetune_lr > 0, "--finetune-lr", "> 0"),
+            (0 <= self.momentum < 1, "--momentum", "in [0, 1)"),
+            (self.weight_decay >= 0, "--weight-decay", ">= 0"),
+            (self.arch_weight_decay >= 0, "--arch-weight-decay", ">= 0"),
+            (self.budget_weight >= 0, "--budget-weight", ">= 0"),
+            (0 < self.budget_band < 1, "--budget-band", "in (0, 1)"),
+            (
+                MIN_TOLERANCE <= self.tolerance < 1,
+                "--tolerance",
+                f"in [{MIN_TOLERANCE}, 1) (a narrower band is not always reachable)",
+            ),
+            (0 <= self.kd_alpha <= 1, "--kd-alpha", "in [0, 1]"),
+            (self.kd_temperature > 0, "--kd-temperature", "> 0"),
+        ]
+        for ok, flag, allowed in checks:
+            if not ok:
+                value = getattr(self, flag[2:].replace("-", "_"))
+                raise ConfigError(f"{flag} must be {allowed}, got {value}")
+        if self.from_scratch and self.finetune_epochs == 0:
+            raise ConfigError(
+                "--from-scratch needs --finetune-epochs >= 1 (with 0 the found network would "
+                "keep its random initialisation)"
+            )
+        if self.select == "predictor":
+            self._check_ranking()
         self.finetune_config().validate()
+
+    def _check_types(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            kind = _FIELD_KINDS[f.name]
+            if kind == "int":
+                ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                if ok and f.name == "seed":
+                    ok = -(2**63) <= value < 2**63
+                what = "an integer" + (" in [-2^63, 2^63)" if f.name == "seed" else "")
+            elif kind == "real":
+                ok = _is_finite_real(value)
+                what = "a finite number"
+            elif kind == "bool":
+                ok, what = isinstance(value, bool), "true or false"
+            elif kind == "target":
+                ok = isinstance(value, str) or _is_finite_real(value)
+                what = "a ratio like 0.5 or MACs like 60M"
+            elif kind == "ratios":
+                ok = (
+                    isinstance(value, Sequence)
+                    and not isinstance(value, str)
+                    and len(value) > 0
+                    and all(_is_finite_real(r) for r in value)
+                )
+                what = "a non-empty list of numbers in (0, 1]"
+            else:
+                ok, what = isinstance(value, str), "a string"
+            if not ok:
+                raise ConfigError(f"{flag} must be {what}, got {value!r}")
+
+    def _check_ranking(self) -> None:
+        """``--select predictor``: the ranking options, checked as ``nas rank`` checks them."""
+        from nas.ranking import SEARCH_FLAGS  # nas.ranking imports this module
+
+        try:
+            self.rank_config().validate(SEARCH_FLAGS)
+        except ConfigError as exc:
+            raise ConfigError(f"--select predictor: {exc}") from None
+
+    def rank_config(self) -> RankConfig:
+        """The GCN ranking options of ``--select predictor`` (the rest at their defaults)."""
+        from nas.ranking import RankConfig
+
+        return RankConfig(
+            samples=self.rank_samples, pool=self.rank_pool, top_k=self.rank_top_k, seed=self.seed
+        )
 
     def finetune_config(self) -> TrainConfig:
         """Training options of the fine-tuning (or retraining) of the found network."""
@@ -135,6 +226,7 @@ class SearchConfig:
             epochs=epochs,
             lr=lr,
             momentum=self.momentum,
+            nesterov=self.momentum > 0,  # plain SGD at --momentum 0
             weight_decay=self.weight_decay,
             kd_alpha=self.kd_alpha,
             kd_temperature=self.kd_temperature,
@@ -156,6 +248,52 @@ class SearchConfig:
                 f"{floor / space.macs():.1%} of full); lower the smallest width ratio"
             )
         return target
+
+
+_FIELD_KINDS: dict[str, str] = {
+    "target_macs": "target",
+    "width_ratios": "ratios",
+    **dict.fromkeys(("strategy", "schedule", "order", "select", "device"), "str"),
+    **dict.fromkeys(("hard", "from_scratch"), "bool"),
+    **dict.fromkeys(
+        (
+            "warmup_epochs",
+            "search_epochs",
+            "finetune_epochs",
+            "rank_samples",
+            "rank_pool",
+            "rank_top_k",
+            "seed",
+        ),
+        "int",
+    ),
+    **dict.fromkeys(
+        (
+            "tau0",
+            "tau_min",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "arch_lr",
+            "arch_weight_decay",
+            "budget_weight",
+            "budget_band",
+            "tolerance",
+            "finetune_lr",
+            "kd_alpha",
+            "kd_temperature",
+        ),
+        "real",
+    ),
+}
+
+
+def _is_finite_real(value: object) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
 
 
 @dataclass
@@ -717,14 +855,8 @@ def select_network(
     (:func:`nas.ranking.select_with_predictor`); returns the outcome and the selection."""
     if config.select != "predictor":
         return outcome, None
-    from nas.ranking import RankConfig, select_with_predictor
+    from nas.ranking import SEARCH_FLAGS, select_with_predictor
 
-    rank = RankConfig(
-        samples=config.rank_samples,
-        pool=config.rank_pool,
-        top_k=config.rank_top_k,
-        seed=config.seed,
-    )
     target = config.target_for(outcome.spec.get_space())
     selection = select_with_predictor(
         outcome.supernet,
@@ -736,8 +868,9 @@ def select_network(
         val_loader,
         teacher if config.kd_alpha > 0 else None,
         config.finetune_config(),
-        rank,
+        config.rank_config(),
         progress=progress,
+        flags=SEARCH_FLAGS,
     )
     return replace(outcome, spec=selection.spec), selection
 

@@ -1,24 +1,65 @@
 """``nas sweep``: many searches as one Optuna study, and the accuracy/MAC Pareto front.
 
-Each trial picks a MAC target (from ``macs_range`` or from a list of ``budgets``) and the search
-hyper-parameters named in ``tune`` (budget-loss weight, initial temperature, architecture
-learning rate), runs :func:`nas.workflows.run_search` into ``DIR/trials/trial-NNNN`` and reports
-two objectives: test accuracy (maximised) and MACs (minimised). The sampler is passed explicitly
-and seeded (NSGA-II by default, TPE with ``sampler="tpe"``).
+From Python (the same as the command line, with the same files)::
 
-Shared work: the full baseline is trained once per sweep (``DIR/baseline``), and so is the
-supernet's warm-up (``DIR/warmup.pt``, :func:`nas.search.warm_up`); every trial starts from both,
-so a sweep of N budgets costs them once instead of N times, with the results of N searches alone.
+    from nas.search import SearchConfig
+    from nas.sweep import SweepConfig, run_sweep
+    from nas.workflows import RunOptions
 
-Early stopping: Optuna's pruners raise ``NotImplementedError`` in multi-objective studies, so no
-trial is pruned. A trial is short (it inherits the baseline) and its search already stops at the
-budget; a failed trial is marked FAIL and replaced.
+    metrics = run_sweep(
+        RunOptions(out_dir="runs/sweep", dataset="digits", baseline_epochs=30),
+        SearchConfig(warmup_epochs=10, search_epochs=20, finetune_epochs=30),
+        SweepConfig(trials=6, budgets=(0.25, 0.5, 0.75), seed=0),
+    )
+    print(metrics["pareto_points"], metrics["hypervolume"])
 
-Storage: by default a journal file ``DIR/journal.log`` (safe for several processes on one
-machine); ``storage`` takes any Optuna storage URL (PostgreSQL/MySQL for many machines). Running
-the same sweep again resumes it: finished trials are kept and only the missing ones run. Several
-processes started with the same storage and study cooperate: trials are created under a lock
-(a file lock in the sweep directory), so together they run exactly ``trials`` trials.
+**Trials.** Each trial picks a MAC target (from ``macs_range`` or from the list of ``budgets``;
+the first trials of a study take the listed budgets in order) and the search hyper-parameters
+named in ``tune`` (budget-loss weight, initial temperature, architecture learning rate), runs
+:func:`nas.workflows.run_search` into ``DIR/trials/trial-NNNN`` and reports two objectives: test
+accuracy (maximised) and MACs (minimised).
+
+**Sampling.** The sampler is passed explicitly (NSGA-II by default, TPE with ``sampler="tpe"``).
+Each trial is drawn, under the sweep lock, by a sampler seeded with (``seed``, the number of
+trials drawn before it): processes working on one study never draw the same knobs from the same
+random state, and a sweep run by one process is reproducible from its seed. NSGA-II and TPE
+keep nothing between trials but their random state (in Optuna 5.0 their populations,
+generations and observations are read back from the storage), so a fresh sampler per trial
+changes nothing else.
+
+**Shared work.** The full baseline is trained once per sweep (``DIR/baseline``), and so is the
+supernet's warm-up (``DIR/warmup.pt``, :func:`nas.search.warm_up`); every trial starts from
+both. A trial whose parameters equal those of a finished trial of the same sweep options
+(device included) reuses its result (``same_as``): the seeded search would repeat it. It is
+listed in ``trials.csv`` but not again in ``pareto.csv`` (one row per distinct result).
+
+**Uniform-width curve.** At each listed budget (with ``macs_range``: at each Pareto target,
+rounded to 0.01) a network of uniform width and the same MACs is trained the same way as the
+searched network there: it inherits from the same supernet (the search checkpoint of the best
+completed trial at that target: baseline, then the warm-up and search epochs), its BN statistics
+are recalibrated for its widths on training batches (:func:`nas.search.extract_at`), and it is
+fine-tuned with that trial's options and the baseline as teacher. Cached in ``DIR/uniform``.
+
+**Failures.** Optuna's pruners raise ``NotImplementedError`` in multi-objective studies, so no
+trial is pruned. A trial that fails or is interrupted is marked FAIL (one left RUNNING by a
+process that died is marked FAIL by the next process on that machine that asks for a trial);
+FAIL trials do not count towards ``trials``. The process whose trial failed stops with its error
+(one line for bad input); with ``workers > 1`` the other processes it started finish their
+current trial and stop as well, while processes started separately go on and replace it.
+Running the same sweep again replaces every failed or interrupted trial.
+
+**Storage and several processes.** By default a journal file ``DIR/journal.log``; ``storage``
+takes an Optuna RDB URL (PostgreSQL/MySQL; SQLite for one process at a time). Running the same
+sweep again resumes it: finished trials are kept and only the missing ones run. Processes
+cooperate through a file lock in the sweep directory (``DIR/.sweep.lock``): trials are created
+under it, so together they run exactly ``trials`` trials. **Every process, on any machine, must
+use the same sweep directory** (on a shared filesystem whose file locks work across machines,
+e.g. NFSv4) as well as the same storage and study: the lock, the baseline, the warm-up and the
+trial directories live there. A study records the options of its sweep (space, data, seed,
+search and sweep options) and its directory when it is created; a process with other options,
+or with another directory, is refused. SQLite allows one writer at a time: joining a SQLite
+study while another live process runs one of its trials is refused (use the journal file or
+PostgreSQL/MySQL for several processes).
 """
 
 from __future__ import annotations
@@ -26,39 +67,78 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
 import io
+import json
 import os
+import shutil
 import socket
+import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 import torch
+import yaml
+from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 import search_spaces
 from nas.data import DataBundle
-from nas.errors import ConfigError
-from nas.extract import load_model, save_model
-from nas.io import atomic_write_text, load_state_dict_file, write_json
+from nas.errors import ConfigError, DataError, NasError, SpaceError, SpecError, WeightsError
+from nas.extract import save_model
+from nas.io import (
+    atomic_write_text,
+    check_writable,
+    load_state_dict_file,
+    read_json,
+    write_json,
+)
 from nas.plots import plot_pareto
-from nas.search import SearchConfig, finetune, warm_up
+from nas.search import (
+    CALIBRATION_BATCHES,
+    SearchConfig,
+    extract_at,
+    finetune,
+    take_batches,
+    warm_up,
+)
 from nas.train import TrainConfig, evaluate, seed_everything
 from nas.workflows import (
     RunOptions,
     initial_weights,
     load_fitting,
+    load_search_run,
+    load_supernet,
     resolved_args,
     run_search,
     train_full,
     write_or_check_args,
 )
 from search_spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import SimpleQueue
+    from multiprocessing.synchronize import Event
+
+__all__ = [
+    "OBJECTIVES",
+    "SAMPLERS",
+    "TUNABLE",
+    "SweepConfig",
+    "hypervolume",
+    "make_sampler",
+    "pareto_rows",
+    "read_csv",
+    "run_sweep",
+    "sweep_worker",
+]
 
 TUNABLE: dict[str, tuple[float, float]] = {  # log-uniform ranges of the tunable knobs
     "budget_weight": (0.5, 8.0),
@@ -67,11 +147,17 @@ TUNABLE: dict[str, tuple[float, float]] = {  # log-uniform ranges of the tunable
 }
 SAMPLERS = ("nsga2", "tpe")
 OBJECTIVES = ("test accuracy (maximise)", "MACs (minimise)")
+DIRECTIONS: list[Literal["maximize", "minimize"]] = ["maximize", "minimize"]
+LOCK_FILE = ".sweep.lock"
+STUDY_FILE = "study.json"  # in the sweep directory: which study (by its id) the sweep is
+OPTIONS_ATTR = "nas_sweep_options"  # study user attribute: the options of the sweep
+SWEEP_ID_ATTR = "nas_sweep_id"  # study user attribute: the id in DIR/study.json
+KEY_ATTR = "options_key"  # trial user attribute: hash of the sweep options and the device
 
 
 @dataclass
 class SweepConfig:
-    """What the study explores and where it is stored."""
+    """What the study explores and where it is stored (see :mod:`nas.sweep`)."""
 
     trials: int = 6
     macs_range: tuple[float, float] | None = (0.2, 0.9)
@@ -84,6 +170,7 @@ class SweepConfig:
     seed: int = 0
 
     def validate(self) -> None:
+        """One-line :class:`ConfigError` for any value that cannot work."""
         if self.trials < 1:
             raise ConfigError(f"--trials must be at least 1, got {self.trials}")
         if self.sampler not in SAMPLERS:
@@ -97,6 +184,14 @@ class SweepConfig:
             bad = [b for b in self.budgets if not 0 < b <= 1]
             if bad:
                 raise ConfigError(f"budgets must be in (0, 1], got {bad[0]}")
+            twice = [b for i, b in enumerate(self.budgets) if b in self.budgets[:i]]
+            if twice:
+                raise ConfigError(f"--budgets lists {twice[0]:g} more than once")
+            if self.trials < len(self.budgets):
+                raise ConfigError(
+                    f"--trials {self.trials} is fewer than the {len(self.budgets)} --budgets: "
+                    "every budget needs a trial"
+                )
         elif self.macs_range is not None:
             lo, hi = self.macs_range
             if not 0 < lo < hi <= 1:
@@ -107,11 +202,15 @@ class SweepConfig:
             raise ConfigError("give --macs-range or --budgets")
         if self.workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
-        if self.workers > 1 and self.storage and self.storage.startswith("sqlite"):
+        if self.workers > 1 and self.is_sqlite:
             raise ConfigError(
                 "SQLite does not support several workers at once; use the "
                 "default journal file, or PostgreSQL/MySQL for many machines"
             )
+
+    @property
+    def is_sqlite(self) -> bool:
+        return bool(self.storage) and str(self.storage).startswith("sqlite")
 
     def suggest(self, trial: optuna.Trial, base: SearchConfig) -> SearchConfig:
         """The search configuration of one trial."""
@@ -128,31 +227,178 @@ class SweepConfig:
 
 
 # -- the study -------------------------------------------------------------------------------------
-def make_sampler(config: SweepConfig) -> optuna.samplers.BaseSampler:
+def make_sampler(config: SweepConfig, draw: int | None = None) -> optuna.samplers.BaseSampler:
+    """The seeded sampler of the sweep; with ``draw``, the one that draws trial ``draw``
+    (seeded with ``config.seed`` and ``draw``: every trial has its own random state)."""
+    seed = config.seed if draw is None else draw_seed(config.seed, draw)
     if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=config.seed, multivariate=True)
-    return optuna.samplers.NSGAIISampler(
-        seed=config.seed, population_size=max(4, config.trials // 2)
-    )
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, config.trials // 2))
 
 
-def open_study(out: Path, config: SweepConfig) -> optuna.Study:
-    """Create or load the study (same storage and name = the same sweep)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage: Any = config.storage or JournalStorage(JournalFileBackend(str(out / "journal.log")))
+def draw_seed(seed: int, draw: int) -> int:
+    """A 32-bit seed for the ``draw``-th trial of a sweep seeded with ``seed``."""
+    digest = hashlib.sha256(f"channel-nas sweep {seed} {draw}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def storage_label(out: Path, config: SweepConfig) -> str:
+    """The storage as it may be printed (an RDB URL without its password)."""
+    if not config.storage:
+        return str(out / "journal.log")
     try:
-        return optuna.create_study(
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(config.storage).render_as_string(hide_password=True))
+    except Exception:  # not even a URL: shown as given
+        return config.storage
+
+
+def open_storage(out: Path, config: SweepConfig) -> BaseStorage:
+    """The study's storage: the journal file in ``out`` (created) or the RDB of
+    ``config.storage``; any failure to open it is a one-line :class:`ConfigError`."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if not config.storage:
+            return JournalStorage(JournalFileBackend(str(out / "journal.log")))
+        return optuna.storages.RDBStorage(config.storage)
+    except Exception as exc:  # sqlalchemy, drivers and the filesystem raise many types
+        lines = str(exc).strip().splitlines()
+        raise ConfigError(
+            f"cannot open --storage {storage_label(out, config)}: "
+            f"{lines[0] if lines else type(exc).__name__}"
+        ) from None
+
+
+def find_study(
+    storage: BaseStorage, config: SweepConfig, draw: int | None = None
+) -> optuna.Study | None:
+    """The sweep's study in ``storage`` (None if there is none), its sampler the one of
+    trial ``draw`` (:func:`make_sampler`)."""
+    try:
+        return optuna.load_study(
+            study_name=config.study, storage=storage, sampler=make_sampler(config, draw)
+        )
+    except KeyError:
+        return None
+    except Exception as exc:  # a storage that opened but cannot be read
+        lines = str(exc).strip().splitlines()
+        raise ConfigError(
+            f"cannot read study {config.study!r} from the storage: "
+            f"{lines[0] if lines else type(exc).__name__}"
+        ) from None
+
+
+def load_sweep_study(
+    storage: BaseStorage, config: SweepConfig, draw: int | None = None
+) -> optuna.Study:
+    study = find_study(storage, config, draw)
+    if study is None:
+        raise ConfigError(f"no study {config.study!r} in the storage (run nas sweep to make it)")
+    return study
+
+
+def sweep_options(
+    options: RunOptions, search: SearchConfig, sweep: SweepConfig, data: dict[str, Any]
+) -> dict[str, Any]:
+    """What every process of one sweep must share (the fingerprint a study records): the
+    space, the data and how it is served, the baseline, the search options and the sweep's,
+    without what may differ between its processes (device, paths, storage URL, number of trials
+    and workers). As stored in a study (JSON)."""
+    record = config_record(sweep)
+    fingerprint = {
+        "space": options.space,
+        "dataset": options.dataset,
+        "image_size": options.image_size,
+        "val_fraction": options.val_fraction,
+        "batch_size": options.batch_size,
+        "augment": options.augment,
+        "baseline_epochs": options.baseline_epochs,
+        "baseline_lr": options.baseline_lr,
+        "data": data,
+        "search": {k: v for k, v in asdict(search).items() if k != "device"},
+        "sweep": {
+            k: v
+            for k, v in record.items()
+            if k not in (*SWEEP_VOLATILE, "storage", "study", "workers")
+        },
+    }
+    normalised: dict[str, Any] = json.loads(json.dumps(fingerprint))
+    return normalised
+
+
+def _differences(stored: Any, mine: Any, prefix: str = "") -> list[str]:
+    if isinstance(stored, dict) and isinstance(mine, dict):
+        keys = [*stored, *(k for k in mine if k not in stored)]
+        return [d for k in keys for d in _differences(stored.get(k), mine.get(k), f"{prefix}{k}.")]
+    return [] if stored == mine else [prefix.rstrip(".")]
+
+
+def options_key(study: optuna.Study, device: str) -> str:
+    """Hash of the study's sweep options and the device: trials with equal parameters and
+    equal keys have equal results (see :func:`finished_twin`)."""
+    record = {"options": study.user_attrs.get(OPTIONS_ATTR), "device": device}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_joinable(
+    study: optuna.Study, out: Path, fingerprint: dict[str, Any], config: SweepConfig
+) -> None:
+    """Refuse to work on a study of another sweep: another directory, other options, or
+    (SQLite) another live process."""
+    name = f"study {config.study!r} in {storage_label(out, config)}"
+    if [d.name.lower() for d in study.directions] != DIRECTIONS:
+        raise ConfigError(f"{name} was not made by nas sweep (other objectives)")
+    stored_id = study.user_attrs.get(SWEEP_ID_ATTR)
+    if stored_id is None:
+        raise ConfigError(
+            f"{name} records no sweep options (not made by this version of nas sweep); choose "
+            "another --study"
+        )
+    if _read_study_file(out).get("sweep_id") != stored_id:
+        raise ConfigError(
+            f"{name} belongs to another sweep directory, not {out}: every process must use the "
+            "sweep directory of the study (share it between machines), or choose another --study"
+        )
+    stored = study.user_attrs.get(OPTIONS_ATTR)
+    if stored != fingerprint:
+        diff = _differences(stored, fingerprint) if isinstance(stored, dict) else ["all"]
+        raise ConfigError(
+            f"{name} was made with other options ({', '.join(diff[:4])}): run it with the "
+            "options it was made with, or choose another --study and --out"
+        )
+    if config.is_sqlite:
+        _check_sqlite_alone(study, config)
+
+
+def _read_study_file(out: Path) -> dict[str, Any]:
+    path = out / STUDY_FILE
+    return read_json(path, "sweep study file") if path.is_file() else {}
+
+
+def _create_study(
+    storage: BaseStorage, out: Path, config: SweepConfig, fingerprint: dict[str, Any]
+) -> optuna.Study:
+    """A new study recording the sweep's options and directory; with ``budgets``, its first
+    trials take the listed budgets in order (the sampler draws their other knobs)."""
+    try:
+        study = optuna.create_study(
             study_name=config.study,
             storage=storage,
-            sampler=make_sampler(config),
-            directions=["maximize", "minimize"],
-            load_if_exists=True,
+            sampler=make_sampler(config, 0),
+            directions=DIRECTIONS,
         )
-    except (ValueError, ImportError, RuntimeError) as exc:
+    except optuna.exceptions.DuplicatedStudyError:  # made meanwhile without our lock
         raise ConfigError(
-            f"cannot open storage {config.storage or out / 'journal.log'}: "
-            f"{str(exc).splitlines()[0]}"
+            f"study {config.study!r} in {storage_label(out, config)} was just made by a process "
+            "using another sweep directory; every process must use the same one"
         ) from None
+    sweep_id = uuid.uuid4().hex
+    study.set_user_attr(OPTIONS_ATTR, fingerprint)
+    study.set_user_attr(SWEEP_ID_ATTR, sweep_id)
+    write_json(out / STUDY_FILE, {"study": config.study, "sweep_id": sweep_id})
+    cover_budgets(study, config)
+    return study
 
 
 def cover_budgets(study: optuna.Study, config: SweepConfig) -> None:
@@ -161,20 +407,29 @@ def cover_budgets(study: optuna.Study, config: SweepConfig) -> None:
     chooses the budgets of the later trials. Call under :func:`sweep_lock`."""
     if config.budgets is None or study.get_trials(deepcopy=False):
         return
-    for budget in config.budgets[: config.trials]:
+    for budget in config.budgets:
         study.enqueue_trial({"target_macs": budget})
 
 
 @contextlib.contextmanager
 def sweep_lock(out: Path) -> Iterator[None]:
-    """An exclusive lock shared by every process working on this sweep directory."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".sweep.lock", "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """An exclusive lock shared by every process working on this sweep directory (creates the
+    directory). A lock file removed while we waited for it (a refused new sweep removes its
+    directory) is taken again."""
+    while True:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / LOCK_FILE, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                try:
+                    current = os.path.samestat(os.fstat(f.fileno()), os.stat(out / LOCK_FILE))
+                except FileNotFoundError:
+                    current = False
+                if current:
+                    yield
+                    return
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def counted(study: optuna.Study) -> int:
@@ -207,24 +462,56 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def next_trial(study: optuna.Study, out: Path, config: SweepConfig) -> optuna.Trial | None:
-    """A new trial, or None once the study has its ``trials`` (checked under the lock)."""
+def _check_sqlite_alone(study: optuna.Study, config: SweepConfig) -> None:
+    """SQLite takes one writer at a time: refuse to work beside another live process (a
+    RUNNING trial of another process, on another machine or alive on this one)."""
+    host, pid = socket.gethostname(), os.getpid()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        t_host, t_pid = t.user_attrs.get("host"), int(t.user_attrs.get("pid", -1))
+        if t_host != host or (t_pid != pid and _alive(t_pid)):
+            raise ConfigError(
+                f"study {config.study!r} in {config.storage} is in use: trial {t.number} runs in "
+                f"process {t_pid} on {t_host}; SQLite serves one process at a time (wait for it, "
+                "or use the default journal file or PostgreSQL/MySQL for several processes)"
+            )
+
+
+def draws(study: optuna.Study) -> int:
+    """Trials drawn so far (all but those waiting in the queue)."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+
+
+def next_trial(
+    storage: BaseStorage, out: Path, config: SweepConfig, key: str = ""
+) -> optuna.Trial | None:
+    """A new trial, or None once the study has its ``trials`` (checked under the lock). Its
+    study handle (``trial.study``) has a sampler seeded for this draw (:func:`make_sampler`)."""
     with sweep_lock(out):
+        study = load_sweep_study(storage, config)
         fail_orphans(study)
         if counted(study) >= config.trials:
             return None
+        if config.is_sqlite:
+            _check_sqlite_alone(study, config)
+        study = load_sweep_study(storage, config, draws(study))
         trial = study.ask()
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
+        trial.set_user_attr(KEY_ATTR, key)
         return trial
 
 
 # -- tables ----------------------------------------------------------------------------------------
 def finished_twin(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | None:
-    """A complete trial with exactly ``trial``'s parameters (samplers such as NSGA-II can
-    propose one again): the seeded search would repeat its result, so the sweep reuses it."""
+    """A complete trial with exactly ``trial``'s parameters and options key (same sweep
+    options, same device): the seeded search would repeat its result, so the sweep reuses it."""
+    key = trial.user_attrs.get(KEY_ATTR)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.number != trial.number and t.params == trial.params:
+        if (
+            t.number != trial.number
+            and t.params == trial.params
+            and t.user_attrs.get(KEY_ATTR) == key
+        ):
             return t
     return None
 
@@ -244,8 +531,10 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def pareto_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Completed trials that no other completed trial dominates (accuracy up, MACs down)."""
-    done = [r for r in rows if r["state"] == "COMPLETE"]
+    """Completed trials that no other completed trial dominates (accuracy up, MACs down), by
+    increasing MACs. A trial that reused another's result (``same_as``) is that result again:
+    it is left out, so every row is a distinct network."""
+    done = [r for r in rows if r["state"] == "COMPLETE" and r.get("same_as") in (None, "")]
     front = [r for r in done if not any(_dominates(o, r) for o in done)]
     return sorted(front, key=lambda r: r["macs"])
 
@@ -286,40 +575,70 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 # -- uniform-width baseline curve -----------------------------------------------------------------
+def uniform_sources(
+    rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]], sweep: SweepConfig
+) -> list[tuple[float, dict[str, Any]]]:
+    """(MAC ratio, trial) of each point of the uniform curve: each listed budget (or each Pareto
+    target rounded to 0.01) with the best completed trial searched at that target. A budget
+    with no completed trial yet has no point."""
+    done = [r for r in rows if r["state"] == "COMPLETE" and r.get("same_as") in (None, "")]
+    if sweep.budgets:
+        groups = {
+            float(b): [r for r in done if float(r["target_macs"]) == b] for b in sweep.budgets
+        }
+    else:
+        groups = {}
+        for r in front:
+            groups.setdefault(round(float(r["target_macs"]), 2), []).append(r)
+    return [
+        (ratio, min(trials, key=lambda r: (-r["searched_acc"], r["number"])))
+        for ratio, trials in sorted(groups.items())
+        if trials
+    ]
+
+
 def uniform_point(
-    out: Path, ratio: float, baseline_dir: Path, data: Any, config: SearchConfig, progress: bool
+    out: Path,
+    ratio: float,
+    trial: dict[str, Any],
+    options: RunOptions,
+    search: SearchConfig,
+    space: SearchSpace,
+    teacher: torch.nn.Module,
+    progress: bool,
 ) -> dict[str, Any]:
-    """A uniform-width network at ``ratio`` of the MACs, extracted from the baseline and
-    fine-tuned exactly like the trials (cached in ``DIR/uniform``)."""
-    from nas.extract import channel_order, extract
-
-    d = out / "uniform" / f"macs-{ratio:.4f}"
+    """A uniform-width network at ``ratio`` of the MACs, trained as ``trial``'s network was:
+    inherited from its supernet (BN recalibrated for these widths on training batches; built
+    anew with ``from_scratch``), then fine-tuned with its options, distilled from ``teacher``
+    (the baseline). Cached in ``DIR/uniform/macs-R-trial-NNNN``."""
+    run_dir = out / str(trial["run_dir"])
+    d = out / "uniform" / f"macs-{ratio:.4f}-{run_dir.name}"
     if (d / "metrics.json").is_file():
-        import json
-
-        return dict(json.loads((d / "metrics.json").read_text()))
-    full = load_model(baseline_dir)
-    space = space_of(baseline_dir)
+        return read_json(d / "metrics.json", "uniform-width metrics")
+    _, stored = load_search_run(run_dir)
+    config = replace(stored, device=search.device)
     spec = space.spec(space.uniform_widths_for_macs(ratio))
+    data = options.load(config.seed)  # fresh loaders: a point does not depend on the others
+    if config.from_scratch:
+        seed_everything(config.seed)
+        small = space.build(spec.widths)
+    else:
+        supernet, _ = load_supernet(run_dir, space, config)
+        small = extract_at(supernet, spec, take_batches(data.train, CALIBRATION_BATCHES))
+        del supernet
     seed_everything(config.seed)
-    small = extract(full, spec, channel_order(full, space, config.order))
-    finetune(small, full, data.train, data.val, config=config, progress=progress)
+    finetune(small, teacher, data.train, data.val, config=config, progress=progress)
     point = {
         "target": ratio,
         "macs": spec.macs(),
         "macs_ratio": spec.macs_ratio(),
         "params": spec.params(),
         "test_acc": evaluate(small, data.test, device=config.device).accuracy,
+        "supernet_of": int(trial["number"]),
     }
     save_model(small, spec, d, torchscript=False)
     write_json(d / "metrics.json", point)
     return point
-
-
-def space_of(model_dir: Path) -> Any:
-    from search_spaces import WidthSpec
-
-    return WidthSpec.load(model_dir / "arch.json").get_space()
 
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -357,17 +676,37 @@ def run_sweep(
     """``nas sweep``: an Optuna study of searches sharing one baseline (see :mod:`nas.sweep`).
 
     Writes into ``options.out_dir``: ``trials.csv``, ``pareto.csv``, ``uniform.csv``,
-    ``pareto.png``, ``metrics.json`` (hypervolume), ``args.yaml``, ``baseline/``,
-    ``trials/trial-NNNN/`` (each a ``nas search`` run directory with its extracted model) and,
-    with the default storage, ``journal.log``. Re-running the same command resumes.
+    ``pareto.png``, ``metrics.json`` (hypervolume), ``args.yaml``, ``study.json``,
+    ``baseline/``, ``warmup.pt``, ``uniform/``, ``trials/trial-NNNN/`` (each a ``nas search``
+    run directory with its extracted model) and, with the default storage, ``journal.log``.
+    Returns the metrics. Running it again with the same options resumes the sweep; several
+    processes (or machines sharing the directory) may run it at once on one storage.
+
+    Every input is checked before anything is written: bad input raises a one-line
+    :class:`~nas.errors.NasError` and leaves no new directory (and no new study) behind. An
+    ``out_dir`` that holds files must hold this sweep.
+
+    Example::
+
+        metrics = run_sweep(
+            RunOptions(out_dir="runs/sweep", baseline_epochs=30),
+            SearchConfig(warmup_epochs=10, search_epochs=20, finetune_epochs=30),
+            SweepConfig(trials=6, budgets=(0.25, 0.5, 0.75)),
+        )
     """
     sweep.validate()
     search.validate()
+    if options.overwrite:
+        raise ConfigError(
+            "nas sweep does not overwrite: running it again resumes the sweep in --out; to start "
+            "over, delete that directory or choose another --out"
+        )
     out = Path(options.out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"output path exists and is not a directory: {out}")
+    _check_out_dir(out)
     search_spaces.get_entry(options.space)
     data = options.load(search.seed)
+    if data.val is None:
+        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
     space = search_spaces.create(
         options.space,
         num_classes=data.num_classes,
@@ -377,7 +716,9 @@ def run_sweep(
     for budget in sweep.budgets or sweep.macs_range or ():
         replace(search, target_macs=str(budget)).target_for(space)
     initial = initial_weights(options.weights, space)
-    record = config_record(sweep)
+    record = config_record(sweep) | {
+        "storage": storage_label(out, sweep) if sweep.storage else None
+    }
     resolved = (
         resolved_args(options, search, data.describe())
         | {
@@ -387,29 +728,92 @@ def run_sweep(
         }
         | {k: record[k] for k in SWEEP_VOLATILE}
     )
+    fingerprint = sweep_options(options, search, sweep, data.describe())
     with sweep_lock(out):
-        write_or_check_args(out, resolved, resume=True, volatile=(*SWEEP_VOLATILE, "uniform"))
-        base_config = TrainConfig(
-            epochs=options.baseline_epochs,
-            lr=options.baseline_lr,
-            seed=search.seed,
-            device=search.device,
-        )
-        baseline = train_full(
-            space,
-            data,
-            initial,
-            base_config,
-            out / "baseline",
-            resume=True,
-            progress=options.progress,
-        )
-        if search.warmup_epochs:
-            _shared_warmup(options, search, space, out)
-        cover_budgets(open_study(out, sweep), sweep)
-    study = open_study(out, sweep)
+        fresh = not _entries(out)
+        try:
+            baseline = _set_up(
+                options, search, sweep, out, space, data, initial, resolved, fingerprint
+            )
+        except NasError:
+            if fresh:  # a refused new sweep leaves nothing behind (removed under the lock)
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     _run_workers(options, search, sweep, out)
-    return _sweep_outputs(study, out, baseline, data, search, sweep, uniform, options.progress)
+    return _sweep_outputs(out, baseline, space, data, options, search, sweep, uniform)
+
+
+def _entries(out: Path) -> list[Path]:
+    return [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+
+
+def _is_sweep(out: Path) -> bool:
+    """``out/args.yaml`` was written by ``nas sweep``."""
+    try:
+        data = yaml.safe_load((out / "args.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.get("command") == "sweep"
+
+
+def _check_out_dir(out: Path) -> None:
+    """The sweep directory is new, empty, or holds a sweep (one being made holds the lock
+    file); checked again under the lock."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output path exists and is not a directory: {out}")
+    if _entries(out) and not _is_sweep(out) and not (out / LOCK_FILE).exists():
+        raise ConfigError(
+            f"output directory {out} is not empty and holds no sweep (no args.yaml of nas "
+            "sweep); choose another --out"
+        )
+    check_writable(out)
+
+
+def _set_up(
+    options: RunOptions,
+    search: SearchConfig,
+    sweep: SweepConfig,
+    out: Path,
+    space: SearchSpace,
+    data: DataBundle,
+    initial: dict[str, torch.Tensor] | None,
+    resolved: dict[str, Any],
+    fingerprint: dict[str, Any],
+) -> torch.nn.Module:
+    """Under the lock: check the directory and the study, then write ``args.yaml``, train (or
+    load) the baseline and the warm-up, and make the study if it is new. Returns the
+    baseline."""
+    if _entries(out) and not _is_sweep(out):
+        raise ConfigError(
+            f"output directory {out} is not empty and holds no sweep (no args.yaml of nas "
+            "sweep); choose another --out"
+        )
+    storage = open_storage(out, sweep)
+    study = find_study(storage, sweep)
+    if study is not None:
+        _check_joinable(study, out, fingerprint, sweep)
+        fail_orphans(study)
+    elif (out / STUDY_FILE).is_file():
+        raise ConfigError(
+            f"the study {sweep.study!r} of {out} is not in {storage_label(out, sweep)} "
+            "(was it deleted, or is this another storage?)"
+        )
+    write_or_check_args(out, resolved, resume=True, volatile=(*SWEEP_VOLATILE, "uniform"))
+    base_config = TrainConfig(
+        epochs=options.baseline_epochs,
+        lr=options.baseline_lr,
+        seed=search.seed,
+        device=search.device,
+    )
+    base_config.validate()
+    baseline = train_full(
+        space, data, initial, base_config, out / "baseline", resume=True, progress=options.progress
+    )
+    if search.warmup_epochs:
+        _shared_warmup(options, search, space, out)
+    if study is None:
+        _create_study(storage, out, sweep, fingerprint)
+    return baseline
 
 
 def _shared_warmup(
@@ -434,48 +838,107 @@ def _shared_warmup(
     )
 
 
+# errors a worker process sends back by name (they are re-raised in the main process)
+_ERRORS: dict[str, type[NasError]] = {
+    cls.__name__: cls for cls in (ConfigError, DataError, WeightsError, SpaceError, SpecError)
+}
+
+
 def _run_workers(options: RunOptions, search: SearchConfig, sweep: SweepConfig, out: Path) -> None:
-    """This process and ``workers - 1`` more run trials until the study has enough."""
+    """This process and ``workers - 1`` more run trials until the study has enough. When one
+    of them stops on an error, the others finish their current trial and stop too; the first
+    error is raised here (a helper's bad-input error as the same one-line error)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    errors: SimpleQueue[tuple[str, str]] = ctx.SimpleQueue()
     quiet = replace(options, progress=False)
     helpers = [
-        ctx.Process(target=sweep_worker, args=(quiet, search, sweep, False))
+        ctx.Process(target=_helper, args=(quiet, search, sweep, stop, errors))
         for _ in range(sweep.workers - 1)
     ]
     for p in helpers:
         p.start()
     try:
-        sweep_worker(options, search, sweep, options.progress)
+        sweep_worker(options, search, sweep, options.progress, stop=stop)
+    except BaseException:
+        stop.set()
+        raise
     finally:
         for p in helpers:
             p.join()
+    if not errors.empty():
+        name, message = errors.get()
+        raise _ERRORS.get(name, ConfigError)(message)
     failed = [p.exitcode for p in helpers if p.exitcode]
     if failed:
-        raise ConfigError(f"{len(failed)} sweep worker(s) failed (exit code {failed[0]})")
+        raise RuntimeError(
+            f"{len(failed)} sweep worker process(es) died (exit code {failed[0]}); run the "
+            "sweep again to replace their trials"
+        )
+
+
+def _helper(
+    options: RunOptions,
+    search: SearchConfig,
+    sweep: SweepConfig,
+    stop: Event,
+    errors: SimpleQueue[tuple[str, str]],
+) -> None:
+    """A ``--workers`` process: :func:`sweep_worker`; a bad-input error goes back to the main
+    process (which reports it in one line) and ends this one with exit code 2, no traceback."""
+    try:
+        sweep_worker(options, search, sweep, False, stop=stop)
+    except NasError as exc:
+        stop.set()
+        errors.put((type(exc).__name__, str(exc)))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        stop.set()
+        sys.exit(130)
+    except BaseException:
+        stop.set()
+        raise
 
 
 def sweep_worker(
-    options: RunOptions, search: SearchConfig, sweep: SweepConfig, progress: bool
+    options: RunOptions,
+    search: SearchConfig,
+    sweep: SweepConfig,
+    progress: bool,
+    *,
+    stop: Event | None = None,
 ) -> None:
-    """Run trials of the study in ``options.out_dir`` until it has ``sweep.trials``."""
+    """Run trials of the study in ``options.out_dir`` until it has ``sweep.trials`` (or
+    ``stop`` is set). The study must exist (:func:`run_sweep` makes it and checks the options);
+    a trial that fails is marked FAIL and its error raised."""
     out = Path(options.out_dir)
-    study = open_study(out, sweep)
+    storage = open_storage(out, sweep)
+    study = load_sweep_study(storage, sweep)
+    key = options_key(study, search.device)
     weights = str(out / "baseline" / "model.pt")
     with progress_bar(sweep.trials, counted(study), progress) as bar:
-        while (trial := next_trial(study, out, sweep)) is not None:
-            config = sweep.suggest(trial, search)
-            twin = finished_twin(study, trial)
-            if twin is not None:  # a seeded search repeats its result: not run again
-                attrs = {k: twin.user_attrs[k] for k in (*TRIAL_METRICS, "run_dir")}
-                attrs |= {"seconds": 0.0, "same_as": twin.number}
-            else:
-                attrs = _run_trial(options, search, config, out, trial, weights)
-            for key, value in attrs.items():
-                trial.set_user_attr(key, value)
-            study.tell(trial, [attrs["searched_acc"], attrs["macs"]])
-            bar.n = counted(study)
+        while not (stop is not None and stop.is_set()):
+            trial = next_trial(storage, out, sweep, key)
+            if trial is None:
+                break
+            try:
+                config = sweep.suggest(trial, search)
+                twin = finished_twin(trial.study, trial)
+                if twin is not None:  # a seeded search repeats its result: not run again
+                    attrs = {k: twin.user_attrs[k] for k in (*TRIAL_METRICS, "run_dir")}
+                    attrs |= {"seconds": 0.0, "same_as": twin.number}
+                else:
+                    attrs = _run_trial(options, search, config, out, trial, weights)
+                for name, value in attrs.items():
+                    trial.set_user_attr(name, value)
+                trial.study.tell(trial, [attrs["searched_acc"], attrs["macs"]])
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    trial.study.tell(trial, state=TrialState.FAIL)
+                raise
+            bar.n = counted(trial.study)
             bar.set_postfix(
                 acc=f"{attrs['searched_acc']:.2f}", macs=f"{attrs['macs_ratio']:.2f}", refresh=True
             )
@@ -500,11 +963,7 @@ def _run_trial(
         progress=False,
     )
     warmup = out / SWEEP_WARMUP if search.warmup_epochs else None
-    try:
-        metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
-    except BaseException:
-        trial.study.tell(trial, state=TrialState.FAIL)
-        raise
+    metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
     return {k: metrics[k] for k in TRIAL_METRICS} | {
         "seconds": round(seconds, 2),
         "run_dir": str(run_dir.relative_to(out)),
@@ -512,29 +971,31 @@ def _run_trial(
 
 
 def _sweep_outputs(
-    study: optuna.Study,
     out: Path,
     baseline: torch.nn.Module,
+    space: SearchSpace,
     data: DataBundle,
+    options: RunOptions,
     search: SearchConfig,
     sweep: SweepConfig,
     uniform: bool,
-    progress: bool,
 ) -> dict[str, Any]:
-    rows = trial_rows(study)
-    front = pareto_rows(rows)
+    """The tables, metrics and figure, from the study as it is now. The reading, the
+    uniform-width networks and the writing all happen under the lock, so the last process
+    to finish writes the newest outputs and a uniform network is trained once."""
     full_acc = evaluate(baseline, data.test, device=search.device).accuracy
-    targets = sorted(
-        {float(b) for b in sweep.budgets}
-        if sweep.budgets
-        else {round(float(r["target_macs"]), 2) for r in front}
-    )
-    uniform_rows = (
-        [uniform_point(out, t, out / "baseline", data, search, progress) for t in targets]
-        if uniform
-        else []
-    )
     with sweep_lock(out):
+        study = load_sweep_study(open_storage(out, sweep), sweep)
+        rows = trial_rows(study)
+        front = pareto_rows(rows)
+        uniform_rows = (
+            [
+                uniform_point(out, ratio, trial, options, search, space, baseline, options.progress)
+                for ratio, trial in uniform_sources(rows, front, sweep)
+            ]
+            if uniform
+            else []
+        )
         write_csv(out / "trials.csv", rows)
         write_csv(out / "pareto.csv", front)
         write_csv(out / "uniform.csv", uniform_rows)
@@ -543,7 +1004,7 @@ def _sweep_outputs(
             "complete": sum(r["state"] == "COMPLETE" for r in rows),
             "pareto_points": len(front),
             "full_acc": full_acc,
-            "full_macs": space_of(out / "baseline").macs(),
+            "full_macs": space.macs(),
             "hypervolume": hypervolume([(r["macs_ratio"], r["searched_acc"]) for r in front]),
             "uniform_hypervolume": hypervolume(
                 [(u["macs_ratio"], u["test_acc"]) for u in uniform_rows]

@@ -270,6 +270,10 @@ def run_search(
         input_size=data.input_size,
     )
     c.target_for(space)  # impossible budgets fail before anything is written
+    if c.select == "predictor":
+        from nas.ranking import check_pool_band  # nas.ranking imports this module
+
+        check_pool_band(space, c)
     initial = initial_weights(o.weights, space)
     resolved = resolved_args(o, c, data.describe())
     with run_output(out, overwrite=o.overwrite, resume=o.resume):
@@ -314,10 +318,7 @@ def _search_to_dir(
     )
     if selection is not None:
         selection.predictor.save(out / "predictor.pt")
-        write_json(
-            out / "selection.json",
-            {"candidates": selection.candidates, "seconds": round(selection.seconds, 2)},
-        )
+        write_json(out / "selection.json", selection.summary())  # rank settings, pool, top-k
     small = starting_network(outcome, c)
     finetune(
         small,

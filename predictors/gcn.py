@@ -19,6 +19,7 @@ cheaply (over 10,000 assignments per second on two CPU cores for ResNet-20/56).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 from itertools import pairwise
 from pathlib import Path
@@ -253,13 +254,16 @@ def fit_predictor(
 
 
 def rank_correlations(predicted: Tensor, truth: Tensor) -> dict[str, float]:
-    """Kendall's tau and Spearman's rho between two score vectors."""
+    """Kendall's tau and Spearman's rho between two score vectors; NaN where undefined (either
+    vector constant), without scipy's warning."""
     a = predicted.detach().double().cpu().numpy()
     b = truth.detach().double().cpu().numpy()
-    return {
-        "kendall_tau": float(stats.kendalltau(a, b).statistic),
-        "spearman": float(stats.spearmanr(a, b).statistic),
-    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return {
+            "kendall_tau": float(stats.kendalltau(a, b).statistic),
+            "spearman": float(stats.spearmanr(a, b).statistic),
+        }
 
 
 def _model(encoder: GraphEncoder, config: PredictorConfig) -> GCN:

@@ -25,7 +25,11 @@ Memory of one training step, two measures:
 * profiler peak: the peak, during one step, of the bytes allocated in that step and still live
   (``torch.profiler`` with ``profile_memory=True``) -- activations, new gradients and temporaries.
 
-Targets: supernet step time <= 1.3 x plain step, memory <= 1.5 x.
+Targets (the issue's: "training-step time of the supernet against the plain full network"):
+the supernet's training step -- the search's weight step -- takes <= 1.3 x the time of the plain
+step, and <= 1.5 x its memory. A search iteration is that weight step plus an architecture step
+(a second forward/backward, on a validation batch), so one search iteration costs about twice a
+plain step; that ratio is printed next to the verdict for information and has no target.
 
     python experiments/benchmarks/supernet_overhead.py              # about 3 min on 2 idle cores
     python experiments/benchmarks/supernet_overhead.py --budget 5   # shorter, noisier
@@ -369,13 +373,22 @@ def main() -> None:
 
     print()
     for r in rows:
-        for what, ratio, target in (
-            ("time", r.time_ratio, TARGET_TIME),
-            ("memory", r.memory_ratio, TARGET_MEMORY),
-            ("memory (profiler peak)", r.profiler_ratio, TARGET_MEMORY),
+        status = "met" if r.time_ratio <= TARGET_TIME else "MISSED"
+        print(
+            f"target {r.space} time, supernet training step (the search's weight step) vs plain "
+            f"full-network training step: {r.time_ratio:.2f} x (<= {TARGET_TIME}): {status}; "
+            f"for information, a whole search iteration (weight + architecture step) vs plain "
+            f"step: {r.search_ratio:.2f} x (no target)"
+        )
+        for what, ratio in (
+            ("memory", r.memory_ratio),
+            ("memory (profiler peak)", r.profiler_ratio),
         ):
-            status = "met" if ratio <= target else "MISSED"
-            print(f"target {r.space} supernet/plain {what}: {ratio:.2f} x (<= {target}): {status}")
+            status = "met" if ratio <= TARGET_MEMORY else "MISSED"
+            print(
+                f"target {r.space} {what}, supernet weight step vs plain full-network step: "
+                f"{ratio:.2f} x (<= {TARGET_MEMORY}): {status}"
+            )
 
 
 if __name__ == "__main__":

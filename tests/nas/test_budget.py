@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ from nas.budget import (
     temperature,
 )
 from nas.errors import ConfigError
-from nas.search import SearchConfig
+from nas.search import MIN_TOLERANCE, SearchConfig
 from nas.strategies import WidthGumbel
 from nas.supernet import DEFAULT_WIDTH_RATIOS, width_choices
 from search_spaces import SearchSpace
@@ -235,6 +236,39 @@ def test_projection_shrinks_the_least_probable_units_first() -> None:
     projected = project_to_budget(space, space.full_widths(), choices, log_probs, target)
     check_projected(space, projected, target, 0.02)
     assert projected[favourite] == space.max_widths[favourite]
+
+
+@pytest.mark.parametrize(
+    ("name", "ratios", "target"),
+    [
+        ("resnet20_b", (0.5, 1.0), 0.7),  # coarse choices: greedy steps land far off
+        ("resnet20", DEFAULT_WIDTH_RATIOS, 0.12),  # just above the smallest network (11.5 %)
+        ("resnet20", DEFAULT_WIDTH_RATIOS, 0.5),
+    ],
+)
+def test_projection_reaches_the_narrowest_accepted_tolerance(
+    name: str, ratios: tuple[float, ...], target: float
+) -> None:
+    """``SearchConfig`` accepts tolerances down to MIN_TOLERANCE: from any argmax widths and
+    logits the projection must then land in the band (no search may end in 'no widths reach'
+    after hours of training). With coarse width choices one unit alone cannot always land, so
+    two units are adjusted together."""
+    space = search_spaces.create(name)
+    choices = {u.name: width_choices(u.max_width, ratios) for u in space.units}
+    goal = target * space.macs()
+    rnd, g = random.Random(0), torch.Generator().manual_seed(0)
+    for _ in range(40):
+        widths = {u: rnd.choice(c) for u, c in choices.items()}
+        log_probs = {
+            u: torch.log_softmax(3 * torch.randn(len(c), generator=g), dim=0)
+            for u, c in choices.items()
+        }
+        projected = project_to_budget(space, widths, choices, log_probs, goal, MIN_TOLERANCE)
+        check_projected(space, projected, goal, MIN_TOLERANCE)
+        off = [u for u, w in projected.items() if w not in choices[u] and w != widths[u]]
+        assert len(off) <= 2, off
+    with pytest.raises(ConfigError, match="--tolerance"):
+        SearchConfig(tolerance=MIN_TOLERANCE / 2).validate()
 
 
 def test_projection_refuses_unreachable_targets() -> None:

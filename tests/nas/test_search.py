@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,19 @@ from nas.data import DataBundle, TensorLoader, load_data
 from nas.errors import ConfigError
 from nas.extract import load_model
 from nas.search import (
+    MIN_TOLERANCE,
     SEARCH_CHECKPOINT,
     SearchConfig,
     _SearchRun,
+    _start_run,
     extract_searched,
     search,
     search_widths,
     warm_up,
 )
-from nas.strategies import GateStrategy, register_strategy
-from nas.train import CHECKPOINT_NAME, TrainConfig, train_model
+from nas.strategies import GateStrategy, WidthGumbel, register_strategy
+from nas.supernet import recalibrate_bn
+from nas.train import CHECKPOINT_NAME, TrainConfig, evaluate, train_model
 from nas.workflows import RunOptions, run_search
 from search_spaces import SearchSpace, WidthSpec
 
@@ -124,6 +128,129 @@ def test_search_widths_meets_the_budget(
         reference = supernet(x)
         supernet.set_masks(None)
         assert (small(x) - reference).abs().max().item() <= 1e-4
+
+
+# -- the bi-level step: weights on the training split, logits on the validation split ---------
+def test_each_optimiser_steps_on_its_own_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weight steps see training batches and move only the weights; architecture steps see
+    validation batches (cycled) and move only the logits; warm-up epochs have no arch step."""
+    space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
+    torch.manual_seed(0)
+    model = space.build().eval()
+    g = torch.Generator().manual_seed(0)
+
+    def batches(n: int) -> list[tuple[Tensor, Tensor]]:
+        return [
+            (torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g))
+            for _ in range(n)
+        ]
+
+    train, val = batches(3), batches(2)
+    run = _start_run(model, space, train, val, tiny(warmup_epochs=1, search_epochs=1))
+
+    def origin(x: Tensor) -> str:
+        for split, data in (("train", train), ("val", val)):
+            for i, (xb, _) in enumerate(data):
+                if torch.equal(x, xb):
+                    return f"{split}{i}"
+        return "other"
+
+    current: list[str] = []  # the step running now
+    forwards: list[tuple[str, str]] = []  # (step, batch) of every supernet pass inside a step
+    supernet_forward = run.supernet.forward
+
+    def spy_forward(x: Tensor) -> Tensor:
+        if current:
+            forwards.append((current[0], origin(x)))
+        return supernet_forward(x)
+
+    def snapshot(params: Any) -> list[Tensor]:
+        return [p.detach().clone() for p in params]
+
+    def moved(before: list[Tensor], after: list[Tensor]) -> bool:
+        return any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+    steps: list[tuple[str, bool, bool]] = []  # (step, weights moved, logits moved)
+
+    def spy(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: _SearchRun, *args: Any) -> Any:
+            w0, a0 = snapshot(self.supernet.weights()), snapshot(self.strategy.arch_parameters())
+            current.append(name)
+            try:
+                out = method(self, *args)
+            finally:
+                current.clear()
+            w1, a1 = snapshot(self.supernet.weights()), snapshot(self.strategy.arch_parameters())
+            steps.append((name, moved(w0, w1), moved(a0, a1)))
+            return out
+
+        return wrapper
+
+    monkeypatch.setattr(run.supernet, "forward", spy_forward)
+    monkeypatch.setattr(_SearchRun, "_weight_step", spy("weight", _SearchRun._weight_step))
+    monkeypatch.setattr(_SearchRun, "_arch_step", spy("arch", _SearchRun._arch_step))
+
+    run.epoch(1)  # warm-up
+    assert steps == [("weight", True, False)] * 3
+    assert forwards == [("weight", "train0"), ("weight", "train1"), ("weight", "train2")]
+    steps.clear()
+    forwards.clear()
+    run.epoch(2)  # search: weight step, then arch step, per training batch
+    assert steps == [("weight", True, False), ("arch", False, True)] * 3
+    assert forwards == [
+        ("weight", "train0"),
+        ("arch", "val0"),
+        ("weight", "train1"),
+        ("arch", "val1"),
+        ("weight", "train2"),
+        ("arch", "val0"),  # the validation split is cycled
+    ]
+
+
+def test_relaxed_and_discrete_accuracies_are_measured_in_their_own_modes(
+    digits: DataBundle, val: TensorLoader, trained: tuple[SearchSpace, nn.Module]
+) -> None:
+    """Logits whose argmax is the narrowest width while softmax(logits / tau) mixes all
+    widths: the relaxed accuracy is the supernet with the mixed masks, the discrete one the
+    supernet at the argmax widths (each with BN recalibrated), and they really differ."""
+    space, model = trained
+    config = tiny()
+    run = _start_run(model, space, digits.train, val, config)
+    strategy = run.strategy
+    assert isinstance(strategy, WidthGumbel)
+    with torch.no_grad():
+        for logits in strategy.logits:
+            logits.copy_(torch.tensor([1.0] + [0.9] * (logits.numel() - 1)))
+    outcome = run.finish(space)  # no epoch ran: evaluated at tau_min
+    tau = config.tau_min
+    narrow = {u: c[0] for u, c in strategy.choices.items()}
+    assert outcome.argmax_widths == narrow
+
+    def nested(u: str) -> Tensor:
+        choices = torch.tensor(strategy.choices[u])
+        return (torch.arange(space.max_widths[u])[None, :] < choices[:, None]).float()
+
+    relaxed_masks, weights = {}, []
+    for u, logits in zip(strategy.units, strategy.logits, strict=True):
+        w = torch.softmax(logits.detach() / tau, dim=0)
+        weights.append(w)
+        relaxed_masks[u] = w @ nested(u)
+    assert all(0.15 < float(w[0]) < 0.5 for w in weights)  # really mixed, argmax the narrowest
+    discrete_masks = {u: (torch.arange(space.max_widths[u]) < narrow[u]).float() for u in narrow}
+
+    def accuracy_with(masks: dict[str, Tensor]) -> float:
+        with torch.no_grad():
+            outcome.supernet.set_masks(masks)
+            recalibrate_bn(outcome.supernet, outcome.calibration)
+            acc = evaluate(outcome.supernet, val).accuracy
+            outcome.supernet.set_masks(None)
+        return acc
+
+    relaxed, discrete = accuracy_with(relaxed_masks), accuracy_with(discrete_masks)
+    assert relaxed - discrete > 5, (relaxed, discrete)  # two really different networks
+    assert outcome.relaxed_acc == relaxed
+    assert outcome.discrete_acc == discrete
+    assert outcome.relaxation_gap == relaxed - discrete
 
 
 # -- another gate strategy slots in -------------------------------------------------------------
@@ -408,6 +535,81 @@ def test_a_shared_warm_up_gives_the_result_of_a_search_alone(
             search_widths(model, space, *fresh_loaders(), config=other, warmup=path, progress=False)
 
 
+# -- every option is checked before anything runs ---------------------------------------------
+BAD_VALUES: list[tuple[dict[str, Any], str]] = [
+    # wrong types, as a --config file or a Python caller can pass them
+    ({"tau0": [1, 2]}, "--tau0"),
+    ({"width_ratios": 0.5}, "--width-ratios"),
+    ({"width_ratios": "0.5,1"}, "--width-ratios"),
+    ({"width_ratios": ()}, "--width-ratios"),
+    ({"width_ratios": (0.5, None)}, "--width-ratios"),
+    ({"lr": None}, "--lr"),
+    ({"lr": "0.1"}, "--lr"),
+    ({"search_epochs": None}, "--search-epochs"),
+    ({"search_epochs": 2.5}, "--search-epochs"),
+    ({"warmup_epochs": True}, "--warmup-epochs"),
+    ({"hard": 1}, "--hard"),
+    ({"from_scratch": "no"}, "--from-scratch"),
+    ({"strategy": None}, "--strategy"),
+    ({"target_macs": None}, "--target-macs"),
+    ({"rank_pool": 1.5}, "--rank-pool"),
+    ({"seed": "0"}, "--seed"),
+    # NaN, infinities and out-of-range values
+    ({"budget_weight": math.nan}, "--budget-weight"),
+    ({"tau0": math.inf}, "--tau0"),
+    ({"lr": math.inf}, "--lr"),
+    ({"arch_lr": 0.0}, "--arch-lr"),
+    ({"finetune_lr": -1.0}, "--finetune-lr"),
+    ({"arch_weight_decay": -1.0}, "--arch-weight-decay"),
+    ({"weight_decay": -1e-4}, "--weight-decay"),
+    ({"momentum": 1.0}, "--momentum"),
+    ({"budget_band": 0.0}, "--budget-band"),
+    ({"budget_band": 3.0}, "--budget-band"),
+    ({"tolerance": MIN_TOLERANCE / 5}, "--tolerance"),
+    ({"tolerance": 1.0}, "--tolerance"),
+    ({"kd_alpha": 1.5}, "--kd-alpha"),
+    ({"kd_temperature": 0.0}, "--kd-temperature"),
+    ({"width_ratios": (0.5, 1.5)}, "--width-ratios"),
+    ({"search_epochs": 0}, "--search-epochs"),
+    ({"from_scratch": True, "finetune_epochs": 0}, "--from-scratch"),
+    ({"select": "predictor", "rank_samples": 5}, "--rank-samples"),
+    ({"select": "predictor", "rank_top_k": 20, "rank_pool": 10}, "--rank-top-k"),
+]
+
+
+@pytest.mark.parametrize(("changes", "flag"), BAD_VALUES, ids=[str(c) for c, _ in BAD_VALUES])
+def test_bad_option_values_are_one_line_config_errors(changes: dict[str, Any], flag: str) -> None:
+    with pytest.raises(ConfigError, match=flag) as info:
+        SearchConfig(**changes).validate()
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_every_option_is_type_checked() -> None:
+    """A value of the wrong type in any field (a new field included) is a ConfigError that
+    names its flag, never a TypeError later in the run."""
+    for f in fields(SearchConfig):
+        with pytest.raises(ConfigError, match="--" + f.name.replace("_", "-")):
+            wrong: dict[str, Any] = {f.name: object()}
+            SearchConfig(**wrong).validate()
+
+
+def test_valid_values_of_other_types_are_accepted() -> None:
+    # ints where numbers are expected, a list of ratios, plain SGD, a numeric target
+    ratios: Any = [0.5, 1]
+    SearchConfig(lr=1, tau0=5, tau_min=1, width_ratios=ratios, momentum=0).validate()
+    SearchConfig(target_macs=0.5, tolerance=MIN_TOLERANCE).validate()  # type: ignore[arg-type]
+    SearchConfig(from_scratch=True, finetune_epochs=1).validate()
+    SearchConfig(select="predictor", rank_samples=10, rank_pool=5, rank_top_k=5).validate()
+    SearchConfig(rank_samples=0).validate()  # the ranking options only matter with a predictor
+
+
+def test_search_refuses_bad_options_before_training(trained: tuple[SearchSpace, nn.Module]) -> None:
+    _, model = trained
+    bad = SearchConfig(tau0=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="--tau0"):
+        search(model, [], [], config=bad, progress=False)
+
+
 # -- the command line ----------------------------------------------------------------------------
 FAST_FLAGS = [
     "--quiet",
@@ -434,7 +636,21 @@ def _bad_search_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["--target-macs", "lots"], "target-macs"),
         (["--strategy", "nope"], "nope"),
         (["--schedule", "nope"], "nope"),
-        (["--tau0", "0.05", "--tau-min", "0.1"], "tau_min"),
+        (["--tau0", "0.05", "--tau-min", "0.1"], "--tau-min"),
+        (["--tau0", "inf"], "--tau0"),
+        (["--lr", "inf"], "--lr"),
+        (["--budget-weight", "nan"], "--budget-weight"),
+        (["--budget-band", "-1"], "--budget-band"),
+        (["--budget-band", "3"], "--budget-band"),
+        (["--arch-weight-decay", "-1"], "--arch-weight-decay"),
+        (["--weight-decay", "-1"], "--weight-decay"),
+        (["--momentum", "1"], "--momentum"),
+        (["--kd-alpha", "1.5"], "--kd-alpha"),
+        (["--kd-temperature", "0"], "--kd-temperature"),
+        (["--tolerance", "0.001"], "--tolerance"),
+        (["--from-scratch"], "--from-scratch"),  # with FAST_FLAGS' --finetune-epochs 0
+        (["--select", "predictor", "--rank-samples", "5"], "--rank-samples"),
+        (["--select", "predictor", "--rank-top-k", "20", "--rank-pool", "10"], "--rank-top-k"),
         (["--width-ratios", "0,2"], "ratios"),
         (["--space", "resnet57"], "resnet57"),
         (["--resume", "--overwrite"], "exclude"),

@@ -1,6 +1,8 @@
-"""``nas sweep``: the files a sweep writes and their consistency, resuming, interrupted trials,
-several processes on one study, ``nas plot pareto``, refusal of bad options, the seeded
-samplers, and the Pareto/hypervolume helpers.
+"""``nas sweep``: the files a sweep writes and their consistency, the uniform-width curve's
+inheritance, resuming, interrupted and failed trials, several processes on one study (distinct
+draws, one line for a failing worker), an SQLite storage, refusal of bad options, storages,
+directories and studies, ``nas plot pareto``, the seeded samplers, and the Pareto/hypervolume
+helpers.
 
 The end-to-end sweeps use the embedded 8x8 digits, one baseline epoch and one epoch per phase
 (seconds per trial).
@@ -9,6 +11,7 @@ The end-to-end sweeps use the embedded 8x8 digits, one baseline epoch and one ep
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import re
@@ -32,7 +35,8 @@ import nas.sweep
 import nas.workflows
 from nas.cli import main
 from nas.compute import count_model_params, measure_macs
-from nas.search import SearchConfig
+from nas.errors import ConfigError
+from nas.search import CALIBRATION_BATCHES, SearchConfig, extract_at, take_batches
 from nas.sweep import (
     TUNABLE,
     SweepConfig,
@@ -42,7 +46,7 @@ from nas.sweep import (
     read_csv,
     run_sweep,
 )
-from nas.workflows import RunOptions
+from nas.workflows import RunOptions, load_search_run, load_supernet
 from search_spaces import WidthSpec
 
 slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
@@ -67,6 +71,11 @@ CLI_SWEEP = [
     "--no-uniform",
     "--quiet",
 ]
+
+
+def cli_sweep(out: Path, *extra: str) -> list[str]:
+    """``nas sweep`` argv for a tiny sweep (later options override earlier ones)."""
+    return ["sweep", "--out", str(out), *CLI_SWEEP, *extra]
 
 
 def options(out: Path) -> RunOptions:
@@ -172,6 +181,56 @@ def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
     assert metrics["uniform_hypervolume"] == pytest.approx(
         hypervolume([(float(u["macs_ratio"]), float(u["test_acc"])) for u in uniform])
     )
+    # each comes from the supernet of the best completed trial at its budget
+    for u in uniform:
+        at_budget = [r for r in complete if float(r["target_macs"]) == float(u["target"])]
+        best = max(at_budget, key=lambda r: (float(r["searched_acc"]), -int(r["number"])))
+        assert u["supernet_of"] == best["number"]
+
+
+@slow
+def test_uniform_networks_inherit_the_supernet_of_the_trial_at_their_budget(
+    swept: Swept, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    shutil.rmtree(out / "uniform")
+    trial = next(r for r in read_csv(out / "trials.csv") if float(r["target_macs"]) == 0.3)
+    run_dir = out / trial["run_dir"]
+    teacher = nas.load_model(out / "baseline")
+    space = WidthSpec.load(out / "baseline" / "arch.json").get_space()
+    teachers: list[torch.nn.Module | None] = []
+
+    def no_finetune(small: torch.nn.Module, t: torch.nn.Module | None, *a: Any, **k: Any) -> None:
+        teachers.append(t)
+
+    monkeypatch.setattr(nas.sweep, "finetune", no_finetune)  # the weights as inherited
+    point = nas.sweep.uniform_point(
+        out,
+        0.3,
+        {**trial, "number": int(trial["number"])},
+        options(out),
+        TINY,
+        space,
+        teacher,
+        False,
+    )
+    assert teachers == [teacher]  # fine-tuned like the trials: distilled from the baseline
+    assert point["supernet_of"] == int(trial["number"])
+    assert abs(point["macs_ratio"] - 0.3) < 0.03
+
+    # the uniform network's weights are those of the trial's supernet at the uniform widths,
+    # BN statistics recalibrated on training batches, not slices of the baseline
+    saved = state_of(out / "uniform" / f"macs-0.3000-{run_dir.name}" / "model.pt")
+    _, config = load_search_run(run_dir)
+    supernet, _ = load_supernet(run_dir, space, config)
+    spec = space.spec(space.uniform_widths_for_macs(0.3))
+    batches = take_batches(options(out).load(config.seed).train, CALIBRATION_BATCHES)
+    expected = extract_at(supernet, spec, batches).state_dict()
+    assert saved.keys() == expected.keys()
+    assert all(torch.equal(saved[k], expected[k]) for k in saved)
+    sliced = nas.extract(teacher, spec, nas.channel_order(teacher, space)).state_dict()
+    assert not all(torch.equal(saved[k], sliced[k]) for k in saved)
 
 
 @slow
@@ -220,13 +279,35 @@ def test_trials_share_one_warm_up_and_match_a_search_alone(
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@slow
-def test_a_trial_that_repeats_a_finished_one_reuses_its_result(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    # one budget and nothing tuned: every trial has the parameters of the first
-    metrics = run_sweep(
-        options(out), TINY, SweepConfig(trials=2, budgets=(0.5,), tune=()), uniform=False
+@pytest.fixture(scope="module")
+def sqlite_swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A finished 2-trial sweep stored in SQLite under its own study name, through the CLI. One
+    budget and nothing tuned: every trial has the parameters of the first. Also its argv."""
+    base = tmp_path_factory.mktemp("sqlite")
+    out = base / "run"
+    argv = cli_sweep(
+        out,
+        "--storage",
+        f"sqlite:///{base / 'studies.db'}",
+        "--study",
+        "twins",
+        "--budgets",
+        "0.5",
+        "--tune",
+        "",
+        "--trials",
+        "2",
     )
+    assert main(argv) == 0
+    return out, argv
+
+
+@slow
+def test_a_trial_that_repeats_a_finished_one_reuses_its_result(
+    sqlite_swept: tuple[Path, list[str]],
+) -> None:
+    out, _ = sqlite_swept
+    metrics = json.loads((out / "metrics.json").read_text())
     rows = read_csv(out / "trials.csv")
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"]
     assert rows[1]["same_as"] == "0" and rows[1]["run_dir"] == rows[0]["run_dir"]
@@ -235,6 +316,127 @@ def test_a_trial_that_repeats_a_finished_one_reuses_its_result(tmp_path: Path) -
     assert float(rows[1]["seconds"]) == 0.0
     assert trial_dirs(out) == ["trial-0000"]  # searched once
     assert metrics["complete"] == 2
+    # the Pareto front lists the one network once
+    front = read_csv(out / "pareto.csv")
+    assert [r["number"] for r in front] == ["0"] and metrics["pareto_points"] == 1
+    assert metrics["hypervolume"] == pytest.approx(
+        hypervolume([(float(rows[0]["macs_ratio"]), float(rows[0]["searched_acc"]))])
+    )
+
+
+def test_a_twin_is_reused_only_under_the_same_options_and_device() -> None:
+    config = SweepConfig(budgets=(0.5,), tune=())
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config))
+    study.set_user_attr(nas.sweep.OPTIONS_ATTR, {"space": "resnet20"})
+    cpu, cuda = nas.sweep.options_key(study, "cpu"), nas.sweep.options_key(study, "cuda")
+    assert cpu != cuda
+
+    def trial(key: str) -> optuna.Trial:
+        t = study.ask()
+        config.suggest(t, TINY)
+        t.set_user_attr(nas.sweep.KEY_ATTR, key)
+        return t
+
+    first = trial(cpu)
+    study.tell(first, [50.0, 100.0])
+    assert nas.sweep.finished_twin(study, trial(cuda)) is None
+    twin = nas.sweep.finished_twin(study, trial(cpu))
+    assert twin is not None and twin.number == first.number
+
+
+def _one_line_error(code: int, err: str, word: str) -> None:
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "error" in err and word in err, err
+
+
+@slow
+def test_an_sqlite_study_resumes_and_refuses_other_sweeps_and_live_processes(
+    sqlite_swept: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, argv = sqlite_swept
+    capsys.readouterr()
+    url = argv[argv.index("--storage") + 1]
+    study = optuna.load_study(study_name="twins", storage=optuna.storages.RDBStorage(url))
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 2
+    assert not (out / "journal.log").exists()
+    args_yaml = (out / "args.yaml").read_text()
+
+    assert main(argv) == 0  # the same command resumes: nothing to do
+    assert len(study.get_trials()) == 2
+
+    # another directory joining the study: refused, nothing left behind
+    other = tmp_path / "other"
+    code = main([*argv, "--out", str(other)])
+    _one_line_error(code, capsys.readouterr().err, "another sweep directory")
+    assert not other.exists()
+
+    # the same sweep with other options: refused, its files unchanged
+    code = main([*argv, "--seed", "1"])
+    err = capsys.readouterr().err
+    _one_line_error(code, err, "other options")
+    assert "seed" in err
+    assert (out / "args.yaml").read_text() == args_yaml
+    assert len(study.get_trials()) == 2
+
+    # another live process runs a trial of the study: SQLite refuses to join it
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        running = study.ask()
+        running.set_user_attr("host", socket.gethostname())
+        running.set_user_attr("pid", sleeper.pid)
+        code = main(argv)
+        _one_line_error(code, capsys.readouterr().err, "SQLite")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # once that process is gone, its trial is failed and the sweep goes on
+    assert main(argv) == 0
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL]
+    assert (out / "args.yaml").read_text() == args_yaml
+
+
+@slow
+def test_outputs_are_read_made_and_written_under_the_sweep_lock(
+    swept: Swept, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So a slower process never writes older rows over newer ones, and two processes never
+    train the same uniform network at once."""
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    shutil.rmtree(out / "uniform")
+    locked: list[tuple[str, bool]] = []
+
+    def held() -> bool:
+        with open(out / ".sweep.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+
+    def spy(name: str) -> Any:
+        real = getattr(nas.sweep, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            locked.append((name, held()))
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("trial_rows", "uniform_point", "write_csv", "plot_pareto"):
+        monkeypatch.setattr(nas.sweep, name, spy(name))
+    sweep(out, 3, uniform=True)
+    assert {name for name, _ in locked} == {
+        "trial_rows",
+        "uniform_point",
+        "write_csv",
+        "plot_pareto",
+    }
+    assert all(is_held for _, is_held in locked), locked
+    assert len(read_csv(out / "uniform.csv")) == len(BUDGETS)
 
 
 # -- resuming ------------------------------------------------------------------------------------
@@ -355,6 +557,57 @@ def test_two_processes_share_one_study(tmp_path: Path) -> None:
     _check_study(out, 4)
     trained = sorted(p.parent for p in out.rglob("baseline/summary.csv"))
     assert trained == [out / "baseline"]
+    # the two processes drew distinct knobs (no trial is a twin of another's)
+    knobs = [tuple(sorted(t.params.items())) for t in load_study(out).get_trials()]
+    assert len(set(knobs)) == len(knobs) == 4
+
+
+@pytest.mark.parametrize("sampler", nas.sweep.SAMPLERS)
+def test_processes_on_one_study_draw_distinct_reproducible_trials(
+    sampler: str, tmp_path: Path
+) -> None:
+    def draw(out: Path, processes: int, seed: int = 5) -> list[tuple[float, ...]]:
+        """Trials drawn by ``processes`` study handles (as separate processes have) taking
+        turns on one journal, two trials running at a time."""
+        config = SweepConfig(trials=12, macs_range=(0.2, 0.9), sampler=sampler, seed=seed)
+        out.mkdir()
+        storages = [nas.sweep.open_storage(out, config) for _ in range(processes)]
+        nas.sweep._create_study(storages[0], out, config, {})
+        params = []
+        for i in range(0, config.trials, 2):
+            pair = [
+                nas.sweep.next_trial(storages[(i + j) % processes], out, config) for j in (0, 1)
+            ]
+            for j, trial in enumerate(pair):
+                assert trial is not None
+                config.suggest(trial, TINY)
+                params.append(tuple(trial.params.values()))
+                trial.study.tell(trial, [float((i + j) % 3), float(100 - i - j)])
+        assert nas.sweep.next_trial(storages[0], out, config) is None
+        return params
+
+    two = draw(tmp_path / "two", 2)
+    # the random first generation (NSGA-II) / startup trials (TPE): no two drawn alike (later,
+    # NSGA-II may breed a copy of a parent, which the sweep then reuses as a twin)
+    assert len(set(two[:6])) == 6
+    # reproducible from the seed, whichever process draws which trial
+    assert draw(tmp_path / "one", 1) == two
+    assert draw(tmp_path / "seed", 2, seed=6) != two
+
+
+@slow
+def test_a_failing_worker_process_reports_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # the main process has nothing to do; its helper, a real process, stops on bad input (the
+    # journal's directory does not exist): its error comes back, with no traceback
+    out = tmp_path / "missing" / "run"
+    monkeypatch.setattr(nas.sweep, "sweep_worker", lambda *args, **kwargs: None)
+    config = SweepConfig(trials=2, budgets=BUDGETS, workers=2)
+    with pytest.raises(ConfigError, match="cannot open --storage"):
+        nas.sweep._run_workers(options(out), TINY, config, out)
+    _, err = capfd.readouterr()
+    assert err.strip() == "", err
 
 
 @slow
@@ -393,6 +646,22 @@ def test_plot_pareto_overlays_sweeps(
         assert "Traceback" not in err
         assert not bad.exists()
 
+    # a sweep directory with a malformed table or a corrupt metrics.json
+    for name, text, word in (
+        ("pareto.csv", "number,state\n0,COMPLETE\n", "macs_ratio"),
+        ("pareto.csv", "macs_ratio,searched_acc\n0.5,high\n", "not a number"),
+        ("trials.csv", "number\n0\n", "state"),
+        ("uniform.csv", "macs_ratio\n0.5\n", "test_acc"),
+        ("metrics.json", "{not json", "not valid JSON"),
+        ("metrics.json", '{"hypervolume": 0.5}', "full_acc"),
+    ):
+        broken = tmp_path / f"broken-{name}-{word}".replace(" ", "-")
+        shutil.copytree(swept[0], broken)
+        (broken / name).write_text(text)
+        code = main(["plot", "pareto", str(swept[0]), str(broken), "--out", str(bad)])
+        _one_line_error(code, capsys.readouterr().err, word)
+        assert not bad.exists()
+
 
 # -- bad input -----------------------------------------------------------------------------------
 BAD_SWEEPS = [  # (options, a word of the one-line error)
@@ -405,6 +674,11 @@ BAD_SWEEPS = [  # (options, a word of the one-line error)
     (["--sampler", "nope"], "--sampler"),
     (["--tune", "nope"], "cannot tune nope"),
     (["--trials", "0"], "--trials"),
+    (["--budgets", "0.3,0.6,0.3"], "more than once"),
+    (["--budgets", "0.3,0.6", "--trials", "1"], "fewer than the 2 --budgets"),
+    (["--storage", "foo://x"], "cannot open --storage foo://x"),
+    (["--storage", "sqlite:////nonexistent/dir/x.db"], "cannot open --storage"),
+    (["--overwrite"], "does not overwrite"),
 ]
 
 
@@ -424,6 +698,19 @@ def test_bad_sweep_options_are_one_line_and_exit_code_2(
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and "error" in err and word in err, err
     assert list(tmp_path.iterdir()) == []  # no sweep directory, no x.db
+
+
+def test_sweep_refuses_a_directory_that_holds_no_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, content in (("metrics.json", '{"mine": 1}\n'), ("args.yaml", "command: search\n")):
+        mine = tmp_path / name.split(".")[0]
+        mine.mkdir()
+        (mine / name).write_text(content)
+        code = main(cli_sweep(mine))
+        _one_line_error(code, capsys.readouterr().err, "holds no sweep")
+        assert [p.name for p in mine.iterdir()] == [name]
+        assert (mine / name).read_text() == content
 
 
 # -- the sampler ---------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import networkx as nx
 import pytest
 import torch
@@ -53,28 +56,66 @@ def test_node_attributes_of_resnet20_b() -> None:
     assert graph.nodes["input"]["mac_coef"] == 0
 
 
+def _expected_edges(
+    blocks: Sequence[int], convs: int, projections: set[str]
+) -> set[tuple[str, str]]:
+    """The data flow of a ResNet written out from its definition: ``stream`` holds the convs
+    whose output the residual stream carries. A block's first conv (and its projection
+    shortcut, if any) reads the whole stream; its convs read each other in a chain; after the
+    block the stream carries its last conv plus the shortcut: the projection alone, or the
+    incoming stream itself (identity, or option A's subsample-and-zero-pad)."""
+    edges = {("input", "conv1")}
+    stream = {"conv1"}
+    for s, n in enumerate(blocks, start=1):
+        for b in range(n):
+            block = f"layer{s}.{b}"
+            chain = [f"{block}.conv{i}" for i in range(1, convs + 1)]
+            edges |= {(w, chain[0]) for w in stream}
+            edges |= set(itertools.pairwise(chain))
+            if block in projections:
+                edges |= {(w, f"{block}.downsample.0") for w in stream}
+                stream = {chain[-1], f"{block}.downsample.0"}
+            else:
+                stream = stream | {chain[-1]}
+    return edges | {(w, "fc") for w in stream}
+
+
+@pytest.mark.parametrize(
+    ("name", "blocks", "convs", "projections"),
+    [
+        ("resnet20", [3, 3, 3], 2, set()),  # option A: zero-padding shortcuts, no projection
+        ("resnet56", [9, 9, 9], 2, set()),
+        ("resnet20_b", [3, 3, 3], 2, {"layer2.0", "layer3.0"}),  # option B: 1x1 projections
+        ("resnet18", [2, 2, 2, 2], 2, {"layer2.0", "layer3.0", "layer4.0"}),  # torchvision basic
+        ("resnet50", [3, 4, 6, 3], 3, {"layer1.0", "layer2.0", "layer3.0", "layer4.0"}),
+    ],
+)
+def test_graph_edges_are_exactly_the_data_flow(
+    name: str, blocks: list[int], convs: int, projections: set[str]
+) -> None:
+    graph = space_graph(small_space(name))
+    assert set(graph.edges) == _expected_edges(blocks, convs, projections)
+
+
 @pytest.mark.parametrize(
     ("name", "node", "expected"),
     [
         ("resnet20", "layer1.1.conv1", {"conv1", "layer1.0.conv2"}),  # identity shortcut
-        ("resnet20", "layer2.0.conv1", {"conv1", "layer1.0.conv2", "layer1.2.conv2"}),
-        ("resnet20", "layer2.1.conv1", {"layer2.0.conv2", "layer1.2.conv2"}),  # zero padding
         (
-            "resnet20_b",
-            "layer2.0.downsample.0",
+            "resnet20",
+            "layer2.0.conv1",
             {"conv1", "layer1.0.conv2", "layer1.1.conv2", "layer1.2.conv2"},
         ),
         ("resnet20_b", "layer2.1.conv1", {"layer2.0.conv2", "layer2.0.downsample.0"}),
         ("resnet50", "layer1.0.downsample.0", {"conv1"}),
         ("resnet50", "layer1.1.conv1", {"layer1.0.conv3", "layer1.0.downsample.0"}),
         ("resnet18", "layer1.0.conv1", {"conv1"}),
-        ("resnet18", "layer1.1.conv1", {"conv1", "layer1.0.conv2"}),
         ("resnet18", "fc", {"layer4.1.conv2", "layer4.0.conv2", "layer4.0.downsample.0"}),
     ],
 )
 def test_shortcut_edges(name: str, node: str, expected: set[str]) -> None:
     graph = space_graph(small_space(name))
-    assert expected <= set(graph.predecessors(node))
+    assert set(graph.predecessors(node)) == expected
 
 
 def test_graph_and_encoder_are_cached_and_frozen() -> None:
