@@ -480,6 +480,13 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
         default=list(d.width_ratios),
         help="width choices per unit as ratios of its maximum (default 0.1,...,1.0)",
     )
+    g.add_argument(
+        "--width-multiple",
+        type=_positive_int,
+        default=d.width_multiple,
+        help="round every width choice to a multiple of this (e.g. 8: often faster on real "
+        "hardware; default 1)",
+    )
     g.add_argument("--tau0", type=float, default=d.tau0, help="initial temperature")
     g.add_argument("--tau-min", type=float, default=d.tau_min, help="final temperature")
     g.add_argument("--schedule", default=d.schedule, help="exponential, linear or cosine")

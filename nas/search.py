@@ -85,6 +85,7 @@ class SearchConfig:
     target_macs: str = "0.5"  # ratio of the full network ("0.5") or absolute ("60M")
     strategy: str = "width-gumbel"
     width_ratios: tuple[float, ...] = DEFAULT_WIDTH_RATIOS
+    width_multiple: int = 1  # width choices rounded to multiples of this (8: hardware-friendly)
     tau0: float = 5.0
     tau_min: float = 0.1
     schedule: str = "exponential"
@@ -138,6 +139,7 @@ class SearchConfig:
         checks = [
             (self.warmup_epochs >= 0, "--warmup-epochs", ">= 0"),
             (self.search_epochs >= 1, "--search-epochs", ">= 1"),
+            (self.width_multiple >= 1, "--width-multiple", ">= 1"),
             (self.finetune_epochs >= 0, "--finetune-epochs", ">= 0"),
             (self.lr > 0, "--lr", "> 0"),
             (self.arch_lr > 0, "--arch-lr", "> 0"),
@@ -235,7 +237,10 @@ class SearchConfig:
         )
 
     def choices(self, space: SearchSpace) -> dict[str, list[int]]:
-        return {u.name: width_choices(u.max_width, self.width_ratios) for u in space.units}
+        return {
+            u.name: width_choices(u.max_width, self.width_ratios, self.width_multiple)
+            for u in space.units
+        }
 
     def target_for(self, space: SearchSpace) -> float:
         """The target in MACs; refuses targets the width choices cannot reach."""
@@ -257,6 +262,7 @@ _FIELD_KINDS: dict[str, str] = {
     **dict.fromkeys(("hard", "from_scratch"), "bool"),
     **dict.fromkeys(
         (
+            "width_multiple",
             "warmup_epochs",
             "search_epochs",
             "finetune_epochs",

@@ -20,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from search_spaces import SearchSpace
+from search_spaces import SearchSpace, round_width
 
 DEFAULT_WIDTH_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def width_choices(max_width: int, ratios: Sequence[float]) -> list[int]:
-    """The distinct widths ``round(ratio * max_width)`` (at least 1), ascending."""
-    return sorted({max(1, min(max_width, round(r * max_width))) for r in ratios})
+def width_choices(max_width: int, ratios: Sequence[float], multiple: int = 1) -> list[int]:
+    """The distinct widths ``ratio * max_width``, rounded to a multiple of ``multiple`` (at least
+    one multiple, at most the maximum; :func:`search_spaces.round_width`), ascending."""
+    return sorted({round_width(r * max_width, max_width, multiple) for r in ratios})
 
 
 class MaskedBatchNorm2d(nn.BatchNorm2d):

@@ -617,7 +617,7 @@ def uniform_point(
         return read_json(d / "metrics.json", "uniform-width metrics")
     _, stored = load_search_run(run_dir)
     config = replace(stored, device=search.device)
-    spec = space.spec(space.uniform_widths_for_macs(ratio))
+    spec = space.spec(space.uniform_widths_for_macs(ratio, config.width_multiple))
     data = options.load(config.seed)  # fresh loaders: a point does not depend on the others
     if config.from_scratch:
         seed_everything(config.seed)

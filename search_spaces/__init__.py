@@ -9,7 +9,7 @@
 
 from search_spaces import cifar_resnet as _cifar_resnet  # noqa: F401  (registers the spaces)
 from search_spaces import torchvision_resnet as _torchvision_resnet  # noqa: F401
-from search_spaces._core import Layer, SearchSpace, Unit
+from search_spaces._core import Layer, SearchSpace, Unit, round_width
 from search_spaces._registry import SpaceEntry, create, get_entry, identify, list_spaces, register
 from search_spaces.spec import WidthSpec
 
@@ -24,4 +24,5 @@ __all__ = [
     "identify",
     "list_spaces",
     "register",
+    "round_width",
 ]

@@ -149,7 +149,7 @@ def run_target(
 
     # weight-matched: the same supernet, calibration batches, fine-tuning config and batches
     restore_loaders(data, before_finetune)
-    uniform_spec = space.spec(space.uniform_widths_for_macs(target))
+    uniform_spec = space.spec(space.uniform_widths_for_macs(target, config.width_multiple))
     uniform = extract_at(outcome.supernet, uniform_spec, outcome.calibration)
     finetune(uniform, baseline, data.train, data.val, config=config, progress=False)
 

@@ -39,6 +39,11 @@ def tiny_resnet50() -> SearchSpace:
 
 
 # -- small helpers -------------------------------------------------------------------------------
+def test_width_choices_in_multiples() -> None:
+    assert width_choices(64, (0.1, 0.3, 0.5, 1.0), multiple=8) == [8, 16, 32, 64]
+    assert width_choices(20, (0.5, 1.0), multiple=8) == [8, 20]  # the maximum stays a choice
+
+
 def test_width_choices_and_nested_masks() -> None:
     assert width_choices(16, (0.1, 0.2, 0.5, 1.0)) == [2, 3, 8, 16]
     assert width_choices(4, (0.01, 0.1, 0.2, 1.0)) == [1, 4]  # at least 1, deduplicated

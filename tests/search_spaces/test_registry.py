@@ -53,3 +53,20 @@ def test_create_uses_defaults_and_caches() -> None:
 def test_create_rejects_impossible_tasks(bad: dict) -> None:
     with pytest.raises(SpecError):
         search_spaces.create("resnet20", **bad)
+
+
+@pytest.mark.parametrize("name", ["resnet56_b", "resnet50"])
+def test_uniform_widths_in_multiples_of_8(name: str) -> None:
+    space = search_spaces.create(name)
+    widths = space.uniform_widths_for_macs(0.5, multiple=8)
+    for unit, w in widths.items():
+        assert w % 8 == 0 or w == space.max_widths[unit], (unit, w)
+    # the nearest such network: no other common ratio on the grid of 8 comes closer
+    assert abs(space.spec(widths).macs_ratio() - 0.5) < 0.06
+
+
+def test_round_width() -> None:
+    assert search_spaces.round_width(45.2, 64, 8) == 48
+    assert search_spaces.round_width(2.0, 64, 8) == 8  # at least one multiple
+    assert search_spaces.round_width(70.0, 64, 8) == 64  # at most the maximum
+    assert search_spaces.round_width(4.4, 16) == 4
