@@ -16,7 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from nas.errors import ConfigError, NasError
+from nas.errors import ConfigError, NasError, first_line
 
 if TYPE_CHECKING:
     from search_spaces import SearchSpace
@@ -578,7 +578,7 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read --config {path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"cannot read --config {path}: {first_line(exc)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path} must hold a mapping of option names to values")
     command = next((a for a in argv if not a.startswith("-")), "search")

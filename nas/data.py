@@ -51,7 +51,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
-from nas.errors import DataError
+from nas.errors import DataError, first_line
 
 __all__ = [
     "DATASET_NAMES",
@@ -356,11 +356,6 @@ def _parse_name(name: str) -> tuple[str, str]:
     raise DataError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 # --------------------------------------------------------------------------- tensor datasets
 
 
@@ -396,7 +391,7 @@ def _load_torchvision(key: str, data_root: str | Path | None, download: bool) ->
         hint = "" if download else "; pass --download to fetch it (needs network)"
         raise DataError(f"{key} not found or corrupt under {root}{hint}") from exc
     except OSError as exc:  # a failed download (URLError) or an unreadable root
-        raise DataError(f"could not get {key} into {root}: {_first_line(exc)}") from exc
+        raise DataError(f"could not get {key} into {root}: {first_line(exc)}") from exc
     x_train, x_test = np.asarray(train.data), np.asarray(test.data)
     layout = "NHW" if x_train.ndim == 3 else "NHWC"
     return _Arrays(
@@ -477,7 +472,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
     except bad_file as exc:
-        raise DataError(f"{path}: not a valid .npz file ({_first_line(exc)})") from exc
+        raise DataError(f"{path}: not a valid .npz file ({first_line(exc)})") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataError(f"{path}: not a valid .npz file (a single .npy array, not an archive)")
     with archive:
@@ -490,7 +485,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         try:
             return {k: archive[k] for k in _NPZ_KEYS}
         except bad_file as exc:
-            raise DataError(f"{path}: not a valid .npz file ({_first_line(exc)})") from exc
+            raise DataError(f"{path}: not a valid .npz file ({first_line(exc)})") from exc
 
 
 def _check_labels(path: Path, key: str, y: np.ndarray, n_images: int) -> np.ndarray:
@@ -633,7 +628,7 @@ def _open_image(path: str, mode: str) -> Image.Image:
         with open(path, "rb") as fh:
             return Image.open(fh).convert(mode)
     except OSError as exc:  # PIL's UnidentifiedImageError is an OSError too
-        raise DataError(f"cannot read image {path}: {_first_line(exc)}") from None
+        raise DataError(f"cannot read image {path}: {first_line(exc)}") from None
 
 
 def _find_eval_dir(root: Path) -> Path:
@@ -647,7 +642,7 @@ def _image_folder(directory: Path) -> tv_datasets.ImageFolder:
     try:
         return tv_datasets.ImageFolder(str(directory))
     except (FileNotFoundError, OSError) as exc:
-        raise DataError(f"imagefolder {directory}: {_first_line(exc)}") from exc
+        raise DataError(f"imagefolder {directory}: {first_line(exc)}") from exc
 
 
 def _image_mode(dataset: tv_datasets.ImageFolder) -> str:
@@ -657,7 +652,7 @@ def _image_mode(dataset: tv_datasets.ImageFolder) -> str:
         with Image.open(first) as img:
             return "L" if img.mode in _GRAY_MODES else "RGB"
     except OSError as exc:
-        raise DataError(f"cannot read image {first}: {_first_line(exc)}") from exc
+        raise DataError(f"cannot read image {first}: {first_line(exc)}") from exc
 
 
 def _folder_transforms(size: int, channels: int, augment: bool) -> tuple[T.Compose, T.Compose]:

@@ -16,6 +16,7 @@ __all__ = [
     "SpaceError",
     "SpecError",
     "WeightsError",
+    "first_line",
 ]
 
 
@@ -29,3 +30,10 @@ class WeightsError(NasError, ValueError):
 
 class ConfigError(NasError, ValueError):
     """An option value that cannot be used (bad budget, bad schedule, unknown strategy...)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of a library's error message (its type if there is none), to
+    quote inside a one-line :class:`NasError`."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

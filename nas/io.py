@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 
-from nas.errors import ConfigError, NasError, WeightsError
+from nas.errors import ConfigError, NasError, WeightsError, first_line
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -100,8 +100,7 @@ def torch_load(path: str | Path, what: str) -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read {what} {p}: {first}") from None
+        raise WeightsError(f"cannot read {what} {p}: {first_line(exc)}") from None
 
 
 def _is_state_dict(obj: dict[Any, Any]) -> bool:

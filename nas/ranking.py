@@ -35,7 +35,6 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-import search_spaces
 from nas.errors import ConfigError
 from nas.extract import load_model
 from nas.io import prepare_out_dir, run_output, write_json, write_yaml
@@ -50,7 +49,7 @@ from nas.search import (
 )
 from nas.supernet import Supernet, recalibrate_bn
 from nas.train import TrainConfig, evaluate, read_checkpoint, seed_everything, train_model
-from nas.workflows import environment, load_search_run, load_supernet
+from nas.workflows import environment, load_search_run, load_supernet, search_data
 from predictors import GraphEncoder, Predictor, PredictorConfig, fit_predictor, rank_correlations
 from search_spaces import SearchSpace, WidthSpec
 
@@ -685,15 +684,8 @@ def run_rank(
     options, search_config = load_search_run(run)
     check_search_finished(run, search_config)
     out = prepare_out_dir(Path(out_dir) if out_dir else run / "rank", overwrite=overwrite)
-    data = options.load(search_config.seed)
-    space = search_spaces.create(
-        options.space,
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        input_size=data.input_size,
-    )
-    if data.val is None:
-        raise ConfigError("ranking needs a validation split: the run has --val-fraction 0")
+    data, space = search_data(options, search_config.seed)
+    assert data.val is not None  # search_data refuses data without a validation split
     supernet, strategy = load_supernet(run, space, search_config)
     target = search_config.target_for(space)
     encoder = GraphEncoder.for_space(space)

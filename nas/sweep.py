@@ -91,7 +91,15 @@ from tqdm import tqdm
 
 import search_spaces
 from nas.data import DataBundle
-from nas.errors import ConfigError, DataError, NasError, SpaceError, SpecError, WeightsError
+from nas.errors import (
+    ConfigError,
+    DataError,
+    NasError,
+    SpaceError,
+    SpecError,
+    WeightsError,
+    first_line,
+)
 from nas.extract import save_model
 from nas.io import (
     atomic_write_text,
@@ -118,6 +126,7 @@ from nas.workflows import (
     load_supernet,
     resolved_args,
     run_search,
+    search_data,
     train_full,
     write_or_check_args,
 )
@@ -263,10 +272,8 @@ def open_storage(out: Path, config: SweepConfig) -> BaseStorage:
             return JournalStorage(JournalFileBackend(str(out / "journal.log")))
         return optuna.storages.RDBStorage(config.storage)
     except Exception as exc:  # sqlalchemy, drivers and the filesystem raise many types
-        lines = str(exc).strip().splitlines()
         raise ConfigError(
-            f"cannot open --storage {storage_label(out, config)}: "
-            f"{lines[0] if lines else type(exc).__name__}"
+            f"cannot open --storage {storage_label(out, config)}: {first_line(exc)}"
         ) from None
 
 
@@ -282,10 +289,8 @@ def find_study(
     except KeyError:
         return None
     except Exception as exc:  # a storage that opened but cannot be read
-        lines = str(exc).strip().splitlines()
         raise ConfigError(
-            f"cannot read study {config.study!r} from the storage: "
-            f"{lines[0] if lines else type(exc).__name__}"
+            f"cannot read study {config.study!r} from the storage: {first_line(exc)}"
         ) from None
 
 
@@ -704,15 +709,7 @@ def run_sweep(
     out = Path(options.out_dir)
     _check_out_dir(out)
     search_spaces.get_entry(options.space)
-    data = options.load(search.seed)
-    if data.val is None:
-        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
-    space = search_spaces.create(
-        options.space,
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        input_size=data.input_size,
-    )
+    data, space = search_data(options, search.seed)
     for budget in sweep.budgets or sweep.macs_range or ():
         replace(search, target_macs=str(budget)).target_for(space)
     initial = initial_weights(options.weights, space)

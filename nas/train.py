@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from tqdm import tqdm
 
-from nas.errors import ConfigError, DataError, WeightsError
+from nas.errors import ConfigError, DataError, WeightsError, first_line
 from nas.io import atomic_torch_save, atomic_write_text, torch_load
 
 if TYPE_CHECKING:
@@ -570,8 +570,9 @@ def _load_checkpoint(path: Path, loop: _Loop, loader: Loader) -> list[EpochRecor
     try:
         loop.model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise WeightsError(f"checkpoint {path} does not match the model: {first}") from None
+        raise WeightsError(
+            f"checkpoint {path} does not match the model: {first_line(exc)}"
+        ) from None
     loop.optimizer.load_state_dict(state["optimizer"])
     loop.scheduler.load_state_dict(state["scheduler"])
     restore_rng(state["rng"], loop.device)

@@ -22,7 +22,7 @@ import yaml
 
 import search_spaces
 from nas.data import DataBundle, load_data
-from nas.errors import ConfigError, WeightsError
+from nas.errors import ConfigError, WeightsError, first_line
 from nas.extract import channel_order, check_full_weights, extract, save_model
 from nas.io import load_state_dict_file, prepare_out_dir, run_output, write_json, write_yaml
 from nas.plots import plot_search_curves, plot_widths
@@ -260,15 +260,7 @@ def run_search(
         epochs=o.baseline_epochs, lr=o.baseline_lr, seed=c.seed, device=c.device
     )
     base_config.validate()
-    data = o.load(c.seed)
-    if data.val is None:
-        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
-    space = search_spaces.create(
-        o.space,
-        num_classes=data.num_classes,
-        in_channels=data.in_channels,
-        input_size=data.input_size,
-    )
+    data, space = search_data(o, c.seed)
     c.target_for(space)  # impossible budgets fail before anything is written
     if c.select == "predictor":
         from nas.ranking import check_pool_band  # nas.ranking imports this module
@@ -342,6 +334,21 @@ def _search_to_dir(
     return metrics
 
 
+def search_data(o: RunOptions, seed: int) -> tuple[DataBundle, SearchSpace]:
+    """The data of a search (it needs a validation split for the architecture step) and the
+    space of ``o.space`` built for it (channels, classes, input size)."""
+    data = o.load(seed)
+    if data.val is None:
+        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
+    space = search_spaces.create(
+        o.space,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        input_size=data.input_size,
+    )
+    return data, space
+
+
 def check_search_out(o: RunOptions) -> Path:
     if o.resume and o.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
@@ -386,7 +393,7 @@ def read_args(path: Path) -> dict[str, Any]:
     try:
         stored = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"cannot read {path}: {first_line(exc)}") from None
     if not isinstance(stored, dict) or "command" not in stored:
         raise ConfigError(f"{path} was not written by nas (no 'command' in it)")
     return stored

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -44,3 +46,13 @@ def randomize_bn(model: torch.nn.Module, seed: int, in_shape: tuple[int, ...]) -
 @pytest.fixture(params=ALL_SPACES)
 def space_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: extra threads only add contention on a shared 2-core machine (use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
