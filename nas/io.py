@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -49,8 +50,20 @@ def _atomic(path: Path, write: Callable[[Any], object]) -> None:
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write a JSON object (indented, keys in insertion order) atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    """Write a JSON object (indented, keys in insertion order) atomically; non-finite numbers
+    (NaN, inf: not JSON) are written as null (:func:`json_safe`)."""
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf: not JSON) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def read_json(path: str | Path, what: str = "JSON file") -> dict[str, Any]:
@@ -143,13 +156,20 @@ def check_writable(path: Path) -> None:
         raise ConfigError(f"cannot write to {ancestor} (permission denied)")
 
 
-def written_by_nas(path: Path) -> bool:
-    """``path/args.yaml`` exists and names the ``nas`` command that wrote the directory."""
+def written_by(path: Path) -> str | None:
+    """The ``nas`` command that wrote the directory ``path`` (named by its ``args.yaml``), or
+    None."""
     try:
         data = yaml.safe_load((path / "args.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and data.get("command") in NAS_COMMANDS
+        return None
+    command = data.get("command") if isinstance(data, dict) else None
+    return command if command in NAS_COMMANDS else None
+
+
+def written_by_nas(path: Path) -> bool:
+    """``path/args.yaml`` exists and names the ``nas`` command that wrote the directory."""
+    return written_by(path) is not None
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from nas.errors import ConfigError
 from nas.extract import load_model
-from nas.io import prepare_out_dir, run_output, write_json, write_yaml
+from nas.io import json_safe, prepare_out_dir, run_output, write_json, write_yaml
 from nas.plots import plot_rank_scatter
 from nas.search import (
     CALIBRATION_BATCHES,
@@ -403,7 +403,7 @@ class Selection:
     def summary(self) -> dict[str, Any]:
         """What ``selection.json`` holds: the settings used, the pool and the top-k."""
         return dict(
-            json_safe(
+            json_safe(  # like the file: the caller gets null where JSON has no number
                 {
                     "rank": asdict(self.config),
                     "samples_scored": len(self.sample_scores),
@@ -626,17 +626,6 @@ def ranking_evidence(
             for i, s in enumerate(specs)
         ],
     }
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, inf: not JSON) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _undefined_note(table: Mapping[str, Mapping[str, float]]) -> str | None:

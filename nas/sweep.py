@@ -83,7 +83,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 import torch
-import yaml
 from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -107,6 +106,7 @@ from nas.io import (
     load_state_dict_file,
     read_json,
     write_json,
+    written_by,
 )
 from nas.plots import plot_pareto
 from nas.search import (
@@ -744,13 +744,13 @@ def _entries(out: Path) -> list[Path]:
     return [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
 
 
-def _is_sweep(out: Path) -> bool:
-    """``out/args.yaml`` was written by ``nas sweep``."""
-    try:
-        data = yaml.safe_load((out / "args.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and data.get("command") == "sweep"
+def _check_holds_sweep(out: Path) -> None:
+    """``out`` is new, empty, or holds a sweep (its ``args.yaml`` written by ``nas sweep``)."""
+    if _entries(out) and written_by(out) != "sweep":
+        raise ConfigError(
+            f"output directory {out} is not empty and holds no sweep (no args.yaml of nas "
+            "sweep); choose another --out"
+        )
 
 
 def _check_out_dir(out: Path) -> None:
@@ -758,11 +758,8 @@ def _check_out_dir(out: Path) -> None:
     file); checked again under the lock."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output path exists and is not a directory: {out}")
-    if _entries(out) and not _is_sweep(out) and not (out / LOCK_FILE).exists():
-        raise ConfigError(
-            f"output directory {out} is not empty and holds no sweep (no args.yaml of nas "
-            "sweep); choose another --out"
-        )
+    if not (out / LOCK_FILE).exists():
+        _check_holds_sweep(out)
     check_writable(out)
 
 
@@ -780,11 +777,7 @@ def _set_up(
     """Under the lock: check the directory and the study, then write ``args.yaml``, train (or
     load) the baseline and the warm-up, and make the study if it is new. Returns the
     baseline."""
-    if _entries(out) and not _is_sweep(out):
-        raise ConfigError(
-            f"output directory {out} is not empty and holds no sweep (no args.yaml of nas "
-            "sweep); choose another --out"
-        )
+    _check_holds_sweep(out)
     storage = open_storage(out, sweep)
     study = find_study(storage, sweep)
     if study is not None:

@@ -17,13 +17,13 @@ import search_spaces
 from nas.budget import smallest_macs
 from nas.cli import main
 from nas.errors import ConfigError
+from nas.io import json_safe
 from nas.ranking import (
     RANK_FLAGS,
     SEARCH_FLAGS,
     RankConfig,
     WidthSampler,
     as_dict,
-    json_safe,
     run_rank,
     sample_pool,
     sample_widths,
