@@ -7,6 +7,7 @@ the same directory, then ``os.replace``), so an interrupted run never leaves a h
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 import os
@@ -78,6 +79,15 @@ def read_json(path: str | Path, what: str = "JSON file") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {p} must hold a JSON object")
     return data
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header; an unreadable file is a :class:`ConfigError`."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
 def write_yaml(path: str | Path, data: Mapping[str, Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from nas.errors import ConfigError
-from nas.io import atomic_write_bytes, read_json
+from nas.io import atomic_write_bytes, read_csv, read_json
 from search_spaces import WidthSpec
 
 
@@ -149,11 +148,7 @@ def _table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
     """The rows of a CSV file written by nas sweep ([] if absent), each with ``columns``."""
     if not path.is_file():
         return []
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    rows = read_csv(path)
     for i, row in enumerate(rows, start=2):
         missing = [c for c in columns if row.get(c) is None]
         if missing:

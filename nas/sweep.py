@@ -104,6 +104,7 @@ from nas.io import (
     atomic_write_text,
     check_writable,
     load_state_dict_file,
+    read_csv,
     read_json,
     write_json,
     written_by,
@@ -572,11 +573,6 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     for r in rows:
         writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
     atomic_write_text(path, buf.getvalue())
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # -- uniform-width baseline curve -----------------------------------------------------------------

@@ -24,7 +24,14 @@ import search_spaces
 from nas.data import DataBundle, load_data
 from nas.errors import ConfigError, WeightsError, first_line
 from nas.extract import channel_order, check_full_weights, extract, save_model
-from nas.io import load_state_dict_file, prepare_out_dir, run_output, write_json, write_yaml
+from nas.io import (
+    load_state_dict_file,
+    prepare_out_dir,
+    read_csv,
+    run_output,
+    write_json,
+    write_yaml,
+)
 from nas.plots import plot_search_curves, plot_widths
 from nas.search import (
     SEARCH_CHECKPOINT,
@@ -450,10 +457,8 @@ def train_full(
 
 def read_summary(out: Path) -> list[dict[str, Any]]:
     """The rows of ``out/summary.csv`` (numbers as floats, empty cells as None)."""
-    import csv
-
-    with open(out / "summary.csv", encoding="utf-8", newline="") as f:
-        return [{k: (float(v) if v else None) for k, v in row.items()} for row in csv.DictReader(f)]
+    rows = read_csv(out / "summary.csv")
+    return [{k: (float(v) if v else None) for k, v in row.items()} for row in rows]
 
 
 def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
