@@ -14,60 +14,134 @@ The public API, in the order a user meets it::
     small = nas.extract(model, spec, nas.channel_order(model, space))
     nas.save_model(small, spec, "out/")                              # arch.json + model.pt + .ts
     same = nas.load_model("out/")
+    result = nas.search(model, data.train, data.val, config=nas.SearchConfig(target_macs="0.5"))
+
+Names are imported on first use (``import nas`` loads neither torch nor anything heavy), from
+the package that owns them; ``nas.__all__`` lists them. The layers, bottom to top, are described
+in the README's "Architecture" section.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from nas.compute import count_macs, count_model_params, count_params, measure_macs
-from nas.data import DataBundle, load_data
-from nas.errors import ConfigError, DataError, NasError, SpaceError, SpecError, WeightsError
-from nas.extract import (
-    channel_order,
-    extract,
-    kept_channels,
-    load_model,
-    mask_channels,
-    save_model,
-    spec_masks,
-)
-from nas.train import EpochRecord, EvalResult, TrainConfig, evaluate, kd_loss, train_model
-from nas.workflows import extract_to_dir, train_baseline
-from search_spaces import SearchSpace, WidthSpec, list_spaces
-from search_spaces import create as create_space
+# public name -> the module that defines it
+_API: dict[str, str] = {
+    # errors
+    "ConfigError": "nas.errors",
+    "DataError": "nas.errors",
+    "NasError": "nas.errors",
+    "SpaceError": "nas.errors",
+    "SpecError": "nas.errors",
+    "WeightsError": "nas.errors",
+    # registries and spaces
+    "Registry": "nas.registry",
+    "SearchSpace": "search_spaces",
+    "WidthSpec": "search_spaces",
+    "list_spaces": "search_spaces",
+    # data and training
+    "DataBundle": "nas.data",
+    "DataOptions": "nas.data",
+    "load_data": "nas.data",
+    "Distillation": "nas.engine",
+    "EpochRecord": "nas.engine",
+    "EvalResult": "nas.engine",
+    "TrainConfig": "nas.engine",
+    "evaluate": "nas.engine",
+    "kd_loss": "nas.engine",
+    "train_model": "nas.engine",
+    # compute
+    "count_macs": "nas.cost",
+    "count_model_params": "nas.cost",
+    "count_params": "nas.cost",
+    "measure_macs": "nas.cost",
+    # extraction and channel importance
+    "channel_order": "nas.importance",
+    "extract": "nas.extraction",
+    "kept_channels": "nas.extraction",
+    "load_model": "nas.extraction",
+    "mask_channels": "nas.extraction",
+    "save_model": "nas.extraction",
+    "spec_masks": "nas.extraction",
+    # the search
+    "GateStrategy": "nas.gates",
+    "create_strategy": "nas.gates",
+    "list_strategies": "nas.gates",
+    "register_strategy": "nas.gates",
+    "SearchConfig": "nas.width_search",
+    "search_widths": "nas.width_search",
+    "RankConfig": "nas.selection",
+    # jobs (with files) and their Python twins
+    "RunOptions": "nas.jobs.common",
+    "SearchResult": "nas.jobs.search",
+    "run_search": "nas.jobs.search",
+    "search": "nas.jobs.search",
+    "run_rank": "nas.jobs.rank",
+    "train_baseline": "nas.jobs.train",
+    "extract_to_dir": "nas.jobs.extract",
+    "TransferResult": "nas.transfer_learning",
+    "transfer": "nas.transfer_learning",
+    "run_transfer": "nas.jobs.transfer",
+    "SweepConfig": "nas.sweep",
+    "run_sweep": "nas.sweep",
+}
+_RENAMED = {"create_space": ("search_spaces", "create")}
 
-__all__ = [
-    "ConfigError",
-    "DataBundle",
-    "DataError",
-    "EpochRecord",
-    "EvalResult",
-    "NasError",
-    "SearchSpace",
-    "SpaceError",
-    "SpecError",
-    "TrainConfig",
-    "WeightsError",
-    "WidthSpec",
-    "__version__",
-    "channel_order",
-    "count_macs",
-    "count_model_params",
-    "count_params",
-    "create_space",
-    "evaluate",
-    "extract",
-    "extract_to_dir",
-    "kd_loss",
-    "kept_channels",
-    "list_spaces",
-    "load_data",
-    "load_model",
-    "mask_channels",
-    "measure_macs",
-    "save_model",
-    "spec_masks",
-    "train_baseline",
-    "train_model",
-]
+__all__ = sorted([*_API, *_RENAMED, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+    elif name in _RENAMED:
+        module, attr = _RENAMED[name]
+        value = getattr(importlib.import_module(module), attr)
+    else:
+        raise AttributeError(f"module 'nas' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from nas.cost import count_macs, count_model_params, count_params, measure_macs
+    from nas.data import DataBundle, DataOptions, load_data
+    from nas.engine import (
+        Distillation,
+        EpochRecord,
+        EvalResult,
+        TrainConfig,
+        evaluate,
+        kd_loss,
+        train_model,
+    )
+    from nas.errors import ConfigError, DataError, NasError, SpaceError, SpecError, WeightsError
+    from nas.extraction import (
+        extract,
+        kept_channels,
+        load_model,
+        mask_channels,
+        save_model,
+        spec_masks,
+    )
+    from nas.gates import GateStrategy, create_strategy, list_strategies, register_strategy
+    from nas.importance import channel_order
+    from nas.jobs.common import RunOptions
+    from nas.jobs.extract import extract_to_dir
+    from nas.jobs.rank import run_rank
+    from nas.jobs.search import SearchResult, run_search, search
+    from nas.jobs.train import train_baseline
+    from nas.jobs.transfer import run_transfer
+    from nas.registry import Registry
+    from nas.selection import RankConfig
+    from nas.sweep import SweepConfig, run_sweep
+    from nas.transfer_learning import TransferResult, transfer
+    from nas.width_search import SearchConfig, search_widths
+    from search_spaces import SearchSpace, WidthSpec, list_spaces
+    from search_spaces import create as create_space

@@ -1,7 +1,9 @@
-"""Small, safe file helpers: atomic writes, JSON/YAML, output-directory checks.
+"""Small, safe file helpers: JSON/YAML/CSV, state_dict files, output directories.
 
 Every file the toolkit writes goes through :func:`atomic_write_bytes` (write to a temporary file in
-the same directory, then ``os.replace``), so an interrupted run never leaves a half-written file.
+the same directory, then ``os.replace``), so an interrupted run never leaves a half-written file;
+the atomic writes and the safe :func:`torch_load` live in ``search_spaces.files`` (the bottom
+layer) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,42 +14,34 @@ import json
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-from nas.errors import ConfigError, NasError, WeightsError, first_line
+from nas.errors import ConfigError, NasError, WeightsError
+from search_spaces.files import atomic_torch_save, atomic_write_bytes, atomic_write_text, torch_load
 
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file + rename)."""
-    _atomic(Path(path), lambda f: f.write(data))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_torch_save(obj: object, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically. Only tensors/containers: loads with weights_only."""
-    _atomic(Path(path), lambda f: torch.save(obj, f))
-
-
-def _atomic(path: Path, write: Callable[[Any], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = [
+    "NAS_COMMANDS",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_writable",
+    "json_safe",
+    "load_state_dict_file",
+    "prepare_out_dir",
+    "read_csv",
+    "read_json",
+    "run_output",
+    "torch_load",
+    "write_json",
+    "write_yaml",
+    "written_by",
+    "written_by_nas",
+]
 
 
 def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
@@ -112,18 +106,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not _is_state_dict(obj):
         raise WeightsError(f"{p} does not hold a state_dict (a mapping of names to tensors)")
     return {str(k).removeprefix("module."): v for k, v in obj.items()}
-
-
-def torch_load(path: str | Path, what: str) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU; a missing, corrupt or unsafe file
-    raises :class:`WeightsError` naming ``what`` in one line."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"{what} not found: {p}")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        raise WeightsError(f"cannot read {what} {p}: {first_line(exc)}") from None
 
 
 def _is_state_dict(obj: dict[Any, Any]) -> bool:

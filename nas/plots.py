@@ -1,4 +1,4 @@
-"""Figures a run writes (matplotlib, no display needed)."""
+"""Figures a run writes (matplotlib, no display needed; imported only when a figure is drawn)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,33 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING, Any
 
 from nas.errors import ConfigError
 from nas.io import atomic_write_bytes, read_csv, read_json
 from search_spaces import WidthSpec
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from matplotlib.figure import Figure
+
+
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot on the Agg backend (no display), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig: Figure, path: str | Path) -> None:
     """Save as PNG atomically and close the figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -32,7 +41,7 @@ def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) 
     """Kept width of every unit against its full width, in network order."""
     space = spec.get_space()
     units = space.units
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(units) + 2), 3.8))
+    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.28 * len(units) + 2), 3.8))
     xs = range(len(units))
     full = [u.max_width for u in units]
     kept = [spec.widths[u.name] for u in units]
@@ -55,7 +64,7 @@ def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) 
 def plot_search_curves(records: Sequence[Any], target_ratio: float, path: str | Path) -> None:
     """Temperature, MACs against the target, losses and validation accuracy per epoch."""
     epochs = [r.epoch for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
     ax.plot(epochs, [r.tau for r in records], color="tab:purple")
     ax.set_yscale("log")
@@ -94,7 +103,7 @@ def plot_rank_scatter(evidence: dict[str, Any], path: str | Path) -> None:
         ("macs", "MACs"),
         ("synflow", "synflow (log10)"),
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
     for ax, (key, label) in zip(axes, panels, strict=True):
         if key == "macs":
             xs = [float(r["macs"]) for r in rows]
@@ -180,7 +189,7 @@ def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
     uniform-width curve, and the full network. Several sweeps overlay on one figure. Every
     sweep is read and checked (:func:`read_sweep_points`) before anything is drawn."""
     sweeps = [(label, read_sweep_points(Path(d))) for label, d in runs]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for i, (label, s) in enumerate(sweeps):
         color = f"C{i}"
         ax.scatter(
@@ -224,7 +233,7 @@ def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
 def plot_transfer(metrics: dict[str, Any], path: str | Path) -> None:
     """Test accuracy of the found, full and uniform-width networks on the new task."""
     rows = metrics["compare"]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = pyplot().subplots(figsize=(6, 3.8))
     labels = [f"{r['network']}\n{r['macs_ratio']:.0%} MACs" for r in rows]
     accs = [r["test_acc"] for r in rows]
     bars = ax.bar(labels, accs, color=["tab:blue", "tab:gray", "tab:orange"][: len(rows)])

@@ -27,14 +27,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from scipy import stats
 from torch import Tensor, nn
 
 import search_spaces
-from nas.errors import ConfigError, NasError, WeightsError
-from nas.io import atomic_torch_save, torch_load
 from predictors.graph import GraphEncoder
 from search_spaces import SearchSpace
+from search_spaces.errors import ConfigError, NasError, WeightsError
+from search_spaces.files import atomic_torch_save, torch_load
 
 FORMAT = "channel-nas/predictor-1"
 LOSSES = ("mse", "rank")
@@ -256,6 +255,8 @@ def fit_predictor(
 def rank_correlations(predicted: Tensor, truth: Tensor) -> dict[str, float]:
     """Kendall's tau and Spearman's rho between two score vectors; NaN where undefined (either
     vector constant), without scipy's warning."""
+    from scipy import stats  # slow to import: only where correlations are computed
+
     a = predicted.detach().double().cpu().numpy()
     b = truth.detach().double().cpu().numpy()
     with warnings.catch_warnings():

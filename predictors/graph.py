@@ -222,8 +222,7 @@ class GraphEncoder:
     def macs(self, widths: Tensor) -> Tensor:
         """``(B,)`` MACs of each assignment, the formula of :meth:`SearchSpace.macs`: int64 for
         integer widths (exact), float64 for real-valued ones."""
-        c_in, c_out = self._channels(widths)
-        return (c_in * c_out * self._coef.to(c_in.dtype)).sum(1)
+        return self.space.batched_macs(widths)
 
     def features(self, widths: Tensor) -> Tensor:
         """``(B, N, F)`` float32 node features of a batch of assignments ``(B, U)``."""

@@ -1,20 +1,34 @@
-"""Search spaces: ResNets whose channel widths can be chosen.
+"""Search spaces: ResNets whose channel widths can be chosen (the bottom layer of the toolkit).
 
 >>> import search_spaces
 >>> space = search_spaces.create("resnet56", num_classes=10)
 >>> space.macs()  # conv + linear MACs at 32x32
 125485696
 >>> model = space.build(space.uniform_widths(0.5))
+
+This package imports neither ``predictors`` nor ``nas``; the errors, file helpers and the generic
+:class:`Registry` every layer uses live here.
 """
 
 from search_spaces import cifar_resnet as _cifar_resnet  # noqa: F401  (registers the spaces)
 from search_spaces import torchvision_resnet as _torchvision_resnet  # noqa: F401
-from search_spaces._core import Layer, SearchSpace, Unit, round_width
-from search_spaces._registry import SpaceEntry, create, get_entry, identify, list_spaces, register
+from search_spaces.registry import (
+    SPACES,
+    Registry,
+    SpaceEntry,
+    create,
+    get_entry,
+    identify,
+    list_spaces,
+    register,
+)
+from search_spaces.space import Layer, SearchSpace, Unit, round_width
 from search_spaces.spec import WidthSpec
 
 __all__ = [
+    "SPACES",
     "Layer",
+    "Registry",
     "SearchSpace",
     "SpaceEntry",
     "Unit",

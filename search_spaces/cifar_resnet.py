@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces._core import SearchSpace
-from search_spaces._registry import register
+from search_spaces.registry import register
+from search_spaces.space import SearchSpace
 
 DEPTHS = (20, 32, 44, 56, 110)
 STAGE_WIDTHS = (16, 32, 64)

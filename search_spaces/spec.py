@@ -18,11 +18,14 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from search_spaces._core import SearchSpace
-from search_spaces._registry import create
 from search_spaces.errors import NasError, SpecError
+from search_spaces.files import atomic_write_text
+from search_spaces.registry import create
+
+if TYPE_CHECKING:
+    from search_spaces.space import SearchSpace
 
 FORMAT = "channel-nas/arch"
 VERSION = 1
@@ -107,8 +110,6 @@ class WidthSpec:
 
     def save(self, path: str | Path) -> None:
         """Write ``arch.json`` atomically (temporary file + rename)."""
-        from nas.io import atomic_write_text
-
         atomic_write_text(path, self.to_json())
 
     @classmethod

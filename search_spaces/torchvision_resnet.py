@@ -20,26 +20,23 @@ block-internal convs ``layerS.B.conv1`` (and ``layerS.B.conv2`` in Bottleneck bl
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import torchvision
 from torch import nn
-from torchvision.models.resnet import Bottleneck, ResNet
 
-from search_spaces._core import SearchSpace
-from search_spaces._registry import register
+from search_spaces.registry import register
+from search_spaces.space import SearchSpace
 
 SMALL_INPUT = 64
 
-ARCHS: dict[str, Callable[..., ResNet]] = {
-    "resnet18": torchvision.models.resnet18,
-    "resnet34": torchvision.models.resnet34,
-    "resnet50": torchvision.models.resnet50,
-    "resnet101": torchvision.models.resnet101,
-    "resnet152": torchvision.models.resnet152,
-    "wide_resnet50_2": torchvision.models.wide_resnet50_2,
-    "wide_resnet101_2": torchvision.models.wide_resnet101_2,
-}
+# the torchvision.models builders (imported when a network is built: torchvision is slow to load)
+ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "wide_resnet50_2",
+    "wide_resnet101_2",
+)
 
 
 def uses_small_stem(input_size: tuple[int, int]) -> bool:
@@ -65,7 +62,9 @@ class TorchvisionResNetSpace(SearchSpace):
         self.arch = arch
 
     def _skeleton(self) -> nn.Module:
-        model = ARCHS[self.arch](weights=None, num_classes=self.num_classes)
+        import torchvision
+
+        model = getattr(torchvision.models, self.arch)(weights=None, num_classes=self.num_classes)
         if uses_small_stem(self.input_size):
             model.conv1 = nn.Conv2d(self.in_channels, 64, 3, 1, 1, bias=False)
             model.maxpool = nn.Identity()
@@ -74,6 +73,8 @@ class TorchvisionResNetSpace(SearchSpace):
         return model
 
     def _layer_units(self, model: nn.Module) -> dict[str, tuple[str | None, str | None]]:
+        from torchvision.models.resnet import Bottleneck, ResNet
+
         assert isinstance(model, ResNet)
         first = model.layer1[0]
         stem = "conv1" if first.downsample is not None else "layer1"

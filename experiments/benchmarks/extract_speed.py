@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 import search_spaces
-from nas.extract import channel_order, extract, to_torchscript
+from nas.extraction import extract, to_torchscript
+from nas.importance import channel_order
 
 SIZES = {"resnet56": (32, 32), "resnet56_b": (32, 32), "resnet50": (224, 224)}
 MAC_RATIOS = (0.75, 0.5, 0.25)

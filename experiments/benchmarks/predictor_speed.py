@@ -27,8 +27,9 @@ import time
 import torch
 
 import search_spaces
-from nas.ranking import RankConfig, sample_pool, sample_widths
-from nas.supernet import DEFAULT_WIDTH_RATIOS, width_choices
+from nas.selection import RankConfig, sample_pool, sample_widths
+from nas.supernet import width_choices
+from nas.width_search import DEFAULT_WIDTH_RATIOS
 from predictors import GraphEncoder, Predictor, PredictorConfig, fit_predictor
 
 SPACES = (("resnet20", (32, 32)), ("resnet56_b", (32, 32)), ("resnet50", (224, 224)))

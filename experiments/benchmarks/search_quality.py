@@ -56,16 +56,7 @@ from torch import nn
 
 import search_spaces
 from nas.data import DataBundle, load_data
-from nas.extract import channel_order, extract
-from nas.search import (
-    SearchConfig,
-    SearchOutcome,
-    extract_at,
-    finetune,
-    search_widths,
-    starting_network,
-)
-from nas.train import (
+from nas.engine import (
     TrainConfig,
     evaluate,
     loader_states,
@@ -73,6 +64,10 @@ from nas.train import (
     seed_everything,
     train_model,
 )
+from nas.extraction import extract
+from nas.importance import channel_order
+from nas.supernet import extract_at
+from nas.width_search import SearchConfig, SearchOutcome, finetune, search_widths, starting_network
 from search_spaces import SearchSpace
 
 DATASET = "digits"

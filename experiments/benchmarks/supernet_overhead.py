@@ -61,8 +61,10 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 import search_spaces
-from nas.search import SearchConfig, _build_supernet, _SearchRun
-from nas.train import make_optimizer, make_scheduler
+from nas.engine import make_optimizer, make_scheduler
+from nas.width_search import SearchConfig
+from nas.width_search import SearchRun as _SearchRun
+from nas.width_search import build_supernet as _build_supernet
 from search_spaces import SearchSpace
 
 SPACES = ("resnet20", "resnet56", "resnet56_b")

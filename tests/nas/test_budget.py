@@ -11,18 +11,11 @@ import pytest
 import torch
 
 import search_spaces
-from nas.budget import (
-    SCHEDULES,
-    budget_loss,
-    parse_target_macs,
-    project_to_budget,
-    smallest_macs,
-    temperature,
-)
+from nas.cost import budget_loss, parse_target_macs, project_to_budget, smallest_macs
 from nas.errors import ConfigError
-from nas.search import MIN_TOLERANCE, SearchConfig
-from nas.strategies import WidthGumbel
-from nas.supernet import DEFAULT_WIDTH_RATIOS, width_choices
+from nas.gates import SCHEDULES, WidthGumbel, temperature
+from nas.supernet import width_choices
+from nas.width_search import DEFAULT_WIDTH_RATIOS, MIN_TOLERANCE, SearchConfig
 from search_spaces import SearchSpace
 from tests.conftest import small_space
 

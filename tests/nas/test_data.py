@@ -12,10 +12,10 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from nas.data import (
-    DATASET_NAMES,
     DataBundle,
     RandomCropFlip,
     TensorLoader,
+    dataset_names,
     load_data,
     random_crop,
     split_indices,
@@ -115,7 +115,7 @@ def test_unknown_name_lists_valid_names() -> None:
         load_data("imagenet21k")
     message = str(info.value)
     assert "\n" not in message
-    assert all(name in message for name in DATASET_NAMES)
+    assert all(name in message for name in dataset_names())
 
 
 def test_torchvision_needs_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

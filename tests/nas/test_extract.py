@@ -9,17 +9,10 @@ import torch
 import torchvision
 
 import search_spaces
-from nas.compute import count_model_params
-from nas.errors import SpecError, WeightsError
-from nas.extract import (
-    channel_order,
-    extract,
-    kept_channels,
-    load_model,
-    mask_channels,
-    save_model,
-    spec_masks,
-)
+from nas.cost import count_model_params
+from nas.errors import ConfigError, WeightsError
+from nas.extraction import extract, kept_channels, load_model, mask_channels, save_model, spec_masks
+from nas.importance import channel_order
 from tests.conftest import random_widths, randomize_bn, small_space
 
 
@@ -85,7 +78,7 @@ def test_bn_order_ranks_coupled_units_by_all_their_bns() -> None:
 
 def test_unknown_order_criterion() -> None:
     space = search_spaces.create("resnet20")
-    with pytest.raises(SpecError, match="unknown channel order 'magic'"):
+    with pytest.raises(ConfigError, match="unknown channel-importance criterion 'magic'"):
         channel_order(space.build(), space, "magic")
 
 
@@ -127,7 +120,7 @@ def test_load_model_refuses_weights_of_another_spec(tmp_path: Path) -> None:
         torchscript=False,
     )
     space.spec(space.uniform_widths(0.75)).save(tmp_path / "arch.json")
-    with pytest.raises(WeightsError, match="does not match"):
+    with pytest.raises(WeightsError, match="do not match the network of the spec"):
         load_model(tmp_path)
     (tmp_path / "model.pt").write_bytes(b"garbage")
     with pytest.raises(WeightsError, match="cannot read weights file"):

@@ -14,27 +14,26 @@ import torch
 import yaml
 
 import search_spaces
-from nas.budget import smallest_macs
 from nas.cli import main
+from nas.cost import smallest_macs
+from nas.engine import TrainConfig
 from nas.errors import ConfigError
 from nas.io import json_safe
-from nas.ranking import (
-    RANK_FLAGS,
-    SEARCH_FLAGS,
+from nas.jobs.common import RunOptions
+from nas.jobs.rank import run_rank
+from nas.jobs.search import run_search
+from nas.selection import (
     RankConfig,
     WidthSampler,
     as_dict,
-    run_rank,
     sample_pool,
     sample_widths,
     select_with_predictor,
     synflow,
 )
-from nas.search import SEARCH_CHECKPOINT, SearchConfig, extract_at
-from nas.supernet import DEFAULT_WIDTH_RATIOS, Supernet, width_choices
-from nas.train import TrainConfig
-from nas.workflows import RunOptions, run_search
-from predictors import GraphEncoder, Predictor, PredictorConfig
+from nas.supernet import Supernet, extract_at, width_choices
+from nas.width_search import DEFAULT_WIDTH_RATIOS, SEARCH_CHECKPOINT, SearchConfig
+from predictors import GraphEncoder, Predictor
 from tests.conftest import randomize_bn, small_space
 
 slow = pytest.mark.slow
@@ -48,7 +47,7 @@ TINY_RANK = RankConfig(
     holdout=4,
     holdout_epochs=1,
     holdout_lr=0.05,
-    predictor=PredictorConfig(epochs=5),
+    predictor_epochs=5,
 )
 
 
@@ -239,7 +238,7 @@ def test_bad_rank_config_is_refused() -> None:
         RankConfig(holdout_lr=0.0),
         RankConfig(holdout_lr=math.nan),
         RankConfig(topk_epochs=-1),
-        RankConfig(predictor=PredictorConfig(layers=9)),
+        RankConfig(predictor_layers=9),
     ):
         with pytest.raises(ConfigError):
             bad.validate()
@@ -248,18 +247,16 @@ def test_bad_rank_config_is_refused() -> None:
 
 
 def test_rank_config_messages_name_the_flags_of_the_command() -> None:
-    with pytest.raises(ConfigError, match=r"^--samples \(sub-networks scored.*at least 10, got 5"):
+    with pytest.raises(ConfigError, match=r"^--samples must be >= 10, got 5"):
         RankConfig(samples=5).validate()
-    with pytest.raises(ConfigError, match=r"^--rank-samples \(sub-networks scored"):
-        RankConfig(samples=5).validate(SEARCH_FLAGS)
-    with pytest.raises(ConfigError, match=r"^--rank-top-k .* pool size 3, got 5"):
-        RankConfig(pool=3, top_k=5).validate(SEARCH_FLAGS)
-    with pytest.raises(ConfigError, match=r"^--holdout \(held-out.*0 \(off\) or at least 3"):
-        RankConfig(holdout=2).validate(RANK_FLAGS)
-    # nas search has no flag for the band: the message describes the option instead
-    with pytest.raises(ConfigError) as err:
-        RankConfig(band=2.0).validate(SEARCH_FLAGS)
-    assert str(err.value).startswith("the rank option band (") and "--band" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"^--rank-samples must be >= 10, got 5"):
+        SearchConfig(select="predictor", rank_samples=5).validate()
+    with pytest.raises(ConfigError, match=r"^--rank-top-k .* --rank-pool 3, got 5"):
+        SearchConfig(select="predictor", rank_pool=3, rank_top_k=5).validate()
+    with pytest.raises(ConfigError, match=r"^--holdout must be 0 \(off\) or at least 3"):
+        RankConfig(holdout=2).validate()
+    with pytest.raises(ConfigError, match=r"^--band must be in \(0, 1\), got 2"):
+        RankConfig(band=2.0).validate()
 
 
 def test_json_safe_replaces_non_finite_numbers() -> None:
@@ -299,7 +296,7 @@ def test_topk_candidates_get_bn_statistics_for_their_own_widths() -> None:
         labels = extract_at(supernet, smallest, calibration).eval()(x).argmax(1)
     assert len(set(labels.tolist())) > 1
     config = RankConfig(
-        samples=10, pool=50, top_k=1, topk_epochs=0, predictor=PredictorConfig(epochs=2, hidden=8)
+        samples=10, pool=50, top_k=1, topk_epochs=0, predictor_epochs=2, predictor_hidden=8
     )
     selection = select_with_predictor(
         supernet,
@@ -367,10 +364,8 @@ def test_rank_on_a_finished_search(finished_search: Path) -> None:
 def test_undefined_correlations_are_written_as_null(
     finished_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("nas.ranking.standalone_accuracy", lambda *args, **kwargs: 97.5)
-    config = RankConfig(
-        samples=10, pool=50, top_k=1, topk_epochs=0, holdout=3, predictor=PredictorConfig(epochs=2)
-    )
+    monkeypatch.setattr("nas.selection.evidence.standalone_accuracy", lambda *args, **kwargs: 97.5)
+    config = RankConfig(samples=10, pool=50, top_k=1, topk_epochs=0, holdout=3, predictor_epochs=2)
     metrics = run_rank(finished_search, config, out_dir=tmp_path / "r", progress=False)
     written = _strict_json(tmp_path / "r" / "rank_metrics.json")
     assert written == metrics

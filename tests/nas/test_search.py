@@ -22,29 +22,28 @@ import yaml
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import nas.strategies
-import nas.train
+import nas.engine.loop
 import search_spaces
 from nas.cli import main
-from nas.compute import count_model_params
+from nas.cost import count_model_params
 from nas.data import DataBundle, TensorLoader, load_data
+from nas.engine import CHECKPOINT_NAME, TrainConfig, evaluate, train_model
 from nas.errors import ConfigError
-from nas.extract import load_model
-from nas.search import (
+from nas.extraction import load_model
+from nas.gates import STRATEGIES, GateStrategy, WidthGumbel, register_strategy
+from nas.jobs.common import RunOptions
+from nas.jobs.search import run_search, search
+from nas.supernet import recalibrate_bn
+from nas.width_search import (
     MIN_TOLERANCE,
     SEARCH_CHECKPOINT,
     SearchConfig,
-    _SearchRun,
-    _start_run,
     extract_searched,
-    search,
     search_widths,
+    start_run,
     warm_up,
 )
-from nas.strategies import GateStrategy, WidthGumbel, register_strategy
-from nas.supernet import recalibrate_bn
-from nas.train import CHECKPOINT_NAME, TrainConfig, evaluate, train_model
-from nas.workflows import RunOptions, run_search
+from nas.width_search import SearchRun as _SearchRun
 from search_spaces import SearchSpace, WidthSpec
 
 slow = pytest.mark.slow  # end-to-end runs (a few seconds each on a CPU)
@@ -146,7 +145,7 @@ def test_each_optimiser_steps_on_its_own_split(monkeypatch: pytest.MonkeyPatch) 
         ]
 
     train, val = batches(3), batches(2)
-    run = _start_run(model, space, train, val, tiny(warmup_epochs=1, search_epochs=1))
+    run = start_run(model, space, train, val, tiny(warmup_epochs=1, search_epochs=1))
 
     def origin(x: Tensor) -> str:
         for split, data in (("train", train), ("val", val)):
@@ -215,7 +214,7 @@ def test_relaxed_and_discrete_accuracies_are_measured_in_their_own_modes(
     supernet at the argmax widths (each with BN recalibrated), and they really differ."""
     space, model = trained
     config = tiny()
-    run = _start_run(model, space, digits.train, val, config)
+    run = start_run(model, space, digits.train, val, config)
     strategy = run.strategy
     assert isinstance(strategy, WidthGumbel)
     with torch.no_grad():
@@ -305,7 +304,7 @@ def test_a_new_gate_strategy_runs_through_the_unchanged_search(
     val: TensorLoader,
     trained: tuple[SearchSpace, nn.Module],
 ) -> None:
-    monkeypatch.setattr(nas.strategies, "_STRATEGIES", dict(nas.strategies._STRATEGIES))
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
     register_strategy(ChannelGates.name, ChannelGates)
     space, model = trained
     config = tiny(strategy=ChannelGates.name, target_macs="0.4")
@@ -386,7 +385,9 @@ def test_interrupted_run_resumes_to_the_same_result(
     if phase == "search":
         monkeypatch.setattr(_SearchRun, "epoch", interrupt_on_call(call, _SearchRun.epoch))
     else:
-        monkeypatch.setattr(nas.train, "_run_epoch", interrupt_on_call(call, nas.train._run_epoch))
+        monkeypatch.setattr(
+            nas.engine.loop, "_run_epoch", interrupt_on_call(call, nas.engine.loop._run_epoch)
+        )
     with pytest.raises(KeyboardInterrupt):
         run_search(run_options(out), SearchConfig(**RESUME_CONFIG))
     monkeypatch.undo()
@@ -438,7 +439,7 @@ def test_resume_with_other_options_is_refused(
     def stop(*args: Any, **kwargs: Any) -> nn.Module:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("nas.workflows.train_full", stop)
+    monkeypatch.setattr("nas.jobs.search.train_full", stop)
     with pytest.raises(KeyboardInterrupt):  # interrupted right after args.yaml is written
         run_search(run_options(out), SearchConfig(**RESUME_CONFIG))
     assert (out / "args.yaml").is_file()
@@ -600,7 +601,8 @@ def test_valid_values_of_other_types_are_accepted() -> None:
     SearchConfig(target_macs=0.5, tolerance=MIN_TOLERANCE).validate()  # type: ignore[arg-type]
     SearchConfig(from_scratch=True, finetune_epochs=1).validate()
     SearchConfig(select="predictor", rank_samples=10, rank_pool=5, rank_top_k=5).validate()
-    SearchConfig(rank_samples=0).validate()  # the ranking options only matter with a predictor
+    with pytest.raises(ConfigError, match="--rank-samples"):  # checked even when unused
+        SearchConfig(rank_samples=0).validate()
 
 
 def test_search_refuses_bad_options_before_training(trained: tuple[SearchSpace, nn.Module]) -> None:

@@ -9,18 +9,18 @@ import pytest
 import torch
 from torch import Tensor
 
-from nas import strategies
 from nas.errors import ConfigError
-from nas.search import SearchConfig, _SearchRun
-from nas.strategies import (
+from nas.gates import (
+    STRATEGIES,
     GateStrategy,
     WidthGumbel,
-    check_strategy,
     create_strategy,
     list_strategies,
     register_strategy,
 )
-from nas.supernet import DEFAULT_WIDTH_RATIOS, Supernet, nested_masks, width_choices
+from nas.supernet import Supernet, nested_masks, width_choices
+from nas.width_search import DEFAULT_WIDTH_RATIOS, SearchConfig
+from nas.width_search import SearchRun as _SearchRun
 from search_spaces import SearchSpace
 from tests.conftest import randomize_bn, small_space
 
@@ -81,7 +81,7 @@ class FixedHalf(GateStrategy):
 
 
 def test_registry_refuses_duplicates_and_unknown_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(strategies, "_STRATEGIES", dict(strategies._STRATEGIES))
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
     assert "width-gumbel" in list_strategies()
     with pytest.raises(ConfigError, match="already registered"):
         register_strategy("width-gumbel", WidthGumbel)
@@ -90,7 +90,7 @@ def test_registry_refuses_duplicates_and_unknown_names(monkeypatch: pytest.Monke
         create_strategy("nope", space, choices_of(space))
     assert "width-gumbel" in str(info.value)  # the message lists the choices
     with pytest.raises(ConfigError, match="nope"):
-        check_strategy("nope")
+        STRATEGIES.get("nope")
     with pytest.raises(ConfigError, match="nope"):
         SearchConfig(strategy="nope").validate()
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import search_spaces
-from nas.extract import channel_order, extract, permute_channels
+from nas.extraction import extract, permute_channels
+from nas.importance import channel_order
 from nas.supernet import (
     MaskedBatchNorm2d,
     Supernet,

@@ -31,22 +31,20 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 import nas
+import nas.jobs.common
 import nas.sweep
-import nas.workflows
+import nas.sweep.run
+import nas.sweep.study
+import nas.sweep.uniform
+import nas.sweep.workers
 from nas.cli import main
-from nas.compute import count_model_params, measure_macs
+from nas.cost import count_model_params, measure_macs
 from nas.errors import ConfigError
-from nas.search import CALIBRATION_BATCHES, SearchConfig, extract_at, take_batches
-from nas.sweep import (
-    TUNABLE,
-    SweepConfig,
-    hypervolume,
-    make_sampler,
-    pareto_rows,
-    read_csv,
-    run_sweep,
-)
-from nas.workflows import RunOptions, load_search_run, load_supernet
+from nas.io import read_csv
+from nas.jobs.common import RunOptions, load_search_run, load_supernet
+from nas.supernet import CALIBRATION_BATCHES, extract_at, take_batches
+from nas.sweep import TUNABLE, SweepConfig, hypervolume, make_sampler, pareto_rows, run_sweep
+from nas.width_search import SearchConfig
 from search_spaces import WidthSpec
 
 slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
@@ -84,7 +82,7 @@ def options(out: Path) -> RunOptions:
 
 def sweep(out: Path, trials: int, *, uniform: bool = False) -> dict[str, Any]:
     return run_sweep(
-        options(out), TINY, SweepConfig(trials=trials, budgets=BUDGETS), uniform=uniform
+        options(out), TINY, SweepConfig(trials=trials, budgets=BUDGETS, uniform=uniform)
     )
 
 
@@ -111,17 +109,17 @@ def state_of(path: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swept]:
     """A finished 3-trial sweep with the uniform curve; also the descs of every full-network
-    training run (``nas.workflows.train_model``) it started."""
+    training run (``nas.jobs.common.train_model``) it started."""
     out = tmp_path_factory.mktemp("sweep") / "run"
     trainings: list[str] = []
-    real = nas.workflows.train_model
+    real = nas.jobs.common.train_model
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         trainings.append(str(kwargs.get("desc")))
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nas.workflows, "train_model", counting)
+        mp.setattr(nas.jobs.common, "train_model", counting)
         metrics = sweep(out, 3, uniform=True)
     yield out, metrics, trainings
 
@@ -204,8 +202,8 @@ def test_uniform_networks_inherit_the_supernet_of_the_trial_at_their_budget(
     def no_finetune(small: torch.nn.Module, t: torch.nn.Module | None, *a: Any, **k: Any) -> None:
         teachers.append(t)
 
-    monkeypatch.setattr(nas.sweep, "finetune", no_finetune)  # the weights as inherited
-    point = nas.sweep.uniform_point(
+    monkeypatch.setattr(nas.sweep.uniform, "finetune", no_finetune)  # the weights as inherited
+    point = nas.sweep.uniform.uniform_point(
         out,
         0.3,
         {**trial, "number": int(trial["number"])},
@@ -266,8 +264,9 @@ def test_trials_share_one_warm_up_and_match_a_search_alone(
         with open(out / r["run_dir"] / "summary.csv", encoding="utf-8", newline="") as f:
             first = next(csv.DictReader(f))
         assert first["phase"] == "warmup"
-        assert float(first["val_acc"]) == pytest.approx(warmup["records"][0]["val_acc"])
-        assert float(first["train_loss"]) == pytest.approx(warmup["records"][0]["train_loss"])
+        # summary.csv holds 6 significant digits (write_search_summary): compare as written
+        assert first["val_acc"] == f"{warmup['records'][0]['val_acc']:.6g}"
+        assert first["train_loss"] == f"{warmup['records'][0]['train_loss']:.6g}"
 
     # a trial is reproduced by nas search alone from its args.yaml (warm-up included)
     trial = out / rows[-1]["run_dir"]
@@ -326,21 +325,26 @@ def test_a_trial_that_repeats_a_finished_one_reuses_its_result(
 
 def test_a_twin_is_reused_only_under_the_same_options_and_device() -> None:
     config = SweepConfig(budgets=(0.5,), tune=())
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config))
-    study.set_user_attr(nas.sweep.OPTIONS_ATTR, {"space": "resnet20"})
-    cpu, cuda = nas.sweep.options_key(study, "cpu"), nas.sweep.options_key(study, "cuda")
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=make_sampler(config, 0)
+    )
+    study.set_user_attr(nas.sweep.study.OPTIONS_ATTR, {"space": "resnet20"})
+    cpu, cuda = (
+        nas.sweep.study.options_key(study, "cpu"),
+        nas.sweep.study.options_key(study, "cuda"),
+    )
     assert cpu != cuda
 
     def trial(key: str) -> optuna.Trial:
         t = study.ask()
         config.suggest(t, TINY)
-        t.set_user_attr(nas.sweep.KEY_ATTR, key)
+        t.set_user_attr(nas.sweep.study.KEY_ATTR, key)
         return t
 
     first = trial(cpu)
     study.tell(first, [50.0, 100.0])
-    assert nas.sweep.finished_twin(study, trial(cuda)) is None
-    twin = nas.sweep.finished_twin(study, trial(cpu))
+    assert nas.sweep.study.finished_twin(study, trial(cuda)) is None
+    twin = nas.sweep.study.finished_twin(study, trial(cpu))
     assert twin is not None and twin.number == first.number
 
 
@@ -418,7 +422,7 @@ def test_outputs_are_read_made_and_written_under_the_sweep_lock(
             return False
 
     def spy(name: str) -> Any:
-        real = getattr(nas.sweep, name)
+        real = getattr(nas.sweep.run, name)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             locked.append((name, held()))
@@ -427,7 +431,7 @@ def test_outputs_are_read_made_and_written_under_the_sweep_lock(
         return wrapper
 
     for name in ("trial_rows", "uniform_point", "write_csv", "plot_pareto"):
-        monkeypatch.setattr(nas.sweep, name, spy(name))
+        monkeypatch.setattr(nas.sweep.run, name, spy(name))
     sweep(out, 3, uniform=True)
     assert {name for name, _ in locked} == {
         "trial_rows",
@@ -478,7 +482,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    real = nas.sweep.run_search
+    real = nas.sweep.workers.run_search
     calls: list[str] = []
 
     def interrupted_second(o: RunOptions, c: SearchConfig, **kwargs: Any) -> dict[str, Any]:
@@ -487,7 +491,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
             raise KeyboardInterrupt
         return real(o, c, **kwargs)
 
-    monkeypatch.setattr(nas.sweep, "run_search", interrupted_second)
+    monkeypatch.setattr(nas.sweep.workers, "run_search", interrupted_second)
     with pytest.raises(KeyboardInterrupt):
         sweep(out, 2)
     states = [t.state for t in load_study(out).get_trials()]
@@ -500,7 +504,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
     orphan.set_user_attr("host", socket.gethostname())
     orphan.set_user_attr("pid", dead.pid)
 
-    monkeypatch.setattr(nas.sweep, "run_search", real)
+    monkeypatch.setattr(nas.sweep.workers, "run_search", real)
     metrics = sweep(out, 2)
 
     trials = load_study(out).get_trials()
@@ -569,21 +573,22 @@ def test_processes_on_one_study_draw_distinct_reproducible_trials(
     def draw(out: Path, processes: int, seed: int = 5) -> list[tuple[float, ...]]:
         """Trials drawn by ``processes`` study handles (as separate processes have) taking
         turns on one journal, two trials running at a time."""
-        config = SweepConfig(trials=12, macs_range=(0.2, 0.9), sampler=sampler, seed=seed)
+        config = SweepConfig(trials=12, macs_range=(0.2, 0.9), sampler=sampler)
         out.mkdir()
-        storages = [nas.sweep.open_storage(out, config) for _ in range(processes)]
-        nas.sweep._create_study(storages[0], out, config, {})
+        storages = [nas.sweep.study.open_storage(out, config) for _ in range(processes)]
+        nas.sweep.study.create_study(storages[0], out, config, seed, {})
         params = []
         for i in range(0, config.trials, 2):
             pair = [
-                nas.sweep.next_trial(storages[(i + j) % processes], out, config) for j in (0, 1)
+                nas.sweep.study.next_trial(storages[(i + j) % processes], out, config, seed)
+                for j in (0, 1)
             ]
             for j, trial in enumerate(pair):
                 assert trial is not None
                 config.suggest(trial, TINY)
                 params.append(tuple(trial.params.values()))
                 trial.study.tell(trial, [float((i + j) % 3), float(100 - i - j)])
-        assert nas.sweep.next_trial(storages[0], out, config) is None
+        assert nas.sweep.study.next_trial(storages[0], out, config, seed) is None
         return params
 
     two = draw(tmp_path / "two", 2)
@@ -602,10 +607,10 @@ def test_a_failing_worker_process_reports_one_line(
     # the main process has nothing to do; its helper, a real process, stops on bad input (the
     # journal's directory does not exist): its error comes back, with no traceback
     out = tmp_path / "missing" / "run"
-    monkeypatch.setattr(nas.sweep, "sweep_worker", lambda *args, **kwargs: None)
+    monkeypatch.setattr(nas.sweep.workers, "sweep_worker", lambda *args, **kwargs: None)
     config = SweepConfig(trials=2, budgets=BUDGETS, workers=2)
     with pytest.raises(ConfigError, match="cannot open --storage"):
-        nas.sweep._run_workers(options(out), TINY, config, out)
+        nas.sweep.workers.run_workers(options(out), TINY, config, out)
     _, err = capfd.readouterr()
     assert err.strip() == "", err
 
@@ -667,12 +672,12 @@ def test_plot_pareto_overlays_sweeps(
 BAD_SWEEPS = [  # (options, a word of the one-line error)
     (["--macs-range", "0.5,0.5"], "--macs-range"),
     (["--macs-range", "0.9,0.2"], "--macs-range"),
-    (["--budgets", ""], "--budgets is empty"),
-    (["--budgets", "0,0.5"], "budgets must be in (0, 1]"),
-    (["--budgets", "1.5"], "budgets must be in (0, 1]"),
+    (["--budgets", ""], "--budgets must be a non-empty list of numbers"),
+    (["--budgets", "0,0.5"], "--budgets must hold values in (0, 1]"),
+    (["--budgets", "1.5"], "--budgets must hold values in (0, 1]"),
     (["--storage", "sqlite:///x.db", "--workers", "2"], "SQLite"),
     (["--sampler", "nope"], "--sampler"),
-    (["--tune", "nope"], "cannot tune nope"),
+    (["--tune", "nope"], "unknown --tune 'nope'; choose one of: budget_weight, tau0, arch_lr"),
     (["--trials", "0"], "--trials"),
     (["--budgets", "0.3,0.6,0.3"], "more than once"),
     (["--budgets", "0.3,0.6", "--trials", "1"], "fewer than the 2 --budgets"),
@@ -715,13 +720,16 @@ def test_sweep_refuses_a_directory_that_holds_no_sweep(
 
 # -- the sampler ---------------------------------------------------------------------------------
 def test_sampler_is_explicit() -> None:
-    assert isinstance(make_sampler(SweepConfig(sampler="nsga2")), optuna.samplers.NSGAIISampler)
-    assert isinstance(make_sampler(SweepConfig(sampler="tpe")), optuna.samplers.TPESampler)
-    assert isinstance(make_sampler(SweepConfig()), optuna.samplers.NSGAIISampler)
+    nsga2 = make_sampler(SweepConfig(sampler="nsga2"), 0)
+    assert isinstance(nsga2, optuna.samplers.NSGAIISampler)
+    assert isinstance(make_sampler(SweepConfig(sampler="tpe"), 0), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler(SweepConfig(), 0), optuna.samplers.NSGAIISampler)
 
 
-def _first_suggestion(config: SweepConfig) -> tuple[dict[str, Any], SearchConfig]:
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config))
+def _first_suggestion(config: SweepConfig, seed: int) -> tuple[dict[str, Any], SearchConfig]:
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=make_sampler(config, seed)
+    )
     trial = study.ask()
     search = config.suggest(trial, SearchConfig(seed=7))
     return dict(trial.params), search
@@ -729,9 +737,9 @@ def _first_suggestion(config: SweepConfig) -> tuple[dict[str, Any], SearchConfig
 
 @pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
 def test_sampler_is_seeded(sampler: str) -> None:
-    first, search = _first_suggestion(SweepConfig(sampler=sampler, seed=3))
-    again, _ = _first_suggestion(SweepConfig(sampler=sampler, seed=3))
-    other, _ = _first_suggestion(SweepConfig(sampler=sampler, seed=4))
+    first, search = _first_suggestion(SweepConfig(sampler=sampler), 3)
+    again, _ = _first_suggestion(SweepConfig(sampler=sampler), 3)
+    other, _ = _first_suggestion(SweepConfig(sampler=sampler), 4)
     assert first == again
     assert first != other
     # the suggestion is a valid search configuration: a target in range, knobs in theirs
@@ -745,7 +753,9 @@ def test_sampler_is_seeded(sampler: str) -> None:
 
 def test_suggest_draws_budgets_from_the_list() -> None:
     config = SweepConfig(budgets=(0.25, 0.5), tune=())
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config))
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=make_sampler(config, 0)
+    )
     for _ in range(6):
         trial = study.ask()
         search = config.suggest(trial, TINY)

@@ -15,10 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nas.errors import ConfigError
-from nas.train import (
+from nas.engine import (
     CHECKPOINT_NAME,
     SUMMARY_COLUMNS,
+    Distillation,
     TrainConfig,
     evaluate,
     kd_loss,
@@ -26,6 +26,7 @@ from nas.train import (
     make_scheduler,
     train_model,
 )
+from nas.errors import ConfigError
 
 
 # -- fixtures --------------------------------------------------------------------------------------
@@ -293,9 +294,10 @@ def test_teacher_is_used_unchanged_and_given_back_as_it_was() -> None:
     teacher = small_cnn(5)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     teacher.train()
-    config = TrainConfig(epochs=1, kd_alpha=1.0, **FAST)
+    config = TrainConfig(epochs=1, **FAST)
     with_kd = small_cnn(0)
-    train_model(with_kd, train, config=config, teacher=teacher, progress=False)
+    distill = Distillation(kd_alpha=1.0)
+    train_model(with_kd, train, config=config, teacher=teacher, distill=distill, progress=False)
     assert states_equal(before, teacher.state_dict())  # weights and BN stats untouched
     assert all(p.grad is None for p in teacher.parameters())  # no gradient reached it
     assert teacher.training  # the user's model gets its own mode back ...
@@ -394,17 +396,33 @@ def test_evaluate_restores_modes_and_counts() -> None:
 
 
 # -- configuration errors --------------------------------------------------------------------------
+def test_bad_distillation_raises_one_line() -> None:
+    for changes, message in (
+        ({"kd_alpha": 1.5}, r"--kd-alpha must be in \[0, 1\], got 1.5"),
+        ({"kd_temperature": 0.0}, "--kd-temperature must be > 0, got 0"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            Distillation(**changes).validate()
+        with pytest.raises(ConfigError, match=message):
+            train_model(
+                small_cnn(),
+                loaders()[0],
+                config=TrainConfig(epochs=1),
+                teacher=small_cnn(),
+                distill=Distillation(**changes),
+                progress=False,
+            )
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"epochs": 0}, "epochs"),
-        ({"lr": 0.0}, "lr"),
-        ({"lr": float("nan")}, "lr"),
-        ({"label_smoothing": 1.0}, "label_smoothing"),
-        ({"kd_alpha": 1.5}, "kd_alpha"),
-        ({"kd_temperature": 0.0}, "kd_temperature"),
-        ({"warmup_epochs": -1}, "warmup_epochs"),
-        ({"warmup_epochs": 30}, "warmup_epochs"),
+        ({"epochs": 0}, "--epochs must be >= 1"),
+        ({"lr": 0.0}, "--lr must be > 0"),
+        ({"lr": float("nan")}, "--lr must be a finite number"),
+        ({"label_smoothing": 1.0}, r"--label-smoothing must be in \[0, 1\)"),
+        ({"warmup_epochs": -1}, "--warmup-epochs must be >= 0"),
+        ({"warmup_epochs": 30}, r"--warmup-epochs must be in \[0, epochs=30\)"),
         ({"momentum": 0.0}, "nesterov"),
         ({"device": "tpu:zero"}, "device"),
     ],

@@ -22,13 +22,13 @@ from PIL import Image
 from torch import nn
 
 import nas
-import nas.transfer
+import nas.transfer_learning.core
 import search_spaces
 from nas.cli import main
-from nas.compute import count_model_params, measure_macs
-from nas.train import TrainConfig, seed_everything
-from nas.transfer import run_transfer
-from nas.workflows import DataOptions
+from nas.cost import count_model_params, measure_macs
+from nas.data import DataOptions
+from nas.engine import TrainConfig, seed_everything
+from nas.jobs.transfer import run_transfer
 from search_spaces import WidthSpec
 
 slow = pytest.mark.slow  # end-to-end transfers (seconds each on a CPU)
@@ -268,7 +268,7 @@ def test_finetune_starts_from_the_given_weights(
         captured.update({k: v.detach().clone() for k, v in model.state_dict().items()})
         return []  # no training: the saved model is the starting point
 
-    monkeypatch.setattr(nas.transfer, "train_model", capture)
+    monkeypatch.setattr(nas.transfer_learning.core, "train_model", capture)
     config = TrainConfig(epochs=1, seed=5)
     metrics = run_transfer(
         found / "arch.json",
@@ -355,11 +355,11 @@ def _bad_cases(tmp: Path, found: Path, npz: str) -> dict[str, tuple[list[str], s
     return {
         "weights of another space": (
             [*arch, "--weights", str(tmp / "r32.pt")],
-            "do not belong to the spec's network",
+            "do not match the network of the spec",
         ),
         "full-width weights, pruned spec": (
             [*arch, "--weights", str(tmp / "full.pt")],
-            "do not belong to the spec's network",
+            "do not match the network of the spec",
         ),
         "corrupt weights": ([*arch, "--weights", str(tmp / "corrupt.pt")], "corrupt.pt"),
         "missing weights": ([*arch, "--weights", str(tmp / "missing.pt")], "not found"),

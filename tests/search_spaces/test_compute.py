@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import search_spaces
-from nas.compute import count_model_params, measure_macs
+from nas.cost import count_model_params, measure_macs
 from tests.conftest import random_widths, small_space
 
 

@@ -1,0 +1,29 @@
+"""The commands of ``nas``: where each one's job lives and its one-line help.
+
+Kept free of imports so that ``nas --help`` answers without loading torch; a command's module is
+imported only when that command runs (or its ``--help`` is asked for).
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMANDS"]
+
+# name -> (module holding its COMMAND, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "spaces": ("nas.jobs.spaces", "list the search spaces"),
+    "profile": ("nas.jobs.profile", "MACs, parameters and units of a space or a width spec"),
+    "train": ("nas.jobs.train", "train a full-width network (baseline / teacher)"),
+    "extract": ("nas.jobs.extract", "slice a trained full network down to a width spec"),
+    "search": (
+        "nas.jobs.search",
+        "search widths under a MAC budget, extract and fine-tune the network",
+    ),
+    "rank": (
+        "nas.jobs.rank",
+        "rank sub-networks of a finished search with a GCN predictor and measure the ranking "
+        "against stand-alone training",
+    ),
+    "sweep": ("nas.sweep.run", "many searches as an Optuna study: accuracy/MAC Pareto front"),
+    "transfer": ("nas.jobs.transfer", "train a found architecture on another dataset"),
+    "plot": ("nas.jobs.plot", "figures from finished runs"),
+}

@@ -1,0 +1,49 @@
+"""``nas``: the entry point.
+
+Every command validates its input before it writes anything. A problem with the input (unknown
+name, impossible value, missing or corrupt file) ends with one ``error: ...`` line on stderr and
+exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from nas.cli.base import Parser, argv_command
+from nas.cli.commands import COMMANDS
+
+__all__ = ["main", "top_parser"]
+
+
+def top_parser() -> Parser:
+    """``nas``'s own parser: the list of commands (no command module is imported)."""
+    parser = Parser(
+        prog="nas",
+        description="Channel-width neural architecture search for ResNets: search, count MACs "
+        "exactly, extract smaller networks.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, (_, text) in COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    found = argv_command(args)
+    if found is None or found[1] not in COMMANDS:
+        try:
+            top_parser().parse_args(args)  # --help, or a one-line usage error
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
+        top_parser().print_help()
+        return 2
+    index, name = found
+    from nas.cli.run import run_command  # the command's own modules load only now
+
+    return run_command(name, args[index + 1 :])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

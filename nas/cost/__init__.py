@@ -1,0 +1,28 @@
+"""Compute cost: the MAC count, cost models, budget targets, budget losses and the projection.
+
+Modules: ``base`` (the :class:`CostModel` interface and :data:`COST_MODELS`), ``macs`` (the MAC
+cost model and counters), ``target`` (parsing ``--target-macs``), ``budget`` (budget losses) and
+``projection`` (bringing found widths into the budget band). A new cost model (e.g. measured
+latency) subclasses :class:`CostModel` and registers in :data:`COST_MODELS`.
+"""
+
+from nas.cost.base import COST_MODELS, CostModel, create_cost_model
+from nas.cost.budget import budget_loss, smallest_macs
+from nas.cost.macs import MacsCost, count_macs, count_model_params, count_params, measure_macs
+from nas.cost.projection import project_to_budget
+from nas.cost.target import parse_target_macs
+
+__all__ = [
+    "COST_MODELS",
+    "CostModel",
+    "MacsCost",
+    "budget_loss",
+    "count_macs",
+    "count_model_params",
+    "count_params",
+    "create_cost_model",
+    "measure_macs",
+    "parse_target_macs",
+    "project_to_budget",
+    "smallest_macs",
+]

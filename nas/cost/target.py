@@ -1,0 +1,36 @@
+"""A MAC target as the user writes it: a ratio of the full network or absolute MACs."""
+
+from __future__ import annotations
+
+import re
+
+from nas.errors import ConfigError
+
+__all__ = ["parse_target_macs"]
+
+_SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def parse_target_macs(text: str | float, full_macs: int) -> float:
+    """A MAC target as a ratio of the full network (``0.5``) or absolute (``60M``, ``1.2G``).
+
+    Returns the target in MACs. A ratio must be in (0, 1]; an absolute value must be positive
+    and at most the full network's MACs.
+    """
+    s = str(text).strip()
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgG]?)", s)
+    if m is None:
+        raise ConfigError(f"bad --target-macs {s!r}: use a ratio like 0.5 or MACs like 60M")
+    value, suffix = float(m.group(1)), m.group(2).upper()
+    if not suffix:
+        if not 0 < value <= 1:
+            raise ConfigError(
+                f"--target-macs ratio must be in (0, 1], got {s} "
+                "(write absolute MACs with a suffix, e.g. 60M)"
+            )
+        return value * full_macs
+    macs = value * _SUFFIX[suffix]
+    if not 0 < macs <= full_macs:
+        raise ConfigError(f"--target-macs {s} is not in (0, {full_macs:,}] (the full network)")
+    return macs
+

@@ -1,0 +1,49 @@
+"""The training engine: one train loop (:func:`train_model`) and what it is made of.
+
+Modules: ``config`` (:class:`TrainConfig`, :class:`Distillation`), ``losses`` (cross-entropy,
+distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluate``, ``state`` (seeds,
+RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``) and ``loop``.
+"""
+
+from nas.engine.config import Distillation, TrainConfig
+from nas.engine.evaluate import EvalResult, evaluate
+from nas.engine.losses import classification_loss, kd_loss
+from nas.engine.loop import CHECKPOINT_NAME, train_model
+from nas.engine.optim import make_optimizer, make_scheduler
+from nas.engine.state import (
+    loader_state,
+    loader_states,
+    read_checkpoint,
+    restore_loader,
+    restore_loaders,
+    restore_rng,
+    rng_state,
+    seed_everything,
+)
+from nas.engine.summary import SUMMARY_COLUMNS, SUMMARY_NAME, EpochRecord, read_summary, write_summary_csv
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "SUMMARY_COLUMNS",
+    "SUMMARY_NAME",
+    "Distillation",
+    "EpochRecord",
+    "EvalResult",
+    "TrainConfig",
+    "classification_loss",
+    "evaluate",
+    "kd_loss",
+    "loader_state",
+    "loader_states",
+    "make_optimizer",
+    "make_scheduler",
+    "read_checkpoint",
+    "read_summary",
+    "restore_loader",
+    "restore_loaders",
+    "restore_rng",
+    "rng_state",
+    "seed_everything",
+    "train_model",
+    "write_summary_csv",
+]

@@ -1,0 +1,63 @@
+"""Options of one training run (:class:`TrainConfig`) and of distillation (:class:`Distillation`).
+
+Torch-free at import, so the command line's help stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from nas.errors import ConfigError
+from nas.options import Options, option
+
+__all__ = ["Distillation", "TrainConfig", "check_device"]
+
+
+@dataclass
+class TrainConfig(Options):
+    """Hyper-parameters of one training run (SGD with a per-step warm-up + cosine schedule)."""
+
+    group: ClassVar[str] = "training"
+
+    epochs: int = option(30, "training epochs", ge=1)
+    lr: float = option(0.1, "SGD learning rate", gt=0)
+    momentum: float = option(0.9, "SGD momentum", ge=0, lt=1)
+    nesterov: bool = option(True, "plain momentum instead of Nesterov's")
+    weight_decay: float = option(5e-4, "weight decay (not on BN scales and biases)", ge=0)
+    warmup_epochs: int = option(0, "linear LR warm-up epochs before the cosine decay", ge=0)
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", ge=0, lt=1)
+    seed: int = option(0, "seed for everything")
+    device: str = option("cpu", "cpu, cuda, cuda:1, mps...")
+
+    def check(self) -> None:
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("nesterov needs momentum > 0 (pass --no-nesterov)")
+        if self.warmup_epochs >= self.epochs:
+            raise ConfigError(
+                f"--warmup-epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"
+            )
+        check_device(self.device)
+
+
+@dataclass
+class Distillation(Options):
+    """Knowledge distillation from a teacher (Hinton et al. 2015; as in TAS):
+    ``(1 - kd_alpha) * CE + kd_alpha * T^2 * KL(teacher/T || student/T)``."""
+
+    group: ClassVar[str] = "distillation"
+
+    kd_alpha: float = option(0.9, "weight of distillation from the full network (0 = none)", ge=0, le=1)
+    kd_temperature: float = option(4.0, "distillation temperature", gt=0)
+
+
+def check_device(name: str) -> None:
+    """A device name torch understands and this machine has; else a one-line error."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available")

@@ -1,0 +1,74 @@
+"""Saved networks: ``arch.json`` + ``model.pt`` (+ ``model.ts``), rebuilt with their key names.
+
+Saved models are "spec + state_dict" (plus a TorchScript copy for deployment without this
+package): ``arch.json``, ``model.pt`` (loads with ``torch.load(..., weights_only=True)``) and
+``model.ts``. :func:`load_model` rebuilds the network from the first two.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nas.errors import WeightsError
+from nas.extraction.weights import check_spec_weights
+from nas.io import atomic_torch_save, atomic_write_bytes, load_state_dict_file
+from search_spaces import WidthSpec
+
+__all__ = ["MODEL_FILES", "load_model", "save_model", "to_torchscript"]
+
+# -- saving and loading ----------------------------------------------------------------------------
+MODEL_FILES = ("arch.json", "model.pt", "model.ts")
+
+
+def save_model(
+    model: nn.Module, spec: WidthSpec, out_dir: str | Path, *, torchscript: bool = True
+) -> None:
+    """Write ``arch.json``, ``model.pt`` (state_dict) and ``model.ts`` (TorchScript)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    ts_bytes = _torchscript_bytes(model) if torchscript else None
+    spec.save(out / "arch.json")
+    atomic_torch_save(state, out / "model.pt")
+    if ts_bytes is not None:
+        atomic_write_bytes(out / "model.ts", ts_bytes)
+
+
+def to_torchscript(model: nn.Module) -> torch.jit.ScriptModule:
+    """The deployable form of a network: scripted and frozen for inference (eval mode, BN folded
+    into the preceding conv). Runs with torch alone; the model itself is left unchanged."""
+    with warnings.catch_warnings():  # TorchScript is deprecated in recent torch, still supported
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(copy.deepcopy(model).cpu().eval())
+        return torch.jit.freeze(scripted)
+
+
+def _torchscript_bytes(model: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(to_torchscript(model), buf)
+    return buf.getvalue()
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a saved network from ``arch.json`` + ``model.pt`` (in eval mode).
+
+    ``path`` is a directory written by :func:`save_model` (or by ``nas train``/``nas extract``).
+    """
+    d = Path(path)
+    if not d.is_dir():
+        raise WeightsError(f"model directory not found: {d}")
+    spec = WidthSpec.load(d / "arch.json")
+    state = load_state_dict_file(d / "model.pt")
+    check_spec_weights(spec, state, source=f"the weights {d / 'model.pt'}")
+    model = spec.get_space().build(spec.widths)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+

@@ -1,0 +1,147 @@
+"""Slicing: a trained full-width network plus a width spec -> a really smaller network.
+
+Every conv, BN and linear tensor is sliced to the kept channels of the units that size it, so the
+standalone network computes exactly what the full network computes with the dropped channels
+masked to zero (:func:`mask_channels`). Which channels are kept is set by a per-unit *channel
+order* (most important first, :func:`nas.importance.channel_order`): a unit of width ``w`` keeps
+the first ``w`` channels of its order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from nas.errors import SpecError
+from nas.extraction.weights import check_full_weights
+from search_spaces import Layer, SearchSpace, WidthSpec
+
+__all__ = [
+    "ChannelOrder",
+    "extract",
+    "kept_channels",
+    "mask_channels",
+    "permute_channels",
+    "sliced_layer",
+    "spec_masks",
+]
+
+ChannelOrder = Mapping[str, torch.Tensor]
+
+
+def kept_channels(spec: WidthSpec, order: ChannelOrder | None = None) -> dict[str, torch.Tensor]:
+    """Per unit, the sorted indices of the channels a spec keeps."""
+    space = spec.get_space()
+    out: dict[str, torch.Tensor] = {}
+    for unit in space.units:
+        perm = order[unit.name] if order is not None else torch.arange(unit.max_width)
+        if perm.numel() != unit.max_width:
+            raise SpecError(
+                f"channel order of unit {unit.name} has {perm.numel()} entries, "
+                f"expected {unit.max_width}"
+            )
+        out[unit.name] = torch.sort(perm[: spec.widths[unit.name]].long()).values
+    return out
+
+
+# -- the masked full model (reference semantics) ---------------------------------------------------
+def mask_channels(
+    model: nn.Module, space: SearchSpace, masks: Mapping[str, torch.Tensor]
+) -> list[RemovableHandle]:
+    """Multiply the output of every BN layer of unit ``u`` by ``masks[u]`` (per channel).
+
+    With 0/1 masks this is the full network with the dropped channels switched off, the
+    reference an extracted network must reproduce. Returns the hook handles (``.remove()``).
+    """
+    handles = []
+    for layer in space.layers:
+        if layer.kind == "bn" and layer.out_unit is not None and layer.out_unit in masks:
+            m = masks[layer.out_unit]
+            module = model.get_submodule(layer.name)
+            handles.append(module.register_forward_hook(_scale_hook(m)))
+    return handles
+
+
+def _scale_hook(mask: torch.Tensor):  # type: ignore[no-untyped-def]
+    def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+        return output * mask.to(output.dtype).view(1, -1, 1, 1)
+
+    return hook
+
+
+def spec_masks(spec: WidthSpec, order: ChannelOrder | None = None) -> dict[str, torch.Tensor]:
+    """0/1 masks per unit for the channels a spec keeps."""
+    space = spec.get_space()
+    masks = {}
+    for unit, idx in kept_channels(spec, order).items():
+        m = torch.zeros(space.max_widths[unit])
+        m[idx] = 1.0
+        masks[unit] = m
+    return masks
+
+
+@torch.no_grad()
+def extract(
+    model: nn.Module | Mapping[str, torch.Tensor],
+    spec: WidthSpec,
+    order: ChannelOrder | None = None,
+) -> nn.Module:
+    """The standalone network of ``spec`` with weights sliced from the full ``model``.
+
+    ``model`` is the full-width network of the spec's space (or its state_dict). ``order`` maps
+    units to channel orders (most important first); without it the first channels are kept.
+    The result is in eval mode if ``model`` is a module in eval mode.
+    """
+    spec.validate()
+    space = spec.get_space()
+    state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
+    check_full_weights(space, state)
+    keep = kept_channels(spec, order)
+    pruned = space.build(spec.widths)
+    new_state = pruned.state_dict()
+    for layer in space.layers:
+        for key, tensor in sliced_layer(layer, state, keep).items():
+            new_state[key] = tensor
+    pruned.load_state_dict(new_state)
+    if isinstance(model, nn.Module):
+        pruned.train(model.training)
+    return pruned
+
+
+@torch.no_grad()
+def permute_channels(model: nn.Module, space: SearchSpace, order: ChannelOrder) -> None:
+    """Reorder every unit's channels in place so that channel ``i`` becomes ``order[u][i]``.
+
+    Writers, BN layers and readers of a unit are permuted together, so the network computes
+    exactly the same function; afterwards "the first ``w`` channels" of a unit are the ``w``
+    most important ones.
+    """
+    state = model.state_dict()
+    full = {u.name: order[u.name].long() for u in space.units}
+    new_state = dict(state)
+    for layer in space.layers:
+        new_state.update(sliced_layer(layer, state, full))
+    model.load_state_dict(new_state)
+
+
+def sliced_layer(
+    layer: Layer, state: Mapping[str, torch.Tensor], keep: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    out_idx = keep[layer.out_unit] if layer.out_unit is not None else None
+    in_idx = keep[layer.in_unit] if layer.in_unit is not None else None
+    sliced = {}
+    prefix = layer.name + "."
+    for key, tensor in state.items():
+        if not key.startswith(prefix) or "." in key[len(prefix) :]:
+            continue
+        t = tensor
+        if t.dim() >= 1 and out_idx is not None:
+            t = t.index_select(0, out_idx)
+        if t.dim() >= 2 and in_idx is not None:
+            t = t.index_select(1, in_idx)
+        sliced[key] = t.clone()
+    return sliced
+

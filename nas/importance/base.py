@@ -1,0 +1,91 @@
+"""Channel-importance criteria: per-unit channel scores (higher = keep), and channel orders.
+
+A criterion is registered in :data:`CRITERIA` as a function ``score(model, space, data)`` that
+returns, for every unit of ``space``, one score per channel of the full network ``model``
+(``data``: batches for criteria that look at activations; None for weight-only ones).
+
+**Coupled units.** A unit written by several layers (a residual stream: the stem, the projection
+shortcut and the last conv of every block of a stage) gets the sum of its writers' scores, each
+writer's scores divided by their mean first (:func:`sum_over_writers`), so that every writer
+counts equally whatever its scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nas.registry import Registry
+from search_spaces import Layer, SearchSpace
+
+__all__ = ["CRITERIA", "Criterion", "channel_order", "channel_scores", "sum_over_writers"]
+
+Score = Callable[[nn.Module, SearchSpace, Iterable[Any] | None], dict[str, Tensor]]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A registered criterion: its scoring function and whether it needs data."""
+
+    name: str
+    score: Score
+    needs_data: bool = False
+
+
+CRITERIA: Registry[Criterion] = Registry("channel-importance criterion")
+
+
+def register_criterion(
+    name: str, *, needs_data: bool = False, description: str = ""
+) -> Callable[[Score], Score]:
+    """Register ``score(model, space, data) -> {unit: scores}`` under ``name``."""
+
+    def add(score: Score) -> Score:
+        CRITERIA.register(name, Criterion(name, score, needs_data), description=description)
+        return score
+
+    return add
+
+
+@torch.no_grad()
+def channel_scores(
+    model: nn.Module, space: SearchSpace, criterion: str, data: Iterable[Any] | None = None
+) -> dict[str, Tensor]:
+    """Per unit, the score of each channel under ``criterion`` (higher = more important)."""
+    return CRITERIA.get(criterion).score(model, space, data)
+
+
+@torch.no_grad()
+def channel_order(
+    model: nn.Module, space: SearchSpace, criterion: str = "l1", data: Iterable[Any] | None = None
+) -> dict[str, Tensor]:
+    """Per unit, the channel indices sorted from most to least important (ties keep their
+    index order)."""
+    scores = channel_scores(model, space, criterion, data)
+    return {u: torch.argsort(s, descending=True, stable=True) for u, s in scores.items()}
+
+
+def sum_over_writers(
+    model: nn.Module,
+    space: SearchSpace,
+    kind: str,
+    score: Callable[[nn.Module], Tensor],
+) -> dict[str, Tensor]:
+    """Per unit, the sum over the layers of ``kind`` (``conv`` or ``bn``) that write it of
+    ``score(layer module)``, each divided by its mean (the coupling rule above)."""
+    modules = dict(model.named_modules())
+    scores = {u.name: torch.zeros(u.max_width) for u in space.units}
+    for layer in writers(space, kind):
+        assert layer.out_unit is not None
+        s = score(modules[layer.name]).detach().float().cpu()
+        scores[layer.out_unit] += s / s.mean().clamp_min(1e-12)
+    return scores
+
+
+def writers(space: SearchSpace, kind: str) -> list[Layer]:
+    """The layers of ``kind`` that write a unit, in forward order."""
+    return [la for la in space.layers if la.kind == kind and la.out_unit is not None]

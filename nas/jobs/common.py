@@ -1,0 +1,231 @@
+"""What the jobs share: the run options of a search, ``args.yaml``, the baseline, a search run.
+
+Each job checks all of its input (names, files, output directory) before it writes anything,
+writes its resolved configuration (``args.yaml``) next to its results, removes what it wrote if
+it then stops on bad input (:func:`nas.io.run_output`), and returns the numbers it also saves in
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import yaml
+
+import search_spaces
+from nas.data import DataBundle, DataOptions
+from nas.engine import TrainConfig, read_checkpoint, seed_everything, train_model
+from nas.errors import ConfigError, WeightsError, first_line
+from nas.extraction import check_full_weights, load_fitting, save_model
+from nas.gates import GateStrategy, create_strategy
+from nas.io import load_state_dict_file, prepare_out_dir, write_yaml
+from nas.options import build, option, record
+from nas.supernet import Supernet
+from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchConfig
+from search_spaces import SearchSpace
+
+__all__ = [
+    "RunOptions",
+    "check_search_out",
+    "environment",
+    "initial_weights",
+    "load_search_run",
+    "load_supernet",
+    "read_args",
+    "resolved_args",
+    "search_data",
+    "train_full",
+    "write_or_check_args",
+]
+
+
+def environment() -> dict[str, str]:
+    """Versions recorded with every run."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torchvision
+
+    try:
+        own = version("channel-nas")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        own = "unknown"
+    return {
+        "channel_nas": own,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class RunOptions(DataOptions):
+    """Everything ``nas search`` needs besides the search knobs (data, baseline, files)."""
+
+    group: ClassVar[str] = "run"
+
+    out_dir: str = option("runs/search", "output directory", flag="--out")
+    space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
+    weights: str | None = option(
+        None, "full-network state_dict to start from (else a baseline is trained)"
+    )
+    baseline_epochs: int = option(30, "training epochs of the baseline", ge=1)
+    baseline_lr: float = option(0.1, "learning rate of the baseline", gt=0)
+    resume: bool = option(False, "continue an interrupted run in --out")
+    overwrite: bool = option(
+        False, "replace an earlier nas run in a non-empty --out directory"
+    )
+    progress: bool = option(True, "no progress bars", flag="--quiet")
+
+
+def search_data(o: RunOptions, seed: int) -> tuple[DataBundle, SearchSpace]:
+    """The data of a search (it needs a validation split for the architecture step) and the
+    space of ``o.space`` built for it (channels, classes, input size)."""
+    data = o.load(seed)
+    if data.val is None:
+        raise ConfigError("a search needs a validation split: --val-fraction must be > 0")
+    space = search_spaces.create(
+        o.space,
+        num_classes=data.num_classes,
+        in_channels=data.in_channels,
+        input_size=data.input_size,
+    )
+    return data, space
+
+
+def check_search_out(o: RunOptions) -> Path:
+    if o.resume and o.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    out = Path(o.out_dir)
+    if o.resume:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"output path exists and is not a directory: {out}")
+        return out
+    return prepare_out_dir(out, overwrite=o.overwrite)
+
+
+def resolved_args(o: RunOptions, c: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
+    run = {k: v for k, v in record(o).items() if k not in ("resume", "overwrite", "progress")}
+    search = record(c)
+    return {"command": "search", **run, **search, "data": data, "environment": environment()}
+
+
+def write_or_check_args(
+    out: Path, resolved: dict[str, Any], *, resume: bool, volatile: tuple[str, ...] = ()
+) -> None:
+    """Write ``args.yaml``; when resuming, first refuse options that differ from the stored
+    ones. ``volatile`` options may change between runs (e.g. a sweep's number of trials): the
+    file is then rewritten with their new values."""
+    path = out / "args.yaml"
+    if resume and path.is_file():
+        stored = read_args(path)
+        ignore = {"environment", "device", "out_dir", *volatile}
+        diff = sorted(k for k in resolved if k not in ignore and stored.get(k) != resolved[k])
+        if diff:
+            raise ConfigError(
+                f"cannot resume {out}: options differ from the stored args.yaml "
+                f"({', '.join(diff[:4])})"
+            )
+        if not any(stored.get(k) != resolved.get(k) for k in volatile):
+            return
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(path, resolved)
+
+
+def read_args(path: Path) -> dict[str, Any]:
+    """A run's ``args.yaml``; a malformed one is a :class:`ConfigError` of one line."""
+    try:
+        stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {first_line(exc)}") from None
+    if not isinstance(stored, dict) or "command" not in stored:
+        raise ConfigError(f"{path} was not written by nas (no 'command' in it)")
+    return stored
+
+
+def initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Tensor] | None:
+    """A full state_dict for ``space``: exact (used as the baseline) or partial (stem/head of
+    another task; the rest starts a baseline training run)."""
+    if path is None:
+        return None
+    state = load_state_dict_file(path)
+    expected = space.state_shapes
+    unknown = [k for k in state if k not in expected]
+    missing = [k for k in expected if k not in state]
+    if unknown or len(missing) > 4:
+        raise WeightsError(
+            f"weights {path} are not a {space.name} network "
+            f"(first unexpected/missing key: {(unknown or missing)[0]})"
+        )
+    return state
+
+
+def train_full(
+    space: SearchSpace,
+    data: DataBundle,
+    initial: dict[str, torch.Tensor] | None,
+    config: TrainConfig,
+    out: Path,
+    *,
+    resume: bool,
+    progress: bool,
+) -> torch.nn.Module:
+    """The trained full network: ``initial`` if it fits exactly, else trained here (starting
+    from whatever part of ``initial`` fits), checkpointed; saved in ``out`` either way."""
+    seed_everything(config.seed)
+    model = space.build()
+    if initial is not None and not load_fitting(model, initial):
+        save_model(model, space.spec(), out)
+        return model.to(config.device).eval()
+    train_model(
+        model,
+        data.train,
+        config=config,
+        val_loader=data.val,
+        out_dir=out,
+        checkpoint=True,
+        resume=resume,
+        progress=progress,
+        desc=f"train {space.name}",
+    )
+    save_model(model, space.spec(), out)
+    return model.eval()
+
+
+# -- shared by nas rank and nas sweep: a finished search run -------------------------------
+def load_search_run(run: Path) -> tuple[RunOptions, SearchConfig]:
+    """The options of a finished (or checkpointed) ``nas search`` run directory."""
+    args_path, ckpt = run / "args.yaml", run / SEARCH_CHECKPOINT
+    if not args_path.is_file() or not ckpt.is_file():
+        raise ConfigError(
+            f"{run} is not a search run directory (needs args.yaml and "
+            f"{SEARCH_CHECKPOINT} written by nas search)"
+        )
+    stored = read_args(args_path)
+    if stored.get("command") != "search":
+        raise ConfigError(f"{args_path} was not written by nas search")
+    try:
+        return build(RunOptions, stored), build(SearchConfig, stored)
+    except ConfigError as exc:
+        raise ConfigError(f"{args_path}: {exc}") from None
+
+
+def load_supernet(
+    run: Path, space: SearchSpace, config: SearchConfig
+) -> tuple[Supernet, GateStrategy]:
+    state = read_checkpoint(run / SEARCH_CHECKPOINT, SEARCH_FORMAT, "search")
+    try:
+        check_full_weights(space, state["supernet"], source=f"{run / SEARCH_CHECKPOINT}")
+    except WeightsError as exc:
+        raise WeightsError(f"{exc} (the run's args.yaml and checkpoint disagree)") from None
+    model = space.build()
+    supernet = Supernet(model, space)
+    model.load_state_dict(state["supernet"])
+    strategy = create_strategy(config.strategy, space, config.choices(space))
+    strategy.load_state_dict(state["strategy"])
+    strategy.attach(supernet)
+    return supernet.to(config.device), strategy.to(config.device)
+

@@ -1,0 +1,59 @@
+"""``nas plot KIND``: figures from finished runs (``pareto``: the fronts of several sweeps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from nas.errors import ConfigError
+from nas.io import check_writable
+from nas.jobs.base import Command
+from nas.options import Options, option
+from nas.plots import plot_pareto
+
+__all__ = ["COMMAND", "ParetoPlotOptions"]
+
+
+@dataclass
+class ParetoPlotOptions(Options):
+    group: ClassVar[str] = "pareto"
+
+    dirs: tuple[str, ...] = option(
+        (), "sweep directories (written by nas sweep)", positional=True, nargs="+"
+    )
+    labels: str | None = option(None, "comma-separated legend labels")
+    out: str = option("pareto.png", "output PNG")
+
+
+def _pareto(options: ParetoPlotOptions) -> int:
+    dirs = [Path(d) for d in options.dirs]
+    for d in dirs:
+        if not (d / "pareto.csv").is_file():
+            raise ConfigError(f"{d} is not a sweep directory (no pareto.csv)")
+    labels = options.labels.split(",") if options.labels else [d.name for d in dirs]
+    if len(labels) != len(dirs):
+        raise ConfigError(f"{len(labels)} labels for {len(dirs)} directories")
+    out = Path(options.out)
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise ConfigError(f"--out must be a .png file, got {out}")
+    check_writable(out.parent)
+    plot_pareto(list(zip(labels, dirs, strict=True)), out)  # checks every table first
+    print(f"wrote {out}")
+    return 0
+
+
+COMMAND = Command(
+    description="Figures from finished runs.",
+    subcommands={
+        "pareto": (
+            "overlay the Pareto fronts of several sweeps",
+            Command(
+                options=(ParetoPlotOptions,),
+                run=_pareto,
+                description="Overlays the Pareto fronts of several sweeps.",
+                required=frozenset({"dirs"}),
+            ),
+        )
+    },
+)

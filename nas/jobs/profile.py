@@ -1,0 +1,120 @@
+"""``nas profile``: MACs, parameters and units of a space, or of a width spec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import search_spaces
+from nas.errors import ConfigError
+from nas.jobs.base import Command
+from nas.jobs.format import human
+from nas.options import Options, option
+from search_spaces import SearchSpace, WidthSpec
+
+__all__ = ["COMMAND", "ProfileOptions"]
+
+
+def parse_input_size(value: Any) -> tuple[int, ...]:
+    """``3x32x32`` -> (3, 32, 32); ``32x32`` and ``32`` -> (3, 32, 32) (three channels); a
+    sequence of integers (as parsed before) is taken as it is."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 3 or not all(isinstance(v, int) and v >= 1 for v in value):
+            raise ValueError(value)
+        return tuple(value)
+    text = str(value)
+    parts = [int(p) for p in text.lower().split("x")]
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) not in (2, 3) or min(parts) < 1:
+        raise ValueError(text)
+    return tuple(parts) if len(parts) == 3 else (3, *parts)
+
+
+@dataclass
+class ProfileOptions(Options):
+    """What ``nas profile`` describes."""
+
+    group: ClassVar[str] = "profile"
+
+    space: str | None = option(
+        None, "search space name (see nas spaces)", positional=True, nargs="?"
+    )
+    arch: str | None = option(None, "a width spec (arch.json) to profile")
+    input_size: tuple[int, ...] | None = option(
+        None,
+        "CxHxW (or HxW), e.g. 3x32x32; default: the space's",
+        parse=parse_input_size,
+        what="CxHxW, HxW or S (positive integers)",
+    )
+    num_classes: int | None = option(None, "classes of the head; default: the space's", ge=1)
+    json: bool = option(
+        False, 'print {"space", "macs", "params", "units": [...]} as JSON'
+    )
+
+
+# -- nas profile -----------------------------------------------------------------------------------
+def cmd_profile(options: ProfileOptions) -> int:
+    if options.space is None and options.arch is None:
+        raise ConfigError("name a SPACE or pass --arch arch.json")
+    if options.arch is not None:
+        spec = WidthSpec.load(options.arch)
+        if options.space is not None and options.space != spec.space:
+            raise ConfigError(f"{options.arch} is a spec for space {spec.space}, not {options.space}")
+        if options.input_size is not None or options.num_classes is not None:
+            raise ConfigError("--input-size/--num-classes come from the spec when --arch is given")
+        space = spec.get_space()
+        widths = dict(spec.widths)
+    else:
+        entry = search_spaces.get_entry(options.space)
+        channels, h, w = options.input_size or (3, *entry.default_input_size)
+        space = search_spaces.create(
+            options.space, num_classes=options.num_classes, in_channels=channels, input_size=(h, w)
+        )
+        widths = space.full_widths()
+    report = _profile_report(space, widths)
+    if options.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_profile(report, show_widths=options.arch is not None)
+    return 0
+
+
+def _profile_report(space: SearchSpace, widths: dict[str, int]) -> dict[str, Any]:
+    macs = space.macs(widths)
+    return {
+        "space": space.name,
+        "num_classes": space.num_classes,
+        "in_channels": space.in_channels,
+        "input_size": list(space.input_size),
+        "macs": macs,
+        "flops": 2 * macs,
+        "macs_ratio": macs / space.macs(),
+        "params": space.params(widths),
+        "units": [
+            {"name": u.name, "kind": u.kind, "width": widths[u.name], "max_width": u.max_width}
+            for u in space.units
+        ],
+    }
+
+
+def _print_profile(r: dict[str, Any], *, show_widths: bool) -> None:
+    h, w = r["input_size"]
+    print(f"space    {r['space']}  ({r['in_channels']}x{h}x{w} input, {r['num_classes']} classes)")
+    print(f"MACs     {human(r['macs'])}  ({r['macs']:,}, {r['macs_ratio']:.1%} of full width)")
+    print(f"params   {human(r['params'])}  ({r['params']:,})")
+    units = r["units"]
+    print(f"units    {len(units)}" + ("  (width / max)" if show_widths else "  (max width)"))
+    name_w = max(len(u["name"]) for u in units)
+    for u in units:
+        width = f"{u['width']:>5} / " if show_widths else ""
+        print(f"  {u['name']:<{name_w}}  {u['kind']:<5}  {width}{u['max_width']:>5}")
+
+
+
+COMMAND = Command(
+    options=(ProfileOptions,),
+    run=cmd_profile,
+    description="MACs, parameters and units of a space (full width) or of a width spec.",
+)

@@ -1,0 +1,201 @@
+"""``nas rank``: the GCN predictor fitted on a finished search's supernet, its pick, and (with
+``--holdout``) the evidence whether its ranking is worth it.
+
+Writes into ``--out`` (default ``RUN/rank``): ``args.yaml``, ``predictor.pt``,
+``selection.json``, ``arch.json`` (the selected spec), ``rank_metrics.json`` and
+``rank_scatter.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nas.engine import TrainConfig, read_checkpoint
+from nas.errors import ConfigError
+from nas.extraction import load_model
+from nas.io import json_safe, prepare_out_dir, run_output, write_json, write_yaml
+from nas.jobs.base import Command
+from nas.jobs.common import environment, load_search_run, load_supernet, search_data
+from nas.jobs.format import human
+from nas.options import Options, option, record
+from nas.plots import plot_rank_scatter
+from nas.selection import (
+    RankConfig,
+    ranking_evidence,
+    sample_pool,
+    select_with_predictor,
+    undefined_note,
+)
+from nas.supernet import CALIBRATION_BATCHES, take_batches
+from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchConfig
+from predictors import GraphEncoder
+
+__all__ = ["COMMAND", "RankOptions", "check_search_finished", "run_rank"]
+
+
+@dataclass
+class RankOptions(Options):
+    """Which search ``nas rank`` reads and where it writes."""
+
+    group: ClassVar[str] = "run"
+
+    run: str = option("", "a nas search output directory (required)")
+    out_dir: str | None = option(None, "output directory (default RUN/rank)", flag="--out")
+    overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
+    progress: bool = option(True, "no progress bars", flag="--quiet")
+
+
+# -- nas rank ------------------------------------------------------------------------------------
+def check_search_finished(run: Path, config: SearchConfig) -> None:
+    """Refuse a run whose search checkpoint stops before the last search epoch."""
+    state = read_checkpoint(run / SEARCH_CHECKPOINT, SEARCH_FORMAT, "search")
+    done, total = len(state.get("records", [])), config.warmup_epochs + config.search_epochs
+    if done < total:
+        raise ConfigError(
+            f"the search in {run} has not finished ({done} of {total} epochs in "
+            f"{SEARCH_CHECKPOINT}); complete it first with nas search --resume --out {run}"
+        )
+
+
+def run_rank(
+    run_dir: str | Path,
+    config: RankConfig,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``nas rank``: fit the GCN predictor on a finished search's supernet, select the best of
+    its top-k, and (with ``holdout > 0``) measure the ranking against stand-alone training.
+
+    Everything is checked (run, finished search, output directory, reachable budget) before
+    anything is written. Writes into ``out_dir`` (default ``RUN/rank``): ``args.yaml``,
+    ``predictor.pt``, ``selection.json``, ``arch.json`` (the selected spec),
+    ``rank_metrics.json`` and ``rank_scatter.png``; a run stopped by an error leaves none.
+    """
+    config.validate()
+    run = Path(run_dir)
+    options, search_config = load_search_run(run)
+    check_search_finished(run, search_config)
+    out = prepare_out_dir(Path(out_dir) if out_dir else run / "rank", overwrite=overwrite)
+    data, space = search_data(options, search_config.seed)
+    assert data.val is not None  # search_data refuses data without a validation split
+    supernet, strategy = load_supernet(run, space, search_config)
+    target = search_config.target_for(space)
+    encoder = GraphEncoder.for_space(space)
+    pool = sample_pool(encoder, strategy.choices, target, search_config.tolerance, config)
+    teacher = load_model(run / "baseline") if (run / "baseline" / "arch.json").is_file() else None
+    calibration = take_batches(data.train, CALIBRATION_BATCHES)
+    with run_output(out, overwrite=overwrite):
+        write_yaml(
+            out / "args.yaml",
+            {"command": "rank", "run": str(run), **record(config), "environment": environment()},
+        )
+        start = time.perf_counter()
+        selection = select_with_predictor(
+            supernet,
+            strategy.choices,
+            target,
+            search_config.tolerance,
+            calibration,
+            data.train,
+            data.val,
+            teacher if search_config.kd_alpha > 0 else None,
+            search_config.finetune_config(),
+            config,
+            distill=search_config.distill(),
+            pool=pool,
+            progress=progress,
+        )
+        selection.predictor.save(out / "predictor.pt")
+        selection.spec.save(out / "arch.json")
+        write_json(out / "selection.json", selection.summary())
+        metrics: dict[str, Any] = {
+            "space": space.name,
+            "target_macs": target,
+            "target_macs_ratio": target / space.macs(),
+            "tolerance": search_config.tolerance,
+            "selected_macs": selection.spec.macs(),
+            "selected_macs_ratio": selection.spec.macs_ratio(),
+            "selected_val_acc": max(c["val_acc"] for c in selection.candidates),
+            "sampling": config.sampling,
+            "samples": config.samples,
+            "samples_scored": len(selection.sample_scores),
+            "pool": config.pool,
+            "pool_ranked": selection.pool_size,
+            "top_k": config.top_k,
+            "select_seconds": round(selection.seconds, 2),
+        }
+        if config.holdout > 0:
+            standalone = TrainConfig(
+                epochs=config.holdout_epochs,
+                lr=config.holdout_lr,
+                seed=config.seed,
+                device=search_config.device,
+            )
+            evidence = ranking_evidence(
+                supernet,
+                selection.predictor,
+                strategy.choices,
+                target,
+                calibration,
+                data.train,
+                data.val,
+                data.test,
+                standalone,
+                config,
+                exclude=selection.sample_widths,
+                progress=progress,
+            )
+            note = undefined_note(evidence["table"])
+            metrics |= {
+                "correlations": evidence["table"],
+                **({"correlations_note": note} if note else {}),
+                "holdout": evidence["holdout"],
+                "holdout_epochs": config.holdout_epochs,
+                "holdout_lr": config.holdout_lr,
+            }
+            plot_rank_scatter(evidence, out / "rank_scatter.png")
+        metrics["seconds"] = round(time.perf_counter() - start, 2)
+        metrics = json_safe(metrics)
+        write_json(out / "rank_metrics.json", metrics)
+        return metrics
+
+
+
+def _cli(options: RankOptions, config: RankConfig) -> int:
+    m = run_rank(
+        options.run,
+        config,
+        out_dir=options.out_dir,
+        overwrite=options.overwrite,
+        progress=options.progress,
+    )
+    if m["pool_ranked"] < m["pool"]:
+        print(f"note: only {m['pool_ranked']:,} distinct candidates lie within the budget band")
+    print(
+        f"selected {human(m['selected_macs'])} MACs ({m['selected_macs_ratio']:.1%}), "
+        f"val acc {m['selected_val_acc']:.2f} % after the brief fine-tune"
+    )
+
+    def corr(value: float | None) -> str:
+        return "  n/a " if value is None else f"{value:+.3f}"
+
+    for name, c in m.get("correlations", {}).items():
+        print(f"  {name:<9} Kendall tau {corr(c['kendall_tau'])}  Spearman {corr(c['spearman'])}")
+    if "correlations_note" in m:
+        print(f"  {m['correlations_note']}")
+    return 0
+
+
+COMMAND = Command(
+    options=(RankOptions, RankConfig),
+    run=_cli,
+    description="Fits a GCN predictor to supernet scores of a finished search, ranks candidates "
+    "under its budget, and measures the ranking against stand-alone training.",
+    config_file=True,
+    required=frozenset({"run"}),
+)

@@ -1,0 +1,246 @@
+"""``nas search`` and its Python twin :func:`search`: the whole search job.
+
+The job: the baseline (trained or loaded), the search (:func:`nas.width_search.search_widths`),
+the choice of the final widths by the ``--select`` method (:data:`nas.selection.SELECTIONS`:
+the projected argmax, or the GCN predictor's pick), extraction, fine-tuning with distillation,
+and the files. :func:`run_search` writes them into a run directory; :func:`search` does the same
+in memory for your own trained network and loaders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import search_spaces
+from nas.data import DataBundle
+from nas.engine import TrainConfig, evaluate, loader_states, restore_loaders
+from nas.extraction import save_model
+from nas.io import run_output, write_json
+from nas.jobs.base import Command
+from nas.jobs.common import (
+    RunOptions,
+    check_search_out,
+    initial_weights,
+    resolved_args,
+    search_data,
+    train_full,
+    write_or_check_args,
+)
+from nas.jobs.format import human
+from nas.plots import plot_search_curves, plot_widths
+from nas.selection import SELECTIONS, Selection, SelectionRequest, check_pool_band
+from nas.supernet import take_batches
+from nas.width_search import (
+    SearchConfig,
+    SearchOutcome,
+    SearchRecord,
+    finetune,
+    search_widths,
+    starting_network,
+    summarize,
+)
+from search_spaces import SearchSpace, WidthSpec
+
+__all__ = ["COMMAND", "SearchResult", "run_search", "search", "select_network"]
+
+
+@dataclass
+class SearchResult:
+    """The found network and its numbers (also what ``metrics.json`` holds)."""
+
+    spec: WidthSpec
+    model: nn.Module
+    metrics: dict[str, Any]
+    records: list[SearchRecord]
+
+
+def search(
+    model: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable[Any],
+    *,
+    test_loader: Iterable[Any] | None = None,
+    space: SearchSpace | None = None,
+    input_size: tuple[int, int] | None = None,
+    config: SearchConfig | None = None,
+    progress: bool = True,
+) -> SearchResult:
+    """Search, extract and fine-tune from a trained full network and your own loaders.
+
+    ``model`` is a full-width network of a registered space, e.g. your own trained
+    ``torchvision.models.resnet50`` instance: its space is recognised from its tensors (pass
+    ``input_size`` or it is read from the first training batch). Accuracies are measured on
+    ``test_loader`` (or the validation loader if there is none).
+    """
+    cfg = config or SearchConfig()
+    cfg.validate()
+    if space is None:
+        size = input_size or _batch_size_hw(train_loader)
+        space = search_spaces.identify(model, input_size=size)
+    eval_loader = test_loader if test_loader is not None else val_loader
+    baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
+    outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
+    outcome = select_network(outcome, model, train_loader, val_loader, cfg, progress=progress)[0]
+    small = starting_network(outcome, cfg)
+    finetune(small, model, train_loader, val_loader, config=cfg, progress=progress)
+    metrics = summarize(outcome, small, baseline_acc, eval_loader, cfg)
+    return SearchResult(outcome.spec, small, metrics, outcome.records)
+
+
+
+def select_network(
+    outcome: SearchOutcome,
+    teacher: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable[Any],
+    config: SearchConfig,
+    *,
+    progress: bool = True,
+) -> tuple[SearchOutcome, Selection | None]:
+    """The final widths by ``config.select`` (:data:`~nas.selection.SELECTIONS`): the outcome
+    with the chosen spec, and what the method returned (None for the projected argmax)."""
+    space = outcome.spec.get_space()
+    request = SelectionRequest(
+        supernet=outcome.supernet,
+        choices=outcome.strategy.choices,
+        target=config.target_for(space),
+        tolerance=config.tolerance,
+        calibration=outcome.calibration,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        teacher=teacher if config.kd_alpha > 0 else None,
+        finetune=config.finetune_config(),
+        distill=config.distill(),
+        rank=config.rank_config(),
+        progress=progress,
+    )
+    selection = SELECTIONS.get(config.select)(request)
+    if selection is None:
+        return outcome, None
+    return replace(outcome, spec=selection.spec), selection
+
+
+def _batch_size_hw(loader: Iterable[Any]) -> tuple[int, int]:
+    x, _ = next(iter(loader))
+    return int(x.shape[-2]), int(x.shape[-1])
+
+
+
+def run_search(
+    options: RunOptions, config: SearchConfig, *, warmup: Path | None = None
+) -> dict[str, Any]:
+    """``nas search``: baseline (trained or loaded), search, extraction, fine-tuning, files.
+
+    Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.ts``,
+    ``metrics.json``, ``summary.csv`` (search epochs), ``args.yaml``, ``widths.png``,
+    ``search_curves.png``, a per-epoch ``search_checkpoint.pt``, and the sub-directories
+    ``baseline/`` and ``finetune/`` with their own summaries and checkpoints. With
+    ``resume`` an interrupted run continues to the result it would have reached. ``warmup``:
+    a shared warm-up of this baseline and data (:func:`nas.width_search.warm_up`, as ``nas sweep``
+    makes one) to start the search from, with the same result.
+    """
+    o, c = options.validate(), config.validate()
+    out = check_search_out(o)
+    base_config = TrainConfig(
+        epochs=o.baseline_epochs, lr=o.baseline_lr, seed=c.seed, device=c.device
+    )
+    base_config.validate()
+    data, space = search_data(o, c.seed)
+    c.target_for(space)  # impossible budgets fail before anything is written
+    if c.select == "predictor":
+        check_pool_band(space, c.choices(space), c.target_for(space), c.tolerance, c.rank_config())
+    initial = initial_weights(o.weights, space)
+    resolved = resolved_args(o, c, data.describe())
+    with run_output(out, overwrite=o.overwrite, resume=o.resume):
+        return _search_to_dir(out, o, c, data, space, initial, resolved, base_config, warmup)
+
+
+def _search_to_dir(
+    out: Path,
+    o: RunOptions,
+    c: SearchConfig,
+    data: DataBundle,
+    space: SearchSpace,
+    initial: dict[str, torch.Tensor] | None,
+    resolved: dict[str, Any],
+    base_config: TrainConfig,
+    warmup: Path | None,
+) -> dict[str, Any]:
+    assert data.val is not None  # checked by run_search
+    write_or_check_args(out, resolved, resume=o.resume)
+
+    fresh = loader_states(data)
+    baseline = train_full(
+        space, data, initial, base_config, out / "baseline", resume=o.resume, progress=o.progress
+    )
+    # the search starts from fresh loaders, so it does not depend on whether the baseline was
+    # trained here or loaded (--weights, a sweep's trials): both find the same network
+    restore_loaders(data, fresh)
+    baseline_acc = evaluate(baseline, data.test, device=c.device).accuracy
+    outcome = search_widths(
+        baseline,
+        space,
+        data.train,
+        data.val,
+        config=c,
+        out_dir=out,
+        resume=o.resume,
+        warmup=warmup,
+        progress=o.progress,
+    )
+    outcome, selection = select_network(
+        outcome, baseline, data.train, data.val, c, progress=o.progress
+    )
+    if selection is not None:
+        selection.predictor.save(out / "predictor.pt")
+        write_json(out / "selection.json", selection.summary())  # rank settings, pool, top-k
+    small = starting_network(outcome, c)
+    finetune(
+        small,
+        baseline,
+        data.train,
+        data.val,
+        config=c,
+        out_dir=out / "finetune",
+        resume=o.resume,
+        progress=o.progress,
+    )
+    metrics = summarize(outcome, small, baseline_acc, data.test, c) | {
+        "dataset": o.dataset,
+        "baseline_macs": space.macs(),
+        "finetune_epochs": c.finetune_epochs,
+    }
+    save_model(small, outcome.spec, out)
+    write_json(out / "metrics.json", metrics)
+    plot_widths(outcome.spec, out / "widths.png")
+    plot_search_curves(outcome.records, metrics["target_macs_ratio"], out / "search_curves.png")
+    return metrics
+
+
+
+def _cli(options: RunOptions, config: SearchConfig) -> int:
+    m = run_search(options, config)
+    print(
+        f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
+        f"{human(m['baseline_macs'])} MACs -> searched {m['searched_acc']:.2f} % at "
+        f"{human(m['macs'])} MACs ({m['macs_ratio']:.1%}); relaxation gap "
+        f"{m['relaxation_gap']:+.2f} points; search {m['search_seconds']:.0f} s -> "
+        f"{options.out_dir}"
+    )
+    return 0
+
+
+COMMAND = Command(
+    options=(RunOptions, SearchConfig),
+    run=_cli,
+    description="Gumbel-softmax width search under a MAC budget. Options may also come from "
+    "--config file.yaml (keys as the option names; args.yaml of a run works).",
+    config_file=True,
+    resumable=True,
+)

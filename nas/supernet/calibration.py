@@ -1,0 +1,78 @@
+"""BN statistics for one sub-network of a supernet, and extraction from the supernet.
+
+A sub-network that shares weights with many others needs its own BN statistics before it is
+evaluated or extracted: the running averages collected while training under changing masks fit
+none of them. They are re-estimated on a few fixed training batches (:func:`take_batches`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nas.extraction import extract
+from nas.supernet.network import Supernet
+from search_spaces import WidthSpec
+
+__all__ = ["CALIBRATION_BATCHES", "extract_at", "recalibrate_bn", "take_batches"]
+
+CALIBRATION_BATCHES = 4
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], device: torch.device | str = "cpu"
+) -> None:
+    """Re-estimate every BN layer's running statistics on ``batches`` (a few training batches).
+
+    A sub-network that shares weights with many others needs its own BN statistics before it
+    is evaluated: the running averages collected while training under changing masks fit none
+    of them.
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in bns]
+    modes = [(module, module.training) for module in model.modules()]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    try:
+        for x, _ in batches:
+            model(x.to(device))
+    finally:
+        for m, momentum in zip(bns, momenta, strict=True):
+            m.momentum = momentum
+        for module, was_training in modes:
+            module.training = was_training
+
+
+
+def take_batches(loader: Iterable[Any], n: int) -> list[tuple[Tensor, Tensor]]:
+    """The first ``n`` batches of one pass (fixed BN-calibration data for the whole search)."""
+    batches = []
+    for x, y in loader:
+        batches.append((x, y))
+        if len(batches) == n:
+            break
+    return batches
+
+
+def extract_at(
+    supernet: Supernet, spec: WidthSpec, calibration: Sequence[tuple[Tensor, Tensor]]
+) -> nn.Module:
+    """The standalone network of ``spec`` with the supernet's weights and BN statistics
+    recalibrated for exactly these widths on ``calibration`` (the running statistics the
+    supernet holds belong to whatever widths it ran last). Any spec of the space works: the
+    found one, a uniform-width one of the same MACs, a predictor's candidate."""
+    if not calibration:
+        raise ValueError("extract_at needs calibration batches for the BN statistics")
+    device = next(supernet.parameters()).device
+    with torch.no_grad():
+        supernet.set_widths(spec.widths)
+        recalibrate_bn(supernet, calibration, device)
+        supernet.set_masks(None)
+    return extract(supernet.model.state_dict(), spec)
+

@@ -1,0 +1,103 @@
+"""The supernet: a full network whose units are switched by channel masks.
+
+Every BN layer that writes a unit is replaced by a :class:`~nas.supernet.masked_bn.MaskedBatchNorm2d`
+(same parameters, buffers and key names) that scales its output channels by the unit's current
+mask. A mask of shape ``(C,)`` is folded into the BN's affine parameters, so masking costs no
+extra activation memory; a per-sample mask ``(N, C)`` (input-conditional gates) multiplies the
+output.
+
+Masks are set by a gate strategy (:mod:`nas.gates`) before each forward pass. With 0/1 masks that
+keep the first ``w`` channels of every unit the supernet computes exactly what the extracted
+network of those widths computes, so before the search the channels are put in importance order
+(:func:`nas.extraction.permute_channels`, function-preserving) and "the first ``w``" are the
+strongest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nas.supernet.masked_bn import MaskedBatchNorm2d
+from search_spaces import SearchSpace, round_width
+
+__all__ = ["Supernet", "make_maskable", "nested_masks", "width_choices"]
+
+
+def width_choices(max_width: int, ratios: Sequence[float], multiple: int = 1) -> list[int]:
+    """The distinct widths ``ratio * max_width``, rounded to a multiple of ``multiple`` (at least
+    one multiple, at most the maximum; :func:`search_spaces.round_width`), ascending."""
+    return sorted({round_width(r * max_width, max_width, multiple) for r in ratios})
+
+
+def make_maskable(model: nn.Module, space: SearchSpace) -> dict[str, list[MaskedBatchNorm2d]]:
+    """Swap the BN layers of every unit for :class:`MaskedBatchNorm2d`, in place.
+
+    Parameters and buffers are moved over (state_dict keys unchanged). Returns the masked BNs
+    of each unit.
+    """
+    by_unit: dict[str, list[MaskedBatchNorm2d]] = {u.name: [] for u in space.units}
+    for layer in space.layers:
+        if layer.kind != "bn" or layer.out_unit is None:
+            continue
+        old = model.get_submodule(layer.name)
+        if not isinstance(old, MaskedBatchNorm2d):
+            assert isinstance(old, nn.BatchNorm2d)
+            new = MaskedBatchNorm2d(
+                old.num_features, old.eps, old.momentum, old.affine, old.track_running_stats
+            )
+            new.load_state_dict(old.state_dict())
+            new.to(old.weight.device).train(old.training)
+            model.set_submodule(layer.name, new)
+            old = new
+        by_unit[layer.out_unit].append(old)
+    return by_unit
+
+
+def nested_masks(choices: Sequence[int], max_width: int) -> Tensor:
+    """``(len(choices), max_width)`` 0/1 matrix: row ``k`` keeps the first ``choices[k]``."""
+    idx = torch.arange(max_width)
+    return (idx[None, :] < torch.tensor(list(choices))[:, None]).float()
+
+
+class Supernet(nn.Module):
+    """A full-width network plus the masks of its units.
+
+    ``weights()`` are the network's parameters (trained on the training split);
+    ``set_masks`` switches channels off for the next forward passes.
+    """
+
+    def __init__(self, model: nn.Module, space: SearchSpace) -> None:
+        super().__init__()
+        self.model = model
+        self.space = space
+        self.bns = make_maskable(model, space)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def weights(self) -> Iterator[nn.Parameter]:
+        return self.model.parameters()
+
+    def set_masks(self, masks: Mapping[str, Tensor] | None) -> None:
+        """Per-unit masks ``(C,)`` or ``(N, C)``; None switches every channel on."""
+        for unit, bns in self.bns.items():
+            m = None if masks is None else masks.get(unit)
+            for bn in bns:
+                bn.mask = m
+
+    def set_widths(self, widths: Mapping[str, int] | None) -> None:
+        """0/1 masks keeping the first ``widths[u]`` channels (None: full width)."""
+        if widths is None:
+            self.set_masks(None)
+            return
+        device = next(self.model.parameters()).device
+        self.set_masks(
+            {
+                u: (torch.arange(self.space.max_widths[u], device=device) < w).float()
+                for u, w in widths.items()
+            }
+        )
+

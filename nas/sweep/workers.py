@@ -1,0 +1,186 @@
+"""Sweep workers: processes that draw trials and run each trial's search until the study has
+its trials."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState
+from tqdm import tqdm
+
+from nas.errors import (
+    ConfigError,
+    DataError,
+    NasError,
+    SpaceError,
+    SpecError,
+    WeightsError,
+)
+from nas.jobs.common import RunOptions
+from nas.jobs.search import run_search
+from nas.sweep.config import SweepConfig
+from nas.sweep.pareto import TRIAL_METRICS
+from nas.sweep.study import counted, finished_twin, load_sweep_study, next_trial, open_storage, options_key
+from nas.width_search import SearchConfig
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import SimpleQueue
+    from multiprocessing.synchronize import Event
+
+__all__ = ["SWEEP_WARMUP", "run_workers", "sweep_worker"]
+
+SWEEP_WARMUP = "warmup.pt"  # in the sweep directory: the warm-up every trial starts from
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fn(*args, **kwargs), time.perf_counter() - start
+
+
+def progress_bar(total: int, done: int, enabled: bool) -> tqdm:
+    return tqdm(
+        total=total,
+        initial=done,
+        desc="sweep",
+        unit="trial",
+        disable=not enabled,
+        dynamic_ncols=True,
+    )
+
+
+# errors a worker process sends back by name (they are re-raised in the main process)
+_ERRORS: dict[str, type[NasError]] = {
+    cls.__name__: cls for cls in (ConfigError, DataError, WeightsError, SpaceError, SpecError)
+}
+
+
+def run_workers(options: RunOptions, search: SearchConfig, sweep: SweepConfig, out: Path) -> None:
+    """This process and ``workers - 1`` more run trials until the study has enough. When one
+    of them stops on an error, the others finish their current trial and stop too; the first
+    error is raised here (a helper's bad-input error as the same one-line error)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    errors: SimpleQueue[tuple[str, str]] = ctx.SimpleQueue()
+    quiet = replace(options, progress=False)
+    helpers = [
+        ctx.Process(target=_helper, args=(quiet, search, sweep, stop, errors))
+        for _ in range(sweep.workers - 1)
+    ]
+    for p in helpers:
+        p.start()
+    try:
+        sweep_worker(options, search, sweep, options.progress, stop=stop)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        for p in helpers:
+            p.join()
+    if not errors.empty():
+        name, message = errors.get()
+        raise _ERRORS.get(name, ConfigError)(message)
+    failed = [p.exitcode for p in helpers if p.exitcode]
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} sweep worker process(es) died (exit code {failed[0]}); run the "
+            "sweep again to replace their trials"
+        )
+
+
+def _helper(
+    options: RunOptions,
+    search: SearchConfig,
+    sweep: SweepConfig,
+    stop: Event,
+    errors: SimpleQueue[tuple[str, str]],
+) -> None:
+    """A ``--workers`` process: :func:`sweep_worker`; a bad-input error goes back to the main
+    process (which reports it in one line) and ends this one with exit code 2, no traceback."""
+    try:
+        sweep_worker(options, search, sweep, False, stop=stop)
+    except NasError as exc:
+        stop.set()
+        errors.put((type(exc).__name__, str(exc)))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        stop.set()
+        sys.exit(130)
+    except BaseException:
+        stop.set()
+        raise
+
+
+def sweep_worker(
+    options: RunOptions,
+    search: SearchConfig,
+    sweep: SweepConfig,
+    progress: bool,
+    *,
+    stop: Event | None = None,
+) -> None:
+    """Run trials of the study in ``options.out_dir`` until it has ``sweep.trials`` (or
+    ``stop`` is set). The study must exist (:func:`run_sweep` makes it and checks the options);
+    a trial that fails is marked FAIL and its error raised."""
+    out = Path(options.out_dir)
+    storage = open_storage(out, sweep)
+    study = load_sweep_study(storage, sweep, search.seed)
+    key = options_key(study, search.device)
+    weights = str(out / "baseline" / "model.pt")
+    with progress_bar(sweep.trials, counted(study), progress) as bar:
+        while not (stop is not None and stop.is_set()):
+            trial = next_trial(storage, out, sweep, search.seed, key)
+            if trial is None:
+                break
+            try:
+                config = sweep.suggest(trial, search)
+                twin = finished_twin(trial.study, trial)
+                if twin is not None:  # a seeded search repeats its result: not run again
+                    attrs = {k: twin.user_attrs[k] for k in (*TRIAL_METRICS, "run_dir")}
+                    attrs |= {"seconds": 0.0, "same_as": twin.number}
+                else:
+                    attrs = _run_trial(options, search, config, out, trial, weights)
+                for name, value in attrs.items():
+                    trial.set_user_attr(name, value)
+                trial.study.tell(trial, [attrs["searched_acc"], attrs["macs"]])
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    trial.study.tell(trial, state=TrialState.FAIL)
+                raise
+            bar.n = counted(trial.study)
+            bar.set_postfix(
+                acc=f"{attrs['searched_acc']:.2f}", macs=f"{attrs['macs_ratio']:.2f}", refresh=True
+            )
+
+
+def _run_trial(
+    options: RunOptions,
+    search: SearchConfig,
+    config: SearchConfig,
+    out: Path,
+    trial: optuna.Trial,
+    weights: str,
+) -> dict[str, Any]:
+    """One trial's search in ``DIR/trials/trial-NNNN``; what the trial records of it."""
+    run_dir = out / "trials" / f"trial-{trial.number:04d}"
+    trial_options = replace(
+        options,
+        out_dir=str(run_dir),
+        weights=weights,
+        resume=True,
+        overwrite=False,
+        progress=False,
+    )
+    warmup = out / SWEEP_WARMUP if search.warmup_epochs else None
+    metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
+    return {k: metrics[k] for k in TRIAL_METRICS} | {
+        "seconds": round(seconds, 2),
+        "run_dir": str(run_dir.relative_to(out)),
+    }
+

@@ -1,0 +1,35 @@
+"""The width search: a Gumbel-softmax supernet under a MAC budget.
+
+Modules: ``config`` (:class:`SearchConfig`), ``loop`` (:func:`search_widths`, :func:`warm_up`,
+the bi-level loop), ``checkpoint`` (resumable state, shared warm-ups), ``records`` (per-epoch
+records, ``summary.csv``, :class:`SearchOutcome`) and ``finetune`` (extraction and fine-tuning
+of the found network). The whole ``nas search`` job, with the choice between the projected
+argmax and predictor-based selection, is :mod:`nas.jobs.search`.
+"""
+
+from nas.width_search.checkpoint import SEARCH_CHECKPOINT, SEARCH_FORMAT, WARMUP_INDEPENDENT
+from nas.width_search.config import DEFAULT_WIDTH_RATIOS, MIN_TOLERANCE, SearchConfig
+from nas.width_search.finetune import extract_searched, finetune, starting_network, summarize
+from nas.width_search.loop import SearchRun, build_supernet, search_widths, start_run, warm_up
+from nas.width_search.records import SEARCH_SUMMARY, SearchOutcome, SearchRecord
+
+__all__ = [
+    "DEFAULT_WIDTH_RATIOS",
+    "MIN_TOLERANCE",
+    "SEARCH_CHECKPOINT",
+    "SEARCH_FORMAT",
+    "SEARCH_SUMMARY",
+    "WARMUP_INDEPENDENT",
+    "SearchConfig",
+    "SearchOutcome",
+    "SearchRecord",
+    "SearchRun",
+    "build_supernet",
+    "extract_searched",
+    "finetune",
+    "search_widths",
+    "start_run",
+    "starting_network",
+    "summarize",
+    "warm_up",
+]

@@ -1,0 +1,139 @@
+"""Search checkpoints: everything needed to continue a search bit for bit, and shared warm-ups.
+
+``search_checkpoint.pt`` is written after every epoch (:func:`run_state`); ``--resume`` continues
+from it (:func:`load_checkpoint`) to the result an uninterrupted run reaches. A warm-up
+checkpoint (:func:`nas.width_search.warm_up`) can start any search whose options differ only in
+:data:`WARMUP_INDEPENDENT` options (:func:`warm_start`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas.engine import loader_state, read_checkpoint, restore_loader, restore_rng, rng_state
+from nas.errors import ConfigError
+from nas.options import record
+from nas.width_search.config import SearchConfig
+from nas.width_search.records import SearchRecord
+
+if TYPE_CHECKING:
+    from nas.width_search.loop import SearchRun
+
+__all__ = [
+    "SEARCH_CHECKPOINT",
+    "SEARCH_FORMAT",
+    "WARMUP_INDEPENDENT",
+    "config_dict",
+    "load_checkpoint",
+    "run_state",
+    "warm_start",
+]
+
+SEARCH_CHECKPOINT = "search_checkpoint.pt"
+SEARCH_FORMAT = "channel-nas/search-checkpoint-1"
+
+# Options the warm-up epochs do not depend on: they train the weights alone at widths drawn
+# uniformly from the initial logits (exactly one-hot masks, whatever the temperature), so
+# searches that differ only in these can share one warm-up (:func:`warm_up`).
+WARMUP_INDEPENDENT = frozenset(
+    {
+        "target_macs",
+        "tau0",
+        "tau_min",
+        "schedule",
+        "hard",
+        "arch_lr",
+        "arch_weight_decay",
+        "budget_weight",
+        "budget_band",
+        "tolerance",
+    }
+)
+
+
+# options that do not shape the search itself (the fine-tuning, the selection, the device)
+_NOT_SEARCH = frozenset(
+    {
+        "select",
+        "rank_samples",
+        "rank_pool",
+        "rank_top_k",
+        "device",
+        "finetune_epochs",
+        "finetune_lr",
+        "kd_alpha",
+        "kd_temperature",
+        "from_scratch",
+    }
+)
+
+
+def config_dict(config: SearchConfig) -> dict[str, Any]:
+    """The options that shape the search (not the fine-tuning, not the device)."""
+    return {k: v for k, v in record(config).items() if k not in _NOT_SEARCH}
+
+
+def warmup_dict(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in WARMUP_INDEPENDENT}
+
+
+def run_state(run: SearchRun) -> dict[str, Any]:
+    """The checkpoint of ``run`` (only types ``torch.load(weights_only=True)`` reads)."""
+    return {
+        "format": SEARCH_FORMAT,
+        "config": config_dict(run.config),
+        "supernet": run.supernet.model.state_dict(),
+        "strategy": run.strategy.state_dict(),
+        "w_opt": run.w_opt.state_dict(),
+        "w_sched": run.w_sched.state_dict(),
+        "a_opt": run.a_opt.state_dict(),
+        "records": [asdict(r) for r in run.records],
+        "seconds": run.seconds,
+        "rng": rng_state(run.device),
+        "train_loader": loader_state(run.train_loader),
+        "val_loader": loader_state(run.val_loader),
+    }
+
+
+def load_checkpoint(run: SearchRun, path: Path) -> None:
+    """Continue ``run`` from its checkpoint; a checkpoint of other options is refused."""
+    state = read_checkpoint(path, SEARCH_FORMAT, "search")
+    if state["config"] != config_dict(run.config):
+        raise ConfigError(
+            f"cannot resume from {path}: it was written with other search "
+            "options (use a new output directory)"
+        )
+    _restore(run, state, arch_optimizer=True)
+
+
+def warm_start(run: SearchRun, path: Path) -> None:
+    """Continue from a shared warm-up (:func:`nas.width_search.warm_up`) of a search whose
+    options differ from this one's in :data:`WARMUP_INDEPENDENT` options at most."""
+    state = read_checkpoint(path, SEARCH_FORMAT, "warm-up")
+    done = [r["phase"] for r in state["records"]]
+    if (
+        warmup_dict(state["config"]) != warmup_dict(config_dict(run.config))
+        or done != ["warmup"] * run.config.warmup_epochs
+    ):
+        raise ConfigError(
+            f"cannot start from the warm-up {path}: it was written with other options "
+            "or is unfinished"
+        )
+    _restore(run, state, arch_optimizer=False)  # Adam has not stepped; keep this arch_lr
+    run.records = [replace(r, tau=run.config.tau0) for r in run.records]
+
+
+def _restore(run: SearchRun, state: dict[str, Any], *, arch_optimizer: bool) -> None:
+    run.supernet.model.load_state_dict(state["supernet"])
+    run.strategy.load_state_dict(state["strategy"])
+    run.w_opt.load_state_dict(state["w_opt"])
+    run.w_sched.load_state_dict(state["w_sched"])
+    if arch_optimizer:
+        run.a_opt.load_state_dict(state["a_opt"])
+    run.records = [SearchRecord(**r) for r in state["records"]]
+    run.seconds = float(state["seconds"])
+    restore_rng(state["rng"], run.device)
+    restore_loader(run.train_loader, state["train_loader"])
+    restore_loader(run.val_loader, state["val_loader"])

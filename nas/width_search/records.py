@@ -1,0 +1,70 @@
+"""What a search records and returns: per-epoch records, ``summary.csv``, the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from torch import Tensor
+
+from nas.gates import GateStrategy
+from nas.io import atomic_write_text
+from nas.supernet import Supernet
+from search_spaces import WidthSpec
+
+__all__ = ["SEARCH_SUMMARY", "SearchOutcome", "SearchRecord", "write_search_summary"]
+
+SEARCH_SUMMARY = "summary.csv"
+
+
+@dataclass
+class SearchRecord:
+    """One row of the search summary (one epoch)."""
+
+    epoch: int
+    phase: str
+    tau: float
+    lr: float
+    train_loss: float
+    arch_loss: float | None
+    budget_loss: float | None
+    expected_macs: float
+    expected_macs_ratio: float
+    argmax_macs_ratio: float
+    val_acc: float
+    seconds: float
+
+
+@dataclass
+class SearchOutcome:
+    """What the search found, before fine-tuning."""
+
+    spec: WidthSpec
+    supernet: Supernet
+    strategy: GateStrategy
+    argmax_widths: dict[str, int]
+    relaxed_acc: float
+    discrete_acc: float
+    calibration: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    records: list[SearchRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def relaxation_gap(self) -> float:
+        """Validation accuracy of the relaxed network minus that of the discretised one."""
+        return self.relaxed_acc - self.discrete_acc
+
+
+def write_search_summary(path: Path, records: list[SearchRecord]) -> None:
+    """Per-epoch search summary as CSV (temperature, expected MACs, losses, accuracy)."""
+    names = [f.name for f in fields(SearchRecord)]
+    lines = [",".join(names)]
+    for r in records:
+        row = asdict(r)
+        lines.append(",".join("" if row[n] is None else _fmt(row[n]) for n in names))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
