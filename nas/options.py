@@ -32,7 +32,6 @@ import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, ClassVar, TypeVar
 
 from nas.errors import ConfigError
@@ -151,9 +150,14 @@ def flag_of(f: OptionField) -> str:
     return f"--{dashed}"
 
 
-@cache
+_FIELDS: dict[type, tuple[OptionField, ...]] = {}
+
+
 def option_fields(cls: type) -> tuple[OptionField, ...]:
     """The options of a config class, in field order (inherited fields first)."""
+    cached = _FIELDS.get(cls)
+    if cached is not None:
+        return cached
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
@@ -167,7 +171,8 @@ def option_fields(cls: type) -> tuple[OptionField, ...]:
         else:
             default = dataclasses.MISSING
         out.append(OptionField(f.name, hints[f.name], default, meta))
-    return tuple(out)
+    _FIELDS[cls] = tuple(out)
+    return _FIELDS[cls]
 
 
 T = TypeVar("T", bound="Options")
@@ -303,8 +308,20 @@ def _tuple_what(args: tuple[Any, ...]) -> str:
 
 
 def _range_text(o: Option) -> str | None:
-    low = (f"[{o.ge:g}", o.ge) if o.ge is not None else (f"({o.gt:g}", o.gt) if o.gt is not None else None
-    high = (f"{o.le:g}]", o.le) if o.le is not None else (f"{o.lt:g})", o.lt) if o.lt is not None else None
+    low = (
+        (f"[{o.ge:g}", o.ge)
+        if o.ge is not None
+        else (f"({o.gt:g}", o.gt)
+        if o.gt is not None
+        else None
+    )
+    high = (
+        (f"{o.le:g}]", o.le)
+        if o.le is not None
+        else (f"{o.lt:g})", o.lt)
+        if o.lt is not None
+        else None
+    )
     if low and high:
         return f"in {low[0]}, {high[0]}"
     if low:
@@ -358,7 +375,7 @@ def _resolve_choices(choices: Choices | None) -> list[str] | None:
 
 
 def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, str) else repr(value)
+    return repr(value)
 
 
 # -- files --------------------------------------------------------------------------------------

@@ -54,7 +54,9 @@ class Registry(Generic[T]):
         self._descriptions: dict[str, str] = {}
 
     @overload
-    def register(self, name: str, entry: None = None, *, description: str = "") -> Callable[[T], T]: ...
+    def register(
+        self, name: str, entry: None = None, *, description: str = ""
+    ) -> Callable[[T], T]: ...
 
     @overload
     def register(self, name: str, entry: T, *, description: str = "") -> T: ...

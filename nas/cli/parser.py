@@ -53,12 +53,17 @@ def command_parser(prog: str, command: Command) -> Parser:
         text = _help(f, default, required=f.name in command.required)
         if f.option.positional:
             group.add_argument(
-                f.name, nargs=f.option.nargs, default=argparse.SUPPRESS, help=text,
+                f.name,
+                nargs=f.option.nargs,
+                default=argparse.SUPPRESS,
+                help=text,
                 metavar=f.flag,
             )
         elif f.is_bool:
             action = "store_false" if default else "store_true"
-            group.add_argument(f.flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=text)
+            group.add_argument(
+                f.flag, dest=f.name, action=action, default=argparse.SUPPRESS, help=text
+            )
         else:
             group.add_argument(
                 f.flag,
@@ -83,9 +88,11 @@ def _help(f: OptionField, default: Any, *, required: bool) -> str:
         return text
     if f.is_bool or default is None or default == "" or default == ():
         return text
-    shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) if isinstance(
-        default, tuple
-    ) else (f"{default:g}" if isinstance(default, float) else str(default))
+    shown = (
+        ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+        if isinstance(default, tuple)
+        else (f"{default:g}" if isinstance(default, float) else str(default))
+    )
     return f"{text} (default: {shown})"
 
 
@@ -125,7 +132,5 @@ def _read_config(
     foreign: set[str] = set(command.exclude)
     if isinstance(writer, str) and writer != name and writer in commands:
         foreign |= {f.name for f in command_fields(load_command(commands[writer]))}
-    values = from_mapping(
-        command.options, data, f"--config {path}", foreign=frozenset(foreign)
-    )
+    values = from_mapping(command.options, data, f"--config {path}", foreign=frozenset(foreign))
     return {k: v for k, v in values.items() if k not in command.exclude}

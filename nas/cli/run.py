@@ -6,8 +6,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from nas.cli.commands import COMMANDS
 from nas.cli.base import Parser, argv_command
+from nas.cli.commands import COMMANDS
 from nas.cli.parser import command_parser, load_command, parse_configs
 from nas.errors import NasError
 

@@ -28,4 +28,3 @@ def budget_loss(
 def smallest_macs(space: SearchSpace, choices: Mapping[str, Sequence[int]]) -> int:
     """MACs of the smallest network the width choices allow."""
     return space.macs({u: min(c) for u, c in choices.items()})
-

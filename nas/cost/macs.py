@@ -67,4 +67,3 @@ def measure_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 def count_model_params(model: nn.Module) -> int:
     """Number of trainable parameters of a built model."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

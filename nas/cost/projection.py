@@ -28,8 +28,8 @@ def project_to_budget(
     next larger choice costs the least log-probability per MAC added without overshooting.
     If the choices are too coarse to land in the band, one unit is set to the integer width
     that does (MACs are affine in each single unit's width), or, where no single unit can, two
-    units together (bilinear in two units' widths). :data:`nas.width_search.config.MIN_TOLERANCE` is the
-    narrowest band a search accepts.
+    units together (bilinear in two units' widths).
+    :data:`nas.width_search.config.MIN_TOLERANCE` is the narrowest band a search accepts.
     """
     w = dict(widths)
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
@@ -140,4 +140,3 @@ def _pair_adjust(
             if (best is None or float(change[k]) < best[0]) and lo <= space.macs(trial) <= hi:
                 best = (float(change[k]), trial)
     return None if best is None else best[1]
-

@@ -33,4 +33,3 @@ def parse_target_macs(text: str | float, full_macs: int) -> float:
     if not 0 < macs <= full_macs:
         raise ConfigError(f"--target-macs {s} is not in (0, {full_macs:,}] (the full network)")
     return macs
-

@@ -1,14 +1,14 @@
 """The training engine: one train loop (:func:`train_model`) and what it is made of.
 
 Modules: ``config`` (:class:`TrainConfig`, :class:`Distillation`), ``losses`` (cross-entropy,
-distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluate``, ``state`` (seeds,
+distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``, ``state`` (seeds,
 RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``) and ``loop``.
 """
 
 from nas.engine.config import Distillation, TrainConfig
-from nas.engine.evaluate import EvalResult, evaluate
-from nas.engine.losses import classification_loss, kd_loss
+from nas.engine.evaluation import EvalResult, evaluate
 from nas.engine.loop import CHECKPOINT_NAME, train_model
+from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
 from nas.engine.state import (
     loader_state,
@@ -20,7 +20,13 @@ from nas.engine.state import (
     rng_state,
     seed_everything,
 )
-from nas.engine.summary import SUMMARY_COLUMNS, SUMMARY_NAME, EpochRecord, read_summary, write_summary_csv
+from nas.engine.summary import (
+    SUMMARY_COLUMNS,
+    SUMMARY_NAME,
+    EpochRecord,
+    read_summary,
+    write_summary_csv,
+)
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -47,7 +47,9 @@ class Distillation(Options):
 
     group: ClassVar[str] = "distillation"
 
-    kd_alpha: float = option(0.9, "weight of distillation from the full network (0 = none)", ge=0, le=1)
+    kd_alpha: float = option(
+        0.9, "weight of distillation from the full network (0 = none)", ge=0, le=1
+    )
     kd_temperature: float = option(4.0, "distillation temperature", gt=0)
 
 

@@ -30,7 +30,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from nas.engine.config import Distillation, TrainConfig
-from nas.engine.evaluate import evaluate
+from nas.engine.evaluation import evaluate
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
 from nas.engine.state import (
@@ -312,4 +312,3 @@ def _check_same_config(path: Path, stored: dict[str, Any], config: dict[str, Any
                 f"cannot resume from {path}: it was written with {name}={stored.get(name)!r}, "
                 f"not {value!r} (use a new output directory)"
             )
-

@@ -36,4 +36,3 @@ def kd_loss(
         log_target=True,
     )
     return (1.0 - alpha) * hard + alpha * t * t * soft
-

@@ -67,4 +67,3 @@ def make_scheduler(
         raise ConfigError(f"steps_per_epoch must be >= 1 (got {steps_per_epoch})")
     factor = _WarmupCosine(config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch)
     return LambdaLR(optimizer, factor)
-

@@ -110,4 +110,3 @@ def restore_rng(rng: dict[str, Any], device: torch.device) -> None:
     cuda = rng["cuda"]
     if cuda is not None and device.type == "cuda" and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
-

@@ -43,8 +43,8 @@ def write_summary_csv(path: str | Path, records: Iterable[EpochRecord]) -> None:
         writer.writerow(["" if row[c] is None else row[c] for c in SUMMARY_COLUMNS])
     atomic_write_text(path, buf.getvalue())
 
+
 def read_summary(out: Path) -> list[dict[str, Any]]:
     """The rows of ``out/summary.csv`` (numbers as floats, empty cells as None)."""
     rows = read_csv(out / "summary.csv")
     return [{k: (float(v) if v else None) for k, v in row.items()} for row in rows]
-

@@ -71,4 +71,3 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Mo
     model = spec.get_space().build(spec.widths)
     model.load_state_dict(state)
     return model.to(device).eval()
-

@@ -144,4 +144,3 @@ def sliced_layer(
             t = t.index_select(1, in_idx)
         sliced[key] = t.clone()
     return sliced
-

@@ -1,7 +1,7 @@
 """Gate strategies: architecture parameters and the channel masks they induce.
 
 Modules: ``base`` (the :class:`GateStrategy` interface and the :data:`STRATEGIES` registry),
-``temperature`` (annealing schedules, :data:`SCHEDULES`) and one module per strategy
+``schedules`` (temperature annealing, :data:`SCHEDULES`) and one module per strategy
 (``width_gumbel``). A new strategy is a module here with a class registered by
 ``@register_strategy("name")``; it runs through the unchanged search loop, budget and extraction.
 """
@@ -15,7 +15,7 @@ from nas.gates.base import (
     list_strategies,
     register_strategy,
 )
-from nas.gates.temperature import SCHEDULES, temperature
+from nas.gates.schedules import SCHEDULES, temperature
 from nas.gates.width_gumbel import WidthGumbel
 
 __all__ = [

@@ -105,7 +105,6 @@ class GateStrategy(nn.Module, abc.ABC):
         return p.device if p is not None else torch.device("cpu")
 
 
-
 STRATEGIES: Registry[Callable[..., GateStrategy]] = Registry("gate strategy")
 S = TypeVar("S", bound=Callable[..., GateStrategy])
 

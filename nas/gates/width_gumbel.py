@@ -75,4 +75,3 @@ class WidthGumbel(GateStrategy):
             u: F.log_softmax(lg.detach(), dim=-1)
             for u, lg in zip(self.units, self.logits, strict=True)
         }
-

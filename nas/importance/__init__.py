@@ -8,6 +8,12 @@ the criteria issue: a new criterion is a function registered with
 """
 
 import nas.importance.magnitude  # noqa: F401  (registers l1, bn, first)
-from nas.importance.base import CRITERIA, Criterion, channel_order, channel_scores, register_criterion
+from nas.importance.base import (
+    CRITERIA,
+    Criterion,
+    channel_order,
+    channel_scores,
+    register_criterion,
+)
 
 __all__ = ["CRITERIA", "Criterion", "channel_order", "channel_scores", "register_criterion"]

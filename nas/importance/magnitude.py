@@ -20,7 +20,9 @@ __all__: list[str] = []
 
 
 @register_criterion("l1", description="L1 norm of each filter (Li et al. 2017)")
-def l1(model: nn.Module, space: SearchSpace, data: Iterable[Any] | None = None) -> dict[str, Tensor]:
+def l1(
+    model: nn.Module, space: SearchSpace, data: Iterable[Any] | None = None
+) -> dict[str, Tensor]:
     def filter_l1(conv: nn.Module) -> Tensor:
         assert isinstance(conv, nn.Conv2d)
         return conv.weight.abs().flatten(1).sum(1)
@@ -29,7 +31,9 @@ def l1(model: nn.Module, space: SearchSpace, data: Iterable[Any] | None = None) 
 
 
 @register_criterion("bn", description="|gamma| of the BN after the conv (network slimming)")
-def bn(model: nn.Module, space: SearchSpace, data: Iterable[Any] | None = None) -> dict[str, Tensor]:
+def bn(
+    model: nn.Module, space: SearchSpace, data: Iterable[Any] | None = None
+) -> dict[str, Tensor]:
     def scale(norm: nn.Module) -> Tensor:
         assert isinstance(norm, nn.BatchNorm2d)
         return norm.weight.abs()

@@ -75,9 +75,7 @@ class RunOptions(DataOptions):
     baseline_epochs: int = option(30, "training epochs of the baseline", ge=1)
     baseline_lr: float = option(0.1, "learning rate of the baseline", gt=0)
     resume: bool = option(False, "continue an interrupted run in --out")
-    overwrite: bool = option(
-        False, "replace an earlier nas run in a non-empty --out directory"
-    )
+    overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
     progress: bool = option(True, "no progress bars", flag="--quiet")
 
 
@@ -228,4 +226,3 @@ def load_supernet(
     strategy.load_state_dict(state["strategy"])
     strategy.attach(supernet)
     return supernet.to(config.device), strategy.to(config.device)
-

@@ -102,7 +102,6 @@ def _save_extracted(
     return report
 
 
-
 def _cli(options: ExtractOptions) -> int:
     report = extract_to_dir(
         options.weights,

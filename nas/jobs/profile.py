@@ -49,9 +49,7 @@ class ProfileOptions(Options):
         what="CxHxW, HxW or S (positive integers)",
     )
     num_classes: int | None = option(None, "classes of the head; default: the space's", ge=1)
-    json: bool = option(
-        False, 'print {"space", "macs", "params", "units": [...]} as JSON'
-    )
+    json: bool = option(False, 'print {"space", "macs", "params", "units": [...]} as JSON')
 
 
 # -- nas profile -----------------------------------------------------------------------------------
@@ -61,12 +59,15 @@ def cmd_profile(options: ProfileOptions) -> int:
     if options.arch is not None:
         spec = WidthSpec.load(options.arch)
         if options.space is not None and options.space != spec.space:
-            raise ConfigError(f"{options.arch} is a spec for space {spec.space}, not {options.space}")
+            raise ConfigError(
+                f"{options.arch} is a spec for space {spec.space}, not {options.space}"
+            )
         if options.input_size is not None or options.num_classes is not None:
             raise ConfigError("--input-size/--num-classes come from the spec when --arch is given")
         space = spec.get_space()
         widths = dict(spec.widths)
     else:
+        assert options.space is not None
         entry = search_spaces.get_entry(options.space)
         channels, h, w = options.input_size or (3, *entry.default_input_size)
         space = search_spaces.create(
@@ -110,7 +111,6 @@ def _print_profile(r: dict[str, Any], *, show_widths: bool) -> None:
     for u in units:
         width = f"{u['width']:>5} / " if show_widths else ""
         print(f"  {u['name']:<{name_w}}  {u['kind']:<5}  {width}{u['max_width']:>5}")
-
 
 
 COMMAND = Command(

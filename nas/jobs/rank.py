@@ -165,7 +165,6 @@ def run_rank(
         return metrics
 
 
-
 def _cli(options: RankOptions, config: RankConfig) -> int:
     m = run_rank(
         options.run,

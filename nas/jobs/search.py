@@ -35,7 +35,6 @@ from nas.jobs.common import (
 from nas.jobs.format import human
 from nas.plots import plot_search_curves, plot_widths
 from nas.selection import SELECTIONS, Selection, SelectionRequest, check_pool_band
-from nas.supernet import take_batches
 from nas.width_search import (
     SearchConfig,
     SearchOutcome,
@@ -93,7 +92,6 @@ def search(
     return SearchResult(outcome.spec, small, metrics, outcome.records)
 
 
-
 def select_network(
     outcome: SearchOutcome,
     teacher: nn.Module,
@@ -129,7 +127,6 @@ def select_network(
 def _batch_size_hw(loader: Iterable[Any]) -> tuple[int, int]:
     x, _ = next(iter(loader))
     return int(x.shape[-2]), int(x.shape[-1])
-
 
 
 def run_search(
@@ -221,7 +218,6 @@ def _search_to_dir(
     plot_widths(outcome.spec, out / "widths.png")
     plot_search_curves(outcome.records, metrics["target_macs_ratio"], out / "search_curves.png")
     return metrics
-
 
 
 def _cli(options: RunOptions, config: SearchConfig) -> int:

@@ -106,7 +106,6 @@ def _train_to_dir(
     return metrics
 
 
-
 def _cli(options: TrainOptions, config: TrainConfig) -> int:
     m = train_baseline(
         out_dir=options.out_dir,

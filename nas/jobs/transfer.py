@@ -113,7 +113,6 @@ def run_transfer(
     return metrics
 
 
-
 def _cli(options: TransferOptions, config: TrainConfig) -> int:
     m = run_transfer(
         options.arch,

@@ -58,9 +58,7 @@ class RankConfig(Options):
     predictor_layers: int = option(PredictorConfig.layers, "GCN layers", ge=2, le=4)
     predictor_dropout: float = option(PredictorConfig.dropout, "GCN dropout", ge=0, lt=1)
     predictor_lr: float = option(PredictorConfig.lr, "GCN Adam learning rate", gt=0)
-    predictor_weight_decay: float = option(
-        PredictorConfig.weight_decay, "GCN weight decay", ge=0
-    )
+    predictor_weight_decay: float = option(PredictorConfig.weight_decay, "GCN weight decay", ge=0)
     predictor_batch_size: int = option(PredictorConfig.batch_size, "GCN batch size", ge=2)
     seed: int = option(0, "seed of sampling and of the predictor")
 

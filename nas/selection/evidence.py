@@ -108,4 +108,3 @@ def undefined_note(table: Mapping[str, Mapping[str, float]]) -> str | None:
         f"null: rank correlation undefined for {', '.join(undefined)} (the held-out stand-alone "
         "accuracies or that method's scores are all equal)"
     )
-

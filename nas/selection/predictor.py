@@ -162,4 +162,3 @@ def _loader_snapshot(loader: Any) -> Any:
 def _loader_restore(loader: Any, state: Any) -> None:
     if state is not None:
         loader.load_state_dict(state)
-

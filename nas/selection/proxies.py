@@ -25,4 +25,3 @@ def synflow(space: SearchSpace, widths: dict[str, int], seed: int = 0) -> float:
     net(x).sum().backward()
     with torch.no_grad():
         return float(sum((p * p.grad).abs().sum() for p in net.parameters() if p.grad is not None))
-

@@ -209,7 +209,6 @@ def sample_pool(
     return pool
 
 
-
 def check_pool_band(
     space: SearchSpace,
     choices: Mapping[str, Sequence[int]],
@@ -224,4 +223,3 @@ def check_pool_band(
 
 def as_dict(encoder: GraphEncoder, row: Tensor) -> dict[str, int]:
     return {u.name: int(w) for u, w in zip(encoder.space.units, row, strict=True)}
-

@@ -73,4 +73,3 @@ def fit_on_supernet(
     with _one_thread():
         predictor = fit_predictor(encoder, widths, scores, config.predictor())
     return predictor, widths, scores
-

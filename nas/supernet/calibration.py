@@ -49,7 +49,6 @@ def recalibrate_bn(
             module.training = was_training
 
 
-
 def take_batches(loader: Iterable[Any], n: int) -> list[tuple[Tensor, Tensor]]:
     """The first ``n`` batches of one pass (fixed BN-calibration data for the whole search)."""
     batches = []
@@ -75,4 +74,3 @@ def extract_at(
         recalibrate_bn(supernet, calibration, device)
         supernet.set_masks(None)
     return extract(supernet.model.state_dict(), spec)
-

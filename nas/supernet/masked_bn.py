@@ -52,4 +52,3 @@ class MaskedBatchNorm2d(nn.BatchNorm2d):
             factor,
             self.eps,
         )
-

@@ -1,10 +1,10 @@
 """The supernet: a full network whose units are switched by channel masks.
 
-Every BN layer that writes a unit is replaced by a :class:`~nas.supernet.masked_bn.MaskedBatchNorm2d`
-(same parameters, buffers and key names) that scales its output channels by the unit's current
-mask. A mask of shape ``(C,)`` is folded into the BN's affine parameters, so masking costs no
-extra activation memory; a per-sample mask ``(N, C)`` (input-conditional gates) multiplies the
-output.
+Every BN layer that writes a unit is replaced by a
+:class:`~nas.supernet.masked_bn.MaskedBatchNorm2d` (same parameters, buffers and key names) that
+scales its output channels by the unit's current mask. A mask of shape ``(C,)`` is folded into
+the BN's affine parameters, so masking costs no extra activation memory; a per-sample mask
+``(N, C)`` (input-conditional gates) multiplies the output.
 
 Masks are set by a gate strategy (:mod:`nas.gates`) before each forward pass. With 0/1 masks that
 keep the first ``w`` channels of every unit the supernet computes exactly what the extracted
@@ -100,4 +100,3 @@ class Supernet(nn.Module):
                 for u, w in widths.items()
             }
         )
-

@@ -18,10 +18,10 @@ named in ``tune`` (budget-loss weight, initial temperature, architecture learnin
 accuracy (maximised) and MACs (minimised).
 
 **Sampling.** The sampler is passed explicitly (NSGA-II by default, TPE with ``sampler="tpe"``).
-Each trial is drawn, under the sweep lock, by a sampler seeded with (the search's ``seed``, the number of
-trials drawn before it): processes working on one study never draw the same knobs from the same
-random state, and a sweep run by one process is reproducible from its seed. NSGA-II and TPE
-keep nothing between trials but their random state (in Optuna 5.0 their populations,
+Each trial is drawn, under the sweep lock, by a sampler seeded with (the search's ``seed``, the
+number of trials drawn before it): processes working on one study never draw the same knobs from
+the same random state, and a sweep run by one process is reproducible from its seed. NSGA-II and
+TPE keep nothing between trials but their random state (in Optuna 5.0 their populations,
 generations and observations are read back from the storage), so a fresh sampler per trial
 changes nothing else.
 

@@ -74,4 +74,3 @@ def check_sqlite_alone(study: optuna.Study, config: SweepConfig) -> None:
                 f"process {t_pid} on {t_host}; SQLite serves one process at a time (wait for it, "
                 "or use the default journal file or PostgreSQL/MySQL for several processes)"
             )
-

@@ -65,4 +65,3 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     for r in rows:
         writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
     atomic_write_text(path, buf.getvalue())
-

@@ -86,9 +86,7 @@ def run_sweep(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> 
     for budget in sweep.budgets or sweep.macs_range or ():
         replace(search, target_macs=str(budget)).target_for(space)
     initial = initial_weights(options.weights, space)
-    sweep_record = record(sweep) | {
-        "storage": storage_label(out, sweep) if sweep.storage else None
-    }
+    sweep_record = record(sweep) | {"storage": storage_label(out, sweep) if sweep.storage else None}
     resolved = resolved_args(options, search, data.describe()) | {"command": "sweep"} | sweep_record
     fingerprint = sweep_options(options, search, sweep, data.describe())
     with sweep_lock(out):
@@ -238,7 +236,6 @@ def _sweep_outputs(
         write_json(out / "metrics.json", metrics)
         plot_pareto([(out.name, out)], out / "pareto.png")
     return metrics
-
 
 
 def _cli(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> int:

@@ -282,4 +282,3 @@ def finished_twin(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial | Non
         ):
             return t
     return None
-

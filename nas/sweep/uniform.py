@@ -87,4 +87,3 @@ def uniform_point(
     save_model(small, spec, d, torchscript=False)
     write_json(d / "metrics.json", point)
     return point
-

@@ -26,7 +26,14 @@ from nas.jobs.common import RunOptions
 from nas.jobs.search import run_search
 from nas.sweep.config import SweepConfig
 from nas.sweep.pareto import TRIAL_METRICS
-from nas.sweep.study import counted, finished_twin, load_sweep_study, next_trial, open_storage, options_key
+from nas.sweep.study import (
+    counted,
+    finished_twin,
+    load_sweep_study,
+    next_trial,
+    open_storage,
+    options_key,
+)
 from nas.width_search import SearchConfig
 
 if TYPE_CHECKING:
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["SWEEP_WARMUP", "run_workers", "sweep_worker"]
 
 SWEEP_WARMUP = "warmup.pt"  # in the sweep directory: the warm-up every trial starts from
+
 
 def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     start = time.perf_counter()
@@ -183,4 +191,3 @@ def _run_trial(
         "seconds": round(seconds, 2),
         "run_dir": str(run_dir.relative_to(out)),
     }
-

@@ -172,4 +172,3 @@ def _train_from_scratch(
         "macs_ratio": spec.macs_ratio(),
         "params": spec.params(),
     }
-

@@ -52,9 +52,7 @@ class SearchConfig(Distillation):
         parse=parse_target,
         what="a ratio like 0.5 or MACs like 60M",
     )
-    strategy: str = option(
-        "width-gumbel", "gate strategy", choices="nas.gates:STRATEGIES"
-    )
+    strategy: str = option("width-gumbel", "gate strategy", choices="nas.gates:STRATEGIES")
     width_ratios: tuple[float, ...] = option(
         DEFAULT_WIDTH_RATIOS,
         "width choices per unit as ratios of its maximum",
@@ -69,9 +67,7 @@ class SearchConfig(Distillation):
     )
     tau0: float = option(5.0, "initial Gumbel-softmax temperature", gt=0)
     tau_min: float = option(0.1, "final temperature", gt=0)
-    schedule: str = option(
-        "exponential", "temperature schedule", choices="nas.gates:SCHEDULES"
-    )
+    schedule: str = option("exponential", "temperature schedule", choices="nas.gates:SCHEDULES")
     hard: bool = option(False, "straight-through hard Gumbel samples in the search epochs")
     warmup_epochs: int = option(10, "epochs training the weights alone at random widths", ge=0)
     search_epochs: int = option(20, "epochs alternating weight and architecture steps", ge=1)
@@ -110,9 +106,7 @@ class SearchConfig(Distillation):
         200, "--select predictor: sub-networks scored to fit the GCN", ge=MIN_SAMPLES
     )
     rank_pool: int = option(10_000, "--select predictor: candidates ranked by the GCN", ge=1)
-    rank_top_k: int = option(
-        5, "--select predictor: best candidates fine-tuned briefly", ge=1
-    )
+    rank_top_k: int = option(5, "--select predictor: best candidates fine-tuned briefly", ge=1)
     seed: int = option(0, "seed for everything")
     device: str = option("cpu", "cpu, cuda, cuda:1, mps...")
 

@@ -87,4 +87,3 @@ def summarize(
         "strategy": config.strategy,
         "from_scratch": config.from_scratch,
     }
-

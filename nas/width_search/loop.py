@@ -173,7 +173,6 @@ def build_supernet(
     return supernet, strategy
 
 
-
 class SearchRun:
     """State of one search: optimisers, schedules, records; one method per epoch."""
 
@@ -336,4 +335,3 @@ def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
             yield batch
         if empty:
             raise ConfigError("the validation loader is empty: a search needs a validation split")
-

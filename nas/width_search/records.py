@@ -67,4 +67,3 @@ def write_search_summary(path: Path, records: list[SearchRecord]) -> None:
 
 def _fmt(value: object) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
-
