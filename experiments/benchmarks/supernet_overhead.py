@@ -6,10 +6,10 @@ stage are coupled units too), input 3x32x32, batch 64, 10 classes, random data, 
 
 * plain step: forward + cross-entropy + backward + SGD step (+ LR scheduler step) of
   ``space.build()``, with the optimizer and schedule the search uses for its weights;
-* supernet step: the search's weight step (``_SearchRun._weight_step``: Gumbel-softmax masks
+* supernet step: the search's weight step (``SearchRun.weight_step``: Gumbel-softmax masks
   drawn under ``no_grad``, then forward/backward/SGD on the supernet weights) on the supernet
-  built exactly as the search builds it (``nas.search._build_supernet``);
-* architecture step (``_SearchRun._arch_step``) and the full search step (weight + arch step),
+  built exactly as the search builds it (``nas.width_search.build_supernet``);
+* architecture step (``SearchRun.arch_step``) and the full search step (weight + arch step),
   for information.
 
 Time: warm-up, then interleaved rounds (every step runs once per round, in rotating order, so all
@@ -62,9 +62,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import search_spaces
 from nas.engine import make_optimizer, make_scheduler
-from nas.width_search import SearchConfig
-from nas.width_search import SearchRun as _SearchRun
-from nas.width_search import build_supernet as _build_supernet
+from nas.width_search import SearchConfig, SearchRun, build_supernet
 from search_spaces import SearchSpace
 
 SPACES = ("resnet20", "resnet56", "resnet56_b")
@@ -94,12 +92,12 @@ def make_steps(space: SearchSpace, batch: int) -> Steps:
     config = SearchConfig()
     full = space.build()
     device = torch.device("cpu")
-    supernet, strategy = _build_supernet(full, space, config, config.choices(space), device)
+    supernet, strategy = build_supernet(full, space, config, config.choices(space), device)
     x = torch.randn(batch, 3, *INPUT_SIZE)
     y = torch.randint(0, NUM_CLASSES, (batch,))
     xv = torch.randn(batch, 3, *INPUT_SIZE)
     yv = torch.randint(0, NUM_CLASSES, (batch,))
-    run = _SearchRun(
+    run = SearchRun(
         supernet, strategy, config, config.target_for(space), [(x, y)], [(xv, yv)], device
     )
     tau = config.tau0
@@ -118,10 +116,10 @@ def make_steps(space: SearchSpace, batch: int) -> Steps:
         return float(loss.detach())
 
     def weight_step() -> float:
-        return run._weight_step(x, y, run._mode(), tau)
+        return run.weight_step(x, y, run.weight_mode(), tau)
 
     def arch_step() -> tuple[float, float]:
-        return run._arch_step(xv, yv, tau)
+        return run.arch_step(xv, yv, tau)
 
     return Steps(
         plain_step,

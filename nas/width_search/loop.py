@@ -223,20 +223,21 @@ class SearchRun:
         tau = self.config.tau0
         for step, (x, y) in enumerate(self.train_loader):
             tau = self.tau(epoch, step)
-            sums["train"] += self._weight_step(x, y, "hard" if warm else self._mode(), tau)
+            sums["train"] += self.weight_step(x, y, "hard" if warm else self.weight_mode(), tau)
             if not warm:
                 xv, yv = next(val_batches)
-                arch, budget = self._arch_step(xv, yv, tau)
+                arch, budget = self.arch_step(xv, yv, tau)
                 sums["arch"] += arch
                 sums["budget"] += budget
         record = self._record(epoch, warm, tau, lr, sums, time.perf_counter() - start)
         self.records.append(record)
         return record
 
-    def _mode(self) -> str:
+    def weight_mode(self) -> str:
+        """The mask mode of the weight and architecture steps of the search epochs."""
         return "hard" if self.config.hard else "sample"
 
-    def _weight_step(self, x: Tensor, y: Tensor, mode: str, tau: float) -> float:
+    def weight_step(self, x: Tensor, y: Tensor, mode: str, tau: float) -> float:
         self.supernet.train()
         x, y = x.to(self.device), y.to(self.device)
         with torch.no_grad():
@@ -248,9 +249,9 @@ class SearchRun:
         self.w_sched.step()
         return float(loss.detach())
 
-    def _arch_step(self, x: Tensor, y: Tensor, tau: float) -> tuple[float, float]:
+    def arch_step(self, x: Tensor, y: Tensor, tau: float) -> tuple[float, float]:
         x, y = x.to(self.device), y.to(self.device)
-        self.strategy.gate(self._mode(), tau)
+        self.strategy.gate(self.weight_mode(), tau)
         self.a_opt.zero_grad(set_to_none=True)
         self.w_opt.zero_grad(set_to_none=True)
         ce = F.cross_entropy(self.supernet(x), y)

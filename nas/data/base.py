@@ -1,0 +1,190 @@
+"""What every dataset kind shares: the bundle of loaders, load options, the seeded validation
+split, the checks, and the registry of dataset kinds (:data:`DATASET_KINDS`).
+
+A dataset kind is registered with its loader (``DatasetKind.load(arg, options)``) and whether
+its name takes a path (``npz:PATH``, ``imagefolder:PATH``); :func:`nas.data.load_data` looks the
+kind up here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+import torch
+from torch import Tensor
+
+from nas.data.loaders import Loader, TensorLoader
+from nas.errors import DataError
+from nas.registry import Registry
+
+__all__ = [
+    "DATASET_KINDS",
+    "MAX_IMAGE_SIZE",
+    "Arrays",
+    "DataBundle",
+    "DatasetKind",
+    "LoadOptions",
+    "check_resized_memory",
+    "check_training_samples",
+    "drop_last",
+    "split_indices",
+]
+
+MAX_IMAGE_SIZE = 4096  # a side beyond this is a typo, not an image size
+
+
+@dataclass
+class DataBundle:
+    """Loaders and shape facts of one dataset, as returned by :func:`load_data`."""
+
+    name: str
+    train: Loader
+    val: Loader | None
+    test: Loader
+    num_classes: int
+    in_channels: int
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...] | None = None
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-able summary (sizes, shapes and normalisation)."""
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "input_size": list(self.input_size),
+            "n_train": _num_samples(self.train),
+            "n_val": 0 if self.val is None else _num_samples(self.val),
+            "n_test": _num_samples(self.test),
+            "mean": [round(m, 6) for m in self.mean],
+            "std": [round(s, 6) for s in self.std],
+        }
+
+
+def _num_samples(loader: Loader) -> int:
+    if isinstance(loader, TensorLoader):
+        return loader.dataset_size
+    return len(cast(Sized, loader.dataset))
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a dataset is read and served (the arguments of :func:`nas.data.load_data`)."""
+
+    val_fraction: float
+    batch_size: int
+    eval_batch_size: int
+    seed: int
+    augment: bool
+    image_size: int | None
+    num_workers: int
+    data_root: str | Path | None = None
+    download: bool = False
+
+    def check(self) -> None:
+        check_val_fraction(self.val_fraction)
+        if self.batch_size < 2:  # BatchNorm cannot train on a single sample
+            raise DataError(f"the training batch size must be at least 2, got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise DataError(
+                f"the evaluation batch size must be at least 1, got {self.eval_batch_size}"
+            )
+        if self.image_size is not None and not 1 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise DataError(f"image size must be in [1, {MAX_IMAGE_SIZE}], got {self.image_size}")
+        if self.num_workers < 0:
+            raise DataError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """A registered kind of dataset: ``load(arg, options)`` builds its bundle; ``arg`` is the
+    path after ``kind:`` for kinds that take one (else empty)."""
+
+    name: str
+    load: Callable[[str, str, LoadOptions], DataBundle]  # (name as given, arg, options)
+    takes_path: bool = False
+
+    @property
+    def usage(self) -> str:
+        return f"{self.name}:PATH" if self.takes_path else self.name
+
+
+DATASET_KINDS: Registry[DatasetKind] = Registry("dataset kind", error=DataError)
+
+
+def register_kind(
+    name: str, *, takes_path: bool = False, description: str = ""
+) -> Callable[
+    [Callable[[str, str, LoadOptions], DataBundle]], Callable[[str, str, LoadOptions], DataBundle]
+]:
+    """Register a dataset loader ``load(name, arg, options) -> DataBundle`` under ``name``."""
+
+    def add(
+        load: Callable[[str, str, LoadOptions], DataBundle],
+    ) -> Callable[[str, str, LoadOptions], DataBundle]:
+        DATASET_KINDS.register(name, DatasetKind(name, load, takes_path), description=description)
+        return load
+
+    return add
+
+
+@dataclass
+class Arrays:
+    """A tensor dataset before splitting: images (N, C, H, W) float32 in [0, 1], labels int64."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    num_classes: int
+    classes: tuple[str, ...] | None = None
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Seeded random split of ``range(n)`` into sorted (train, val) index tensors.
+
+    The validation part has ``round(n * val_fraction)`` samples (at least 1 when
+    ``val_fraction > 0``); ``val_fraction`` must be in ``[0, 1)``.
+    """
+    check_val_fraction(val_fraction)
+    n_val = round(n * val_fraction)
+    if val_fraction > 0:
+        n_val = max(1, n_val)
+    if n - n_val < 1:
+        raise DataError(f"too few training samples ({n}) to hold out val_fraction={val_fraction}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+
+
+def check_resized_memory(name: str, n: int, channels: int, size: int) -> None:
+    """In-memory datasets are resized once, up front: refuse sizes that cannot fit in RAM."""
+    needed = n * channels * size * size * 4
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available // 2:
+        raise DataError(
+            f"resizing the {n} images of {name} to {size}x{size} needs {needed / 2**30:.1f} GiB "
+            f"of memory ({available / 2**30:.0f} GiB on this machine); use a smaller --image-size"
+        )
+
+
+def check_training_samples(name: str, n: int) -> None:
+    if n < 2:
+        raise DataError(
+            f"{name} leaves {n} training image(s) after the validation split; need at least 2"
+        )
+
+
+def drop_last(n: int, batch_size: int) -> bool:
+    """Drop a final training batch of a single sample only (BatchNorm cannot train on one)."""
+    return n > 1 and n % batch_size == 1

@@ -1,0 +1,9 @@
+"""Pruning by channel-importance criteria under a budget (the home of ``nas prune``).
+
+The criteria themselves (L1, FPGM, BN scale, CHIP, HRel, random, uniform) live in
+:mod:`nas.importance`; this package turns their scores into widths under a MAC budget (uniform,
+global and greedy allocation, or the widths of a given spec), extracts the network with the
+channels the criterion keeps and fine-tunes it with the search's fine-tuning and distillation
+options. It sits beside :mod:`nas.width_search` in the layer order (it may use the importance
+criteria, extraction, the supernet and the cost models; the jobs above use it).
+"""

@@ -1,0 +1,159 @@
+"""Helpers and fixtures shared by the test folders under tests/nas (several packages need them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nas
+import search_spaces
+from nas.cli import main
+from nas.data import DataBundle, TensorLoader, load_data
+from nas.engine import TrainConfig, train_model
+from nas.gates import WidthGumbel
+from nas.supernet import Supernet, width_choices
+from nas.width_search import DEFAULT_WIDTH_RATIOS
+from search_spaces import SearchSpace, WidthSpec
+from tests.conftest import randomize_bn, small_space
+
+
+def choices_of(space: SearchSpace) -> dict[str, list[int]]:
+    return {u.name: width_choices(u.max_width, DEFAULT_WIDTH_RATIOS) for u in space.units}
+
+
+def attached(name: str = "resnet20_b", seed: int = 0) -> tuple[Supernet, WidthGumbel]:
+    space = small_space(name, num_classes=4)
+    torch.manual_seed(seed)
+    model = space.build()
+    randomize_bn(model, seed, (space.in_channels, *space.input_size))
+    supernet = Supernet(model, space)
+    strategy = WidthGumbel(space, choices_of(space))
+    strategy.attach(supernet)
+    return supernet, strategy
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def in_shape(space: SearchSpace) -> tuple[int, int, int]:
+    return (space.in_channels, *space.input_size)
+
+
+def prepared(space: SearchSpace, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = space.build()
+    randomize_bn(model, seed, in_shape(space))
+    return model
+
+
+def tiny_resnet50() -> SearchSpace:
+    return search_spaces.create("resnet50", num_classes=5, in_channels=3, input_size=(12, 12))
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataBundle:
+    return load_data("digits", seed=0)
+
+
+@pytest.fixture(scope="module")
+def val(digits: DataBundle) -> TensorLoader:
+    assert isinstance(digits.val, TensorLoader)
+    return digits.val
+
+
+@pytest.fixture(scope="module")
+def trained(digits: DataBundle) -> tuple[SearchSpace, nn.Module]:
+    """ResNet-20 for digits after one epoch of training."""
+    space = search_spaces.create(
+        "resnet20",
+        num_classes=digits.num_classes,
+        in_channels=digits.in_channels,
+        input_size=digits.input_size,
+    )
+    torch.manual_seed(0)
+    model = space.build()
+    train_model(model, digits.train, config=TrainConfig(epochs=1), progress=False)
+    return space, model.eval()
+
+
+def interrupt_on_call(n: int, method: Callable[..., Any]) -> Callable[..., Any]:
+    calls = {"n": 0}
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return method(*args, **kwargs)
+
+    return wrapper
+
+
+HEAD = {"conv1.weight", "fc.weight", "fc.bias"}  # rebuilt for 3 channels and 4 classes
+
+
+DIGITS = {"num_classes": 10, "in_channels": 1, "input_size": (8, 8)}
+
+
+def _quadrant_images(n: int, rng: np.random.Generator, size: int = 12) -> tuple[Any, Any]:
+    """RGB images whose class (0-3) is the bright quadrant, plus noise: easy to learn."""
+    y = np.arange(n) % 4
+    x = rng.integers(0, 60, size=(n, size, size, 3))
+    half = size // 2
+    for i, label in enumerate(y):
+        r, c = divmod(int(label), 2)
+        x[i, r * half : (r + 1) * half, c * half : (c + 1) * half, :] += 150
+    return x.astype(np.uint8), y.astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def npz_task(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 4-class task of 3-channel 12x12 images (NHWC uint8): 200 train, 60 test."""
+    rng = np.random.default_rng(0)
+    x_train, y_train = _quadrant_images(200, rng)
+    x_test, y_test = _quadrant_images(60, rng)
+    path = tmp_path_factory.mktemp("npz") / "quadrants.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return f"npz:{path}"
+
+
+def randomized_state(model: nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """The model's state_dict with every float tensor moved off its initial value (so inherited
+    and freshly initialised tensors can be told apart)."""
+    g = torch.Generator().manual_seed(seed)
+    state = model.state_dict()
+    for k, v in state.items():
+        if v.is_floating_point():
+            v.add_(torch.randn(v.shape, generator=g) * 0.1 + 0.05)
+            if k.endswith("running_var"):
+                v.abs_()
+        else:
+            v.fill_(7)
+    return state
+
+
+def found_network(
+    root: Path, space_name: str, widths: Callable[[search_spaces.SearchSpace], dict[str, int]]
+) -> tuple[WidthSpec, Path]:
+    """A "found" network of ``space_name`` for digits: ``root/arch.json`` + ``root/model.pt``."""
+    space = search_spaces.create(space_name, **DIGITS)  # type: ignore[arg-type]
+    spec = space.spec(widths(space))
+    model = space.build(spec.widths)
+    model.load_state_dict(randomized_state(model, 0))
+    nas.save_model(model, spec, root, torchscript=False)
+    return spec, root
+
+
+@pytest.fixture(scope="module")
+def resnet20_found(tmp_path_factory: pytest.TempPathFactory) -> tuple[WidthSpec, Path]:
+    return found_network(
+        tmp_path_factory.mktemp("r20"), "resnet20", lambda s: s.uniform_widths(0.5)
+    )

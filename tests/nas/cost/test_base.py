@@ -1,0 +1,28 @@
+"""nas.cost.base: every registered cost model prices widths three ways, consistently."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nas.cost import COST_MODELS, create_cost_model
+from tests.conftest import random_widths, small_space
+
+
+@pytest.mark.parametrize("name", COST_MODELS.names())
+@pytest.mark.parametrize("space_name", ["resnet20", "resnet20_b", "resnet50"])
+def test_every_cost_model_is_consistent(name: str, space_name: str) -> None:
+    space = small_space(space_name)
+    cost = create_cost_model(name, space)
+    assert cost.full() == pytest.approx(cost.exact(space.full_widths()))
+    rows = [random_widths(space, seed) for seed in range(5)]
+    exact = [cost.exact(w) for w in rows]
+    assert all(0 < e <= cost.full() for e in exact)
+    table = torch.tensor([[w[u.name] for u in space.units] for w in rows])
+    assert cost.batched(table).tolist() == pytest.approx(exact)
+    # expected cost: exact at integer widths, differentiable, growing with every width
+    widths = {u: torch.tensor(float(v), requires_grad=True) for u, v in rows[0].items()}
+    expected = cost.expected(widths)
+    assert float(expected) == pytest.approx(exact[0])
+    expected.backward()
+    assert all(w.grad is not None and float(w.grad) > 0 for w in widths.values())

@@ -1,0 +1,418 @@
+"""nas.jobs.search: nas search and search() end to end, resume, bad options."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torchvision
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import nas.engine.loop
+import search_spaces
+from nas.cli import main
+from nas.cost import count_model_params, smallest_macs
+from nas.data import DataBundle, TensorLoader
+from nas.engine import CHECKPOINT_NAME
+from nas.errors import ConfigError
+from nas.extraction import load_model
+from nas.jobs.common import RunOptions
+from nas.jobs.search import run_search, search
+from nas.width_search import SEARCH_CHECKPOINT, SearchConfig, SearchRun
+from search_spaces import SearchSpace, WidthSpec
+from tests.nas.conftest import interrupt_on_call
+from tests.nas.jobs.conftest import _strict_json
+
+slow = pytest.mark.slow  # end-to-end runs (a few seconds each on a CPU)
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+METRIC_KEYS = {
+    "baseline_acc",
+    "searched_acc",
+    "macs",
+    "macs_ratio",
+    "params",
+    "relaxation_gap",
+    "search_seconds",
+}
+
+
+# -- resuming ------------------------------------------------------------------------------------
+RESUME_CONFIG: dict[str, Any] = {
+    "target_macs": "0.5",
+    "warmup_epochs": 1,
+    "search_epochs": 2,
+    "finetune_epochs": 2,
+}
+
+
+def run_options(out: Path, *, resume: bool = False) -> RunOptions:
+    return RunOptions(
+        out_dir=str(out), space="resnet20", baseline_epochs=1, resume=resume, progress=False
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("straight") / "run"
+    run_search(run_options(out), SearchConfig(**RESUME_CONFIG))
+    return out
+
+
+def same_state(a: Path, b: Path) -> None:
+    sa = torch.load(a / "model.pt", weights_only=True)
+    sb = torch.load(b / "model.pt", weights_only=True)
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def summary_without_times(out: Path) -> list[dict[str, str]]:
+    with open(out / "summary.csv", encoding="utf-8", newline="") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+@slow
+@pytest.mark.parametrize(
+    ("phase", "call"),
+    [
+        ("search", 2),  # after the warm-up epoch's checkpoint
+        ("search", 3),  # mid-search: architecture optimiser state in the checkpoint
+        ("finetune", 3),  # baseline epoch, fine-tune epoch 1, then interrupted
+    ],
+)
+def test_interrupted_run_resumes_to_the_same_result(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    uninterrupted: Path,
+    phase: str,
+    call: int,
+) -> None:
+    out = tmp_path / "run"
+    if phase == "search":
+        monkeypatch.setattr(SearchRun, "epoch", interrupt_on_call(call, SearchRun.epoch))
+    else:
+        monkeypatch.setattr(
+            nas.engine.loop, "_run_epoch", interrupt_on_call(call, nas.engine.loop._run_epoch)
+        )
+    with pytest.raises(KeyboardInterrupt):
+        run_search(run_options(out), SearchConfig(**RESUME_CONFIG))
+    monkeypatch.undo()
+    assert not (out / "model.pt").exists()  # interrupted before the final network
+    state = torch.load(out / SEARCH_CHECKPOINT, weights_only=True)
+    assert len(state["records"]) == (call - 1 if phase == "search" else 3)
+    if phase == "finetune":
+        done = torch.load(out / "finetune" / CHECKPOINT_NAME, weights_only=True)
+        assert done["epoch"] == 1
+
+    torch.manual_seed(12345)  # scramble the global RNG: the checkpoints must restore it
+    metrics = run_search(run_options(out, resume=True), SearchConfig(**RESUME_CONFIG))
+
+    same_state(out, uninterrupted)
+    assert (out / "arch.json").read_text() == (uninterrupted / "arch.json").read_text()
+    assert summary_without_times(out) == summary_without_times(uninterrupted)
+    reference = json.loads((uninterrupted / "metrics.json").read_text())
+    for key in ("baseline_acc", "searched_acc", "macs", "params", "relaxation_gap"):
+        assert metrics[key] == reference[key], key
+
+
+@slow
+def test_a_loaded_baseline_gives_the_network_of_a_trained_one(
+    tmp_path: Path, uninterrupted: Path
+) -> None:
+    """``nas search --weights RUN/baseline/model.pt`` finds what the run that trained that
+    baseline found (a sweep's trials rely on it)."""
+    out = tmp_path / "run"
+    options = RunOptions(
+        out_dir=str(out),
+        weights=str(uninterrupted / "baseline" / "model.pt"),
+        baseline_epochs=1,
+        progress=False,
+    )
+    metrics = run_search(options, SearchConfig(**RESUME_CONFIG))
+    assert not (out / "baseline" / "summary.csv").exists()  # loaded, not trained
+    assert (out / "arch.json").read_text() == (uninterrupted / "arch.json").read_text()
+    same_state(out, uninterrupted)
+    assert summary_without_times(out) == summary_without_times(uninterrupted)
+    reference = json.loads((uninterrupted / "metrics.json").read_text())
+    assert metrics["searched_acc"] == reference["searched_acc"]
+
+
+def test_resume_with_other_options_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+
+    def stop(*args: Any, **kwargs: Any) -> nn.Module:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nas.jobs.search.train_full", stop)
+    with pytest.raises(KeyboardInterrupt):  # interrupted right after args.yaml is written
+        run_search(run_options(out), SearchConfig(**RESUME_CONFIG))
+    assert (out / "args.yaml").is_file()
+    stored = (out / "args.yaml").read_text()
+    other = SearchConfig(**(RESUME_CONFIG | {"arch_lr": 0.01}))
+    with pytest.raises(ConfigError, match="arch_lr"):
+        run_search(run_options(out, resume=True), other)
+    assert (out / "args.yaml").read_text() == stored
+    with pytest.raises(ConfigError, match="exclude"):
+        run_search(
+            RunOptions(out_dir=str(out), resume=True, overwrite=True, progress=False),
+            SearchConfig(**RESUME_CONFIG),
+        )
+
+
+# -- every option is checked before anything runs ---------------------------------------------
+def test_search_refuses_bad_options_before_training(trained: tuple[SearchSpace, nn.Module]) -> None:
+    _, model = trained
+    bad = SearchConfig(tau0=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="--tau0"):
+        search(model, [], [], config=bad, progress=False)
+
+
+# -- the command line ----------------------------------------------------------------------------
+FAST_FLAGS = [
+    "--quiet",
+    "--baseline-epochs",
+    "1",
+    "--warmup-epochs",
+    "0",
+    "--search-epochs",
+    "1",
+    "--finetune-epochs",
+    "0",
+]
+
+
+def _bad_search_cases(tmp: Path) -> list[tuple[list[str], str]]:
+    (tmp / "unknown.yaml").write_text("search_epochs: 1\nfrobnicate: 3\n")
+    (tmp / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp / "broken.yaml").write_text("search_epochs: [1,\n")
+    return [
+        (["--target-macs", "0"], "target-macs"),
+        (["--target-macs", "1.5"], "target-macs"),
+        (["--target-macs", "0.001"], "smallest"),
+        (["--target-macs", "10G"], "target-macs"),
+        (["--target-macs", "lots"], "target-macs"),
+        (["--strategy", "nope"], "nope"),
+        (["--schedule", "nope"], "nope"),
+        (["--tau0", "0.05", "--tau-min", "0.1"], "--tau-min"),
+        (["--tau0", "inf"], "--tau0"),
+        (["--lr", "inf"], "--lr"),
+        (["--budget-weight", "nan"], "--budget-weight"),
+        (["--budget-band", "-1"], "--budget-band"),
+        (["--budget-band", "3"], "--budget-band"),
+        (["--arch-weight-decay", "-1"], "--arch-weight-decay"),
+        (["--weight-decay", "-1"], "--weight-decay"),
+        (["--momentum", "1"], "--momentum"),
+        (["--kd-alpha", "1.5"], "--kd-alpha"),
+        (["--kd-temperature", "0"], "--kd-temperature"),
+        (["--tolerance", "0.001"], "--tolerance"),
+        (["--from-scratch"], "--from-scratch"),  # with FAST_FLAGS' --finetune-epochs 0
+        (["--select", "predictor", "--rank-samples", "5"], "--rank-samples"),
+        (["--select", "predictor", "--rank-top-k", "20", "--rank-pool", "10"], "--rank-top-k"),
+        (["--width-ratios", "0,2"], "ratios"),
+        (["--space", "resnet57"], "resnet57"),
+        (["--resume", "--overwrite"], "exclude"),
+        (["--config", str(tmp / "missing.yaml")], "missing.yaml"),
+        (["--config", str(tmp / "unknown.yaml")], "frobnicate"),
+        (["--config", str(tmp / "list.yaml")], "mapping"),
+        (["--config", str(tmp / "broken.yaml")], "broken.yaml"),
+    ]
+
+
+def test_bad_search_options_are_one_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "new"
+    for extra, fragment in _bad_search_cases(tmp_path):
+        argv = ["search", "--out", str(out), *FAST_FLAGS, *extra]
+        code = main(argv)
+        _, err = capsys.readouterr()
+        assert code == 2, (extra, err)
+        assert len(err.strip().splitlines()) == 1, (extra, err)
+        assert "Traceback" not in err and "error" in err, (extra, err)
+        assert fragment in err, (extra, err)
+        assert not out.exists(), extra  # nothing written for a run that cannot start
+
+
+CONFIG_FILE = """\
+space: resnet20
+dataset: digits
+baseline_epochs: 1
+warmup_epochs: 1
+search_epochs: 1
+finetune_epochs: 1
+target_macs: 0.5
+tau0: 3.0
+schedule: cosine
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``nas search --config file.yaml`` plus a flag that overrides the file."""
+    tmp = tmp_path_factory.mktemp("cli")
+    (tmp / "config.yaml").write_text(CONFIG_FILE)
+    out = tmp / "run"
+    argv = ["search", "--config", str(tmp / "config.yaml"), "--out", str(out)]
+    code = main([*argv, "--quiet", "--search-epochs", "2"])
+    assert code == 0
+    return out
+
+
+@slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_cli_search_writes_every_output(cli_run: Path, digits: DataBundle) -> None:
+    out = cli_run
+    spec = WidthSpec.load(out / "arch.json")
+    assert spec.space == "resnet20" and spec.num_classes == 10 and spec.in_channels == 1
+
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    model = load_model(out)
+    assert count_model_params(model) == spec.params()
+    assert set(state) == set(model.state_dict())
+
+    scripted = torch.jit.load(str(out / "model.ts"))
+    x, _ = next(iter(digits.test))
+    with torch.no_grad():
+        assert torch.allclose(scripted(x[:16]), model(x[:16]), atol=1e-4, rtol=1e-4)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= METRIC_KEYS
+    assert metrics["macs"] == spec.macs() and metrics["params"] == spec.params()
+    assert abs(metrics["macs_ratio"] - 0.5) <= 0.01
+    assert 0 <= metrics["searched_acc"] <= 100 and 0 <= metrics["baseline_acc"] <= 100
+    assert metrics["search_seconds"] >= 0
+
+    with open(out / "summary.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {"epoch", "phase", "tau", "expected_macs", "expected_macs_ratio"} <= set(rows[0])
+    assert [r["phase"] for r in rows] == ["warmup", "search", "search"]  # one per epoch
+    assert float(rows[-1]["tau"]) == pytest.approx(0.1)  # cosine down to tau_min
+    assert all(float(r["expected_macs"]) > 0 for r in rows)
+
+    assert (out / "args.yaml").is_file()
+    for png in ("widths.png", "search_curves.png"):
+        assert (out / png).read_bytes()[:8] == PNG_MAGIC, png
+
+
+@slow
+def test_config_file_gives_defaults_and_flags_win(cli_run: Path) -> None:
+    args = yaml.safe_load((cli_run / "args.yaml").read_text())
+    assert args["command"] == "search"
+    assert args["search_epochs"] == 2  # the flag beat the file
+    assert args["warmup_epochs"] == 1 and args["finetune_epochs"] == 1
+    assert args["baseline_epochs"] == 1
+    assert args["tau0"] == 3.0 and args["schedule"] == "cosine"
+    assert str(args["target_macs"]) == "0.5"
+    assert args["arch_lr"] == SearchConfig().arch_lr  # neither file nor flag: the default
+    assert args["out_dir"] == str(cli_run)
+
+
+@slow
+def test_args_yaml_is_accepted_as_config(
+    cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(cli_run, copy)
+    # every recorded option must be accepted, and --resume checks that they all round-trip
+    code = main(["search", "--config", str(copy / "args.yaml"), "--out", str(copy), "--resume"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    same_state(copy, cli_run)
+    assert (copy / "arch.json").read_text() == (cli_run / "arch.json").read_text()
+
+
+# -- Python API with a user's own torchvision network -----------------------------------------
+@slow
+def test_search_of_a_users_torchvision_resnet(digits: DataBundle) -> None:
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    model.conv1 = nn.Conv2d(1, 64, 3, 1, 1, bias=False)  # what the space does for small inputs
+    model.maxpool = nn.Identity()
+    assert isinstance(digits.train, TensorLoader) and isinstance(digits.val, TensorLoader)
+    assert isinstance(digits.test, TensorLoader)
+    x, y = digits.train.images[:256], digits.train.labels[:256]
+    train = DataLoader(
+        TensorDataset(x, y),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    val = DataLoader(TensorDataset(digits.val.images, digits.val.labels), batch_size=256)
+    test = DataLoader(
+        TensorDataset(digits.test.images[:128], digits.test.labels[:128]), batch_size=128
+    )
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    full_params = count_model_params(model)
+
+    config = SearchConfig(target_macs="0.5", warmup_epochs=0, search_epochs=1, finetune_epochs=1)
+    result = search(model, train, val, test_loader=test, config=config, progress=False)
+
+    assert isinstance(result.model, torchvision.models.ResNet)
+    assert result.spec.space == "resnet18"
+    assert count_model_params(result.model) < full_params
+    assert result.metrics["params"] == count_model_params(result.model)
+    assert abs(result.metrics["macs_ratio"] - 0.5) <= 0.02
+    assert set(result.metrics) >= METRIC_KEYS
+    with torch.no_grad():
+        assert result.model.eval()(x[:4]).shape == (4, 10)
+    # the user's network keeps its weights, and stays trainable
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert not frozen, f"search() froze the user's model ({len(frozen)} parameters)"
+
+
+# -- --select predictor --------------------------------------------------------------------------
+@slow
+@pytest.mark.usefixtures("one_thread")
+def test_search_with_predictor_selection(tmp_path: Path) -> None:
+    config = SearchConfig(
+        warmup_epochs=1,
+        search_epochs=1,
+        finetune_epochs=1,
+        select="predictor",
+        rank_samples=12,
+        rank_pool=300,
+        rank_top_k=2,
+    )
+    metrics = run_search(
+        RunOptions(out_dir=str(tmp_path / "run"), baseline_epochs=1, progress=False), config
+    )
+    out = tmp_path / "run"
+    assert (out / "predictor.pt").is_file() and (out / "selection.json").is_file()
+    selection = _strict_json(out / "selection.json")
+    assert selection["rank"]["samples"] == 12 and selection["rank"]["pool"] == 300
+    assert selection["rank"]["top_k"] == 2 and selection["pool_ranked"] == 300
+    spec = search_spaces.WidthSpec.load(out / "arch.json")
+    assert dict(spec.widths) in [c["widths"] for c in selection["candidates"]]
+    assert 0.5 * 0.98 <= metrics["macs_ratio"] <= 0.5  # under the budget, within the tolerance
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_search_with_predictor_refuses_an_empty_pool_band_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the argmax path accepts 1 % under the smallest network (within the 2 % tolerance), but no
+    # sub-network lies under that budget: --select predictor would find out after the search
+    space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
+    floor = smallest_macs(space, SearchConfig().choices(space))
+    target = f"{floor * 0.99 / 1e3:.3f}K"
+    out = tmp_path / "run"
+    argv = ["search", "--select", "predictor", "--target-macs", target, "--out", str(out)]
+    code = main([*argv, "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no sub-network of the width choices" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()

@@ -1,0 +1,14 @@
+"""nas.jobs.spaces: nas spaces."""
+
+from __future__ import annotations
+
+import pytest
+
+import search_spaces
+from tests.nas.conftest import run
+
+
+def test_spaces_lists_every_space(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "spaces")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == search_spaces.list_spaces()

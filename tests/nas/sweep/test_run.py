@@ -1,0 +1,400 @@
+"""nas.sweep.run: nas sweep end to end, resuming, the lock, bad options."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from optuna.trial import TrialState
+
+import nas
+import nas.jobs.common
+import nas.sweep.run
+import nas.sweep.uniform
+from nas.cli import main
+from nas.cost import count_model_params, measure_macs
+from nas.io import read_csv
+from nas.jobs.common import load_search_run, load_supernet
+from nas.supernet import CALIBRATION_BATCHES, extract_at, take_batches
+from nas.sweep import hypervolume
+from search_spaces import WidthSpec
+from tests.nas.sweep.conftest import (
+    BUDGETS,
+    TINY,
+    _one_line_error,
+    cli_sweep,
+    load_study,
+    options,
+    sweep,
+    trial_dirs,
+)
+
+slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+TRIAL_DIR = re.compile(r"trial-\d{4}")
+
+Swept = tuple[Path, dict[str, Any], list[str]]  # sweep directory, metrics, baseline trainings
+
+
+def dominates(a: dict[str, str], b: dict[str, str]) -> bool:
+    """``a`` is at least as good as ``b`` in both objectives and better in one."""
+    acc_a, acc_b = float(a["searched_acc"]), float(b["searched_acc"])
+    macs_a, macs_b = int(a["macs"]), int(b["macs"])
+    return acc_a >= acc_b and macs_a <= macs_b and (acc_a > acc_b or macs_a < macs_b)
+
+
+def state_of(path: Path) -> dict[str, torch.Tensor]:
+    return dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swept]:
+    """A finished 3-trial sweep with the uniform curve; also the descs of every full-network
+    training run (``nas.jobs.common.train_model``) it started."""
+    out = tmp_path_factory.mktemp("sweep") / "run"
+    trainings: list[str] = []
+    real = nas.jobs.common.train_model
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        trainings.append(str(kwargs.get("desc")))
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nas.jobs.common, "train_model", counting)
+        metrics = sweep(out, 3, uniform=True)
+    yield out, metrics, trainings
+
+
+# -- a sweep end to end --------------------------------------------------------------------------
+@slow
+def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
+    out, metrics, _ = swept
+    for name in ("trials.csv", "pareto.csv", "uniform.csv", "metrics.json", "args.yaml"):
+        assert (out / name).is_file(), name
+    assert (out / "pareto.png").read_bytes()[:8] == PNG_MAGIC
+    assert yaml.safe_load((out / "args.yaml").read_text())["command"] == "sweep"
+
+    rows = read_csv(out / "trials.csv")
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert len(complete) == 3 and len(rows) == 3
+    # every listed budget is searched: the first trials take them in order
+    assert [float(r["target_macs"]) for r in rows[: len(BUDGETS)]] == list(BUDGETS)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["complete"] == 3 and metrics["trials"] == 3
+
+    # one trial directory per trial that ran (none repeats another here), holding its network
+    assert all(r["same_as"] == "" for r in rows)
+    assert trial_dirs(out) == sorted(f"trial-{int(r['number']):04d}" for r in rows)
+    assert all(TRIAL_DIR.fullmatch(name) for name in trial_dirs(out))
+    assert {r["run_dir"] for r in rows} == {f"trials/{name}" for name in trial_dirs(out)}
+
+    # every trial's MACs are those of its arch.json and of the network it saved, at its target
+    for r in complete:
+        run_dir = out / r["run_dir"]
+        spec = WidthSpec.load(run_dir / "arch.json")
+        model = nas.load_model(run_dir)
+        assert int(r["macs"]) == spec.macs() == measure_macs(model, (1, 8, 8)), r["number"]
+        assert int(r["params"]) == spec.params() == count_model_params(model), r["number"]
+        assert float(r["macs_ratio"]) == pytest.approx(spec.macs_ratio())
+        target = float(r["target_macs"])
+        assert target in BUDGETS
+        assert abs(spec.macs_ratio() / target - 1) <= TINY.tolerance + 1e-9, r["number"]
+
+    # the Pareto front: exactly the non-dominated complete trials, by increasing MACs
+    front = read_csv(out / "pareto.csv")
+    on_front = {r["number"] for r in front}
+    for r in complete:
+        dominated = any(dominates(o, r) for o in complete)
+        assert (r["number"] in on_front) == (not dominated), r["number"]
+    assert [int(r["macs"]) for r in front] == sorted(int(r["macs"]) for r in front)
+    assert metrics["pareto_points"] == len(front)
+    expected = hypervolume([(float(r["macs_ratio"]), float(r["searched_acc"])) for r in front])
+    assert metrics["hypervolume"] == pytest.approx(expected) and 0 < expected <= 1
+
+    # the uniform-width curve: one point per budget, at that share of the MACs
+    uniform = read_csv(out / "uniform.csv")
+    assert [float(u["target"]) for u in uniform] == list(BUDGETS)
+    for u in uniform:
+        assert abs(float(u["macs_ratio"]) - float(u["target"])) < 0.03
+        assert 0 <= float(u["test_acc"]) <= 100
+    assert metrics["uniform_hypervolume"] == pytest.approx(
+        hypervolume([(float(u["macs_ratio"]), float(u["test_acc"])) for u in uniform])
+    )
+    # each comes from the supernet of the best completed trial at its budget
+    for u in uniform:
+        at_budget = [r for r in complete if float(r["target_macs"]) == float(u["target"])]
+        best = max(at_budget, key=lambda r: (float(r["searched_acc"]), -int(r["number"])))
+        assert u["supernet_of"] == best["number"]
+
+
+@slow
+def test_uniform_networks_inherit_the_supernet_of_the_trial_at_their_budget(
+    swept: Swept, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    shutil.rmtree(out / "uniform")
+    trial = next(r for r in read_csv(out / "trials.csv") if float(r["target_macs"]) == 0.3)
+    run_dir = out / trial["run_dir"]
+    teacher = nas.load_model(out / "baseline")
+    space = WidthSpec.load(out / "baseline" / "arch.json").get_space()
+    teachers: list[torch.nn.Module | None] = []
+
+    def no_finetune(small: torch.nn.Module, t: torch.nn.Module | None, *a: Any, **k: Any) -> None:
+        teachers.append(t)
+
+    monkeypatch.setattr(nas.sweep.uniform, "finetune", no_finetune)  # the weights as inherited
+    point = nas.sweep.uniform.uniform_point(
+        out,
+        0.3,
+        {**trial, "number": int(trial["number"])},
+        options(out),
+        TINY,
+        space,
+        teacher,
+        False,
+    )
+    assert teachers == [teacher]  # fine-tuned like the trials: distilled from the baseline
+    assert point["supernet_of"] == int(trial["number"])
+    assert abs(point["macs_ratio"] - 0.3) < 0.03
+
+    # the uniform network's weights are those of the trial's supernet at the uniform widths,
+    # BN statistics recalibrated on training batches, not slices of the baseline
+    saved = state_of(out / "uniform" / f"macs-0.3000-{run_dir.name}" / "model.pt")
+    _, config = load_search_run(run_dir)
+    supernet, _ = load_supernet(run_dir, space, config)
+    spec = space.spec(space.uniform_widths_for_macs(0.3))
+    batches = take_batches(options(out).load(config.seed).train, CALIBRATION_BATCHES)
+    expected = extract_at(supernet, spec, batches).state_dict()
+    assert saved.keys() == expected.keys()
+    assert all(torch.equal(saved[k], expected[k]) for k in saved)
+    sliced = nas.extract(teacher, spec, nas.channel_order(teacher, space)).state_dict()
+    assert not all(torch.equal(saved[k], sliced[k]) for k in saved)
+
+
+@slow
+def test_sweep_trains_the_baseline_once(swept: Swept) -> None:
+    out, metrics, trainings = swept
+    assert [t for t in trainings if t.startswith("train ")] == ["train resnet20"]
+    # the only trained baseline is the sweep's; the trials hold copies of it, untrained
+    trained = sorted(p.parent for p in out.rglob("baseline/summary.csv"))
+    assert trained == [out / "baseline"]
+    base = state_of(out / "baseline" / "model.pt")
+    rows = read_csv(out / "trials.csv")
+    accs = set()
+    for r in rows:
+        run_dir = out / r["run_dir"]
+        assert not (run_dir / "baseline" / "checkpoint.pt").exists()
+        copy = state_of(run_dir / "baseline" / "model.pt")
+        assert copy.keys() == base.keys()
+        assert all(torch.equal(copy[k], v) for k, v in base.items())
+        accs.add(json.loads((run_dir / "metrics.json").read_text())["baseline_acc"])
+        accs.add(float(r["baseline_acc"]))
+    assert len(accs) == 1 and accs == {metrics["full_acc"]}
+
+
+@slow
+def test_trials_share_one_warm_up_and_match_a_search_alone(
+    swept: Swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _, _ = swept
+    warmup = torch.load(out / "warmup.pt", weights_only=True)
+    assert [r["phase"] for r in warmup["records"]] == ["warmup"] * TINY.warmup_epochs
+    rows = read_csv(out / "trials.csv")
+    for r in rows:  # every trial's search begins with the shared warm-up epochs
+        with open(out / r["run_dir"] / "summary.csv", encoding="utf-8", newline="") as f:
+            first = next(csv.DictReader(f))
+        assert first["phase"] == "warmup"
+        # summary.csv holds 6 significant digits (write_search_summary): compare as written
+        assert first["val_acc"] == f"{warmup['records'][0]['val_acc']:.6g}"
+        assert first["train_loss"] == f"{warmup['records'][0]['train_loss']:.6g}"
+
+    # a trial is reproduced by nas search alone from its args.yaml (warm-up included)
+    trial = out / rows[-1]["run_dir"]
+    alone = tmp_path / "alone"
+    assert main(["search", "--config", str(trial / "args.yaml"), "--out", str(alone)]) == 0
+    capsys.readouterr()
+    assert (alone / "arch.json").read_text() == (trial / "arch.json").read_text()
+    a, b = state_of(alone / "model.pt"), state_of(trial / "model.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@slow
+def test_outputs_are_read_made_and_written_under_the_sweep_lock(
+    swept: Swept, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So a slower process never writes older rows over newer ones, and two processes never
+    train the same uniform network at once."""
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    shutil.rmtree(out / "uniform")
+    locked: list[tuple[str, bool]] = []
+
+    def held() -> bool:
+        with open(out / ".sweep.lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+
+    def spy(name: str) -> Any:
+        real = getattr(nas.sweep.run, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            locked.append((name, held()))
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    for name in ("trial_rows", "uniform_point", "write_csv", "plot_pareto"):
+        monkeypatch.setattr(nas.sweep.run, name, spy(name))
+    sweep(out, 3, uniform=True)
+    assert {name for name, _ in locked} == {
+        "trial_rows",
+        "uniform_point",
+        "write_csv",
+        "plot_pareto",
+    }
+    assert all(is_held for _, is_held in locked), locked
+    assert len(read_csv(out / "uniform.csv")) == len(BUDGETS)
+
+
+# -- resuming ------------------------------------------------------------------------------------
+@slow
+def test_rerunning_a_finished_sweep_runs_no_trial(swept: Swept, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    before_rows = read_csv(out / "trials.csv")
+    before_dirs = trial_dirs(out)
+    base_before = state_of(out / "baseline" / "model.pt")
+
+    metrics = sweep(out, 3, uniform=True)
+
+    assert [r["number"] for r in read_csv(out / "trials.csv")] == [r["number"] for r in before_rows]
+    assert trial_dirs(out) == before_dirs
+    assert len(load_study(out).get_trials()) == 3
+    assert metrics["complete"] == 3
+    base_after = state_of(out / "baseline" / "model.pt")
+    assert all(torch.equal(base_after[k], v) for k, v in base_before.items())
+
+
+@slow
+def test_raising_trials_runs_exactly_the_missing_ones(swept: Swept, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(swept[0], out)
+    before = trial_dirs(out)
+
+    metrics = sweep(out, 4, uniform=True)
+
+    after = trial_dirs(out)
+    assert len(after) == 4 and set(before) < set(after)
+    states = [t.state for t in load_study(out).get_trials()]
+    assert states == [TrialState.COMPLETE] * 4
+    assert metrics["complete"] == 4 and len(read_csv(out / "trials.csv")) == 4
+
+
+# -- nas plot pareto -----------------------------------------------------------------------------
+@slow
+def test_plot_pareto_overlays_sweeps(
+    swept: Swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(swept[0], other)
+    png = tmp_path / "f.png"
+    code = main(["plot", "pareto", str(swept[0]), str(other), "--out", str(png)])
+    out, _ = capsys.readouterr()
+    assert code == 0 and str(png) in out
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+    (tmp_path / "empty").mkdir()
+    bad = tmp_path / "bad.png"
+    for argv in (
+        [str(swept[0]), str(tmp_path / "empty")],
+        [str(swept[0]), str(tmp_path / "missing")],
+        [str(swept[0]), str(other), "--labels", "only-one"],
+    ):
+        code = main(["plot", "pareto", *argv, "--out", str(bad)])
+        _, err = capsys.readouterr()
+        assert code == 2, argv
+        assert len(err.strip().splitlines()) == 1 and "error" in err, err
+        assert "Traceback" not in err
+        assert not bad.exists()
+
+    # a sweep directory with a malformed table or a corrupt metrics.json
+    for name, text, word in (
+        ("pareto.csv", "number,state\n0,COMPLETE\n", "macs_ratio"),
+        ("pareto.csv", "macs_ratio,searched_acc\n0.5,high\n", "not a number"),
+        ("trials.csv", "number\n0\n", "state"),
+        ("uniform.csv", "macs_ratio\n0.5\n", "test_acc"),
+        ("metrics.json", "{not json", "not valid JSON"),
+        ("metrics.json", '{"hypervolume": 0.5}', "full_acc"),
+    ):
+        broken = tmp_path / f"broken-{name}-{word}".replace(" ", "-")
+        shutil.copytree(swept[0], broken)
+        (broken / name).write_text(text)
+        code = main(["plot", "pareto", str(swept[0]), str(broken), "--out", str(bad)])
+        _one_line_error(code, capsys.readouterr().err, word)
+        assert not bad.exists()
+
+
+# -- bad input -----------------------------------------------------------------------------------
+BAD_SWEEPS = [  # (options, a word of the one-line error)
+    (["--macs-range", "0.5,0.5"], "--macs-range"),
+    (["--macs-range", "0.9,0.2"], "--macs-range"),
+    (["--budgets", ""], "--budgets must be a non-empty list of numbers"),
+    (["--budgets", "0,0.5"], "--budgets must hold values in (0, 1]"),
+    (["--budgets", "1.5"], "--budgets must hold values in (0, 1]"),
+    (["--storage", "sqlite:///x.db", "--workers", "2"], "SQLite"),
+    (["--sampler", "nope"], "--sampler"),
+    (["--tune", "nope"], "unknown --tune 'nope'; choose one of: budget_weight, tau0, arch_lr"),
+    (["--trials", "0"], "--trials"),
+    (["--budgets", "0.3,0.6,0.3"], "more than once"),
+    (["--budgets", "0.3,0.6", "--trials", "1"], "fewer than the 2 --budgets"),
+    (["--storage", "foo://x"], "cannot open --storage foo://x"),
+    (["--storage", "sqlite:////nonexistent/dir/x.db"], "cannot open --storage"),
+    (["--overwrite"], "does not overwrite"),
+]
+
+
+@pytest.mark.parametrize(("argv", "word"), BAD_SWEEPS, ids=[" ".join(a) for a, _ in BAD_SWEEPS])
+def test_bad_sweep_options_are_one_line_and_exit_code_2(
+    argv: list[str],
+    word: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "new"
+    code = main(["sweep", "--out", str(out), "--quiet", *argv])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "error" in err and word in err, err
+    assert list(tmp_path.iterdir()) == []  # no sweep directory, no x.db
+
+
+def test_sweep_refuses_a_directory_that_holds_no_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, content in (("metrics.json", '{"mine": 1}\n'), ("args.yaml", "command: search\n")):
+        mine = tmp_path / name.split(".")[0]
+        mine.mkdir()
+        (mine / name).write_text(content)
+        code = main(cli_sweep(mine))
+        _one_line_error(code, capsys.readouterr().err, "holds no sweep")
+        assert [p.name for p in mine.iterdir()] == [name]
+        assert (mine / name).read_text() == content

@@ -1,0 +1,146 @@
+"""nas.sweep.workers: interrupted and failed trials, several processes on one study."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+
+import nas.sweep.workers
+from nas.errors import ConfigError
+from nas.io import read_csv
+from nas.jobs.common import RunOptions
+from nas.sweep import SweepConfig
+from nas.width_search import SearchConfig
+from tests.nas.sweep.conftest import (
+    BUDGETS,
+    CLI_SWEEP,
+    TINY,
+    load_study,
+    options,
+    sweep,
+    trial_dirs,
+)
+
+slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@slow
+def test_an_interrupted_trial_is_failed_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real = nas.sweep.workers.run_search
+    calls: list[str] = []
+
+    def interrupted_second(o: RunOptions, c: SearchConfig, **kwargs: Any) -> dict[str, Any]:
+        calls.append(o.out_dir)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(o, c, **kwargs)
+
+    monkeypatch.setattr(nas.sweep.workers, "run_search", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(out, 2)
+    states = [t.state for t in load_study(out).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+
+    # a trial left RUNNING by a process that was killed (no chance to mark it FAIL)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = load_study(out).ask()
+    orphan.set_user_attr("host", socket.gethostname())
+    orphan.set_user_attr("pid", dead.pid)
+
+    monkeypatch.setattr(nas.sweep.workers, "run_search", real)
+    metrics = sweep(out, 2)
+
+    trials = load_study(out).get_trials()
+    assert [t.state for t in trials] == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+    ]
+    assert metrics["complete"] == 2 and metrics["trials"] == 4
+    rows = read_csv(out / "trials.csv")
+    assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
+    assert {r["number"] for r in read_csv(out / "pareto.csv")} <= {"0", "3"}
+    for r in rows:
+        if r["state"] == "COMPLETE":
+            assert (out / r["run_dir"] / "model.pt").is_file()
+
+
+def _cli(out: Path, *extra: str) -> subprocess.Popen[str]:
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", "sweep", "--out", str(out), *extra, *CLI_SWEEP],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _check_study(out: Path, trials: int) -> None:
+    study = load_study(out)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    numbers = [t.number for t in done]
+    assert len(done) == trials and len(set(numbers)) == trials
+    assert len(study.get_trials()) == trials  # nothing failed, nothing left running
+    run_dirs = {t.user_attrs["run_dir"] for t in done}
+    assert len(run_dirs) == trials
+    assert trial_dirs(out) == sorted(Path(d).name for d in run_dirs)
+    for d in run_dirs:
+        assert (out / d / "model.pt").is_file() and (out / d / "arch.json").is_file()
+    rows = read_csv(out / "trials.csv")
+    assert sorted(int(r["number"]) for r in rows if r["state"] == "COMPLETE") == sorted(numbers)
+
+
+@slow
+def test_two_processes_share_one_study(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    procs = [_cli(out, "--trials", "4"), _cli(out, "--trials", "4")]
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    _check_study(out, 4)
+    trained = sorted(p.parent for p in out.rglob("baseline/summary.csv"))
+    assert trained == [out / "baseline"]
+    # the two processes drew distinct knobs (no trial is a twin of another's)
+    knobs = [tuple(sorted(t.params.items())) for t in load_study(out).get_trials()]
+    assert len(set(knobs)) == len(knobs) == 4
+
+
+@slow
+def test_a_failing_worker_process_reports_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # the main process has nothing to do; its helper, a real process, stops on bad input (the
+    # journal's directory does not exist): its error comes back, with no traceback
+    out = tmp_path / "missing" / "run"
+    monkeypatch.setattr(nas.sweep.workers, "sweep_worker", lambda *args, **kwargs: None)
+    config = SweepConfig(trials=2, budgets=BUDGETS, workers=2)
+    with pytest.raises(ConfigError, match="cannot open --storage"):
+        nas.sweep.workers.run_workers(options(out), TINY, config, out)
+    _, err = capfd.readouterr()
+    assert err.strip() == "", err
+
+
+@slow
+def test_workers_option_finishes_the_study(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _cli(out, "--trials", "2", "--workers", "2")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    _check_study(out, 2)

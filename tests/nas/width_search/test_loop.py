@@ -1,0 +1,300 @@
+"""nas.width_search.loop: the bi-level search loop meets the budget with any gate strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import search_spaces
+from nas.cost import count_model_params
+from nas.data import DataBundle, TensorLoader
+from nas.engine import evaluate
+from nas.gates import STRATEGIES, GateStrategy, WidthGumbel, register_strategy
+from nas.supernet import Supernet, recalibrate_bn
+from nas.width_search import SearchConfig, SearchRun, extract_searched, search_widths, start_run
+from search_spaces import SearchSpace
+from tests.nas.conftest import attached
+from tests.nas.width_search.conftest import tiny
+
+slow = pytest.mark.slow  # end-to-end runs (a few seconds each on a CPU)
+
+
+# -- the architecture step moves only the logits -------------------------------------------------
+def make_run(supernet: Supernet, strategy: WidthGumbel) -> SearchRun:
+    space = supernet.space
+    g = torch.Generator().manual_seed(0)
+    shape = (8, space.in_channels, *space.input_size)
+    batches = [(torch.randn(*shape, generator=g), torch.randint(0, 4, (8,), generator=g))] * 2
+    config = SearchConfig(target_macs="0.3", budget_weight=2.0, warmup_epochs=0, search_epochs=1)
+    target = config.target_for(space)
+    return SearchRun(supernet, strategy, config, target, batches, batches, torch.device("cpu"))
+
+
+def test_architecture_step_changes_only_the_logits() -> None:
+    supernet, strategy = attached()
+    run = make_run(supernet, strategy)
+    supernet.train()
+    params_before = {k: v.detach().clone() for k, v in supernet.model.named_parameters()}
+    logits_before = [lg.detach().clone() for lg in strategy.logits]
+    x, y = run.train_loader[0]  # type: ignore[index]
+    for _ in range(3):
+        run.arch_step(x, y, tau=1.0)
+    for k, v in supernet.model.named_parameters():
+        assert torch.equal(v, params_before[k]), k
+    changed = [not torch.equal(a, b) for a, b in zip(strategy.logits, logits_before, strict=True)]
+    assert all(changed)
+
+    # the weight step, in turn, leaves the logits alone and trains the weights
+    logits_before = [lg.detach().clone() for lg in strategy.logits]
+    run.weight_step(x, y, "sample", tau=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(strategy.logits, logits_before, strict=True))
+    assert any(not torch.equal(v, params_before[k]) for k, v in supernet.model.named_parameters())
+
+
+def test_architecture_step_against_the_budget_lowers_expected_macs() -> None:
+    supernet, strategy = attached(seed=1)
+    run = make_run(supernet, strategy)
+    run.config.budget_weight = 50.0  # the budget dominates the cross-entropy
+    space = supernet.space
+    with torch.no_grad():  # argmax at full width: the discrete network is over the 0.3 target
+        for lg in strategy.logits:
+            lg.zero_()
+            lg[-1] = 3.0
+    assert space.macs(strategy.discrete_widths()) == space.macs()
+    x, y = run.train_loader[0]  # type: ignore[index]
+    before = space.expected_macs(strategy.expected_widths()).item()
+    for _ in range(5):
+        run.arch_step(x, y, tau=1.0)
+    after = space.expected_macs(strategy.expected_widths()).item()
+    assert after < before  # over the 0.3 target: pushed down
+
+
+# -- the budget is met ---------------------------------------------------------------------------
+@slow
+@pytest.mark.parametrize("target", [0.5, 0.3])
+def test_search_widths_meets_the_budget(
+    digits: DataBundle, val: TensorLoader, trained: tuple[SearchSpace, nn.Module], target: float
+) -> None:
+    space, model = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = tiny(target_macs=str(target))
+    outcome = search_widths(model, space, digits.train, val, config=config, progress=False)
+
+    macs = space.macs(outcome.spec.widths)
+    goal = target * space.macs()
+    assert goal * 0.98 <= macs <= goal * 1.02, macs / space.macs()
+    assert outcome.spec.space == "resnet20" and outcome.spec.macs() == macs
+    # one record per epoch, warm-up first; the temperature ends at tau_min
+    assert [r.epoch for r in outcome.records] == [1, 2, 3]
+    assert [r.phase for r in outcome.records] == ["warmup", "search", "search"]
+    assert outcome.records[0].arch_loss is None and outcome.records[-1].arch_loss is not None
+    assert outcome.records[-1].tau == pytest.approx(config.tau_min)
+    assert all(0 < r.expected_macs_ratio <= 1 for r in outcome.records)
+    assert outcome.relaxation_gap == outcome.relaxed_acc - outcome.discrete_acc
+    # the user's network is left untouched
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+    # the extracted network is the supernet at the found widths, really that small
+    small = extract_searched(outcome).eval()
+    assert count_model_params(small) == outcome.spec.params()
+    x, _ = next(iter(val))
+    supernet = outcome.supernet.eval()
+    with torch.no_grad():
+        supernet.set_widths(outcome.spec.widths)
+        reference = supernet(x)
+        supernet.set_masks(None)
+        assert (small(x) - reference).abs().max().item() <= 1e-4
+
+
+# -- the bi-level step: weights on the training split, logits on the validation split ---------
+def test_each_optimiser_steps_on_its_own_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weight steps see training batches and move only the weights; architecture steps see
+    validation batches (cycled) and move only the logits; warm-up epochs have no arch step."""
+    space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
+    torch.manual_seed(0)
+    model = space.build().eval()
+    g = torch.Generator().manual_seed(0)
+
+    def batches(n: int) -> list[tuple[Tensor, Tensor]]:
+        return [
+            (torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g))
+            for _ in range(n)
+        ]
+
+    train, val = batches(3), batches(2)
+    run = start_run(model, space, train, val, tiny(warmup_epochs=1, search_epochs=1))
+
+    def origin(x: Tensor) -> str:
+        for split, data in (("train", train), ("val", val)):
+            for i, (xb, _) in enumerate(data):
+                if torch.equal(x, xb):
+                    return f"{split}{i}"
+        return "other"
+
+    current: list[str] = []  # the step running now
+    forwards: list[tuple[str, str]] = []  # (step, batch) of every supernet pass inside a step
+    supernet_forward = run.supernet.forward
+
+    def spy_forward(x: Tensor) -> Tensor:
+        if current:
+            forwards.append((current[0], origin(x)))
+        return supernet_forward(x)
+
+    def snapshot(params: Any) -> list[Tensor]:
+        return [p.detach().clone() for p in params]
+
+    def moved(before: list[Tensor], after: list[Tensor]) -> bool:
+        return any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+    steps: list[tuple[str, bool, bool]] = []  # (step, weights moved, logits moved)
+
+    def spy(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(self: SearchRun, *args: Any) -> Any:
+            w0, a0 = snapshot(self.supernet.weights()), snapshot(self.strategy.arch_parameters())
+            current.append(name)
+            try:
+                out = method(self, *args)
+            finally:
+                current.clear()
+            w1, a1 = snapshot(self.supernet.weights()), snapshot(self.strategy.arch_parameters())
+            steps.append((name, moved(w0, w1), moved(a0, a1)))
+            return out
+
+        return wrapper
+
+    monkeypatch.setattr(run.supernet, "forward", spy_forward)
+    monkeypatch.setattr(SearchRun, "weight_step", spy("weight", SearchRun.weight_step))
+    monkeypatch.setattr(SearchRun, "arch_step", spy("arch", SearchRun.arch_step))
+
+    run.epoch(1)  # warm-up
+    assert steps == [("weight", True, False)] * 3
+    assert forwards == [("weight", "train0"), ("weight", "train1"), ("weight", "train2")]
+    steps.clear()
+    forwards.clear()
+    run.epoch(2)  # search: weight step, then arch step, per training batch
+    assert steps == [("weight", True, False), ("arch", False, True)] * 3
+    assert forwards == [
+        ("weight", "train0"),
+        ("arch", "val0"),
+        ("weight", "train1"),
+        ("arch", "val1"),
+        ("weight", "train2"),
+        ("arch", "val0"),  # the validation split is cycled
+    ]
+
+
+def test_relaxed_and_discrete_accuracies_are_measured_in_their_own_modes(
+    digits: DataBundle, val: TensorLoader, trained: tuple[SearchSpace, nn.Module]
+) -> None:
+    """Logits whose argmax is the narrowest width while softmax(logits / tau) mixes all
+    widths: the relaxed accuracy is the supernet with the mixed masks, the discrete one the
+    supernet at the argmax widths (each with BN recalibrated), and they really differ."""
+    space, model = trained
+    config = tiny()
+    run = start_run(model, space, digits.train, val, config)
+    strategy = run.strategy
+    assert isinstance(strategy, WidthGumbel)
+    with torch.no_grad():
+        for logits in strategy.logits:
+            logits.copy_(torch.tensor([1.0] + [0.9] * (logits.numel() - 1)))
+    outcome = run.finish(space)  # no epoch ran: evaluated at tau_min
+    tau = config.tau_min
+    narrow = {u: c[0] for u, c in strategy.choices.items()}
+    assert outcome.argmax_widths == narrow
+
+    def nested(u: str) -> Tensor:
+        choices = torch.tensor(strategy.choices[u])
+        return (torch.arange(space.max_widths[u])[None, :] < choices[:, None]).float()
+
+    relaxed_masks, weights = {}, []
+    for u, logits in zip(strategy.units, strategy.logits, strict=True):
+        w = torch.softmax(logits.detach() / tau, dim=0)
+        weights.append(w)
+        relaxed_masks[u] = w @ nested(u)
+    assert all(0.15 < float(w[0]) < 0.5 for w in weights)  # really mixed, argmax the narrowest
+    discrete_masks = {u: (torch.arange(space.max_widths[u]) < narrow[u]).float() for u in narrow}
+
+    def accuracy_with(masks: dict[str, Tensor]) -> float:
+        with torch.no_grad():
+            outcome.supernet.set_masks(masks)
+            recalibrate_bn(outcome.supernet, outcome.calibration)
+            acc = evaluate(outcome.supernet, val).accuracy
+            outcome.supernet.set_masks(None)
+        return acc
+
+    relaxed, discrete = accuracy_with(relaxed_masks), accuracy_with(discrete_masks)
+    assert relaxed - discrete > 5, (relaxed, discrete)  # two really different networks
+    assert outcome.relaxed_acc == relaxed
+    assert outcome.discrete_acc == discrete
+    assert outcome.relaxation_gap == relaxed - discrete
+
+
+# -- another gate strategy slots in -------------------------------------------------------------
+class ChannelGates(GateStrategy):
+    """Per-channel sigmoid gates with logistic noise and a gate-activity regulariser: another
+    parameterisation than width-gumbel, through the unchanged search loop, budget and
+    extraction."""
+
+    name = "test-channel-gates"
+
+    def __init__(self, space: SearchSpace, choices: Mapping[str, Sequence[int]]) -> None:
+        super().__init__(space, choices)
+        self.gates = nn.ParameterDict(
+            {
+                u.replace(".", "_"): nn.Parameter(torch.full((space.max_widths[u],), 2.0))
+                for u in self.units
+            }
+        )
+
+    def _logits(self, unit: str) -> Tensor:
+        return self.gates[unit.replace(".", "_")]
+
+    def masks(self, mode: str, tau: float) -> dict[str, Tensor]:
+        out = {}
+        for u in self.units:
+            lg = self._logits(u)
+            if mode == "sample":
+                noise = torch.rand_like(lg).clamp(1e-6, 1 - 1e-6)
+                lg = lg + noise.log() - (1 - noise).log()
+            soft = torch.sigmoid(lg / tau)
+            out[u] = soft if mode in ("sample", "relaxed") else (lg > 0).float()
+        return out
+
+    def expected_widths(self) -> dict[str, Tensor]:
+        return {u: torch.sigmoid(self._logits(u)).sum() for u in self.units}
+
+    def choice_log_probs(self) -> dict[str, Tensor]:
+        widths = {u: float(w.detach()) for u, w in self.expected_widths().items()}
+        return {
+            u: torch.log_softmax(-torch.tensor([(c - widths[u]) ** 2 for c in self.choices[u]]), 0)
+            for u in self.units
+        }
+
+    def regularizer(self) -> Tensor:
+        return 1e-3 * torch.stack([torch.sigmoid(self._logits(u)).mean() for u in self.units]).sum()
+
+
+@slow
+def test_a_new_gate_strategy_runs_through_the_unchanged_search(
+    monkeypatch: pytest.MonkeyPatch,
+    digits: DataBundle,
+    val: TensorLoader,
+    trained: tuple[SearchSpace, nn.Module],
+) -> None:
+    monkeypatch.setattr(STRATEGIES, "_entries", dict(STRATEGIES._entries))
+    register_strategy(ChannelGates.name, ChannelGates)
+    space, model = trained
+    config = tiny(strategy=ChannelGates.name, target_macs="0.4")
+    outcome = search_widths(model, space, digits.train, val, config=config, progress=False)
+
+    assert isinstance(outcome.strategy, ChannelGates)
+    moved = [not torch.equal(p, torch.full_like(p, 2.0)) for p in outcome.strategy.parameters()]
+    assert all(moved)  # the architecture step trained the gates
+    assert abs(outcome.spec.macs_ratio() / 0.4 - 1) <= config.tolerance  # budget and projection
+    small = extract_searched(outcome)  # extraction as for width-gumbel
+    assert count_model_params(small) == outcome.spec.params()
