@@ -146,7 +146,10 @@ class SearchSpace(abc.ABC):
         return {u.name: u.max_width for u in self.units}
 
     @cached_property
-    def _mac_terms(self) -> tuple[_Term, ...]:
+    def mac_terms(self) -> tuple[_Term, ...]:
+        """The MAC formula as product terms ``(coefficient, in unit, out unit, fixed in, fixed
+        out)``: a layer's MACs are ``coefficient * c_in * c_out`` (a unit's width, or the fixed
+        channel count where the unit is None)."""
         return tuple(
             (
                 la.kernel_area * la.out_pixels,
@@ -221,7 +224,7 @@ class SearchSpace(abc.ABC):
     def macs(self, widths: Mapping[str, int] | None = None) -> int:
         """Exact conv + linear multiply-accumulates of one forward pass of one input."""
         w = self.max_widths if widths is None else widths
-        return int(sum(_term(t, w) for t in self._mac_terms))
+        return int(sum(_term(t, w) for t in self.mac_terms))
 
     def expected_macs(self, widths: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The same formula with (expected, real-valued) widths: differentiable in them.
@@ -230,7 +233,7 @@ class SearchSpace(abc.ABC):
         :meth:`macs` exactly.
         """
         total = torch.zeros(())
-        for t in self._mac_terms:
+        for t in self.mac_terms:
             total = total + _term(t, widths)
         return total
 
@@ -245,7 +248,7 @@ class SearchSpace(abc.ABC):
         widths = widths.to(torch.float64 if widths.is_floating_point() else torch.int64)
         columns = {u.name: widths[:, i] for i, u in enumerate(self.units)}
         total = torch.zeros(widths.shape[0], dtype=widths.dtype, device=widths.device)
-        for t in self._mac_terms:
+        for t in self.mac_terms:
             total = total + _term(t, columns)
         return total
 

@@ -1,28 +1,34 @@
 """Compute cost: the MAC count, cost models, budget targets, budget losses and the projection.
 
 Modules: ``base`` (the :class:`CostModel` interface and :data:`COST_MODELS`), ``macs`` (the MAC
-cost model and counters), ``target`` (parsing ``--target-macs``), ``budget`` (budget losses) and
-``projection`` (bringing found widths into the budget band). A new cost model (e.g. measured
-latency) subclasses :class:`CostModel` and registers in :data:`COST_MODELS`.
+cost model and counters), ``target`` (parsing ``--target-macs``), ``budget`` (budget losses,
+:data:`BUDGETS`), ``knapsack`` (the most probable widths in a cost band) and ``projection``
+(bringing found widths into the budget band, :data:`PROJECTIONS`). A new cost model (e.g.
+measured latency) subclasses :class:`CostModel` and registers in :data:`COST_MODELS`.
 """
 
 from nas.cost.base import COST_MODELS, CostModel, create_cost_model
-from nas.cost.budget import budget_loss, smallest_macs
+from nas.cost.budget import BUDGETS, Budget, budget_loss, create_budget, smallest_macs
 from nas.cost.macs import MacsCost, count_macs, count_model_params, count_params, measure_macs
-from nas.cost.projection import project_to_budget
+from nas.cost.projection import PROJECTIONS, project_most_probable, project_to_budget
 from nas.cost.target import parse_target_macs
 
 __all__ = [
+    "BUDGETS",
     "COST_MODELS",
+    "PROJECTIONS",
+    "Budget",
     "CostModel",
     "MacsCost",
     "budget_loss",
     "count_macs",
     "count_model_params",
     "count_params",
+    "create_budget",
     "create_cost_model",
     "measure_macs",
     "parse_target_macs",
+    "project_most_probable",
     "project_to_budget",
     "smallest_macs",
 ]

@@ -1,15 +1,117 @@
-"""Budget losses: how the search is pushed toward the MAC target."""
+"""Budget losses: how the architecture step is pushed toward the cost target (:data:`BUDGETS`).
+
+Each works on the ratio of the expected cost to the target, ``r = E[cost] / target``, so its
+scale does not depend on the network's size:
+
+* ``lagrangian`` (the default): the constraint ``r = 1`` enforced by a Lagrange multiplier
+  ``lam`` raised by dual ascent while the expected cost is over the target and lowered while it
+  is under (``lam += budget_lr * (r - 1)`` after every architecture step), plus the augmented
+  term ``budget_weight / 2 * (r - 1)^2``. The multiplier grows only as far as it must to
+  balance the cross-entropy's pull toward wider networks, so the accuracy signal is never
+  scaled away, and no sign is taken from the argmax network;
+* ``penalty``: ``budget_weight * (r - 1)^2``, smooth and two-sided, no state;
+* ``tas``: the previous release's rule (TAS): ``+budget_weight * log r`` while the argmax
+  network is over the target, ``-budget_weight * log r`` while it is more than ``budget_band``
+  under, nothing in between. Kept to compare with.
+"""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
+from nas.registry import Registry
 from search_spaces import SearchSpace
 
-__all__ = ["budget_loss", "smallest_macs"]
+__all__ = ["BUDGETS", "Budget", "budget_loss", "create_budget", "smallest_macs"]
+
+
+class Budget(abc.ABC):
+    """A budget loss; ``update`` is called after every architecture step."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, *, weight: float, lr: float, band: float) -> None:
+        self.weight, self.lr, self.band = weight, lr, band
+
+    @abc.abstractmethod
+    def loss(self, ratio: Tensor, argmax_ratio: float) -> Tensor:
+        """The loss at the expected cost ratio ``ratio`` (differentiable) given the argmax
+        network's ratio."""
+
+    def update(self, ratio: float) -> None:  # noqa: B027  (most budgets have no state)
+        """After an architecture step, with the expected cost ratio it ended on."""
+
+    @property
+    def multiplier(self) -> float:
+        """What the budget currently weighs (recorded per epoch)."""
+        return self.weight
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027
+        """Restore :meth:`state_dict`."""
+
+
+BUDGETS: Registry[type[Budget]] = Registry("budget")
+
+
+@BUDGETS.register("lagrangian")
+class Lagrangian(Budget):
+    """Constraint E[cost] = target by dual ascent on a Lagrange multiplier (augmented)."""
+
+    name = "lagrangian"
+
+    def __init__(self, *, weight: float, lr: float, band: float) -> None:
+        super().__init__(weight=weight, lr=lr, band=band)
+        self.lam = 0.0
+
+    def loss(self, ratio: Tensor, argmax_ratio: float) -> Tensor:
+        g = ratio - 1.0
+        return self.lam * g + 0.5 * self.weight * g * g
+
+    def update(self, ratio: float) -> None:
+        self.lam += self.lr * (ratio - 1.0)
+
+    @property
+    def multiplier(self) -> float:
+        return self.lam
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lam": self.lam}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.lam = float(state["lam"])
+
+
+@BUDGETS.register("penalty")
+class Penalty(Budget):
+    """A smooth two-sided penalty on (E[cost] / target - 1)^2."""
+
+    name = "penalty"
+
+    def loss(self, ratio: Tensor, argmax_ratio: float) -> Tensor:
+        return self.weight * (ratio - 1.0) ** 2
+
+
+@BUDGETS.register("tas")
+class Tas(Budget):
+    """The previous release's rule (TAS): log E[cost] pushed by the argmax network's side."""
+
+    name = "tas"
+
+    def loss(self, ratio: Tensor, argmax_ratio: float) -> Tensor:
+        return self.weight * budget_loss(ratio, argmax_ratio, 1.0, self.band)
+
+
+def create_budget(name: str, *, weight: float, lr: float, band: float) -> Budget:
+    budget: Budget = BUDGETS.create(name, weight=weight, lr=lr, band=band)
+    return budget
 
 
 def budget_loss(

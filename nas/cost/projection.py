@@ -1,18 +1,76 @@
-"""Projection of found widths onto the budget: exact MACs within the tolerance band."""
+"""Projection of found widths onto the budget: exact MACs within the tolerance band
+(:data:`PROJECTIONS`).
+
+* ``dp`` (the default): the most probable widths in the band, by dynamic programming over the
+  units' choices (:func:`nas.cost.knapsack.most_probable_in_band`): maximise the total
+  log-probability of the chosen widths. Widths already in the band stay where they are.
+* ``greedy``: the previous release's projection, kept to compare with: from the argmax widths,
+  repeatedly move the unit whose next choice loses the least log-probability per MAC.
+
+Where the width choices are too coarse for the band, both fall back to setting one or two
+units to integer widths off the choices that land in it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+from nas.cost.knapsack import CostTerm, most_probable_in_band
 from nas.errors import ConfigError
+from nas.registry import Registry
 from search_spaces import SearchSpace
 
-__all__ = ["project_to_budget"]
+__all__ = ["PROJECTIONS", "mac_cost_terms", "project_most_probable", "project_to_budget"]
+
+Projection = Callable[
+    [
+        SearchSpace,
+        Mapping[str, int],
+        Mapping[str, Sequence[int]],
+        Mapping[str, Tensor],
+        float,
+        float,
+    ],
+    dict[str, int],
+]
+PROJECTIONS: Registry[Projection] = Registry("projection")
 
 
+def mac_cost_terms(space: SearchSpace) -> list[CostTerm]:
+    """The space's MAC formula as per-layer cost terms (for the dynamic program)."""
+
+    def product(coefficient: int) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda c_in, c_out: coefficient * c_in * c_out
+
+    return [
+        CostTerm(u_in, u_out, c_in, c_out, product(k))
+        for k, u_in, u_out, c_in, c_out in space.mac_terms
+    ]
+
+
+@PROJECTIONS.register("dp")
+def project_most_probable(
+    space: SearchSpace,
+    widths: Mapping[str, int],
+    choices: Mapping[str, Sequence[int]],
+    log_probs: Mapping[str, Tensor],
+    target: float,
+    tolerance: float = 0.02,
+) -> dict[str, int]:
+    """The most probable widths (total log-probability of the choices) whose exact MACs are
+    within ``target * (1 +- tolerance)``; ``widths`` (the argmax) only serve the fallback."""
+    lo, hi = target * (1 - tolerance), target * (1 + tolerance)
+    units = [(u.name, u.kind) for u in space.units]
+    found = most_probable_in_band(mac_cost_terms(space), units, choices, log_probs, lo, hi)
+    if found is not None:
+        return found
+    return project_to_budget(space, widths, choices, log_probs, target, tolerance)
+
+
+@PROJECTIONS.register("greedy")
 def project_to_budget(
     space: SearchSpace,
     widths: Mapping[str, int],

@@ -7,7 +7,15 @@ dataset kinds), ``loaders`` (:class:`TensorLoader` and batched augmentation), ``
 A new dataset kind registers a loader with :func:`nas.data.base.register_kind`.
 """
 
-from nas.data.base import DATASET_KINDS, DataBundle, DatasetKind, LoadOptions, split_indices
+from nas.data.base import (
+    DATASET_KINDS,
+    DataBundle,
+    DatasetKind,
+    LoadOptions,
+    num_samples,
+    split_indices,
+    split_loader,
+)
 from nas.data.load import dataset_names, load_data
 from nas.data.loaders import (
     Augment,
@@ -31,7 +39,9 @@ __all__ = [
     "TensorLoader",
     "dataset_names",
     "load_data",
+    "num_samples",
     "random_crop",
     "random_hflip",
     "split_indices",
+    "split_loader",
 ]

@@ -8,6 +8,7 @@ kind up here.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import cast
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Subset
 
 from nas.data.loaders import Loader, TensorLoader
 from nas.errors import DataError
@@ -30,8 +32,10 @@ __all__ = [
     "LoadOptions",
     "check_resized_memory",
     "check_training_samples",
+    "derived_seed",
     "drop_last",
     "split_indices",
+    "split_loader",
 ]
 
 MAX_IMAGE_SIZE = 4096  # a side beyond this is a typo, not an image size
@@ -59,15 +63,16 @@ class DataBundle:
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
             "input_size": list(self.input_size),
-            "n_train": _num_samples(self.train),
-            "n_val": 0 if self.val is None else _num_samples(self.val),
-            "n_test": _num_samples(self.test),
+            "n_train": num_samples(self.train),
+            "n_val": 0 if self.val is None else num_samples(self.val),
+            "n_test": num_samples(self.test),
             "mean": [round(m, 6) for m in self.mean],
             "std": [round(s, 6) for s in self.std],
         }
 
 
-def _num_samples(loader: Loader) -> int:
+def num_samples(loader: Loader) -> int:
+    """Number of samples a loader serves (one pass)."""
     if isinstance(loader, TensorLoader):
         return loader.dataset_size
     return len(cast(Sized, loader.dataset))
@@ -188,3 +193,50 @@ def check_training_samples(name: str, n: int) -> None:
 def drop_last(n: int, batch_size: int) -> bool:
     """Drop a final training batch of a single sample only (BatchNorm cannot train on one)."""
     return n > 1 and n % batch_size == 1
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for ``purpose`` derived from ``seed`` (independent of the seed's other uses)."""
+    digest = hashlib.sha256(f"channel-nas {purpose} {seed}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")
+
+
+def split_loader(loader: Loader, fraction: float, seed: int) -> tuple[Loader, Loader]:
+    """A training loader split in two, a seeded random ``fraction`` of its samples in the
+    second part: both shuffled, augmented and batched like ``loader``, each with its own
+    generator. A search trains the weights on the first and the architecture on the second."""
+    if not 0 < fraction < 1:
+        raise DataError(f"the split fraction must be in (0, 1), got {fraction}")
+    n = num_samples(loader)
+    first, second = split_indices(n, fraction, derived_seed(seed, "search split"))
+    if min(len(first), len(second)) < 2:
+        raise DataError(
+            f"{n} training samples cannot be split into two parts of at least 2 at {fraction}"
+        )
+    if isinstance(loader, TensorLoader):
+        return tuple(  # type: ignore[return-value]
+            TensorLoader(
+                loader.images[idx],
+                loader.labels[idx],
+                loader.batch_size,
+                True,
+                loader.augment,
+                derived_seed(seed, f"search split {part}"),
+                drop_last=drop_last(len(idx), loader.batch_size),
+            )
+            for part, idx in enumerate((first, second))
+        )
+    dataset = loader.dataset
+    batch = loader.batch_size or 1
+    return tuple(  # type: ignore[return-value]
+        DataLoader(
+            Subset(dataset, idx.tolist()),
+            batch_size=batch,
+            shuffle=True,
+            num_workers=loader.num_workers,
+            generator=torch.Generator().manual_seed(derived_seed(seed, f"search split {part}")),
+            drop_last=drop_last(len(idx), batch),
+            persistent_workers=loader.num_workers > 0,
+        )
+        for part, idx in enumerate((first, second))
+    )

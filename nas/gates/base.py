@@ -23,6 +23,7 @@ the keyword-only arguments of the strategy's constructor; an unknown name or opt
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -100,9 +101,26 @@ class GateStrategy(nn.Module, abc.ABC):
         """An extra architecture loss (none by default)."""
         return torch.zeros((), device=self._device())
 
+    def entropy(self) -> Tensor:
+        """Mean over units of the entropy of each unit's choice distribution divided by
+        ``log(number of choices)``: 1 for a uniform distribution, 0 for a decided one. The
+        crispness term of the search lowers it; strategies whose distribution comes from
+        parameters return it differentiable in them (this default is not)."""
+        return _mean_entropy(self.choice_log_probs()).to(self._device())
+
+    def confidence(self) -> float:
+        """Mean over units of the largest choice probability (1: every unit decided)."""
+        probs = [lp.exp().max() for lp in self.choice_log_probs().values()]
+        return float(torch.stack(probs).mean()) if probs else 1.0
+
     def _device(self) -> torch.device:
         p = next(self.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
+
+
+def _mean_entropy(log_probs: Mapping[str, Tensor]) -> Tensor:
+    parts = [-(lp.exp() * lp).sum() / math.log(len(lp)) for lp in log_probs.values() if len(lp) > 1]
+    return torch.stack(parts).mean() if parts else torch.zeros(())
 
 
 STRATEGIES: Registry[Callable[..., GateStrategy]] = Registry("gate strategy")

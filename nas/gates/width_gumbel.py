@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.gates.base import GateStrategy, register_strategy
+from nas.gates.base import GateStrategy, _mean_entropy, register_strategy
 from nas.supernet import nested_masks
 from search_spaces import SearchSpace
 
@@ -69,6 +69,11 @@ class WidthGumbel(GateStrategy):
             u: F.softmax(lg, dim=-1) @ self._widths(i)
             for i, (u, lg) in enumerate(zip(self.units, self.logits, strict=True))
         }
+
+    def entropy(self) -> Tensor:
+        return _mean_entropy(
+            {u: F.log_softmax(lg, dim=-1) for u, lg in zip(self.units, self.logits, strict=True)}
+        )
 
     def choice_log_probs(self) -> dict[str, Tensor]:
         return {

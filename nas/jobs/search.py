@@ -19,7 +19,14 @@ from torch import nn
 
 import search_spaces
 from nas.data import DataBundle
-from nas.engine import TrainConfig, evaluate, loader_states, restore_loaders
+from nas.engine import (
+    TrainConfig,
+    evaluate,
+    loader_state,
+    loader_states,
+    restore_loader,
+    restore_loaders,
+)
 from nas.extraction import save_model
 from nas.io import run_output, write_json
 from nas.jobs.base import Command
@@ -43,6 +50,7 @@ from nas.width_search import (
     search_widths,
     starting_network,
     summarize,
+    uniform_twin,
 )
 from search_spaces import SearchSpace, WidthSpec
 
@@ -82,14 +90,77 @@ def search(
     if space is None:
         size = input_size or _batch_size_hw(train_loader)
         space = search_spaces.identify(model, input_size=size)
+    if cfg.compare:  # a target no uniform width reaches is refused before any work
+        uniform_twin(space, cfg.target_for(space), cfg)
     eval_loader = test_loader if test_loader is not None else val_loader
     baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
     outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
     outcome = select_network(outcome, model, train_loader, val_loader, cfg, progress=progress)[0]
-    small = starting_network(outcome, cfg)
-    finetune(small, model, train_loader, val_loader, config=cfg, progress=progress)
-    metrics = summarize(outcome, small, baseline_acc, eval_loader, cfg)
+    small, metrics = deliver(
+        outcome,
+        model,
+        train_loader,
+        val_loader,
+        eval_loader,
+        cfg,
+        baseline_acc=baseline_acc,
+        progress=progress,
+    )
     return SearchResult(outcome.spec, small, metrics, outcome.records)
+
+
+def deliver(
+    outcome: SearchOutcome,
+    teacher: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable[Any],
+    test_loader: Iterable[Any],
+    config: SearchConfig,
+    *,
+    baseline_acc: float,
+    out: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The found network fine-tuned (or retrained) and its numbers; with ``config.compare``
+    also the uniform-width network of the same MACs from the same final supernet (BN
+    recalibrated for its widths), fine-tuned exactly the same way: the same options, teacher,
+    seed and batches (the loader is rewound to where the found network's fine-tuning began)."""
+    start = loader_state(train_loader)
+    small = starting_network(outcome, config)
+    finetune(
+        small,
+        teacher,
+        train_loader,
+        val_loader,
+        config=config,
+        out_dir=out / "finetune" if out is not None else None,
+        resume=resume,
+        progress=progress,
+    )
+    metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config)
+    if config.compare:
+        spec = uniform_twin(outcome.spec.get_space(), outcome.spec.macs(), config)
+        twin = starting_network(outcome, config, spec)
+        restore_loader(train_loader, start)
+        finetune(
+            twin,
+            teacher,
+            train_loader,
+            val_loader,
+            config=config,
+            out_dir=out / "uniform" if out is not None else None,
+            resume=resume,
+            progress=progress,
+        )
+        metrics |= {
+            "uniform_acc": evaluate(twin, test_loader, device=config.device).accuracy,
+            "uniform_val_acc": evaluate(twin, val_loader, device=config.device).accuracy,
+            "uniform_macs": spec.macs(),
+            "uniform_macs_ratio": spec.macs_ratio(),
+            "uniform_widths": dict(spec.widths),
+        }
+    return small, metrics
 
 
 def select_network(
@@ -150,6 +221,8 @@ def run_search(
     base_config.validate()
     data, space = search_data(o, c.seed)
     c.target_for(space)  # impossible budgets fail before anything is written
+    if c.compare:
+        uniform_twin(space, c.target_for(space), c)
     if c.select == "predictor":
         check_pool_band(space, c.choices(space), c.target_for(space), c.tolerance, c.rank_config())
     initial = initial_weights(o.weights, space)
@@ -197,18 +270,19 @@ def _search_to_dir(
     if selection is not None:
         selection.predictor.save(out / "predictor.pt")
         write_json(out / "selection.json", selection.summary())  # rank settings, pool, top-k
-    small = starting_network(outcome, c)
-    finetune(
-        small,
+    small, metrics = deliver(
+        outcome,
         baseline,
         data.train,
         data.val,
-        config=c,
-        out_dir=out / "finetune",
+        data.test,
+        c,
+        baseline_acc=baseline_acc,
+        out=out,
         resume=o.resume,
         progress=o.progress,
     )
-    metrics = summarize(outcome, small, baseline_acc, data.test, c) | {
+    metrics |= {
         "dataset": o.dataset,
         "baseline_macs": space.macs(),
         "finetune_epochs": c.finetune_epochs,
@@ -225,9 +299,15 @@ def _cli(options: RunOptions, config: SearchConfig) -> int:
     print(
         f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
         f"{human(m['baseline_macs'])} MACs -> searched {m['searched_acc']:.2f} % at "
-        f"{human(m['macs'])} MACs ({m['macs_ratio']:.1%}); relaxation gap "
-        f"{m['relaxation_gap']:+.2f} points; search {m['search_seconds']:.0f} s -> "
-        f"{options.out_dir}"
+        f"{human(m['macs'])} MACs ({m['macs_ratio']:.1%})"
+        + (
+            f"; uniform width {m['uniform_acc']:.2f} % at {human(m['uniform_macs'])} MACs "
+            f"({m['uniform_macs_ratio']:.1%})"
+            if "uniform_acc" in m
+            else ""
+        )
+        + f"; relaxation gap {m['relaxation_gap']:+.2f} points; search "
+        f"{m['search_seconds']:.0f} s -> {options.out_dir}"
     )
     return 0
 

@@ -5,7 +5,13 @@ Modules: ``masked_bn`` (BN with a channel mask folded into its affine parameters
 sub-network, :func:`extract_at`).
 """
 
-from nas.supernet.calibration import CALIBRATION_BATCHES, extract_at, recalibrate_bn, take_batches
+from nas.supernet.calibration import (
+    CALIBRATION_BATCHES,
+    extract_at,
+    frozen_bn_statistics,
+    recalibrate_bn,
+    take_batches,
+)
 from nas.supernet.masked_bn import MaskedBatchNorm2d
 from nas.supernet.network import Supernet, make_maskable, nested_masks, width_choices
 
@@ -14,6 +20,7 @@ __all__ = [
     "MaskedBatchNorm2d",
     "Supernet",
     "extract_at",
+    "frozen_bn_statistics",
     "make_maskable",
     "nested_masks",
     "recalibrate_bn",

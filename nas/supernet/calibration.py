@@ -7,7 +7,8 @@ none of them. They are re-estimated on a few fixed training batches (:func:`take
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -17,7 +18,13 @@ from nas.extraction import extract
 from nas.supernet.network import Supernet
 from search_spaces import WidthSpec
 
-__all__ = ["CALIBRATION_BATCHES", "extract_at", "recalibrate_bn", "take_batches"]
+__all__ = [
+    "CALIBRATION_BATCHES",
+    "extract_at",
+    "frozen_bn_statistics",
+    "recalibrate_bn",
+    "take_batches",
+]
 
 CALIBRATION_BATCHES = 4
 
@@ -74,3 +81,19 @@ def extract_at(
         recalibrate_bn(supernet, calibration, device)
         supernet.set_masks(None)
     return extract(supernet.model.state_dict(), spec)
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
+    """BN layers normalise with the batch's statistics (as in training) but leave their running
+    statistics and batch counters untouched: the architecture step looks at the network
+    without changing it."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    tracking = [m.track_running_stats for m in bns]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, flag in zip(bns, tracking, strict=True):
+            m.track_running_stats = flag

@@ -14,8 +14,11 @@ From Python (the same as the command line, with the same files)::
 **Trials.** Each trial picks a MAC target (from ``macs_range`` or from the list of ``budgets``;
 the first trials of a study take the listed budgets in order) and the search hyper-parameters
 named in ``tune`` (budget-loss weight, initial temperature, architecture learning rate), runs
-:func:`nas.jobs.search.run_search` into ``DIR/trials/trial-NNNN`` and reports two objectives: test
-accuracy (maximised) and MACs (minimised).
+:func:`nas.jobs.search.run_search` into ``DIR/trials/trial-NNNN`` and reports two objectives:
+the validation accuracy of the delivered (fine-tuned) network, maximised, and its MACs,
+minimised. The validation split trained neither the weights nor the architecture parameters;
+the test split chooses nothing: its accuracy is only reported (``trials.csv``, ``pareto.csv``,
+the figure and the hypervolume are the test accuracies of the trials chosen on validation).
 
 **Sampling.** The sampler is passed explicitly (NSGA-II by default, TPE with ``sampler="tpe"``).
 Each trial is drawn, under the sweep lock, by a sampler seeded with (the search's ``seed``, the
@@ -33,8 +36,8 @@ listed in ``trials.csv`` but not again in ``pareto.csv`` (one row per distinct r
 
 **Uniform-width curve.** At each listed budget (with ``macs_range``: at each Pareto target,
 rounded to 0.01) a network of uniform width and the same MACs is trained the same way as the
-searched network there: it inherits from the same supernet (the search checkpoint of the best
-completed trial at that target: baseline, then the warm-up and search epochs), its BN statistics
+searched network there: it inherits from the same supernet (the search checkpoint of the
+completed trial with the best validation accuracy at that target: baseline, then the warm-up and search epochs), its BN statistics
 are recalibrated for its widths on training batches (:func:`nas.supernet.extract_at`), and it is
 fine-tuned with that trial's options and the baseline as teacher. Cached in ``DIR/uniform``.
 

@@ -12,10 +12,21 @@ import optuna
 
 from nas.io import atomic_write_text
 
-__all__ = ["TRIAL_METRICS", "hypervolume", "pareto_rows", "trial_rows", "write_csv"]
+__all__ = [
+    "OBJECTIVE",
+    "TRIAL_METRICS", "hypervolume", "pareto_rows", "trial_rows", "write_csv"]
 
 # what a trial records of its run's metrics.json (as user attributes, and in trials.csv)
-TRIAL_METRICS = ("searched_acc", "macs", "macs_ratio", "params", "baseline_acc", "relaxation_gap")
+TRIAL_METRICS = (
+    "searched_val_acc",
+    "searched_acc",
+    "macs",
+    "macs_ratio",
+    "params",
+    "baseline_acc",
+    "relaxation_gap",
+)
+OBJECTIVE = "searched_val_acc"  # what the study maximises: never the test accuracy
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -38,8 +49,8 @@ def pareto_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    better_or_equal = a["searched_acc"] >= b["searched_acc"] and a["macs"] <= b["macs"]
-    strictly = a["searched_acc"] > b["searched_acc"] or a["macs"] < b["macs"]
+    better_or_equal = a[OBJECTIVE] >= b[OBJECTIVE] and a["macs"] <= b["macs"]
+    strictly = a[OBJECTIVE] > b[OBJECTIVE] or a["macs"] < b["macs"]
     return better_or_equal and strictly
 
 

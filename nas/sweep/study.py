@@ -42,7 +42,10 @@ __all__ = [
     "sweep_options",
 ]
 
-OBJECTIVES = ("test accuracy (maximise)", "MACs (minimise)")
+OBJECTIVES = (
+    "validation accuracy of the delivered network (maximise; test accuracy is only reported)",
+    "MACs (minimise)",
+)
 DIRECTIONS: list[Literal["maximize", "minimize"]] = ["maximize", "minimize"]
 STUDY_FILE = "study.json"  # in the sweep directory: which study (by its id) the sweep is
 OPTIONS_ATTR = "nas_sweep_options"  # study user attribute: the options of the sweep

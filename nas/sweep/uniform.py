@@ -16,6 +16,7 @@ from nas.io import read_json, write_json
 from nas.jobs.common import RunOptions, load_search_run, load_supernet
 from nas.supernet import CALIBRATION_BATCHES, extract_at, take_batches
 from nas.sweep.config import SweepConfig
+from nas.sweep.pareto import OBJECTIVE
 from nas.width_search import SearchConfig, finetune
 from search_spaces import SearchSpace
 
@@ -39,7 +40,7 @@ def uniform_sources(
         for r in front:
             groups.setdefault(round(float(r["target_macs"]), 2), []).append(r)
     return [
-        (ratio, min(trials, key=lambda r: (-r["searched_acc"], r["number"])))
+        (ratio, min(trials, key=lambda r: (-r[OBJECTIVE], r["number"])))
         for ratio, trials in sorted(groups.items())
         if trials
     ]

@@ -25,7 +25,7 @@ from nas.errors import (
 from nas.jobs.common import RunOptions
 from nas.jobs.search import run_search
 from nas.sweep.config import SweepConfig
-from nas.sweep.pareto import TRIAL_METRICS
+from nas.sweep.pareto import OBJECTIVE, TRIAL_METRICS
 from nas.sweep.study import (
     counted,
     finished_twin,
@@ -156,14 +156,14 @@ def sweep_worker(
                     attrs = _run_trial(options, search, config, out, trial, weights)
                 for name, value in attrs.items():
                     trial.set_user_attr(name, value)
-                trial.study.tell(trial, [attrs["searched_acc"], attrs["macs"]])
+                trial.study.tell(trial, [attrs[OBJECTIVE], attrs["macs"]])
             except BaseException:
                 with contextlib.suppress(Exception):
                     trial.study.tell(trial, state=TrialState.FAIL)
                 raise
             bar.n = counted(trial.study)
             bar.set_postfix(
-                acc=f"{attrs['searched_acc']:.2f}", macs=f"{attrs['macs_ratio']:.2f}", refresh=True
+                val_acc=f"{attrs[OBJECTIVE]:.2f}", macs=f"{attrs['macs_ratio']:.2f}", refresh=True
             )
 
 

@@ -9,9 +9,16 @@ argmax and predictor-based selection, is :mod:`nas.jobs.search`.
 
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, SEARCH_FORMAT, WARMUP_INDEPENDENT
 from nas.width_search.config import DEFAULT_WIDTH_RATIOS, MIN_TOLERANCE, SearchConfig
-from nas.width_search.finetune import extract_searched, finetune, starting_network, summarize
-from nas.width_search.loop import SearchRun, build_supernet, search_widths, start_run, warm_up
+from nas.width_search.finetune import (
+    extract_searched,
+    finetune,
+    starting_network,
+    summarize,
+    uniform_twin,
+)
+from nas.width_search.loop import build_supernet, search_widths, start_run, warm_up
 from nas.width_search.records import SEARCH_SUMMARY, SearchOutcome, SearchRecord
+from nas.width_search.run import SearchRun, projection_shift
 
 __all__ = [
     "DEFAULT_WIDTH_RATIOS",
@@ -27,9 +34,11 @@ __all__ = [
     "build_supernet",
     "extract_searched",
     "finetune",
+    "projection_shift",
     "search_widths",
     "start_run",
     "starting_network",
     "summarize",
+    "uniform_twin",
     "warm_up",
 ]

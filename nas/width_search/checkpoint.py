@@ -19,7 +19,7 @@ from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchRecord
 
 if TYPE_CHECKING:
-    from nas.width_search.loop import SearchRun
+    from nas.width_search.run import SearchRun
 
 __all__ = [
     "SEARCH_CHECKPOINT",
@@ -32,11 +32,12 @@ __all__ = [
 ]
 
 SEARCH_CHECKPOINT = "search_checkpoint.pt"
-SEARCH_FORMAT = "channel-nas/search-checkpoint-1"
+SEARCH_FORMAT = "channel-nas/search-checkpoint-2"
 
 # Options the warm-up epochs do not depend on: they train the weights alone at widths drawn
-# uniformly from the initial logits (exactly one-hot masks, whatever the temperature), so
-# searches that differ only in these can share one warm-up (:func:`warm_up`).
+# uniformly from the initial logits (exactly one-hot masks, whatever the temperature; no
+# architecture step, no budget), so searches that differ only in these can share one warm-up
+# (:func:`warm_up`).
 WARMUP_INDEPENDENT = frozenset(
     {
         "target_macs",
@@ -46,8 +47,11 @@ WARMUP_INDEPENDENT = frozenset(
         "hard",
         "arch_lr",
         "arch_weight_decay",
+        "budget",
         "budget_weight",
+        "budget_lr",
         "budget_band",
+        "entropy_weight",
         "tolerance",
     }
 )
@@ -66,6 +70,8 @@ _NOT_SEARCH = frozenset(
         "kd_alpha",
         "kd_temperature",
         "from_scratch",
+        "compare",
+        "projection",
     }
 )
 
@@ -91,8 +97,10 @@ def run_state(run: SearchRun) -> dict[str, Any]:
         "a_opt": run.a_opt.state_dict(),
         "records": [asdict(r) for r in run.records],
         "seconds": run.seconds,
+        "budget": run.budget.state_dict(),
         "rng": rng_state(run.device),
-        "train_loader": loader_state(run.train_loader),
+        "weight_loader": loader_state(run.weight_loader),
+        "arch_loader": loader_state(run.arch_loader),
         "val_loader": loader_state(run.val_loader),
     }
 
@@ -130,10 +138,11 @@ def _restore(run: SearchRun, state: dict[str, Any], *, arch_optimizer: bool) -> 
     run.strategy.load_state_dict(state["strategy"])
     run.w_opt.load_state_dict(state["w_opt"])
     run.w_sched.load_state_dict(state["w_sched"])
-    if arch_optimizer:
+    if arch_optimizer:  # a shared warm-up has not stepped them: this search's own stand
         run.a_opt.load_state_dict(state["a_opt"])
+        run.budget.load_state_dict(state["budget"])
     run.records = [SearchRecord(**r) for r in state["records"]]
     run.seconds = float(state["seconds"])
     restore_rng(state["rng"], run.device)
-    restore_loader(run.train_loader, state["train_loader"])
-    restore_loader(run.val_loader, state["val_loader"])
+    for name in ("weight_loader", "arch_loader", "val_loader"):
+        restore_loader(getattr(run, name), state[name])

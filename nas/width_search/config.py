@@ -16,7 +16,7 @@ from nas.selection.config import MIN_SAMPLES, RankConfig
 if TYPE_CHECKING:
     from search_spaces import SearchSpace
 
-__all__ = ["DEFAULT_WIDTH_RATIOS", "MIN_TOLERANCE", "SearchConfig"]
+__all__ = ["DEFAULT_WIDTH_RATIOS", "MIN_TOLERANCE", "WEIGHT_SAMPLING", "SearchConfig"]
 
 DEFAULT_WIDTH_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # Narrowest accepted --tolerance. The projection lands in the band whenever some widths do; the
@@ -26,6 +26,7 @@ DEFAULT_WIDTH_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.
 # wide; random starts on resnet20/20_b/56/56_b/18 at targets down to the smallest and coarse
 # width ratios all landed (tests/nas/cost/test_projection.py checks it).
 MIN_TOLERANCE = 0.005
+WEIGHT_SAMPLING = ("hard", "relaxed", "sandwich")
 
 
 def parse_target(value: Any) -> str:
@@ -68,23 +69,68 @@ class SearchConfig(Distillation):
     tau0: float = option(5.0, "initial Gumbel-softmax temperature", gt=0)
     tau_min: float = option(0.1, "final temperature", gt=0)
     schedule: str = option("exponential", "temperature schedule", choices="nas.gates:SCHEDULES")
-    hard: bool = option(False, "straight-through hard Gumbel samples in the search epochs")
+    hard: bool = option(False, "straight-through hard Gumbel samples in the architecture steps")
+    weight_sampling: str = option(
+        "hard",
+        "widths of the weight steps: one hard (discrete) sample from the distribution, a relaxed "
+        "(soft) one, or the sandwich rule (largest, smallest and --sandwich-samples hard samples, "
+        "distilled in place from the largest)",
+        choices=WEIGHT_SAMPLING,
+    )
+    sandwich_samples: int = option(
+        2, "--weight-sampling sandwich: sampled widths per step besides the two extremes", ge=0
+    )
+    arch_fraction: float = option(
+        0.5,
+        "share of the training split that trains the architecture parameters during the search "
+        "(the rest trains the weights; TAS: half)",
+        gt=0,
+        lt=1,
+    )
     warmup_epochs: int = option(10, "epochs training the weights alone at random widths", ge=0)
     search_epochs: int = option(20, "epochs alternating weight and architecture steps", ge=1)
     lr: float = option(0.05, "weight learning rate (SGD, warm-up and search)", gt=0)
     momentum: float = option(0.9, "SGD momentum (search and fine-tuning)", ge=0, lt=1)
     weight_decay: float = option(5e-4, "weight decay (search and fine-tuning)", ge=0)
     arch_lr: float = option(0.05, "Adam learning rate of the architecture parameters", gt=0)
-    arch_weight_decay: float = option(1e-3, "weight decay of the architecture parameters", ge=0)
-    budget_weight: float = option(2.0, "weight of the budget loss", ge=0)
+    arch_weight_decay: float = option(0.0, "weight decay of the architecture parameters", ge=0)
+    budget: str = option(
+        "lagrangian",
+        "budget loss on the expected MACs: a Lagrange multiplier raised by dual ascent, a smooth "
+        "penalty, or the previous release's TAS rule",
+        choices="nas.cost:BUDGETS",
+    )
+    budget_weight: float = option(
+        1.0,
+        "weight of the budget's quadratic term (lagrangian, penalty) or of the TAS loss",
+        ge=0,
+    )
+    budget_lr: float = option(
+        0.1, "--budget lagrangian: dual-ascent step of the multiplier per architecture step", ge=0
+    )
     budget_band: float = option(
-        0.05, "budget loss idles while the argmax net is at most this much under", gt=0, lt=1
+        0.05,
+        "--budget tas: the loss idles while the argmax net is at most this much under",
+        gt=0,
+        lt=1,
+    )
+    entropy_weight: float = option(
+        0.5,
+        "weight of the crispness term (mean normalised entropy of the width distributions), "
+        "raised linearly from 0 over the search epochs",
+        ge=0,
     )
     tolerance: float = option(
         0.02,
         "final MACs within target x (1 +- tolerance)",
         ge=MIN_TOLERANCE,
         lt=1,
+    )
+    projection: str = option(
+        "dp",
+        "how the found widths are brought into the band: the most probable widths in it "
+        "(dynamic programming), or the previous release's greedy steps",
+        choices="nas.cost:PROJECTIONS",
     )
     order: str = option(
         "l1",
@@ -95,6 +141,11 @@ class SearchConfig(Distillation):
     finetune_lr: float = option(0.05, "fine-tuning learning rate", gt=0)
     from_scratch: bool = option(
         False, "retrain the found widths from random init instead of fine-tuning"
+    )
+    compare: bool = option(
+        False,
+        "also build the uniform-width network of the same MACs from the same final supernet and "
+        "fine-tune it exactly like the found one (uniform_acc in metrics.json)",
     )
     select: str = option(
         "argmax",

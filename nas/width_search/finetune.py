@@ -9,11 +9,13 @@ from typing import Any
 from torch import nn
 
 from nas.engine import evaluate, seed_everything, train_model
+from nas.errors import ConfigError
 from nas.supernet import extract_at
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchOutcome
+from search_spaces import SearchSpace, WidthSpec
 
-__all__ = ["extract_searched", "finetune", "starting_network", "summarize"]
+__all__ = ["extract_searched", "finetune", "starting_network", "summarize", "uniform_twin"]
 
 
 # -- after the search ----------------------------------------------------------------------------
@@ -53,36 +55,70 @@ def finetune(
     )
 
 
-def starting_network(outcome: SearchOutcome, config: SearchConfig) -> nn.Module:
+def starting_network(
+    outcome: SearchOutcome, config: SearchConfig, spec: WidthSpec | None = None
+) -> nn.Module:
+    """What fine-tuning starts from: the network of ``spec`` (default: the found one) with the
+    supernet's weights and BN statistics for its widths, or seeded new weights with
+    ``from_scratch``."""
+    spec = spec or outcome.spec
     if config.from_scratch:
         seed_everything(config.seed)
-        return outcome.spec.get_space().build(outcome.spec.widths)
-    return extract_searched(outcome)
+        return spec.get_space().build(spec.widths)
+    return extract_at(outcome.supernet, spec, outcome.calibration)
+
+
+def uniform_twin(space: SearchSpace, macs: float, config: SearchConfig) -> WidthSpec:
+    """The uniform-width spec (one ratio for every unit, ``config.width_multiple``) whose MACs
+    come closest to ``macs``; a :class:`ConfigError` where none lies within the tolerance of
+    the target (say the rounding of narrow units leaves no uniform width there)."""
+    target = config.target_for(space)
+    full = space.macs()
+    widths = space.uniform_widths_for_macs(min(1.0, macs / full), config.width_multiple)
+    got = space.macs(widths)
+    if abs(got / target - 1) > config.tolerance:
+        raise ConfigError(
+            f"--compare: no uniform width of {space.name} lies within --tolerance "
+            f"{config.tolerance:g} of the target {target:,.0f} MACs (the nearest has "
+            f"{got:,} MACs, {got / full:.1%} of full); widen --tolerance or change --target-macs"
+        )
+    return space.spec(widths)
 
 
 def summarize(
     outcome: SearchOutcome,
     small: nn.Module,
     baseline_acc: float,
-    eval_loader: Iterable[Any],
+    test_loader: Iterable[Any],
+    val_loader: Iterable[Any],
     config: SearchConfig,
 ) -> dict[str, Any]:
+    """What ``metrics.json`` holds: test accuracies are reported, validation ones select."""
     space = outcome.spec.get_space()
     macs = space.macs(outcome.spec.widths)
+    target = config.target_for(space)
     return {
         "space": space.name,
         "baseline_acc": baseline_acc,
-        "searched_acc": evaluate(small, eval_loader, device=config.device).accuracy,
+        "searched_acc": evaluate(small, test_loader, device=config.device).accuracy,
+        "searched_val_acc": evaluate(small, val_loader, device=config.device).accuracy,
         "macs": macs,
         "flops": 2 * macs,
         "macs_ratio": macs / space.macs(),
-        "target_macs": config.target_for(space),
-        "target_macs_ratio": config.target_for(space) / space.macs(),
+        "target_macs": target,
+        "target_macs_ratio": target / space.macs(),
         "params": space.params(outcome.spec.widths),
         "params_ratio": space.params(outcome.spec.widths) / space.params(),
+        "arch_confidence": outcome.arch_confidence,
+        "argmax_macs_ratio": space.macs(outcome.argmax_widths) / space.macs(),
+        "projection_shift": outcome.projection_shift,
         "relaxation_gap": outcome.relaxation_gap,
-        "relaxed_val_acc": outcome.relaxed_acc,
-        "discrete_val_acc": outcome.discrete_acc,
+        "relaxation_gap_loss": outcome.relaxation_gap_loss,
+        "relaxed_val_acc": outcome.relaxed.accuracy,
+        "relaxed_val_loss": outcome.relaxed.loss,
+        "argmax_val_acc": outcome.argmax_result.accuracy,
+        "delivered_val_acc": outcome.delivered.accuracy,
+        "delivered_val_loss": outcome.delivered.loss,
         "search_seconds": round(outcome.seconds, 2),
         "strategy": config.strategy,
         "from_scratch": config.from_scratch,

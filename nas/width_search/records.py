@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from nas.engine import EvalResult
 from nas.gates import GateStrategy
 from nas.io import atomic_write_text
 from nas.supernet import Supernet
@@ -31,7 +32,10 @@ class SearchRecord:
     expected_macs: float
     expected_macs_ratio: float
     argmax_macs_ratio: float
-    val_acc: float
+    confidence: float  # mean over units of the largest choice probability
+    entropy: float  # mean over units of the normalised entropy of the choice distribution
+    multiplier: float  # the budget's weight (the Lagrange multiplier for lagrangian)
+    val_acc: float  # of the argmax network, on the validation split
     seconds: float
 
 
@@ -39,20 +43,29 @@ class SearchRecord:
 class SearchOutcome:
     """What the search found, before fine-tuning."""
 
-    spec: WidthSpec
+    spec: WidthSpec  # the delivered widths (the argmax projected into the budget band)
     supernet: Supernet
     strategy: GateStrategy
     argmax_widths: dict[str, int]
-    relaxed_acc: float
-    discrete_acc: float
+    relaxed: EvalResult  # the noise-free relaxation at the final temperature
+    argmax_result: EvalResult  # the most probable widths
+    delivered: EvalResult  # the delivered widths, before fine-tuning
+    arch_confidence: float
+    projection_shift: float
     calibration: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     records: list[SearchRecord] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
     def relaxation_gap(self) -> float:
-        """Validation accuracy of the relaxed network minus that of the discretised one."""
-        return self.relaxed_acc - self.discrete_acc
+        """Validation accuracy (points) of the relaxed network minus that of the delivered one,
+        both with supernet weights, on the validation split (which trained neither)."""
+        return self.relaxed.accuracy - self.delivered.accuracy
+
+    @property
+    def relaxation_gap_loss(self) -> float:
+        """Validation loss of the delivered network minus that of the relaxed one."""
+        return self.delivered.loss - self.relaxed.loss
 
 
 def write_search_summary(path: Path, records: list[SearchRecord]) -> None:

@@ -1,0 +1,285 @@
+"""One search in progress (:class:`SearchRun`): its optimisers and budget, one method per step
+and per epoch, and what it delivers at the end.
+
+Data: the weights train on one part of the training split, the architecture parameters on
+the other (``arch_fraction`` of it, shuffled, a fresh batch every step); the validation split
+(neither) serves the per-epoch accuracy and the final relaxed/argmax/delivered comparison.
+
+* **weight step** (SGD on the weights): the masks of a hard (discrete) sample of the width
+  distribution (``weight_sampling="hard"``), a relaxed Gumbel-softmax sample (``"relaxed"``),
+  or the sandwich rule (``"sandwich"``: the largest network on the labels, the smallest and
+  ``sandwich_samples`` hard samples distilled in place from the largest, as in AutoSlim and
+  BigNAS, one SGD step for all);
+* **architecture step** (Adam on the architecture parameters): a Gumbel-softmax sample at the
+  annealed temperature (straight-through hard with ``hard``), BN normalising with the batch's
+  statistics but leaving the running ones untouched, and a backward pass into the architecture
+  parameters only. Its loss: the cross-entropy, the budget (:data:`nas.cost.BUDGETS`) on the
+  expected MACs, and the crispness term (the mean normalised entropy of the width
+  distributions, weighted from 0 up to ``entropy_weight`` over the search epochs), so that the
+  relaxed network and the discrete one agree by the end (DAIS).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nas.cost import PROJECTIONS, create_budget
+from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
+from nas.errors import ConfigError
+from nas.gates import GateStrategy, temperature
+from nas.supernet import (
+    CALIBRATION_BATCHES,
+    Supernet,
+    frozen_bn_statistics,
+    recalibrate_bn,
+    take_batches,
+)
+from nas.width_search.config import SearchConfig
+from nas.width_search.records import SearchOutcome, SearchRecord
+from search_spaces import SearchSpace
+
+__all__ = ["SearchRun", "projection_shift"]
+
+
+class SearchRun:
+    """State of one search: optimisers, schedules, budget, records; one method per epoch."""
+
+    def __init__(
+        self,
+        supernet: Supernet,
+        strategy: GateStrategy,
+        config: SearchConfig,
+        target: float,
+        weight_loader: Iterable[Any],
+        arch_loader: Iterable[Any],
+        val_loader: Iterable[Any],
+        device: torch.device,
+    ) -> None:
+        self.supernet, self.strategy, self.config = supernet, strategy, config
+        self.target, self.device = target, device
+        self.weight_loader, self.arch_loader, self.val_loader = (
+            weight_loader,
+            arch_loader,
+            val_loader,
+        )
+        self.steps = len(weight_loader)  # type: ignore[arg-type]
+        if self.steps < 1:
+            raise ConfigError("the training loader is empty")
+        self.total_epochs = config.warmup_epochs + config.search_epochs
+        wconf = config.weight_config(self.total_epochs, config.lr)
+        self.w_opt = make_optimizer(supernet.weights(), wconf)
+        self.w_sched = make_scheduler(self.w_opt, wconf, self.steps)
+        self.a_opt = torch.optim.Adam(
+            strategy.arch_parameters(),
+            lr=config.arch_lr,
+            betas=(0.5, 0.999),
+            weight_decay=config.arch_weight_decay,
+        )
+        self.budget = create_budget(
+            config.budget, weight=config.budget_weight, lr=config.budget_lr, band=config.budget_band
+        )
+        self.full_macs = supernet.space.macs()
+        self.smallest = {u: min(c) for u, c in strategy.choices.items()}
+        self.calibration = take_batches(weight_loader, CALIBRATION_BATCHES)
+        self.records: list[SearchRecord] = []
+        self.seconds = 0.0
+
+    # -- schedules ---------------------------------------------------------------------------
+    def progress(self, epoch: int, step: int) -> float:
+        """Share of the search steps done (0 during the warm-up)."""
+        c = self.config
+        if epoch <= c.warmup_epochs:
+            return 0.0
+        done = (epoch - c.warmup_epochs - 1) * self.steps + step
+        return min(1.0, done / max(1, c.search_epochs * self.steps - 1))
+
+    def tau(self, epoch: int, step: int) -> float:
+        c = self.config
+        if epoch <= c.warmup_epochs:
+            return c.tau0
+        done = (epoch - c.warmup_epochs - 1) * self.steps + step
+        return temperature(done, c.search_epochs * self.steps, c.tau0, c.tau_min, c.schedule)
+
+    # -- an epoch ------------------------------------------------------------------------------
+    def epoch(self, epoch: int) -> SearchRecord:
+        start = time.perf_counter()
+        warm = epoch <= self.config.warmup_epochs
+        lr = float(self.w_opt.param_groups[0]["lr"])
+        sums = {"train": 0.0, "arch": 0.0, "budget": 0.0}
+        arch_batches = _cycle(self.arch_loader)
+        tau = self.config.tau0
+        for step, (x, y) in enumerate(self.weight_loader):
+            tau = self.tau(epoch, step)
+            sums["train"] += self.weight_step(x, y, tau)
+            if not warm:
+                xa, ya = next(arch_batches)
+                arch, budget = self.arch_step(xa, ya, tau, self.progress(epoch, step))
+                sums["arch"] += arch
+                sums["budget"] += budget
+        record = self._record(epoch, warm, tau, lr, sums, time.perf_counter() - start)
+        self.records.append(record)
+        return record
+
+    def weight_step(self, x: Tensor, y: Tensor, tau: float) -> float:
+        """One SGD step on the weights at the widths of ``weight_sampling``; returns the loss
+        (of the largest network for the sandwich rule)."""
+        self.supernet.train()
+        x, y = x.to(self.device), y.to(self.device)
+        self.w_opt.zero_grad(set_to_none=True)
+        if self.config.weight_sampling == "sandwich":
+            loss = self._sandwich(x, y, tau)
+        else:
+            mode = "sample" if self.config.weight_sampling == "relaxed" else "hard"
+            with torch.no_grad():  # a hard sample is then exactly one-hot
+                self.strategy.gate(mode, tau)
+            loss = F.cross_entropy(self.supernet(x), y)
+            loss.backward()
+        self.w_opt.step()
+        self.w_sched.step()
+        return float(loss.detach())
+
+    def _sandwich(self, x: Tensor, y: Tensor, tau: float) -> Tensor:
+        """Largest network on the labels; the smallest and hard samples distilled in place from
+        its outputs; gradients accumulated for one step."""
+        self.supernet.set_masks(None)
+        largest = self.supernet(x)
+        loss = F.cross_entropy(largest, y)
+        loss.backward()
+        teacher = largest.detach()
+        for i in range(1 + self.config.sandwich_samples):
+            with torch.no_grad():
+                if i == 0:
+                    self.supernet.set_widths(self.smallest)
+                else:
+                    self.strategy.gate("hard", tau)
+            distill = kd_loss(self.supernet(x), teacher, y, alpha=1.0, temperature=1.0)
+            distill.backward()
+        self.supernet.set_masks(None)
+        return loss
+
+    def arch_step(self, x: Tensor, y: Tensor, tau: float, progress: float) -> tuple[float, float]:
+        """One Adam step on the architecture parameters; returns (cross-entropy, budget loss).
+        BN running statistics and the weights' gradients are left as they were."""
+        x, y = x.to(self.device), y.to(self.device)
+        space = self.supernet.space
+        with frozen_bn_statistics(self.supernet):
+            self.supernet.train()
+            self.strategy.gate("hard" if self.config.hard else "sample", tau)
+            ce = F.cross_entropy(self.supernet(x), y)
+        ratio = space.expected_macs(self.strategy.expected_widths()) / self.target
+        with torch.no_grad():
+            argmax_ratio = space.macs(self.strategy.discrete_widths()) / self.target
+        budget = self.budget.loss(ratio, argmax_ratio)
+        crisp = self.config.entropy_weight * progress * self.strategy.entropy()
+        loss = ce + budget + crisp + self.strategy.regularizer()
+        self.a_opt.zero_grad(set_to_none=True)
+        params = self.strategy.arch_parameters()
+        if params:
+            loss.backward(inputs=params)  # gradients for the architecture parameters only
+            self.a_opt.step()
+        self.budget.update(float(ratio.detach()))
+        self.supernet.set_masks(None)
+        return float(ce.detach()), float(budget.detach())
+
+    def _record(
+        self, epoch: int, warm: bool, tau: float, lr: float, sums: dict[str, float], seconds: float
+    ) -> SearchRecord:
+        space = self.supernet.space
+        with torch.no_grad():
+            expected = float(space.expected_macs(self.strategy.expected_widths()))
+            widths = self.strategy.discrete_widths()
+            entropy = float(self.strategy.entropy())
+        val = self.evaluate("discrete", tau)
+        return SearchRecord(
+            epoch=epoch,
+            phase="warmup" if warm else "search",
+            tau=tau,
+            lr=lr,
+            train_loss=sums["train"] / self.steps,
+            arch_loss=None if warm else sums["arch"] / self.steps,
+            budget_loss=None if warm else sums["budget"] / self.steps,
+            expected_macs=expected,
+            expected_macs_ratio=expected / self.full_macs,
+            argmax_macs_ratio=space.macs(widths) / self.full_macs,
+            confidence=self.strategy.confidence(),
+            entropy=entropy,
+            multiplier=self.budget.multiplier,
+            val_acc=val.accuracy,
+            seconds=seconds,
+        )
+
+    # -- evaluation and the result ------------------------------------------------------------
+    def evaluate(
+        self, mode: str = "discrete", tau: float = 1.0, widths: dict[str, int] | None = None
+    ) -> EvalResult:
+        """Accuracy and loss on the validation split of the supernet with masks of ``mode`` (or
+        fixed ``widths``), after recalibrating its BN statistics for exactly those masks."""
+        with torch.no_grad():
+            if widths is None:
+                self.strategy.gate(mode, tau)
+            else:
+                self.supernet.set_widths(widths)
+            recalibrate_bn(self.supernet, self.calibration, self.device)
+            result = evaluate(self.supernet, self.val_loader, device=self.device)
+            self.supernet.set_masks(None)
+        return result
+
+    def finish(self, space: SearchSpace) -> SearchOutcome:
+        """The delivered widths (the argmax projected into the budget band), and the relaxed,
+        argmax and delivered networks compared on the validation split."""
+        c = self.config
+        argmax = self.strategy.discrete_widths()
+        log_probs = self.strategy.choice_log_probs()
+        project = PROJECTIONS.get(c.projection)
+        widths = project(space, argmax, self.strategy.choices, log_probs, self.target, c.tolerance)
+        final_tau = self.records[-1].tau if self.records else c.tau_min
+        return SearchOutcome(
+            space.spec(widths),
+            self.supernet,
+            self.strategy,
+            argmax,
+            relaxed=self.evaluate("relaxed", final_tau),
+            argmax_result=self.evaluate(widths=argmax),
+            delivered=self.evaluate(widths=widths),
+            arch_confidence=self.strategy.confidence(),
+            projection_shift=projection_shift(argmax, widths, self.strategy.choices),
+            calibration=self.calibration,
+            records=list(self.records),
+            seconds=self.seconds,
+        )
+
+
+def projection_shift(
+    before: dict[str, int], after: dict[str, int], choices: dict[str, list[int]]
+) -> float:
+    """Mean over units of how many choice steps the projection moved each unit (a width off the
+    choices counts by its position between them)."""
+    steps = [abs(_position(after[u], c) - _position(before[u], c)) for u, c in choices.items()]
+    return sum(steps) / len(steps) if steps else 0.0
+
+
+def _position(width: int, options: Sequence[int]) -> float:
+    """Index of ``width`` in the sorted ``options``, interpolated between neighbours."""
+    opts = sorted(options)
+    if width <= opts[0]:
+        return 0.0
+    for i in range(1, len(opts)):
+        if width <= opts[i]:
+            return i - 1 + (width - opts[i - 1]) / (opts[i] - opts[i - 1])
+    return float(len(opts) - 1)
+
+
+def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ConfigError("the architecture loader is empty: a search needs training data")
