@@ -62,33 +62,44 @@ def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) 
 
 
 def plot_search_curves(records: Sequence[Any], target_ratio: float, path: str | Path) -> None:
-    """Temperature, MACs against the target, losses and validation accuracy per epoch."""
+    """Per epoch: MACs against the target, the width distributions (how decided they are, and
+    the temperature), the losses and the budget multiplier, the argmax network's accuracy."""
     epochs = [r.epoch for r in records]
-    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
-    ax = axes[0]
-    ax.plot(epochs, [r.tau for r in records], color="tab:purple")
-    ax.set_yscale("log")
-    ax.set_title("Gumbel-softmax temperature")
-    ax = axes[1]
+    fig, axes = pyplot().subplots(2, 2, figsize=(11, 7.2))
+    ax = axes[0][0]
     ax.plot(epochs, [r.expected_macs_ratio for r in records], label="expected (relaxed)")
     ax.plot(epochs, [r.argmax_macs_ratio for r in records], label="argmax widths")
     ax.axhline(target_ratio, color="black", linestyle="--", linewidth=1, label="target")
     ax.set_title("MACs / full network")
-    ax.legend(fontsize=8)
-    ax = axes[2]
-    ax.plot(epochs, [r.train_loss for r in records], label="train CE (weights)")
+    ax.legend(fontsize=8, loc="best")
+    ax = axes[0][1]
+    ax.plot(epochs, [r.confidence for r in records], label="mean largest probability")
+    ax.plot(epochs, [r.entropy for r in records], label="mean entropy / log(choices)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("width distributions")
+    tau = ax.twinx()
+    tau.plot(epochs, [r.tau for r in records], color="tab:purple", linestyle=":", label="tau")
+    tau.set_yscale("log")
+    tau.set_ylabel("temperature (dotted)")
+    ax.legend(fontsize=8, loc="center left")
+    ax = axes[1][0]
+    ax.plot(epochs, [r.train_loss for r in records], label="weights: train CE")
     arch = [(r.epoch, r.arch_loss) for r in records if r.arch_loss is not None]
     if arch:
-        ax.plot(*zip(*arch, strict=True), label="val CE (architecture)")
+        ax.plot(*zip(*arch, strict=True), label="architecture: CE")
     ax.set_ylabel("loss")
-    ax.legend(fontsize=8, loc="upper left")
-    acc = ax.twinx()
-    acc.plot(epochs, [r.val_acc for r in records], color="tab:green", label="val acc (argmax)")
-    acc.set_ylabel("val accuracy (%)")
-    acc.legend(fontsize=8, loc="upper right")
-    ax.set_title("losses and accuracy")
-    for a in axes:
+    ax.set_title("losses (budget multiplier dashed)")
+    ax.legend(fontsize=8, loc="upper right")
+    mult = ax.twinx()
+    mult.plot(epochs, [r.multiplier for r in records], color="tab:red", linestyle="--")
+    mult.set_ylabel("budget multiplier")
+    ax = axes[1][1]
+    ax.plot(epochs, [r.val_acc for r in records], color="tab:green")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("validation accuracy of the argmax network")
+    for a in (axes[1][0], axes[1][1]):
         a.set_xlabel("epoch")
+    fig.tight_layout()
     save_figure(fig, path)
 
 

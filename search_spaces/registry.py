@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+F = TypeVar("F")  # what a decorator registers keeps its own type
 
 
 class Registry(Generic[T]):
@@ -56,18 +57,18 @@ class Registry(Generic[T]):
     @overload
     def register(
         self, name: str, entry: None = None, *, description: str = ""
-    ) -> Callable[[T], T]: ...
+    ) -> Callable[[F], F]: ...
 
     @overload
     def register(self, name: str, entry: T, *, description: str = "") -> T: ...
 
     def register(
         self, name: str, entry: T | None = None, *, description: str = ""
-    ) -> T | Callable[[T], T]:
+    ) -> T | Callable[[F], F]:
         """Add ``entry`` under ``name`` (or, without ``entry``, return a decorator that does).
         A name that is already registered is refused."""
 
-        def add(obj: T) -> T:
+        def add(obj: Any) -> Any:
             if name in self._entries:
                 raise self.error(f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj

@@ -1,331 +1,262 @@
-"""Does the width search find better networks than uniform width at the same MACs?
+"""Does the width search find better networks than uniform width at the same MACs, on CIFAR-10?
 
-On ``digits`` with ResNet-20 (space ``resnet20``), per seed (default 0, 1, 2):
+On real CIFAR-10 images (``cifar10-5k.npz``: 5,085 training and 1,017 test images; see
+``experiments/make_cifar_subset.py``), for ``resnet20_b`` (stage widths searchable) and
+``resnet20`` (option A: only the block-internal widths), at 50 % and 25 % of the MACs, for
+several seeds and search configurations:
 
-1. the full baseline is trained once, as ``nas search`` trains it (30 epochs, lr 0.1, the same
-   data options and seed);
-2. for each MAC target (default 50 % and 25 %): the search (``search_widths`` with
-   ``SearchConfig(target_macs=..., seed=seed)``, defaults otherwise) runs on the baseline, the
-   found network is extracted and fine-tuned with distillation from the baseline
-   (``starting_network`` + ``finetune``) -- the ``nas search`` pipeline, so with the loaders
-   reset to their fresh state before each search (as ``nas search`` resets them), the searched
-   network is the one ``nas search --target-macs T --seed S`` produces;
-3. the main comparison, weight-matched: the uniform-width network of the same MACs
-   (``space.uniform_widths_for_macs(target)``) is extracted from the SAME final supernet with
-   ``extract_at`` (the same weight history: warm-up and search epochs of weight-sharing training,
-   the same channel order, BN statistics recalibrated for its own widths on the same
-   calibration batches, exactly as the searched network gets them) and fine-tuned with exactly
-   the same config and teacher, starting from the same loader state (both fine-tunes see the
-   same batches). The only difference left is the widths;
-4. for reference, the old comparison: the uniform network extracted straight from the baseline
-   (L1 channel order, no supernet training) and fine-tuned the same way. It differs from the
-   searched network in its starting weights as well as in its widths, so it is not the verdict.
+1. the full baseline of each space is trained once (``nas search``'s baseline: 30 epochs, lr
+   0.1), on the training split of data seed 0 (so every seed's validation split is unseen by it);
+2. per seed and configuration, one warm-up of the supernet is shared by both targets (the
+   warm-up does not depend on the target: ``nas sweep`` shares it the same way);
+3. per target, the search (``nas.width_search.search_widths``) and what ``nas search
+   --compare`` delivers (``nas.jobs.search.deliver``): the found network fine-tuned with
+   distillation from the baseline, and the **uniform-width network of the same MACs extracted
+   from the same final supernet** (BN statistics recalibrated for its widths), fine-tuned with
+   exactly the same options, teacher, seed and batches. The only difference is the widths.
 
-Printed: the baseline accuracy, per seed and target the test accuracy of the searched network
-and of both uniform networks, the differences and exact MAC ratios (plus search diagnostics: MAC
-ratio of the argmax widths before the budget projection, how peaked the width distributions
-ended, relaxed vs discrete validation accuracy), then per target the mean and standard deviation
-over seeds and a verdict on the weight-matched comparison. Target: the search matches or beats
-uniform width, read as "mean difference >= minus one standard error of the mean" (the rule is
-fixed before any result; the per-seed differences and spreads are printed with it: with three
-seeds it only tells a clear loss from the rest).
+Splits: the search trains its weights on one half of the training split and the architecture
+on the other; the validation split (10 %) trains neither and serves the relaxed/argmax/delivered
+comparison; the **test accuracies are only reported** (nothing here is chosen on them).
 
-    python experiments/benchmarks/search_quality.py            # about 4 minutes on 2 idle cores
-    python experiments/benchmarks/search_quality.py --quick    # fewer epochs, about 3 minutes
-    python experiments/benchmarks/search_quality.py --seeds 0 --targets 0.5
-    python experiments/benchmarks/search_quality.py --threads 1   # on a machine shared with others
+Configurations: ``default`` (this release), ``previous`` (the previous release's search: the
+TAS budget rule with weight 2 and its 5 % band, relaxed Gumbel samples in the weight steps,
+architecture weight decay 1e-3, no crispness term, the greedy projection; run with this
+release's data splits, BN handling and architecture-only backward) and ``sandwich`` (this
+release with ``--weight-sampling sandwich``).
 
-On cores shared with other busy processes, two torch threads can make every step ten times slower
-(OpenMP threads waiting for each other); ``--threads 1`` avoids that. Accuracies do not depend on
-the thread count's timing, only on the seeds.
+Printed: per space, target and configuration the test accuracy of the searched and the
+uniform network (mean and standard deviation over seeds), the paired difference (mean and
+standard error, and per seed), the MAC ratios, the search diagnostics (argmax MACs before the
+projection, arch_confidence, projection_shift, relaxation gap); then the targets' verdicts.
+Every result is also appended to ``--out/results.jsonl`` as it comes (re-running resumes).
+
+    python experiments/benchmarks/search_quality.py --dataset npz:../shared/data/cifar10-5k.npz
+    python experiments/benchmarks/search_quality.py --dataset npz:../shared/data/cifar10-5k.npz \
+        --spaces resnet20_b --configs default sandwich --seeds 0 1 2     # hard vs sandwich
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-import search_spaces
-from nas.data import DataBundle, load_data
-from nas.engine import (
-    TrainConfig,
-    evaluate,
-    loader_states,
-    restore_loaders,
-    seed_everything,
-    train_model,
-)
-from nas.extraction import extract
-from nas.importance import channel_order
-from nas.supernet import extract_at
-from nas.width_search import SearchConfig, SearchOutcome, finetune, search_widths, starting_network
+import nas
+from nas.data import DataBundle, load_data, reseeded
+from nas.engine import loader_state, restore_loader, seed_everything
+from nas.jobs.search import deliver
+from nas.width_search import SearchConfig, search_widths, warm_up
 from search_spaces import SearchSpace
 
-DATASET = "digits"
-SPACE = "resnet20"
-SEEDS = (0, 1, 2)
+SPACES = ("resnet20_b", "resnet20")
 TARGETS = (0.5, 0.25)
-BASELINE_EPOCHS = 30  # nas search's --baseline-epochs / --baseline-lr defaults
+SEEDS = (0, 1, 2)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "previous": {
+        "budget": "tas",
+        "budget_weight": 2.0,
+        "budget_band": 0.05,
+        "arch_weight_decay": 1e-3,
+        "weight_sampling": "relaxed",
+        "entropy_weight": 0.0,
+        "projection": "greedy",
+    },
+    "sandwich": {"weight_sampling": "sandwich"},
+}
 BASELINE_LR = 0.1
-QUICK = {"baseline_epochs": 10, "warmup_epochs": 3, "search_epochs": 6, "finetune_epochs": 10}
 
 
-@dataclass
-class Result:
-    seed: int
-    target: float
-    searched_acc: float
-    uniform_acc: float  # uniform widths from the same final supernet (weight-matched)
-    uniform_base_acc: float  # uniform widths straight from the baseline (reference)
-    searched_macs: int
-    uniform_macs: int
-    full_macs: int
-    searched_widths: list[int]
-    uniform_widths: list[int]
-    argmax_macs_ratio: float
-    mean_max_prob: float
-    relaxed_val_acc: float
-    discrete_val_acc: float
-    search_s: float
-    finetune_s: float
-
-    @property
-    def diff(self) -> float:
-        """Searched minus weight-matched uniform: the comparison the verdict is on."""
-        return self.searched_acc - self.uniform_acc
-
-    @property
-    def diff_base(self) -> float:
-        return self.searched_acc - self.uniform_base_acc
-
-
-def train_baseline(
-    space: SearchSpace, data: DataBundle, seed: int, epochs: int
-) -> tuple[nn.Module, float]:
-    """The full network as ``nas search`` trains it (``nas.workflows.train_full``, no files)."""
-    config = TrainConfig(epochs=epochs, lr=BASELINE_LR, seed=seed)
-    seed_everything(config.seed)
+def train_baseline(space: SearchSpace, data: DataBundle, epochs: int, path: Path) -> nn.Module:
+    """The full network as ``nas search`` trains it (seed 0), cached in ``path``."""
     model = space.build()
-    train_model(model, data.train, config=config, val_loader=data.val, progress=False)
-    model.eval()
-    return model, evaluate(model, data.test).accuracy
+    if path.is_file():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    config = nas.TrainConfig(epochs=epochs, lr=BASELINE_LR, seed=0)
+    seed_everything(0)
+    nas.train_model(model, data.train, config=config, val_loader=data.val, progress=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model.eval()
 
 
-def run_target(
-    seed: int,
-    target: float,
+def run(
     space: SearchSpace,
     data: DataBundle,
     baseline: nn.Module,
-    overrides: dict[str, Any],
-) -> Result:
-    config = replace(SearchConfig(target_macs=f"{target:g}", seed=seed), **overrides)
+    baseline_acc: float,
+    config: SearchConfig,
+    warmup: Path,
+) -> dict[str, Any]:
+    """One search at ``config`` and what it delivers with its uniform twin."""
     assert data.val is not None
+    fresh = loader_state(data.train)
     start = time.perf_counter()
-    outcome = search_widths(baseline, space, data.train, data.val, config=config, progress=False)
-    search_s = time.perf_counter() - start
-
-    before_finetune = loader_states(data)
-    start = time.perf_counter()
-    searched = starting_network(outcome, config)  # extract_at: supernet weights, BN recalibrated
-    # the baseline is the teacher as it is: train_model runs a teacher in eval mode under
-    # no_grad and leaves it unchanged, so the three fine-tunes below share it
-    finetune(searched, baseline, data.train, data.val, config=config, progress=False)
-    finetune_s = time.perf_counter() - start
-
-    # weight-matched: the same supernet, calibration batches, fine-tuning config and batches
-    restore_loaders(data, before_finetune)
-    uniform_spec = space.spec(space.uniform_widths_for_macs(target, config.width_multiple))
-    uniform = extract_at(outcome.supernet, uniform_spec, outcome.calibration)
-    finetune(uniform, baseline, data.train, data.val, config=config, progress=False)
-
-    # reference: uniform widths straight from the baseline (other starting weights)
-    restore_loaders(data, before_finetune)
-    uniform_base = extract(baseline, uniform_spec, channel_order(baseline, space, "l1"))
-    finetune(uniform_base, baseline, data.train, data.val, config=config, progress=False)
-
-    units = [u.name for u in space.units]
-    return Result(
-        seed=seed,
-        target=target,
-        searched_acc=evaluate(searched, data.test).accuracy,
-        uniform_acc=evaluate(uniform, data.test).accuracy,
-        uniform_base_acc=evaluate(uniform_base, data.test).accuracy,
-        searched_macs=outcome.spec.macs(),
-        uniform_macs=uniform_spec.macs(),
-        full_macs=space.macs(),
-        searched_widths=[outcome.spec.widths[u] for u in units],
-        uniform_widths=[uniform_spec.widths[u] for u in units],
-        argmax_macs_ratio=space.macs(outcome.argmax_widths) / space.macs(),
-        mean_max_prob=_mean_max_prob(outcome),
-        relaxed_val_acc=outcome.relaxed_acc,
-        discrete_val_acc=outcome.discrete_acc,
-        search_s=search_s,
-        finetune_s=finetune_s,
+    outcome = search_widths(
+        baseline, space, data.train, data.val, config=config, warmup=warmup, progress=False
     )
+    search_s = time.perf_counter() - start
+    restore_loader(data.train, fresh)
+    start = time.perf_counter()
+    _, metrics = deliver(
+        outcome,
+        baseline,
+        data.train,
+        data.val,
+        data.test,
+        config,
+        baseline_acc=baseline_acc,
+        progress=False,
+    )
+    metrics |= {
+        "search_s": round(search_s, 1),
+        "finetune_s": round(time.perf_counter() - start, 1),
+        "widths": dict(outcome.spec.widths),
+    }
+    return metrics
 
 
-def _mean_max_prob(outcome: SearchOutcome) -> float:
-    """Mean over units of the largest width probability (1 / #choices = logits never moved)."""
-    probs = [
-        float(F.softmax(lp, dim=-1).max()) for lp in outcome.strategy.choice_log_probs().values()
-    ]
-    return sum(probs) / len(probs)
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    keys = sorted({(r["space"], r["target"], r["config"]) for r in rows}, key=str)
+    print()
+    print(
+        "| space | target | config | seeds | searched % | uniform % | searched - uniform "
+        "(mean +- SE) | per seed | MAC ratio searched / uniform | argmax MACs | confidence "
+        "| shift |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    verdicts = []
+    for space, target, config in keys:
+        group = sorted(
+            (r for r in rows if (r["space"], r["target"], r["config"]) == (space, target, config)),
+            key=lambda r: r["seed"],
+        )
+        diffs = [r["searched_acc"] - r["uniform_acc"] for r in group]
+        d_mean, d_sd = mean_sd(diffs)
+        se = d_sd / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+        s_mean, s_sd = mean_sd([r["searched_acc"] for r in group])
+        u_mean, u_sd = mean_sd([r["uniform_acc"] for r in group])
+        ratios = [r["macs_ratio"] for r in group]
+        u_ratios = [r["uniform_macs_ratio"] for r in group]
+        print(
+            f"| {space} | {target:g} | {config} | {len(group)} | {s_mean:.2f} +- {s_sd:.2f} | "
+            f"{u_mean:.2f} +- {u_sd:.2f} | {d_mean:+.2f} +- {se:.2f} | "
+            f"{', '.join(f'{d:+.2f}' for d in diffs)} | "
+            f"{min(ratios):.3f}-{max(ratios):.3f} / {statistics.fmean(u_ratios):.3f} | "
+            f"{statistics.fmean(r['argmax_macs_ratio'] for r in group):.3f} | "
+            f"{statistics.fmean(r['arch_confidence'] for r in group):.2f} | "
+            f"{statistics.fmean(r['projection_shift'] for r in group):.2f} |"
+        )
+        if config == "default":
+            goal, rule = (1.0, ">= +1.00") if target <= 0.25 else (0.0, ">= 0.00")
+            verdicts.append(
+                f"target {space} @ {target:g} MACs: searched - uniform {d_mean:+.2f} +- {se:.2f} "
+                f"points ({rule}): {'met' if d_mean >= goal else 'MISSED'}"
+            )
+    print()
+    for line in verdicts:
+        print(line)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="default 0 1 2")
-    parser.add_argument(
-        "--targets",
-        type=float,
-        nargs="+",
-        default=list(TARGETS),
-        help="MAC ratios; default 0.5 0.25",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="fewer epochs: baseline 10, search warm-up 3 + 6, fine-tune 10 (a smoke test)",
-    )
-    parser.add_argument("--baseline-epochs", type=int, default=None, help="default 30")
-    parser.add_argument("--warmup-epochs", type=int, default=None, help="search warm-up epochs")
-    parser.add_argument("--search-epochs", type=int, default=None)
-    parser.add_argument("--finetune-epochs", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--dataset", default="npz:../shared/data/cifar10-5k.npz")
+    parser.add_argument("--spaces", nargs="+", default=list(SPACES))
+    parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--configs", nargs="+", default=["default", "previous"], choices=CONFIGS)
+    parser.add_argument("--baseline-epochs", type=int, default=30)
+    parser.add_argument("--warmup-epochs", type=int, default=5)
+    parser.add_argument("--search-epochs", type=int, default=15)
+    parser.add_argument("--finetune-epochs", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument("--out", default="runs/search_quality", help="results and caches")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    epochs: dict[str, int] = dict(QUICK) if args.quick else {}
-    for key in ("baseline_epochs", "warmup_epochs", "search_epochs", "finetune_epochs"):
-        if getattr(args, key) is not None:
-            epochs[key] = getattr(args, key)
-    baseline_epochs = epochs.pop("baseline_epochs", BASELINE_EPOCHS)
-    d = SearchConfig()
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; {SPACE} on {DATASET}; "
-        f"seeds {args.seeds}; targets {args.targets}\n"
-        f"baseline {baseline_epochs} epochs lr {BASELINE_LR}; search warm-up "
-        f"{epochs.get('warmup_epochs', d.warmup_epochs)} + "
-        f"{epochs.get('search_epochs', d.search_epochs)} epochs; all three fine-tunes "
-        f"{epochs.get('finetune_epochs', d.finetune_epochs)} epochs lr {d.finetune_lr}, "
-        f"KD alpha {d.kd_alpha} T {d.kd_temperature} from the baseline; test accuracy in %",
-        flush=True,
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    rows = (
+        [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
     )
-    start_all = time.perf_counter()
-    results: list[Result] = []
-    baselines: list[float] = []
-    for seed in args.seeds:
-        data = load_data(DATASET, seed=seed)  # nas search's data defaults
-        space = search_spaces.create(
-            SPACE,
+    done = {(r["space"], r["target"], r["config"], r["seed"]) for r in rows}
+    data = load_data(args.dataset, seed=0)
+    started = time.perf_counter()
+    for space_name in args.spaces:
+        space = nas.create_space(
+            space_name,
             num_classes=data.num_classes,
             in_channels=data.in_channels,
             input_size=data.input_size,
         )
-        fresh = loader_states(data)
-        start = time.perf_counter()
-        baseline, base_acc = train_baseline(space, data, seed, baseline_epochs)
-        baselines.append(base_acc)
+        baseline = train_baseline(
+            space, data, args.baseline_epochs, out / f"baseline-{space_name}.pt"
+        )
+        baseline_acc = nas.evaluate(baseline, data.test).accuracy
         print(
-            f"\nseed {seed}: baseline {base_acc:.2f} % at {space.macs():,} MACs "
-            f"({time.perf_counter() - start:.0f} s)",
+            f"{space_name}: baseline {baseline_acc:.2f} % ({time.perf_counter() - started:.0f} s)",
             flush=True,
         )
-        for target in args.targets:
-            restore_loaders(data, fresh)  # each search starts as nas search starts it
-            r = run_target(seed, target, space, data, baseline, epochs)
-            results.append(r)
-            print(
-                f"  target {target:g}: searched {r.searched_acc:.2f} % "
-                f"(MACs {r.searched_macs / r.full_macs:.4f}) | uniform from the same supernet "
-                f"{r.uniform_acc:.2f} % (MACs {r.uniform_macs / r.full_macs:.4f}), diff "
-                f"{r.diff:+.2f} points | uniform from the baseline {r.uniform_base_acc:.2f} %, "
-                f"diff {r.diff_base:+.2f}  [search {r.search_s:.0f} s, fine-tune "
-                f"{r.finetune_s:.0f} s]\n"
-                f"    widths searched {r.searched_widths}  uniform {r.uniform_widths}\n"
-                f"    search: argmax MACs before projection {r.argmax_macs_ratio:.3f}, "
-                f"mean max width prob {r.mean_max_prob:.2f} (1/#choices = "
-                f"{1 / len(d.width_ratios):.2f}: logits unmoved), val acc relaxed "
-                f"{r.relaxed_val_acc:.1f} / discrete {r.discrete_val_acc:.1f}",
-                flush=True,
-            )
-
-    b_mean, b_std = mean_std(baselines)
-    print(
-        f"\nbaseline (full, 100 % MACs): {b_mean:.2f} ± {b_std:.2f} % over {len(baselines)} seeds"
-    )
-    print(
-        "uniform A = uniform widths extracted from the same final supernet as the searched "
-        "network (weight-matched, BN recalibrated): the comparison the verdict is on\n"
-        "uniform B = uniform widths extracted from the baseline (reference only: other starting "
-        "weights as well as other widths)"
-    )
-    header = (
-        f"{'target':>6} {'searched %':>14} {'uniform A %':>14} {'diff A':>14} "
-        f"{'uniform B %':>14} {'diff B':>14} {'MACs searched':>20} {'MACs uniform':>13}"
-    )
-    print(header)
-    print("-" * len(header))
-    verdicts = []
-    for target in args.targets:
-        rs = [r for r in results if r.target == target]
-        s_mean, s_std = mean_std([r.searched_acc for r in rs])
-        u_mean, u_std = mean_std([r.uniform_acc for r in rs])
-        ub_mean, ub_std = mean_std([r.uniform_base_acc for r in rs])
-        d_mean, d_std = mean_std([r.diff for r in rs])
-        db_mean, db_std = mean_std([r.diff_base for r in rs])
-        s_macs = [r.searched_macs / r.full_macs for r in rs]
-        u_macs = {r.uniform_macs / r.full_macs for r in rs}
-        print(
-            f"{target:>6g} {s_mean:>6.2f} ± {s_std:<5.2f} {u_mean:>6.2f} ± {u_std:<5.2f} "
-            f"{d_mean:>+6.2f} ± {d_std:<5.2f} {ub_mean:>6.2f} ± {ub_std:<5.2f} "
-            f"{db_mean:>+6.2f} ± {db_std:<5.2f} {min(s_macs):>9.4f}..{max(s_macs):<9.4f} "
-            f"{', '.join(f'{m:.4f}' for m in sorted(u_macs)):>13}"
-        )
-        verdicts.append(_verdict(target, [r.diff for r in rs]))
-    print(
-        "± = standard deviation over seeds; diff = searched minus uniform, in points; "
-        "MAC ratios exact (analytic count)"
-    )
-    print()
-    print("\n".join(verdicts))
-    print(f"total {time.perf_counter() - start_all:.0f} s")
-
-
-def _verdict(target: float, diffs: Sequence[float]) -> str:
-    """The fixed rule (mean difference >= minus one standard error), with everything it rests
-    on: the per-seed differences, their spread and how many seeds the search won."""
-    mean, std = mean_std(diffs)
-    sem = std / math.sqrt(len(diffs))
-    wins = sum(d > 0 for d in diffs)
-    if len(diffs) > 1:
-        spread = f"std {std:.2f} over {len(diffs)} seeds, standard error {sem:.2f}"
-    else:
-        spread = "one seed: no spread, so the rule is just mean >= 0"
-    met = mean >= -sem
-    outcome = "search matches or beats uniform width" if met else "search is behind uniform width"
-    if len(diffs) > 1 and abs(mean) < 2 * sem:
-        outcome += " (the difference is within two standard errors of zero)"
-    return (
-        f"target {target:g} MACs, searched vs uniform width from the same supernet: per-seed "
-        f"diffs {', '.join(f'{d:+.2f}' for d in diffs)} points; mean {mean:+.2f} ({spread}); "
-        f"searched better in {wins}/{len(diffs)} seeds\n"
-        f"  rule mean >= -{sem:.2f}: {'met' if met else 'not met'} -> {outcome}"
-    )
+        for seed in args.seeds:
+            # the same splits (data seed 0), the training batches in the order of this seed
+            seeded = replace(data, train=reseeded(data.train, seed))
+            for name in args.configs:
+                todo = [t for t in args.targets if (space_name, t, name, seed) not in done]
+                if not todo:
+                    continue
+                base = SearchConfig(
+                    seed=seed,
+                    warmup_epochs=args.warmup_epochs,
+                    search_epochs=args.search_epochs,
+                    finetune_epochs=args.finetune_epochs,
+                    compare=True,
+                    **CONFIGS[name],
+                )
+                path = out / f"warmup-{space_name}-{name}-{seed}.pt"
+                assert seeded.val is not None
+                warm_up(
+                    baseline,
+                    space,
+                    seeded.train,
+                    seeded.val,
+                    config=base,
+                    path=path,
+                    progress=False,
+                )
+                for target in todo:
+                    config = replace(base, target_macs=f"{target:g}")
+                    m = run(space, seeded, baseline, baseline_acc, config, path)
+                    row = {"space": space_name, "target": target, "config": name, "seed": seed, **m}
+                    rows.append(row)
+                    with results.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(
+                        f"{space_name} @ {target:g} {name} seed {seed}: searched "
+                        f"{m['searched_acc']:.2f} % ({m['macs_ratio']:.3f}) vs uniform "
+                        f"{m['uniform_acc']:.2f} % ({m['uniform_macs_ratio']:.3f}); confidence "
+                        f"{m['arch_confidence']:.2f}, shift {m['projection_shift']:.2f}, "
+                        f"search {m['search_s']:.0f} s, fine-tune {m['finetune_s']:.0f} s "
+                        f"({time.perf_counter() - started:.0f} s in all)",
+                        flush=True,
+                    )
+    print(f"\n{time.perf_counter() - started:.0f} s in all")
+    report([r for r in rows if r["space"] in args.spaces and r["config"] in args.configs])
 
 
 if __name__ == "__main__":

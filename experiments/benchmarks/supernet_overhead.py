@@ -82,6 +82,7 @@ class Steps:
     plain: Step
     weight: Step
     arch: Step
+    arch_full: Step  # the architecture step with a backward pass into every weight
     plain_state: list[Tensor]
     supernet_state: list[Tensor]
 
@@ -97,9 +98,8 @@ def make_steps(space: SearchSpace, batch: int) -> Steps:
     y = torch.randint(0, NUM_CLASSES, (batch,))
     xv = torch.randn(batch, 3, *INPUT_SIZE)
     yv = torch.randint(0, NUM_CLASSES, (batch,))
-    run = SearchRun(
-        supernet, strategy, config, config.target_for(space), [(x, y)], [(xv, yv)], device
-    )
+    target = config.target_for(space)
+    run = SearchRun(supernet, strategy, config, target, [(x, y)], [(xv, yv)], [(xv, yv)], device)
     tau = config.tau0
 
     plain = copy.deepcopy(full).train()
@@ -116,15 +116,28 @@ def make_steps(space: SearchSpace, batch: int) -> Steps:
         return float(loss.detach())
 
     def weight_step() -> float:
-        return run.weight_step(x, y, run.weight_mode(), tau)
+        return run.weight_step(x, y, tau)
 
     def arch_step() -> tuple[float, float]:
-        return run.arch_step(xv, yv, tau)
+        return run.arch_step(xv, yv, tau, 0.5)
+
+    def arch_full_backward() -> float:
+        """The architecture step as the previous release ran it: the backward pass through
+        every weight as well (gradients computed, then thrown away)."""
+        strategy.gate("sample", tau)
+        loss = F.cross_entropy(supernet(xv), yv)
+        run.a_opt.zero_grad(set_to_none=True)
+        supernet.zero_grad(set_to_none=True)
+        loss.backward()
+        run.a_opt.step()
+        supernet.set_masks(None)
+        return float(loss.detach())
 
     return Steps(
         plain_step,
         weight_step,
         arch_step,
+        arch_full_backward,
         _state_tensors(plain),
         _state_tensors(supernet) + _state_tensors(strategy),
     )
@@ -239,6 +252,8 @@ class Row:
     plain_ms: float
     weight_ms: float
     arch_ms: float
+    arch_full_ms: float
+    arch_q: tuple[float, float, float]  # quartiles of arch step / arch step with full backward
     search_ms: float
     plain_mib: float
     supernet_mib: float
@@ -273,7 +288,7 @@ def bench_space(name: str, batch: int, budget_s: float, warmup: int, rounds: int
     super_act = saved_activation_bytes(s.weight, s.supernet_state)
     plain_prof = profiler_peak_bytes(s.plain)
     super_prof = profiler_peak_bytes(s.weight)
-    steps = {"plain": s.plain, "weight": s.weight, "arch": s.arch}
+    steps = {"plain": s.plain, "weight": s.weight, "arch": s.arch, "arch_full": s.arch_full}
     times = time_steps(steps, budget_s, warmup, rounds)
     search = [w + a for w, a in zip(times["weight"], times["arch"], strict=True)]
     return Row(
@@ -283,6 +298,8 @@ def bench_space(name: str, batch: int, budget_s: float, warmup: int, rounds: int
         plain_ms=statistics.median(times["plain"]) * 1e3,
         weight_ms=statistics.median(times["weight"]) * 1e3,
         arch_ms=statistics.median(times["arch"]) * 1e3,
+        arch_full_ms=statistics.median(times["arch_full"]) * 1e3,
+        arch_q=_paired_quartiles(times["arch"], times["arch_full"]),
         search_ms=statistics.median(search) * 1e3,
         plain_mib=(state_bytes(s.plain_state) + plain_act) / MIB,
         supernet_mib=(state_bytes(s.supernet_state) + super_act) / MIB,
@@ -370,6 +387,16 @@ def main() -> None:
         "plain / supernet = parameters + buffers + gradients + activations saved for backward "
         "(act); prof = torch.profiler peak of the bytes allocated in the step"
     )
+
+    print("\narchitecture step: backward into the architecture parameters only, against the same")
+    print("step with a backward pass through every weight (as the previous release ran it)")
+    for r in rows:
+        q = r.arch_q
+        print(
+            f"{r.space:<11} arch-only {r.arch_ms:>7.1f} ms, full backward "
+            f"{r.arch_full_ms:>7.1f} ms: {q[1]:.2f} x [{q[0]:.2f}-{q[2]:.2f}] of the time "
+            f"({1 - q[1]:.0%} saved)"
+        )
 
     print()
     for r in rows:

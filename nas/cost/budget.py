@@ -3,12 +3,16 @@
 Each works on the ratio of the expected cost to the target, ``r = E[cost] / target``, so its
 scale does not depend on the network's size:
 
-* ``lagrangian`` (the default): the constraint ``r = 1`` enforced by a Lagrange multiplier
-  ``lam`` raised by dual ascent while the expected cost is over the target and lowered while it
-  is under (``lam += budget_lr * (r - 1)`` after every architecture step), plus the augmented
-  term ``budget_weight / 2 * (r - 1)^2``. The multiplier grows only as far as it must to
-  balance the cross-entropy's pull toward wider networks, so the accuracy signal is never
-  scaled away, and no sign is taken from the argmax network;
+* ``lagrangian`` (the default): the loss ``(lam + budget_weight * v) * (r - 1)`` with the
+  violation ``v = (1 - c) * (r - 1) + c * (a - 1)``, where ``a`` is the argmax network's cost
+  ratio and ``c`` the confidence of the width distributions (the mean largest probability),
+  and a Lagrange multiplier ``lam += budget_lr * v`` raised by dual ascent while the network is
+  over the target and lowered while it is under (after every architecture step). While the
+  distributions are flat the expected cost leads; as they decide, the argmax network (the one
+  delivered) takes over, so it lands on the target by itself. The multiplier integrates the
+  violation, the proportional part answers it at once (a PI controller): the budget weighs only
+  as much as it must to balance the cross-entropy's pull toward wider networks, so the accuracy
+  signal is never scaled away, and no sign is flipped from step to step;
 * ``penalty``: ``budget_weight * (r - 1)^2``, smooth and two-sided, no state;
 * ``tas``: the previous release's rule (TAS): ``+budget_weight * log r`` while the argmax
   network is over the target, ``-budget_weight * log r`` while it is more than ``budget_band``
@@ -43,8 +47,11 @@ class Budget(abc.ABC):
         """The loss at the expected cost ratio ``ratio`` (differentiable) given the argmax
         network's ratio."""
 
-    def update(self, ratio: float) -> None:  # noqa: B027  (most budgets have no state)
-        """After an architecture step, with the expected cost ratio it ended on."""
+    def update(  # noqa: B027  (most budgets have no state)
+        self, ratio: float, argmax_ratio: float, confidence: float
+    ) -> None:
+        """After an architecture step: the expected cost ratio, the argmax network's, and the
+        confidence of the width distributions (mean largest probability)."""
 
     @property
     def multiplier(self) -> float:
@@ -70,23 +77,26 @@ class Lagrangian(Budget):
     def __init__(self, *, weight: float, lr: float, band: float) -> None:
         super().__init__(weight=weight, lr=lr, band=band)
         self.lam = 0.0
+        self.violation = 0.0
 
     def loss(self, ratio: Tensor, argmax_ratio: float) -> Tensor:
-        g = ratio - 1.0
-        return self.lam * g + 0.5 * self.weight * g * g
+        # integral (the multiplier) and proportional (the latest violation) parts
+        return (self.lam + self.weight * self.violation) * (ratio - 1.0)
 
-    def update(self, ratio: float) -> None:
-        self.lam += self.lr * (ratio - 1.0)
+    def update(self, ratio: float, argmax_ratio: float, confidence: float) -> None:
+        self.violation = (1.0 - confidence) * (ratio - 1.0) + confidence * (argmax_ratio - 1.0)
+        self.lam += self.lr * self.violation
 
     @property
     def multiplier(self) -> float:
-        return self.lam
+        return self.lam + self.weight * self.violation
 
     def state_dict(self) -> dict[str, Any]:
-        return {"lam": self.lam}
+        return {"lam": self.lam, "violation": self.violation}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.lam = float(state["lam"])
+        self.violation = float(state["violation"])
 
 
 @BUDGETS.register("penalty")

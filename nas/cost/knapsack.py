@@ -98,6 +98,8 @@ def most_probable_in_band(
     bound = hub_lp + sum(float(c.log_prob.max()) for c in clusters)
     order = reachable[torch.argsort(bound[reachable], descending=True, stable=True)]
     found: tuple[float, dict[str, int]] | None = None
+    if len(order) == 0:
+        return None
     for rows in order.split(batch):
         if found is not None and float(bound[rows[0]]) <= found[0]:
             break  # no assignment of the remaining hubs can do better

@@ -13,6 +13,7 @@ from nas.data.base import (
     DatasetKind,
     LoadOptions,
     num_samples,
+    reseeded,
     split_indices,
     split_loader,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "num_samples",
     "random_crop",
     "random_hflip",
+    "reseeded",
     "split_indices",
     "split_loader",
 ]

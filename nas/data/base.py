@@ -34,6 +34,7 @@ __all__ = [
     "check_training_samples",
     "derived_seed",
     "drop_last",
+    "reseeded",
     "split_indices",
     "split_loader",
 ]
@@ -199,6 +200,30 @@ def derived_seed(seed: int, purpose: str) -> int:
     """A seed for ``purpose`` derived from ``seed`` (independent of the seed's other uses)."""
     digest = hashlib.sha256(f"channel-nas {purpose} {seed}".encode()).digest()
     return int.from_bytes(digest[:7], "little")
+
+
+def reseeded(loader: Loader, seed: int) -> Loader:
+    """The same samples, batches and augmentation as ``loader``, in the order of ``seed``
+    (a new loader; ``loader`` itself is left as it is)."""
+    if isinstance(loader, TensorLoader):
+        return TensorLoader(
+            loader.images,
+            loader.labels,
+            loader.batch_size,
+            loader.shuffle,
+            loader.augment,
+            derived_seed(seed, "reseeded"),
+            drop_last=loader.drop_last,
+        )
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        shuffle=True,
+        num_workers=loader.num_workers,
+        generator=torch.Generator().manual_seed(derived_seed(seed, "reseeded")),
+        drop_last=loader.drop_last,
+        persistent_workers=loader.num_workers > 0,
+    )
 
 
 def split_loader(loader: Loader, fraction: float, seed: int) -> tuple[Loader, Loader]:

@@ -9,11 +9,11 @@ Writes into ``--out`` (default ``RUN/rank``): ``args.yaml``, ``predictor.pt``,
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.engine import TrainConfig, read_checkpoint
+from nas.engine import read_checkpoint
 from nas.errors import ConfigError
 from nas.extraction import load_model
 from nas.io import json_safe, prepare_out_dir, run_output, write_json, write_yaml
@@ -130,22 +130,27 @@ def run_rank(
             "select_seconds": round(selection.seconds, 2),
         }
         if config.holdout > 0:
-            standalone = TrainConfig(
-                epochs=config.holdout_epochs,
-                lr=config.holdout_lr,
+            # the truth: what the search delivers, with its fine-tuning options and teacher
+            finetune = search_config.finetune_config()
+            finetune = replace(
+                finetune,
+                epochs=config.holdout_epochs or finetune.epochs,
+                lr=config.holdout_lr or finetune.lr,
                 seed=config.seed,
-                device=search_config.device,
             )
             evidence = ranking_evidence(
                 supernet,
                 selection.predictor,
                 strategy.choices,
                 target,
+                search_config.tolerance,
                 calibration,
                 data.train,
                 data.val,
                 data.test,
-                standalone,
+                teacher if search_config.kd_alpha > 0 else None,
+                finetune,
+                search_config.distill(),
                 config,
                 exclude=selection.sample_widths,
                 progress=progress,
@@ -153,10 +158,11 @@ def run_rank(
             note = undefined_note(evidence["table"])
             metrics |= {
                 "correlations": evidence["table"],
+                "noise_ceiling": evidence["noise_ceiling"],
                 **({"correlations_note": note} if note else {}),
                 "holdout": evidence["holdout"],
-                "holdout_epochs": config.holdout_epochs,
-                "holdout_lr": config.holdout_lr,
+                "holdout_epochs": finetune.epochs,
+                "holdout_lr": finetune.lr,
             }
             plot_rank_scatter(evidence, out / "rank_scatter.png")
         metrics["seconds"] = round(time.perf_counter() - start, 2)
@@ -183,7 +189,10 @@ def _cli(options: RankOptions, config: RankConfig) -> int:
     def corr(value: float | None) -> str:
         return "  n/a " if value is None else f"{value:+.3f}"
 
-    for name, c in m.get("correlations", {}).items():
+    rows = dict(m.get("correlations", {}))
+    if "noise_ceiling" in m:
+        rows["ceiling"] = m["noise_ceiling"]  # the truth re-measured with a second seed
+    for name, c in rows.items():
         print(f"  {name:<9} Kendall tau {corr(c['kendall_tau'])}  Spearman {corr(c['spearman'])}")
     if "correlations_note" in m:
         print(f"  {m['correlations_note']}")

@@ -54,7 +54,7 @@ from nas.width_search import (
 )
 from search_spaces import SearchSpace, WidthSpec
 
-__all__ = ["COMMAND", "SearchResult", "run_search", "search", "select_network"]
+__all__ = ["COMMAND", "SearchResult", "deliver", "run_search", "search", "select_network"]
 
 
 @dataclass

@@ -32,7 +32,10 @@ class RankConfig(Options):
         choices=SAMPLING,
     )
     band: float = option(
-        0.25, "--sampling band: scored networks within target x (1 +- band) MACs", gt=0, lt=1
+        0.25,
+        "--sampling band: networks scored to fit the GCN within target x (1 +- band) MACs",
+        gt=0,
+        lt=1,
     )
     pool: int = option(
         10_000, "candidates ranked, MACs within the search's tolerance under the budget", ge=1
@@ -41,12 +44,16 @@ class RankConfig(Options):
     topk_epochs: int = option(3, "epochs of the brief fine-tune of each of them", ge=0)
     holdout: int = option(
         24,
-        f"held-out sub-networks trained stand-alone for the evidence (0: skip, else >= "
-        f"{MIN_HOLDOUT})",
+        f"held-out sub-networks of the pool band, each fine-tuned as the search delivers its "
+        f"network (twice, two seeds), for the evidence (0: skip, else >= {MIN_HOLDOUT})",
         ge=0,
     )
-    holdout_epochs: int = option(15, "their stand-alone training epochs", ge=1)
-    holdout_lr: float = option(0.1, "their stand-alone training learning rate", gt=0)
+    holdout_epochs: int | None = option(
+        None, "their fine-tuning epochs (default: the search's --finetune-epochs)", ge=1
+    )
+    holdout_lr: float | None = option(
+        None, "their fine-tuning learning rate (default: the search's --finetune-lr)", gt=0
+    )
     predictor_loss: str = option(
         PredictorConfig.loss,
         "GCN training loss: pairwise ranking (rank) or regression (mse)",

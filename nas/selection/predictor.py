@@ -3,16 +3,24 @@ pool of candidates under the budget, fine-tune the top-k briefly, keep the best.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from nas.engine import Distillation, TrainConfig, evaluate, train_model
+from nas.data import reseeded
+from nas.engine import (
+    Distillation,
+    EvalResult,
+    TrainConfig,
+    evaluate,
+    loader_state,
+    restore_loader,
+    train_model,
+)
 from nas.io import json_safe
 from nas.selection.config import RankConfig
 from nas.selection.sampler import as_dict, pool_band, sample_pool
@@ -21,7 +29,7 @@ from nas.supernet import Supernet, extract_at
 from predictors import GraphEncoder, Predictor
 from search_spaces import WidthSpec
 
-__all__ = ["Selection", "select_with_predictor"]
+__all__ = ["Selection", "delivered_quality", "select_with_predictor"]
 
 
 # -- predictor-based selection -----------------------------------------------------------------
@@ -94,7 +102,7 @@ def select_with_predictor(
     candidates: list[dict[str, Any]] = []
     for rank, i in enumerate(top.tolist(), start=1):
         spec = space.spec(as_dict(encoder, pool[i]))
-        acc = _brief_finetune(
+        result = delivered_quality(
             supernet,
             spec,
             calibration,
@@ -103,19 +111,20 @@ def select_with_predictor(
             teacher,
             finetune,
             distill,
-            config.topk_epochs,
+            epochs=config.topk_epochs,
         )
         candidates.append(
             {
                 "rank": rank,
                 "predicted": float(predicted[i]),
-                "val_acc": acc,
+                "val_acc": result.accuracy,
+                "val_loss": result.loss,
                 "macs": spec.macs(),
                 "macs_ratio": spec.macs_ratio(),
                 "widths": dict(spec.widths),
             }
         )
-    best = max(candidates, key=lambda c: (c["val_acc"], c["predicted"]))
+    best = max(candidates, key=lambda c: (c["val_acc"], -c["val_loss"], c["predicted"]))
     best_widths: dict[str, int] = best["widths"]
     return Selection(
         space.spec(best_widths),
@@ -130,35 +139,31 @@ def select_with_predictor(
     )
 
 
-def _brief_finetune(
+def delivered_quality(
     supernet: Supernet,
     spec: WidthSpec,
     calibration: Sequence[tuple[Tensor, Tensor]],
     train_loader: Any,
-    val_loader: Iterable[Any],
+    eval_loader: Iterable[Any],
     teacher: nn.Module | None,
     finetune: TrainConfig,
     distill: Distillation | None,
-    epochs: int,
-) -> float:
-    """Validation accuracy of ``spec`` extracted from the supernet (BN statistics recalibrated
-    for exactly its widths), after ``epochs`` of fine-tuning."""
+    *,
+    epochs: int | None = None,
+    seed: int | None = None,
+) -> EvalResult:
+    """What the product delivers for ``spec``: its network extracted from the supernet (BN
+    statistics recalibrated for its widths), fine-tuned with distillation from ``teacher`` for
+    ``epochs`` (default ``finetune.epochs``; 0: not at all), evaluated on ``eval_loader``.
+    With ``seed``, the fine-tuning's random state and data order are those of ``seed``. The
+    training loader is left where it was, so what follows sees the data order it would have
+    seen."""
     small = extract_at(supernet, spec, calibration).to(finetune.device)
+    epochs = finetune.epochs if epochs is None else epochs
     if epochs > 0:
-        loader_state = _loader_snapshot(train_loader)
-        cfg = TrainConfig(**{**asdict(finetune), "epochs": epochs})
-        train_model(
-            small, train_loader, config=cfg, teacher=teacher, distill=distill, progress=False
-        )
-        _loader_restore(train_loader, loader_state)
-    return evaluate(small, val_loader, device=finetune.device).accuracy
-
-
-def _loader_snapshot(loader: Any) -> Any:
-    """Brief fine-tunes must not shift the data order of what follows them."""
-    return copy.deepcopy(loader.state_dict()) if hasattr(loader, "state_dict") else None
-
-
-def _loader_restore(loader: Any, state: Any) -> None:
-    if state is not None:
-        loader.load_state_dict(state)
+        start = loader_state(train_loader)
+        loader = train_loader if seed is None else reseeded(train_loader, seed)
+        config = replace(finetune, epochs=epochs, seed=finetune.seed if seed is None else seed)
+        train_model(small, loader, config=config, teacher=teacher, distill=distill, progress=False)
+        restore_loader(train_loader, start)
+    return evaluate(small, eval_loader, device=finetune.device)

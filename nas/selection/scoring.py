@@ -31,13 +31,14 @@ def score_subnets(
     *,
     progress: bool = True,
 ) -> Tensor:
-    """Validation accuracy (percent) of each sub-network with the supernet's weights, each after
-    recalibrating BN statistics on ``calibration`` batches."""
+    """The score of each sub-network with the supernet's weights: its negative mean validation
+    loss (higher = better; a loss has far fewer ties than an accuracy on a few hundred images),
+    each after recalibrating BN statistics on ``calibration`` batches."""
     scores = []
     for row in tqdm(widths, desc="score sub-networks", disable=not progress, leave=False):
         supernet.set_widths(as_dict(encoder, row))
         recalibrate_bn(supernet, calibration, device)
-        scores.append(evaluate(supernet, val_loader, device=device).accuracy)
+        scores.append(-evaluate(supernet, val_loader, device=device).loss)
     supernet.set_masks(None)
     return torch.tensor(scores)
 

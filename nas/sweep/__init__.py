@@ -37,9 +37,10 @@ listed in ``trials.csv`` but not again in ``pareto.csv`` (one row per distinct r
 **Uniform-width curve.** At each listed budget (with ``macs_range``: at each Pareto target,
 rounded to 0.01) a network of uniform width and the same MACs is trained the same way as the
 searched network there: it inherits from the same supernet (the search checkpoint of the
-completed trial with the best validation accuracy at that target: baseline, then the warm-up and search epochs), its BN statistics
-are recalibrated for its widths on training batches (:func:`nas.supernet.extract_at`), and it is
-fine-tuned with that trial's options and the baseline as teacher. Cached in ``DIR/uniform``.
+completed trial with the best validation accuracy at that target: baseline, then the warm-up
+and search epochs), its BN statistics are recalibrated for its widths on training batches
+(:func:`nas.supernet.extract_at`), and it is fine-tuned with that trial's options and the
+baseline as teacher. Cached in ``DIR/uniform``.
 
 **Failures.** Optuna's pruners raise ``NotImplementedError`` in multi-objective studies, so no
 trial is pruned. A trial that fails or is interrupted is marked FAIL (one left RUNNING by a

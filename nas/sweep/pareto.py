@@ -12,9 +12,7 @@ import optuna
 
 from nas.io import atomic_write_text
 
-__all__ = [
-    "OBJECTIVE",
-    "TRIAL_METRICS", "hypervolume", "pareto_rows", "trial_rows", "write_csv"]
+__all__ = ["OBJECTIVE", "TRIAL_METRICS", "hypervolume", "pareto_rows", "trial_rows", "write_csv"]
 
 # what a trial records of its run's metrics.json (as user attributes, and in trials.csv)
 TRIAL_METRICS = (

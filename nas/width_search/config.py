@@ -101,12 +101,13 @@ class SearchConfig(Distillation):
         choices="nas.cost:BUDGETS",
     )
     budget_weight: float = option(
-        1.0,
-        "weight of the budget's quadratic term (lagrangian, penalty) or of the TAS loss",
+        2.0,
+        "weight of the budget's proportional part (lagrangian), of the penalty, or of the TAS "
+        "loss",
         ge=0,
     )
     budget_lr: float = option(
-        0.1, "--budget lagrangian: dual-ascent step of the multiplier per architecture step", ge=0
+        0.2, "--budget lagrangian: dual-ascent step of the multiplier per architecture step", ge=0
     )
     budget_band: float = option(
         0.05,
@@ -115,7 +116,7 @@ class SearchConfig(Distillation):
         lt=1,
     )
     entropy_weight: float = option(
-        0.5,
+        1.0,
         "weight of the crispness term (mean normalised entropy of the width distributions), "
         "raised linearly from 0 over the search epochs",
         ge=0,

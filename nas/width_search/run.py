@@ -183,7 +183,7 @@ class SearchRun:
         if params:
             loss.backward(inputs=params)  # gradients for the architecture parameters only
             self.a_opt.step()
-        self.budget.update(float(ratio.detach()))
+        self.budget.update(float(ratio.detach()), argmax_ratio, self.strategy.confidence())
         self.supernet.set_masks(None)
         return float(ce.detach()), float(budget.detach())
 

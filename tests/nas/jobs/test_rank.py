@@ -12,6 +12,7 @@ import yaml
 import search_spaces
 from nas.cli import main
 from nas.cost import smallest_macs
+from nas.engine import EvalResult
 from nas.jobs.common import RunOptions
 from nas.jobs.rank import run_rank
 from nas.jobs.search import run_search
@@ -66,9 +67,20 @@ def test_rank_on_a_finished_search(finished_search: Path) -> None:
         for value in corr.values():
             assert value is None or -1.0 <= value <= 1.0
     assert len(metrics["holdout"]) == 4 and metrics["holdout_lr"] == 0.05
+    assert metrics["holdout_epochs"] == 1
     assert metrics["samples_scored"] == 12 and metrics["pool_ranked"] == 200
     scored = {tuple(sorted(c["widths"].items())) for c in metrics["holdout"]}
     assert len(scored) == 4
+    # the truth: held-out networks where the selection ranks (the pool band under the budget),
+    # each fine-tuned twice (two seeds); their agreement is the noise ceiling
+    target = metrics["target_macs"]
+    for row in metrics["holdout"]:
+        assert 0.98 * target <= row["macs"] <= target
+        assert row["true_loss"] > 0 and row["true_loss_second_seed"] > 0
+        assert row["true_loss"] != row["true_loss_second_seed"]  # really another seed
+    ceiling = metrics["noise_ceiling"]
+    assert set(ceiling) == {"kendall_tau", "spearman"}
+    assert all(v is None or -1.0 <= v <= 1.0 for v in ceiling.values())
     selection = _strict_json(out / "selection.json")
     assert len(selection["candidates"]) == 2 and selection["rank"]["holdout_lr"] == 0.05
     spec = search_spaces.WidthSpec.load(out / "arch.json")
@@ -87,14 +99,17 @@ def test_rank_on_a_finished_search(finished_search: Path) -> None:
 def test_undefined_correlations_are_written_as_null(
     finished_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("nas.selection.evidence.standalone_accuracy", lambda *args, **kwargs: 97.5)
+    monkeypatch.setattr(
+        "nas.selection.evidence.delivered_quality",
+        lambda *args, **kwargs: EvalResult(accuracy=97.5, loss=0.1, count=10),
+    )
     config = RankConfig(samples=10, pool=50, top_k=1, topk_epochs=0, holdout=3, predictor_epochs=2)
     metrics = run_rank(finished_search, config, out_dir=tmp_path / "r", progress=False)
     written = _strict_json(tmp_path / "r" / "rank_metrics.json")
     assert written == metrics
     assert all(
         v is None for corr in written["correlations"].values() for v in corr.values()
-    )  # constant stand-alone accuracies: every correlation is undefined
+    )  # constant held-out quality: every correlation is undefined
     assert "null" in written["correlations_note"]
 
 

@@ -227,6 +227,10 @@ def _bad_search_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["--config", str(tmp / "unknown.yaml")], "frobnicate"),
         (["--config", str(tmp / "list.yaml")], "mapping"),
         (["--config", str(tmp / "broken.yaml")], "broken.yaml"),
+        # uniform widths in multiples of 16 reach 0.60, 0.68, 0.76, 0.92 of the MACs: not 0.84
+        (["--compare", "--width-multiple", "16", "--target-macs", "0.84"], "no uniform width"),
+        (["--arch-fraction", "1"], "--arch-fraction must be in (0, 1)"),
+        (["--arch-fraction", "0"], "--arch-fraction must be in (0, 1)"),
     ]
 
 
@@ -265,7 +269,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (tmp / "config.yaml").write_text(CONFIG_FILE)
     out = tmp / "run"
     argv = ["search", "--config", str(tmp / "config.yaml"), "--out", str(out)]
-    code = main([*argv, "--quiet", "--search-epochs", "2"])
+    code = main([*argv, "--quiet", "--search-epochs", "2", "--compare"])
     assert code == 0
     return out
 
@@ -294,10 +298,29 @@ def test_cli_search_writes_every_output(cli_run: Path, digits: DataBundle) -> No
     assert abs(metrics["macs_ratio"] - 0.5) <= 0.01
     assert 0 <= metrics["searched_acc"] <= 100 and 0 <= metrics["baseline_acc"] <= 100
     assert metrics["search_seconds"] >= 0
+    # the search's own diagnostics, measured on the validation split
+    assert 0.1 <= metrics["arch_confidence"] <= 1 and metrics["projection_shift"] >= 0
+    for key in ("relaxed_val_acc", "argmax_val_acc", "delivered_val_acc", "searched_val_acc"):
+        assert 0 <= metrics[key] <= 100, key
+    assert metrics["relaxation_gap"] == pytest.approx(
+        metrics["relaxed_val_acc"] - metrics["delivered_val_acc"]
+    )
+    # --compare: the uniform network of the same MACs, fine-tuned the same way
+    assert abs(metrics["uniform_macs"] / metrics["macs"] - 1) <= 0.02
+    assert 0 <= metrics["uniform_acc"] <= 100 and 0 <= metrics["uniform_val_acc"] <= 100
+    uniform = WidthSpec(spec.space, metrics["uniform_widths"], 10, 1, (8, 8))
+    ratios = {w / spec.get_space().max_widths[u] for u, w in uniform.widths.items()}
+    assert max(ratios) - min(ratios) <= 0.1  # one ratio for every unit (up to rounding)
+    with open(out / "uniform" / "summary.csv", encoding="utf-8", newline="") as f:
+        uniform_rows = list(csv.DictReader(f))
+    with open(out / "finetune" / "summary.csv", encoding="utf-8", newline="") as f:
+        searched_rows = list(csv.DictReader(f))
+    assert len(uniform_rows) == len(searched_rows) == 1  # the same fine-tuning
 
     with open(out / "summary.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {"epoch", "phase", "tau", "expected_macs", "expected_macs_ratio"} <= set(rows[0])
+    assert {"confidence", "entropy", "multiplier"} <= set(rows[0])
     assert [r["phase"] for r in rows] == ["warmup", "search", "search"]  # one per epoch
     assert float(rows[-1]["tau"]) == pytest.approx(0.1)  # cosine down to tau_min
     assert all(float(r["expected_macs"]) > 0 for r in rows)

@@ -48,8 +48,9 @@ Swept = tuple[Path, dict[str, Any], list[str]]  # sweep directory, metrics, base
 
 
 def dominates(a: dict[str, str], b: dict[str, str]) -> bool:
-    """``a`` is at least as good as ``b`` in both objectives and better in one."""
-    acc_a, acc_b = float(a["searched_acc"]), float(b["searched_acc"])
+    """``a`` is at least as good as ``b`` in both objectives (validation accuracy, MACs) and
+    better in one."""
+    acc_a, acc_b = float(a["searched_val_acc"]), float(b["searched_val_acc"])
     macs_a, macs_b = int(a["macs"]), int(b["macs"])
     return acc_a >= acc_b and macs_a <= macs_b and (acc_a > acc_b or macs_a < macs_b)
 
@@ -121,6 +122,8 @@ def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
     assert metrics["pareto_points"] == len(front)
     expected = hypervolume([(float(r["macs_ratio"]), float(r["searched_acc"])) for r in front])
     assert metrics["hypervolume"] == pytest.approx(expected) and 0 < expected <= 1
+    chosen = [(float(r["macs_ratio"]), float(r["searched_val_acc"])) for r in front]
+    assert metrics["val_hypervolume"] == pytest.approx(hypervolume(chosen))
 
     # the uniform-width curve: one point per budget, at that share of the MACs
     uniform = read_csv(out / "uniform.csv")
@@ -131,10 +134,11 @@ def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
     assert metrics["uniform_hypervolume"] == pytest.approx(
         hypervolume([(float(u["macs_ratio"]), float(u["test_acc"])) for u in uniform])
     )
-    # each comes from the supernet of the best completed trial at its budget
+    # each comes from the supernet of the completed trial with the best validation accuracy
+    # at its budget
     for u in uniform:
         at_budget = [r for r in complete if float(r["target_macs"]) == float(u["target"])]
-        best = max(at_budget, key=lambda r: (float(r["searched_acc"]), -int(r["number"])))
+        best = max(at_budget, key=lambda r: (float(r["searched_val_acc"]), -int(r["number"])))
         assert u["supernet_of"] == best["number"]
 
 
@@ -398,3 +402,35 @@ def test_sweep_refuses_a_directory_that_holds_no_sweep(
         _one_line_error(code, capsys.readouterr().err, "holds no sweep")
         assert [p.name for p in mine.iterdir()] == [name]
         assert (mine / name).read_text() == content
+
+
+@slow
+def test_the_sweeps_choice_does_not_depend_on_the_test_labels(tmp_path: Path) -> None:
+    """Two sweeps that differ only in shuffled test labels choose the same front, the same
+    uniform sources and the same trials: the test split chooses nothing."""
+    from dataclasses import replace
+
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images * 16).clip(0, 255).astype(np.uint8)
+    y = digits.target.astype(np.int64)
+    arrays = {"x_train": x[:1200], "y_train": y[:1200], "x_test": x[1200:], "y_test": y[1200:]}
+    shuffled = dict(arrays)
+    shuffled["y_test"] = np.random.default_rng(0).permutation(arrays["y_test"])
+    runs = {}
+    for name, data in (("true", arrays), ("shuffled", shuffled)):
+        np.savez(tmp_path / f"{name}.npz", **data)
+        out = tmp_path / name
+        options_ = replace(options(out), dataset=f"npz:{tmp_path / f'{name}.npz'}")
+        nas.run_sweep(options_, TINY, nas.SweepConfig(trials=3, budgets=BUDGETS))
+        runs[name] = out
+    first, second = (read_csv(runs[n] / "trials.csv") for n in ("true", "shuffled"))
+    keep = ("number", "target_macs", "budget_weight", "tau0", "arch_lr", "searched_val_acc", "macs")
+    assert [{k: r[k] for k in keep} for r in first] == [{k: r[k] for k in keep} for r in second]
+    assert [r["searched_acc"] for r in first] != [r["searched_acc"] for r in second]
+    fronts = [[r["number"] for r in read_csv(runs[n] / "pareto.csv")] for n in runs]
+    assert fronts[0] == fronts[1]
+    sources = [[u["supernet_of"] for u in read_csv(runs[n] / "uniform.csv")] for n in runs]
+    assert sources[0] == sources[1] and len(sources[0]) == len(BUDGETS)

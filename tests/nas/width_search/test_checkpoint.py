@@ -42,7 +42,7 @@ def test_search_checkpoint_refuses_other_search_options(
         )
     monkeypatch.undo()
     assert (tmp_path / SEARCH_CHECKPOINT).is_file()
-    other = tiny(warmup_epochs=1, search_epochs=1, budget_weight=1.0)
+    other = tiny(warmup_epochs=1, search_epochs=1, budget_weight=3.5)
     with pytest.raises(ConfigError, match="other search options"):
         search_widths(
             model,

@@ -10,9 +10,9 @@ import torch
 from torch import Tensor, nn
 
 import search_spaces
-from nas.cost import count_model_params
+from nas.cost import BUDGETS, count_model_params
 from nas.data import DataBundle, TensorLoader
-from nas.engine import evaluate
+from nas.engine import TrainConfig, evaluate, train_model
 from nas.gates import STRATEGIES, GateStrategy, WidthGumbel, register_strategy
 from nas.supernet import Supernet, recalibrate_bn
 from nas.width_search import SearchConfig, SearchRun, extract_searched, search_widths, start_run
@@ -24,53 +24,87 @@ slow = pytest.mark.slow  # end-to-end runs (a few seconds each on a CPU)
 
 
 # -- the architecture step moves only the logits -------------------------------------------------
-def make_run(supernet: Supernet, strategy: WidthGumbel) -> SearchRun:
+def make_run(supernet: Supernet, strategy: WidthGumbel, **changes: Any) -> SearchRun:
     space = supernet.space
     g = torch.Generator().manual_seed(0)
     shape = (8, space.in_channels, *space.input_size)
     batches = [(torch.randn(*shape, generator=g), torch.randint(0, 4, (8,), generator=g))] * 2
-    config = SearchConfig(target_macs="0.3", budget_weight=2.0, warmup_epochs=0, search_epochs=1)
+    config = SearchConfig(target_macs="0.3", warmup_epochs=0, search_epochs=1, **changes).validate()
     target = config.target_for(space)
-    return SearchRun(supernet, strategy, config, target, batches, batches, torch.device("cpu"))
+    device = torch.device("cpu")
+    return SearchRun(supernet, strategy, config, target, batches, batches, batches, device)
+
+
+def bn_buffers(model: nn.Module) -> dict[str, Tensor]:
+    return {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    }
 
 
 def test_architecture_step_changes_only_the_logits() -> None:
+    """...and leaves the BN running statistics and the weights' gradients as they were."""
     supernet, strategy = attached()
     run = make_run(supernet, strategy)
-    supernet.train()
+    x, y = run.weight_loader[0]  # type: ignore[index]
+    run.weight_step(x, y, tau=1.0)  # the weights now hold gradients of that step
     params_before = {k: v.detach().clone() for k, v in supernet.model.named_parameters()}
+    grads_before = {k: v.grad.clone() for k, v in supernet.model.named_parameters()}  # type: ignore[union-attr]
+    buffers_before = bn_buffers(supernet.model)
     logits_before = [lg.detach().clone() for lg in strategy.logits]
-    x, y = run.train_loader[0]  # type: ignore[index]
     for _ in range(3):
-        run.arch_step(x, y, tau=1.0)
+        run.arch_step(x, y, tau=1.0, progress=0.5)
     for k, v in supernet.model.named_parameters():
         assert torch.equal(v, params_before[k]), k
+        assert v.grad is not None and torch.equal(v.grad, grads_before[k]), k
+    after = bn_buffers(supernet.model)
+    assert after.keys() == buffers_before.keys() and buffers_before
+    assert all(torch.equal(after[k], v) for k, v in buffers_before.items())
     changed = [not torch.equal(a, b) for a, b in zip(strategy.logits, logits_before, strict=True)]
     assert all(changed)
 
     # the weight step, in turn, leaves the logits alone and trains the weights
     logits_before = [lg.detach().clone() for lg in strategy.logits]
-    run.weight_step(x, y, "sample", tau=1.0)
+    run.weight_step(x, y, tau=1.0)
     assert all(torch.equal(a, b) for a, b in zip(strategy.logits, logits_before, strict=True))
     assert any(not torch.equal(v, params_before[k]) for k, v in supernet.model.named_parameters())
 
 
-def test_architecture_step_against_the_budget_lowers_expected_macs() -> None:
+@pytest.mark.parametrize("budget", BUDGETS.names())
+def test_every_budget_lowers_expected_macs_over_the_target(budget: str) -> None:
     supernet, strategy = attached(seed=1)
-    run = make_run(supernet, strategy)
-    run.config.budget_weight = 50.0  # the budget dominates the cross-entropy
+    run = make_run(supernet, strategy, budget=budget, budget_weight=50.0, budget_lr=5.0)
     space = supernet.space
     with torch.no_grad():  # argmax at full width: the discrete network is over the 0.3 target
         for lg in strategy.logits:
             lg.zero_()
             lg[-1] = 3.0
     assert space.macs(strategy.discrete_widths()) == space.macs()
-    x, y = run.train_loader[0]  # type: ignore[index]
+    x, y = run.weight_loader[0]  # type: ignore[index]
     before = space.expected_macs(strategy.expected_widths()).item()
     for _ in range(5):
-        run.arch_step(x, y, tau=1.0)
+        run.arch_step(x, y, tau=1.0, progress=0.0)
     after = space.expected_macs(strategy.expected_widths()).item()
     assert after < before  # over the 0.3 target: pushed down
+
+
+def test_the_lagrange_multiplier_rises_over_the_target_and_falls_under_it() -> None:
+    supernet, strategy = attached(seed=2)
+    run = make_run(supernet, strategy, budget="lagrangian", budget_lr=1.0)
+    with torch.no_grad():  # most of the mass on the full width: far over the 0.3 target
+        for lg in strategy.logits:
+            lg.zero_()
+            lg[-1] = 3.0
+    x, y = run.weight_loader[0]  # type: ignore[index]
+    run.arch_step(x, y, tau=1.0, progress=0.0)
+    assert run.budget.multiplier > 0
+    for _ in range(3):  # at half the target: the multiplier comes down
+        run.budget.update(0.5, 0.5, 0.5)
+    assert run.budget.multiplier < 0
+    lam = run.budget.multiplier  # decided distributions: the argmax network's cost leads
+    run.budget.update(0.9, 1.2, 1.0)
+    assert run.budget.multiplier > lam
 
 
 # -- the budget is met ---------------------------------------------------------------------------
@@ -94,7 +128,7 @@ def test_search_widths_meets_the_budget(
     assert outcome.records[0].arch_loss is None and outcome.records[-1].arch_loss is not None
     assert outcome.records[-1].tau == pytest.approx(config.tau_min)
     assert all(0 < r.expected_macs_ratio <= 1 for r in outcome.records)
-    assert outcome.relaxation_gap == outcome.relaxed_acc - outcome.discrete_acc
+    assert outcome.relaxation_gap == outcome.relaxed.accuracy - outcome.delivered.accuracy
     # the user's network is left untouched
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
@@ -111,38 +145,29 @@ def test_search_widths_meets_the_budget(
         assert (small(x) - reference).abs().max().item() <= 1e-4
 
 
-# -- the bi-level step: weights on the training split, logits on the validation split ---------
+# -- the bi-level step: weights on one part of the training split, logits on the other -------
 def test_each_optimiser_steps_on_its_own_split(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Weight steps see training batches and move only the weights; architecture steps see
-    validation batches (cycled) and move only the logits; warm-up epochs have no arch step."""
+    """Weight steps see one part of the training split and move only the weights; architecture
+    steps see the other part and move only the logits; neither sees the validation split;
+    warm-up epochs have no architecture step."""
     space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
     torch.manual_seed(0)
     model = space.build().eval()
-    g = torch.Generator().manual_seed(0)
 
-    def batches(n: int) -> list[tuple[Tensor, Tensor]]:
-        return [
-            (torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g))
-            for _ in range(n)
-        ]
+    def images(ids: range) -> TensorLoader:  # pixel (0, 0, 0) of each image holds its id
+        x = torch.randn(len(ids), 1, 8, 8, generator=torch.Generator().manual_seed(ids[0] + 7))
+        x[:, 0, 0, 0] = torch.tensor(list(ids), dtype=torch.float32)
+        return TensorLoader(x, torch.arange(len(ids)) % 10, 8, True, None, seed=0)
 
-    train, val = batches(3), batches(2)
+    train, val = images(range(1000, 1048)), images(range(5000, 5016))
     run = start_run(model, space, train, val, tiny(warmup_epochs=1, search_epochs=1))
-
-    def origin(x: Tensor) -> str:
-        for split, data in (("train", train), ("val", val)):
-            for i, (xb, _) in enumerate(data):
-                if torch.equal(x, xb):
-                    return f"{split}{i}"
-        return "other"
-
     current: list[str] = []  # the step running now
-    forwards: list[tuple[str, str]] = []  # (step, batch) of every supernet pass inside a step
+    seen: dict[str, set[int]] = {"weight": set(), "arch": set()}
     supernet_forward = run.supernet.forward
 
     def spy_forward(x: Tensor) -> Tensor:
         if current:
-            forwards.append((current[0], origin(x)))
+            seen[current[0]] |= {int(v) for v in x[:, 0, 0, 0].round().tolist()}
         return supernet_forward(x)
 
     def snapshot(params: Any) -> list[Tensor]:
@@ -171,21 +196,15 @@ def test_each_optimiser_steps_on_its_own_split(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(SearchRun, "weight_step", spy("weight", SearchRun.weight_step))
     monkeypatch.setattr(SearchRun, "arch_step", spy("arch", SearchRun.arch_step))
 
-    run.epoch(1)  # warm-up
-    assert steps == [("weight", True, False)] * 3
-    assert forwards == [("weight", "train0"), ("weight", "train1"), ("weight", "train2")]
+    run.epoch(1)  # warm-up: weight steps only
+    assert steps == [("weight", True, False)] * run.steps and not seen["arch"]
     steps.clear()
-    forwards.clear()
-    run.epoch(2)  # search: weight step, then arch step, per training batch
-    assert steps == [("weight", True, False), ("arch", False, True)] * 3
-    assert forwards == [
-        ("weight", "train0"),
-        ("arch", "val0"),
-        ("weight", "train1"),
-        ("arch", "val1"),
-        ("weight", "train2"),
-        ("arch", "val0"),  # the validation split is cycled
-    ]
+    run.epoch(2)  # search: a weight step, then an architecture step, per weight batch
+    assert steps == [("weight", True, False), ("arch", False, True)] * run.steps
+    weights, arch = seen["weight"], seen["arch"]
+    assert weights and arch and not weights & arch  # two disjoint parts of the training split
+    assert weights | arch <= set(range(1000, 1048))  # the validation split trained nothing
+    assert len(arch) == pytest.approx(24, abs=1) and len(weights) == pytest.approx(24, abs=1)
 
 
 def test_relaxed_and_discrete_accuracies_are_measured_in_their_own_modes(
@@ -229,9 +248,14 @@ def test_relaxed_and_discrete_accuracies_are_measured_in_their_own_modes(
 
     relaxed, discrete = accuracy_with(relaxed_masks), accuracy_with(discrete_masks)
     assert relaxed - discrete > 5, (relaxed, discrete)  # two really different networks
-    assert outcome.relaxed_acc == relaxed
-    assert outcome.discrete_acc == discrete
-    assert outcome.relaxation_gap == relaxed - discrete
+    assert outcome.relaxed.accuracy == relaxed
+    assert outcome.argmax_result.accuracy == discrete
+    # the gap is measured at the delivered widths (the argmax projected into the band)
+    delivered = accuracy_with(
+        {u: (torch.arange(space.max_widths[u]) < w).float() for u, w in outcome.spec.widths.items()}
+    )
+    assert outcome.delivered.accuracy == delivered
+    assert outcome.relaxation_gap == relaxed - delivered
 
 
 # -- another gate strategy slots in -------------------------------------------------------------
@@ -298,3 +322,74 @@ def test_a_new_gate_strategy_runs_through_the_unchanged_search(
     assert abs(outcome.spec.macs_ratio() / 0.4 - 1) <= config.tolerance  # budget and projection
     small = extract_searched(outcome)  # extraction as for width-gumbel
     assert count_model_params(small) == outcome.spec.params()
+
+
+# -- a task whose answer is known --------------------------------------------------------------
+ESSENTIAL = "layer2.1.conv1"
+
+
+def known_answer_task() -> tuple[SearchSpace, nn.Module, TensorLoader, TensorLoader]:
+    """ResNet-20 (option A) whose residual branches are all switched off (their last conv
+    zeroed) but one, strengthened; labels are the network's own predictions. So every unit's
+    width is useless (its branch adds nothing at any width) except the unit of that one block,
+    whose channels carry what decides the labels."""
+    space = search_spaces.create("resnet20", num_classes=4, in_channels=3, input_size=(8, 8))
+    torch.manual_seed(0)
+    model = space.build()
+    with torch.no_grad():
+        for unit in space.units:
+            block = unit.name.rsplit(".", 1)[0]
+            conv2 = model.get_submodule(f"{block}.conv2")
+            bn2 = model.get_submodule(f"{block}.bn2")
+            assert isinstance(conv2, nn.Conv2d) and isinstance(bn2, nn.BatchNorm2d)
+            if unit.name == ESSENTIAL:
+                bn2.weight.fill_(6.0)
+            else:
+                conv2.weight.zero_()
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(512, 3, 8, 8, generator=g)
+        model.train()
+        y = model(x).argmax(1)  # the labels: the network's own decisions
+    model.eval()
+    train = TensorLoader(x[:384], y[:384], 32, True, None, seed=0)
+    val = TensorLoader(x[384:], y[384:], 128, False, None, seed=0)
+    return space, model, train, val
+
+
+def test_the_search_keeps_the_essential_unit_wide_and_cuts_the_useless_ones() -> None:
+    space, model, train, val = known_answer_task()
+    config = SearchConfig(
+        target_macs="0.35",
+        warmup_epochs=0,
+        search_epochs=12,
+        lr=1e-6,  # the weights stay as built: the answer stays known
+        arch_lr=0.1,
+        finetune_epochs=0,
+    )
+    outcome = search_widths(model, space, train, val, config=config, progress=False)
+    widths = outcome.spec.widths
+    maximum = space.max_widths
+    assert widths[ESSENTIAL] >= 0.7 * maximum[ESSENTIAL], widths
+    useless = [widths[u] / maximum[u] for u in maximum if u != ESSENTIAL]
+    assert sum(useless) / len(useless) <= 0.35, widths
+    assert abs(outcome.spec.macs_ratio() / 0.35 - 1) <= config.tolerance
+
+
+@slow
+def test_a_small_run_reaches_the_band_by_itself_and_decides(
+    digits: DataBundle, val: TensorLoader, trained: tuple[SearchSpace, nn.Module]
+) -> None:
+    """The main job's search (its baseline: 30 epochs): the argmax network lands in the MAC
+    band before any projection, and the width distributions become decisive over the search
+    (the relaxed and discrete networks agree)."""
+    space, _ = trained
+    torch.manual_seed(0)
+    model = space.build()
+    train_model(model, digits.train, config=TrainConfig(epochs=30), progress=False)
+    config = tiny(warmup_epochs=10, search_epochs=20, target_macs="0.5")
+    outcome = search_widths(model, space, digits.train, val, config=config, progress=False)
+    search = [r for r in outcome.records if r.phase == "search"]
+    confidence = [r.confidence for r in search]
+    assert confidence[-1] > confidence[0] + 0.3 and outcome.arch_confidence >= 0.8
+    assert abs(space.macs(outcome.argmax_widths) / space.macs() / 0.5 - 1) <= config.tolerance
+    assert outcome.projection_shift == 0.0 and outcome.spec.widths == outcome.argmax_widths
