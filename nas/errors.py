@@ -15,6 +15,7 @@ from search_spaces.errors import (
     SpaceError,
     SpecError,
     WeightsError,
+    WriteError,
     first_line,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "SpaceError",
     "SpecError",
     "WeightsError",
+    "WriteError",
     "first_line",
 ]

@@ -37,6 +37,8 @@ from typing import Any, ClassVar, TypeVar
 from nas.errors import ConfigError
 
 __all__ = [
+    "MAX_BATCH_SIZE",
+    "MAX_EPOCHS",
     "RECORD_KEYS",
     "Option",
     "OptionField",
@@ -51,6 +53,8 @@ __all__ = [
 
 METADATA_KEY = "nas.option"
 INT64 = 2**63
+MAX_EPOCHS = 100_000  # beyond: a typo, not a schedule (it would run for years)
+MAX_BATCH_SIZE = 2**20  # beyond: a typo (no device holds such a batch)
 # keys of args.yaml that record a run rather than set an option (ignored by --config)
 RECORD_KEYS = frozenset({"command", "data", "environment"})
 
@@ -307,27 +311,21 @@ def _tuple_what(args: tuple[Any, ...]) -> str:
     return f"{len(args)} comma-separated numbers"
 
 
+def _num(v: float) -> str:
+    """A bound or value as written: integers in full (100000, not 1e+05)."""
+    return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+
+
 def _range_text(o: Option) -> str | None:
-    low = (
-        (f"[{o.ge:g}", o.ge)
-        if o.ge is not None
-        else (f"({o.gt:g}", o.gt)
-        if o.gt is not None
-        else None
-    )
-    high = (
-        (f"{o.le:g}]", o.le)
-        if o.le is not None
-        else (f"{o.lt:g})", o.lt)
-        if o.lt is not None
-        else None
-    )
+    """The allowed range as text: ``in [1, 10]``, ``>= 0``, ``< 1``..."""
+    low = f"[{_num(o.ge)}" if o.ge is not None else f"({_num(o.gt)}" if o.gt is not None else ""
+    high = f"{_num(o.le)}]" if o.le is not None else f"{_num(o.lt)})" if o.lt is not None else ""
     if low and high:
-        return f"in {low[0]}, {high[0]}"
+        return f"in {low}, {high}"
     if low:
-        return f">= {o.ge:g}" if o.ge is not None else f"> {o.gt:g}"
+        return (">= " if low[0] == "[" else "> ") + low[1:]
     if high:
-        return f"<= {o.le:g}" if o.le is not None else f"< {o.lt:g}"
+        return ("<= " if high[-1] == "]" else "< ") + high[:-1]
     return None
 
 
@@ -348,9 +346,9 @@ def _check_range(flag: str, o: Option, value: Any) -> None:
     numbers_ = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not all(_in_range(o, float(v)) for v in numbers_):
         if isinstance(value, tuple):
-            shown = ", ".join(f"{v:g}" for v in numbers_)
+            shown = ", ".join(f"{_num(v)}" for v in numbers_)
             raise ConfigError(f"{flag} must hold values {rule}, got {shown}")
-        raise ConfigError(f"{flag} must be {rule}, got {value:g}")
+        raise ConfigError(f"{flag} must be {rule}, got {_num(value)}")
 
 
 def _check_choices(flag: str, f: OptionField, value: Any) -> None:

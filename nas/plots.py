@@ -32,104 +32,155 @@ def pyplot() -> ModuleType:
 def save_figure(fig: Figure, path: str | Path) -> None:
     """Save as PNG atomically and close the figure."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", pad_inches=0.2)
     pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
+WIDTH_COLORS = {"stem": "tab:green", "stage": "tab:orange", "block": "tab:blue"}
+WIDTH_LABELS = {
+    "stem": "kept: stem",
+    "stage": "kept: stage (residual stream)",
+    "block": "kept: block-internal",
+}
+
+
 def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) -> None:
-    """Kept width of every unit against its full width, in network order."""
+    """Kept width of every unit against its full width, in network order; one colour per kind
+    of unit the space has."""
+    from matplotlib.patches import Patch
+
     space = spec.get_space()
     units = space.units
-    fig, ax = pyplot().subplots(figsize=(max(6.0, 0.28 * len(units) + 2), 3.8))
+    fig, ax = pyplot().subplots(
+        figsize=(max(6.0, 0.3 * len(units) + 2.5), 4.2), layout="constrained"
+    )
     xs = range(len(units))
-    full = [u.max_width for u in units]
-    kept = [spec.widths[u.name] for u in units]
-    colors = ["tab:orange" if u.kind != "block" else "tab:blue" for u in units]
-    ax.bar(xs, full, color="lightgray", label="full width")
-    ax.bar(xs, kept, color=colors, label="kept (blue: block-internal, orange: stage/stem)")
+    ax.bar(xs, [u.max_width for u in units], color="lightgray")
+    ax.bar(xs, [spec.widths[u.name] for u in units], color=[WIDTH_COLORS[u.kind] for u in units])
     ax.set_xticks(list(xs))
     ax.set_xticklabels([u.name for u in units], rotation=90, fontsize=7)
+    ax.set_xlim(-0.6, len(units) - 0.4)
     ax.set_ylabel("channels")
     ratio = spec.macs_ratio()
     ax.set_title(
         title
         or f"{space.name}: {ratio:.1%} of the MACs, "
-        f"{space.params(spec.widths) / space.params():.1%} of the parameters"
+        f"{space.params(spec.widths) / space.params():.1%} of the parameters",
+        fontsize=11,
     )
-    ax.legend(fontsize=8)
+    kinds = [k for k in WIDTH_COLORS if any(u.kind == k for u in units)]
+    handles = [Patch(color="lightgray", label="full width")]
+    handles += [Patch(color=WIDTH_COLORS[k], label=WIDTH_LABELS[k]) for k in kinds]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", framealpha=0.9)
     save_figure(fig, path)
 
 
 def plot_search_curves(records: Sequence[Any], target_ratio: float, path: str | Path) -> None:
     """Per epoch: MACs against the target, the width distributions (how decided they are, and
-    the temperature), the losses and the budget multiplier, the argmax network's accuracy."""
+    the temperature), the losses and the budget multiplier, the argmax network's accuracy.
+    The warm-up epochs (weights only) are shaded."""
     epochs = [r.epoch for r in records]
-    fig, axes = pyplot().subplots(2, 2, figsize=(11, 7.2))
+    warm = [r.epoch for r in records if r.phase == "warmup"]
+    fig, axes = pyplot().subplots(2, 2, figsize=(11, 7.6), layout="constrained")
+
+    def below(ax: Any, *lines: Any) -> None:  # a legend under the axes: it hides no curve
+        ax.legend(
+            handles=list(lines),
+            fontsize=8,
+            loc="upper center",
+            bbox_to_anchor=(0.5, -0.13),
+            ncol=len(lines),
+            frameon=False,
+        )
+
+    for ax in axes.flat:
+        if warm:
+            ax.axvspan(min(warm) - 0.5, max(warm) + 0.5, color="0.93", zorder=0)
+        ax.set_xlabel("epoch (shaded: warm-up)" if warm else "epoch", fontsize=9)
+        ax.grid(alpha=0.3)
     ax = axes[0][0]
-    ax.plot(epochs, [r.expected_macs_ratio for r in records], label="expected (relaxed)")
-    ax.plot(epochs, [r.argmax_macs_ratio for r in records], label="argmax widths")
-    ax.axhline(target_ratio, color="black", linestyle="--", linewidth=1, label="target")
+    (expected,) = ax.plot(epochs, [r.expected_macs_ratio for r in records], label="expected")
+    (argmax,) = ax.plot(epochs, [r.argmax_macs_ratio for r in records], label="argmax widths")
+    target = ax.axhline(target_ratio, color="black", linestyle="--", linewidth=1, label="target")
     ax.set_title("MACs / full network")
-    ax.legend(fontsize=8, loc="best")
+    below(ax, expected, argmax, target)
     ax = axes[0][1]
-    ax.plot(epochs, [r.confidence for r in records], label="mean largest probability")
-    ax.plot(epochs, [r.entropy for r in records], label="mean entropy / log(choices)")
+    (conf,) = ax.plot(epochs, [r.confidence for r in records], label="mean largest probability")
+    (ent,) = ax.plot(epochs, [r.entropy for r in records], label="mean entropy / log(choices)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("width distributions")
-    tau = ax.twinx()
-    tau.plot(epochs, [r.tau for r in records], color="tab:purple", linestyle=":", label="tau")
-    tau.set_yscale("log")
-    tau.set_ylabel("temperature (dotted)")
-    ax.legend(fontsize=8, loc="center left")
+    tau_ax = ax.twinx()
+    (tau,) = tau_ax.plot(
+        epochs, [r.tau for r in records], color="tab:purple", linestyle=":", label="temperature"
+    )
+    tau_ax.set_yscale("log")
+    tau_ax.set_ylabel("temperature (log scale)")
+    below(ax, conf, ent, tau)
     ax = axes[1][0]
-    ax.plot(epochs, [r.train_loss for r in records], label="weights: train CE")
+    lines = ax.plot(epochs, [r.train_loss for r in records], label="weights: train CE")
     arch = [(r.epoch, r.arch_loss) for r in records if r.arch_loss is not None]
     if arch:
-        ax.plot(*zip(*arch, strict=True), label="architecture: CE")
+        lines += ax.plot(*zip(*arch, strict=True), label="architecture: val CE")
     ax.set_ylabel("loss")
-    ax.set_title("losses (budget multiplier dashed)")
-    ax.legend(fontsize=8, loc="upper right")
-    mult = ax.twinx()
-    mult.plot(epochs, [r.multiplier for r in records], color="tab:red", linestyle="--")
-    mult.set_ylabel("budget multiplier")
+    ax.set_title("losses and the budget multiplier")
+    mult_ax = ax.twinx()
+    lines += mult_ax.plot(
+        epochs,
+        [r.multiplier for r in records],
+        color="tab:red",
+        linestyle="--",
+        label="budget multiplier",
+    )
+    mult_ax.set_ylabel("budget multiplier")
+    below(ax, *lines)
     ax = axes[1][1]
     ax.plot(epochs, [r.val_acc for r in records], color="tab:green")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("validation accuracy of the argmax network")
-    for a in (axes[1][0], axes[1][1]):
-        a.set_xlabel("epoch")
-    fig.tight_layout()
     save_figure(fig, path)
 
 
 def plot_rank_scatter(evidence: dict[str, Any], path: str | Path) -> None:
-    """Each method's score against the stand-alone accuracy of the held-out sub-networks."""
+    """Each method's score of the held-out sub-networks against their true quality (test loss
+    after the product's fine-tune), and the truth against itself with a second seed (the noise
+    ceiling)."""
     rows = evidence["holdout"]
     table = evidence["table"]
-    truth = [r["true_acc"] for r in rows]
+    truth = [r["true_loss"] for r in rows]
     panels = [
-        ("gcn", "GCN prediction"),
-        ("supernet", "supernet score (val acc, %)"),
+        ("gcn", "GCN ranking score (unitless; higher = better)"),
+        ("supernet", "supernet score (-val loss; higher = better)"),
         ("macs", "MACs"),
         ("synflow", "synflow (log10)"),
+        ("ceiling", "test loss with a second seed"),
     ]
-    fig, axes = pyplot().subplots(1, len(panels), figsize=(4 * len(panels), 3.6))
+    fig, axes = pyplot().subplots(
+        1, len(panels), figsize=(3.6 * len(panels), 3.6), sharey=True, layout="constrained"
+    )
     for ax, (key, label) in zip(axes, panels, strict=True):
-        if key == "macs":
-            xs = [float(r["macs"]) for r in rows]
-        elif key == "synflow":
+        if key == "synflow":
             xs = [math.log10(max(float(r["synflow"]), 1e-300)) for r in rows]
+        elif key == "ceiling":
+            xs = [float(r["true_loss_second_seed"]) for r in rows]
         else:
             xs = [float(r[key]) for r in rows]
-        ax.scatter(xs, truth, s=14)
-        corr = table[key]
-        ax.set_title(
-            f"{key}: tau {corr['kendall_tau']:+.2f}, rho {corr['spearman']:+.2f}", fontsize=10
-        )
-        ax.set_xlabel(label)
-    axes[0].set_ylabel("stand-alone test accuracy (%)")
+        ax.scatter(xs, truth, s=14, color="tab:gray" if key == "ceiling" else "tab:blue")
+        corr = evidence["noise_ceiling"] if key == "ceiling" else table[key]
+        name = "noise ceiling" if key == "ceiling" else key
+        ax.set_title(f"{name}: Kendall {_corr(corr['kendall_tau'])}", fontsize=10)
+        ax.set_xlabel(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("true test loss after fine-tuning (lower = better)", fontsize=9)
+    fig.suptitle(
+        f"ranking {len(rows)} held-out sub-networks (a good score falls as the loss rises)",
+        fontsize=11,
+    )
     save_figure(fig, path)
+
+
+def _corr(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.2f}"
 
 
 @dataclass
@@ -244,20 +295,24 @@ def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
 def plot_transfer(metrics: dict[str, Any], path: str | Path) -> None:
     """Test accuracy of the found, full and uniform-width networks on the new task."""
     rows = metrics["compare"]
-    fig, ax = pyplot().subplots(figsize=(6, 3.8))
+    fig, ax = pyplot().subplots(figsize=(6, 3.8), layout="constrained")
     labels = [f"{r['network']}\n{r['macs_ratio']:.0%} MACs" for r in rows]
     accs = [r["test_acc"] for r in rows]
     bars = ax.bar(labels, accs, color=["tab:blue", "tab:gray", "tab:orange"][: len(rows)])
-    for bar, acc in zip(bars, accs, strict=True):
+    low, high = min(accs), max(accs)
+    top = min(100.0, high + max(3.0, 0.15 * (high - low + 1)))
+    ax.set_ylim(max(0.0, low - 10), top)
+    for bar, acc in zip(bars, accs, strict=True):  # labels inside the bar tops: never clipped
         ax.annotate(
-            f"{acc:.2f}",
+            f"{acc:.2f} %",
             (bar.get_x() + bar.get_width() / 2, acc),
+            xytext=(0, -4),
+            textcoords="offset points",
             ha="center",
-            va="bottom",
+            va="top",
             fontsize=9,
+            color="white",
         )
-    low = min(accs)
-    ax.set_ylim(max(0.0, low - 10), min(100.0, max(accs) + 3))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{metrics['space']} transferred to {metrics.get('dataset', 'new task')}")
     save_figure(fig, path)

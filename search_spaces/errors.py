@@ -14,6 +14,7 @@ __all__ = [
     "SpaceError",
     "SpecError",
     "WeightsError",
+    "WriteError",
     "first_line",
 ]
 
@@ -39,6 +40,11 @@ class DataError(NasError, ValueError):
 
 class WeightsError(NasError, ValueError):
     """A weights file that is missing, corrupt or does not match the architecture."""
+
+
+class WriteError(NasError, OSError):
+    """An output that could not be written (a full disk, a lost permission): nothing
+    half-written is left, and the earlier version of the file, if any, is kept."""
 
 
 class ConfigError(NasError, ValueError):

@@ -9,14 +9,17 @@ would run code is refused, not executed).
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from search_spaces.errors import WeightsError, first_line
+from search_spaces.errors import WeightsError, WriteError, first_line
 
 __all__ = ["atomic_torch_save", "atomic_write_bytes", "atomic_write_text", "torch_load"]
 
@@ -36,13 +39,34 @@ def atomic_torch_save(obj: object, path: str | Path) -> None:
     _atomic(Path(path), lambda f: torch.save(obj, f))
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it for good)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Callable[[Any], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write to a temporary file beside ``path``, then rename it over ``path``: the old file
+    stays whole until the new one is complete on disk. A failed write (a full disk) is a
+    one-line :class:`WriteError`, and leaves no temporary file behind."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or first_line(exc)}") from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # like any other tool's files, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash never leaves it empty
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(
+            f"cannot write {path}: {exc.strerror or first_line(exc)} (nothing was half-written)"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -55,6 +79,22 @@ def torch_load(path: str | Path, what: str) -> Any:
     if not p.is_file():
         raise WeightsError(f"{what} not found: {p}")
     try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt/unsafe files
-        raise WeightsError(f"cannot read {what} {p}: {first_line(exc)}") from None
+        with warnings.catch_warnings():  # torch's advice (load unsafely) must not be printed
+            warnings.simplefilter("ignore")
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc) or ("Unsupported operand" in str(exc) and zipfile.is_zipfile(p)):
+            # a class or function to import, or (in a torch.save archive) an opcode that only
+            # the unsafe loader runs
+            raise WeightsError(
+                f"refused {what} {p}: it holds Python objects, not only tensors (nas never runs "
+                "code from a file; save a state_dict: torch.save(model.state_dict(), path))"
+            ) from None
+        raise WeightsError(
+            f"cannot read {what} {p}: not a tensor file (corrupt, or not written by torch.save)"
+        ) from None
+    except Exception as exc:  # torch raises many types for corrupt/truncated files
+        reason = first_line(exc)
+        if "PytorchStreamReader" in reason or "zip archive" in reason:
+            reason = "truncated or corrupt (not a complete torch.save file)"
+        raise WeightsError(f"cannot read {what} {p}: {reason}") from None

@@ -20,7 +20,7 @@ PACKAGES = ("search_spaces", "predictors", "nas")  # bottom -> top
 
 # the tiers of nas, bottom -> top (a package or a module directly under nas/)
 NAS_TIERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "registry", "io", "options"),  # basics
+    ("errors", "registry", "io", "options", "rundir"),  # basics
     ("data", "engine", "cost", "plots"),  # foundations
     ("importance", "extraction", "supernet"),  # networks
     ("gates",),  # gate strategies

@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 2
         top_parser().print_help()
+        print("error: name a command (see nas --help)", file=sys.stderr)
         return 2
     index, name = found
     from nas.cli.run import run_command  # the command's own modules load only now

@@ -38,8 +38,9 @@ def run_command(name: str, rest: Sequence[str]) -> int:
             for kind_name, (text, _) in command.subcommands.items():
                 sub.add_parser(kind_name, help=text, add_help=False)
             if kind is None or kind[1] not in command.subcommands:
-                kinds.parse_args(rest)
-                kinds.print_help()
+                kinds.parse_args(rest)  # --help, or a one-line usage error
+                names = ", ".join(command.subcommands)
+                print(f"error: name a kind: {names} (see {prog} --help)", file=sys.stderr)
                 return 2
             prog, name = f"{prog} {kind[1]}", f"{name} {kind[1]}"
             command = command.subcommands[kind[1]][1]
@@ -52,7 +53,7 @@ def run_command(name: str, rest: Sequence[str]) -> int:
     except SystemExit as exc:  # --help (0) or a usage error (2, one line already printed)
         return exc.code if isinstance(exc.code, int) else 2
     except NasError as exc:
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (nas profile ... | head): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

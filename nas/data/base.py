@@ -26,10 +26,14 @@ from nas.registry import Registry
 __all__ = [
     "DATASET_KINDS",
     "MAX_IMAGE_SIZE",
+    "MIN_IMAGE_SIDE",
+    "MIN_TRAINING_SAMPLES",
     "Arrays",
     "DataBundle",
     "DatasetKind",
     "LoadOptions",
+    "check_bundle",
+    "check_labels",
     "check_resized_memory",
     "check_training_samples",
     "derived_seed",
@@ -40,6 +44,9 @@ __all__ = [
 ]
 
 MAX_IMAGE_SIZE = 4096  # a side beyond this is a typo, not an image size
+MAX_CLASSES = 100_000  # a label beyond this is a typo (the classifier would not fit in memory)
+MIN_IMAGE_SIDE = 4  # smaller images leave nothing to convolve
+MIN_TRAINING_SAMPLES = 8  # a handful: fewer cannot train (or validate) anything
 
 
 @dataclass
@@ -185,10 +192,52 @@ def check_resized_memory(name: str, n: int, channels: int, size: int) -> None:
 
 
 def check_training_samples(name: str, n: int) -> None:
-    if n < 2:
+    if n < MIN_TRAINING_SAMPLES:
         raise DataError(
-            f"{name} leaves {n} training image(s) after the validation split; need at least 2"
+            f"{name} leaves {n} training image(s) after the validation split; need at least "
+            f"{MIN_TRAINING_SAMPLES}"
         )
+
+
+def check_labels(name: str, train: Tensor, test: Tensor) -> int:
+    """The number of classes K of integer labels: the training labels must be 0..K-1 with every
+    class present (K >= 2), and the test labels classes the training data show."""
+    top = int(train.max())
+    if top >= MAX_CLASSES:
+        raise DataError(
+            f"{name}: training label {top} is out of range (labels are 0..K-1, at most "
+            f"{MAX_CLASSES:,} classes)"
+        )
+    present = torch.unique(train)
+    if len(present) < 2:
+        raise DataError(f"{name}: the training data hold one class ({top}); need at least 2")
+    if len(present) < top + 1:
+        absent = sorted(set(range(top + 1)) - set(present.tolist()))
+        raise DataError(
+            f"{name}: labels must be 0..K-1 with every class in the training data; "
+            f"{len(absent)} of 0..{top} never appear (first {absent[:5]})"
+        )
+    unseen = test[test > top]
+    if len(unseen):
+        raise DataError(
+            f"{name}: test label {int(unseen[0])} never appears in the training data "
+            f"(classes 0..{top})"
+        )
+    return top + 1
+
+
+def check_bundle(bundle: DataBundle) -> DataBundle:
+    """What every dataset must give a network to learn: two classes, images of at least
+    ``MIN_IMAGE_SIDE`` pixels a side."""
+    if bundle.num_classes < 2:
+        raise DataError(f"{bundle.name} has {bundle.num_classes} class; need at least 2")
+    h, w = bundle.input_size
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise DataError(
+            f"{bundle.name}: images are {h}x{w} pixels; need at least {MIN_IMAGE_SIDE}x"
+            f"{MIN_IMAGE_SIDE} (resize with --image-size)"
+        )
+    return bundle
 
 
 def drop_last(n: int, batch_size: int) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nas.data.imagefolder
 import nas.data.tensors  # noqa: F401  (registers the tensor datasets)
-from nas.data.base import DATASET_KINDS, DataBundle, LoadOptions
+from nas.data.base import DATASET_KINDS, DataBundle, LoadOptions, check_bundle
 from nas.errors import DataError
 
 __all__ = ["dataset_names", "load_data"]
@@ -55,7 +55,7 @@ def load_data(
     )
     opts.check()
     kind, arg = parse_name(name)
-    return DATASET_KINDS.get(kind).load(name, arg, opts)
+    return check_bundle(DATASET_KINDS.get(kind).load(name, arg, opts))
 
 
 def parse_name(name: str) -> tuple[str, str]:

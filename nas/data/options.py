@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from nas.options import Options, option, option_fields
+from nas.options import MAX_BATCH_SIZE, Options, option, option_fields
 
 if TYPE_CHECKING:
     from nas.data.base import DataBundle
@@ -32,11 +32,18 @@ class DataOptions(Options):
     val_fraction: float = option(
         0.1, "share of the training set held out for validation", ge=0, lt=1
     )
-    batch_size: int = option(128, "training batch size", ge=2)
+    batch_size: int = option(128, "training batch size", ge=2, le=MAX_BATCH_SIZE)
     augment: bool = option(True, "switch off data augmentation")
     num_workers: int = option(
         0, "data loader processes (imagefolder)", flag="--loader-workers", ge=0
     )
+
+    def input_paths(self) -> list[str]:
+        """The files and folders the data are read from (a run must not delete them)."""
+        kind, _, path = self.dataset.partition(":")
+        reads_path = path.strip() and kind.strip().lower() in ("npz", "imagefolder")
+        paths = [path.strip()] if reads_path else []
+        return paths + ([self.data_root] if self.data_root else [])
 
     def data_options(self) -> DataOptions:
         """The data options alone (of a subclass that adds a command's own)."""

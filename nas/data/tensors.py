@@ -33,6 +33,7 @@ from nas.data.base import (
     Arrays,
     DataBundle,
     LoadOptions,
+    check_labels,
     check_resized_memory,
     check_training_samples,
     drop_last,
@@ -160,7 +161,8 @@ def load_npz(path_text: str | Path) -> Arrays:
     ``shape[1] < shape[2]`` else NHWC. ``x_test`` must have the same per-image shape.
     Values: integer arrays are 0..255; float arrays are taken as [0, 1] if their maximum
     (over train and test) is <= 1.0, else as 0..255. Labels: non-negative integers, 1-D (or
-    (N, 1)); ``num_classes`` is the largest label + 1.
+    (N, 1)); the training labels are 0..K-1 with every class present, the test labels among
+    them (:func:`~nas.data.base.check_labels`).
     """
     path = Path(path_text).expanduser()
     raw = _read_npz(path)
@@ -181,12 +183,13 @@ def load_npz(path_text: str | Path) -> Arrays:
             f"{x_train.shape}); at most 4 are supported"
         )
     scale = _value_scale(path, x_train, x_test)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    labels_train, labels_test = torch.from_numpy(y_train), torch.from_numpy(y_test)
+    num_classes = check_labels(str(path), labels_train, labels_test)
     return Arrays(
         _to_nchw_float(x_train, layout, scale),
-        torch.from_numpy(y_train),
+        labels_train,
         _to_nchw_float(x_test, layout, scale),
-        torch.from_numpy(y_test),
+        labels_test,
         num_classes,
     )
 

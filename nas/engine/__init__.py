@@ -5,12 +5,13 @@ distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``
 RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``) and ``loop``.
 """
 
-from nas.engine.config import Distillation, TrainConfig
+from nas.engine.config import Distillation, ThreadOptions, TrainConfig
 from nas.engine.evaluation import EvalResult, evaluate
 from nas.engine.loop import CHECKPOINT_NAME, train_model
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
 from nas.engine.state import (
+    has_checkpoint,
     loader_state,
     loader_states,
     read_checkpoint,
@@ -18,6 +19,7 @@ from nas.engine.state import (
     restore_loaders,
     restore_rng,
     rng_state,
+    save_checkpoint,
     seed_everything,
 )
 from nas.engine.summary import (
@@ -35,9 +37,11 @@ __all__ = [
     "Distillation",
     "EpochRecord",
     "EvalResult",
+    "ThreadOptions",
     "TrainConfig",
     "classification_loss",
     "evaluate",
+    "has_checkpoint",
     "kd_loss",
     "loader_state",
     "loader_states",
@@ -49,6 +53,7 @@ __all__ = [
     "restore_loaders",
     "restore_rng",
     "rng_state",
+    "save_checkpoint",
     "seed_everything",
     "train_model",
     "write_summary_csv",

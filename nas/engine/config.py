@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from nas.errors import ConfigError
-from nas.options import Options, option
+from nas.options import MAX_EPOCHS, Options, option
 
-__all__ = ["Distillation", "TrainConfig", "check_device"]
+__all__ = ["Distillation", "ThreadOptions", "TrainConfig", "check_device"]
 
 
 @dataclass
@@ -20,12 +20,14 @@ class TrainConfig(Options):
 
     group: ClassVar[str] = "training"
 
-    epochs: int = option(30, "training epochs", ge=1)
+    epochs: int = option(30, "training epochs", ge=1, le=MAX_EPOCHS)
     lr: float = option(0.1, "SGD learning rate", gt=0)
     momentum: float = option(0.9, "SGD momentum", ge=0, lt=1)
     nesterov: bool = option(True, "plain momentum instead of Nesterov's")
     weight_decay: float = option(5e-4, "weight decay (not on BN scales and biases)", ge=0)
-    warmup_epochs: int = option(0, "linear LR warm-up epochs before the cosine decay", ge=0)
+    warmup_epochs: int = option(
+        0, "linear LR warm-up epochs before the cosine decay", ge=0, le=MAX_EPOCHS
+    )
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", ge=0, lt=1)
     seed: int = option(0, "seed for everything")
     device: str = option("cpu", "cpu, cuda, cuda:1, mps...")
@@ -63,3 +65,25 @@ def check_device(name: str) -> None:
         raise ConfigError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available")
+
+
+@dataclass
+class ThreadOptions(Options):
+    """How many threads torch uses. Results can depend on it (floating-point sums in another
+    order), so a run records the number it used and ``--resume`` and ``--config`` keep it."""
+
+    group: ClassVar[str] = "run"
+
+    threads: int | None = option(
+        None,
+        "torch threads (default: torch's own count, divided among the worker processes a sweep "
+        "starts); recorded in args.yaml, kept by --resume and --config: results depend on it",
+        ge=1,
+        le=1024,
+    )
+
+    def thread_count(self, workers: int = 1) -> int:
+        """``threads``, else torch's default count shared among ``workers`` processes."""
+        import torch
+
+        return self.threads or max(1, torch.get_num_threads() // max(1, workers))

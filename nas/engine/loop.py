@@ -34,16 +34,17 @@ from nas.engine.evaluation import evaluate
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
 from nas.engine.state import (
+    has_checkpoint,
     loader_state,
     read_checkpoint,
     restore_loader,
     restore_rng,
     rng_state,
+    save_checkpoint,
     seed_everything,
 )
 from nas.engine.summary import SUMMARY_NAME, EpochRecord, write_summary_csv
 from nas.errors import ConfigError, DataError, WeightsError, first_line
-from nas.io import atomic_torch_save
 
 __all__ = ["CHECKPOINT_NAME", "Loader", "train_model"]
 
@@ -133,7 +134,7 @@ def train_model(
         model, teacher, optimizer, make_scheduler(optimizer, config, steps), config, device, distill
     )
     records: list[EpochRecord] = []
-    if ckpt_path is not None and resume and ckpt_path.is_file():
+    if ckpt_path is not None and resume and has_checkpoint(ckpt_path):
         records = _load_checkpoint(ckpt_path, loop, train_loader)
     else:
         seed_everything(config.seed)
@@ -267,7 +268,7 @@ def _save_outputs(
         return
     write_summary_csv(Path(out_dir) / SUMMARY_NAME, records)
     if ckpt_path is not None:
-        atomic_torch_save(_checkpoint_state(loop, train_loader, records), ckpt_path)
+        save_checkpoint(_checkpoint_state(loop, train_loader, records), ckpt_path)
 
 
 # -- checkpoints -----------------------------------------------------------------------------------

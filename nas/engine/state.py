@@ -5,20 +5,23 @@ Everything here is stored in forms ``torch.load(..., weights_only=True)`` reads.
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
-from nas.errors import WeightsError
-from nas.io import torch_load
+from nas.errors import WeightsError, first_line
+from nas.io import atomic_torch_save, torch_load
 
 if TYPE_CHECKING:
     from nas.data import DataBundle
 
 __all__ = [
+    "has_checkpoint",
     "loader_state",
     "loader_states",
     "read_checkpoint",
@@ -26,6 +29,7 @@ __all__ = [
     "restore_loaders",
     "restore_rng",
     "rng_state",
+    "save_checkpoint",
     "seed_everything",
 ]
 
@@ -93,9 +97,47 @@ def _loader_generator(loader: object) -> torch.Generator | None:
     return None
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the checkpoint before the newest is kept (``checkpoint.prev.pt``)."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def has_checkpoint(path: Path) -> bool:
+    """A checkpoint to resume from exists: the newest, or the previous one (a process killed
+    between :func:`save_checkpoint`'s two renames leaves only that)."""
+    return path.is_file() or previous_checkpoint(path).is_file()
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write a checkpoint atomically, keeping the one it replaces as the previous one: a
+    process killed anywhere leaves at least one complete checkpoint."""
+    tmp = path.with_name(f".{path.name}.new")
+    atomic_torch_save(state, tmp)  # complete on disk before anything is renamed
+    if path.is_file():
+        os.replace(path, previous_checkpoint(path))
+    os.replace(tmp, path)
+
+
 def read_checkpoint(path: Path, fmt: object, kind: str) -> dict[str, Any]:
-    """Load a checkpoint (``weights_only=True``) whose ``format`` entry is ``fmt``."""
-    state = torch_load(path, "checkpoint")
+    """Load a checkpoint (``weights_only=True``) whose ``format`` entry is ``fmt``. A newest
+    checkpoint that is missing, torn (its archive's checksums fail) or foreign falls back to
+    the previous one, with a note on stderr; when neither is usable, one-line
+    :class:`WeightsError`."""
+    try:
+        return _checked(torch_load(path, "checkpoint"), path, fmt, kind)
+    except WeightsError as exc:
+        previous = previous_checkpoint(path)
+        if not previous.is_file():
+            raise
+        try:
+            state = _checked(torch_load(previous, "checkpoint"), previous, fmt, kind)
+        except WeightsError:
+            raise exc from None
+        print(f"note: {first_line(exc)}; resuming from the previous {previous}", file=sys.stderr)
+        return state
+
+
+def _checked(state: Any, path: Path, fmt: object, kind: str) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != fmt:
         raise WeightsError(f"{path} is not a {kind} checkpoint of this toolkit")
     return state

@@ -16,6 +16,7 @@ from nas.extraction.slicing import (
 )
 from nas.extraction.weights import (
     check_full_weights,
+    check_initial_weights,
     check_spec_weights,
     check_weights,
     load_fitting,
@@ -26,6 +27,7 @@ __all__ = [
     "MODEL_FILES",
     "ChannelOrder",
     "check_full_weights",
+    "check_initial_weights",
     "check_spec_weights",
     "check_weights",
     "extract",

@@ -18,6 +18,7 @@ from search_spaces import SearchSpace, WidthSpec
 
 __all__ = [
     "check_full_weights",
+    "check_initial_weights",
     "check_spec_weights",
     "check_weights",
     "load_fitting",
@@ -61,6 +62,50 @@ def check_full_weights(
     check_weights(state, space.state_shapes, source=source, target=target)
 
 
+def _data_layers(space: SearchSpace) -> dict[str, int]:
+    """The layers whose shape the data set, with that dimension: the input conv (1: the image
+    channels) and the classifier (0: the classes)."""
+    out: dict[str, int] = {}
+    for layer in space.layers:
+        if layer.kind == "conv" and layer.in_unit is None:
+            out[layer.name] = 1
+        elif layer.kind == "linear" and layer.out_unit is None:
+            out[layer.name] = 0
+    return out
+
+
+def check_initial_weights(
+    space: SearchSpace, state: Mapping[str, torch.Tensor], source: str = "weights"
+) -> None:
+    """``state`` is the full-width network of ``space``, perhaps of another task: only the
+    input layer (other image channels) and the classifier (other classes) may differ, in that
+    dimension, or be missing; they then start afresh. Anything else (a pruned network,
+    another space) raises :class:`WeightsError` in one line."""
+    shapes, data = space.state_shapes, _data_layers(space)
+    unexpected = [k for k in state if k not in shapes]
+    if unexpected:
+        raise WeightsError(f"{source} are not a {space.name} network (unexpected {unexpected[:3]})")
+    only = "only the input layer and the classifier may differ from the data's"
+    for key, shape in shapes.items():
+        owner = key.rsplit(".", 1)[0]
+        if key not in state:
+            if owner in data or key.endswith("num_batches_tracked"):
+                continue
+            raise WeightsError(f"{source} do not fit {space.name}: missing {key} ({only})")
+        got, dim = tuple(state[key].shape), data.get(owner)
+        if got == tuple(shape):
+            continue
+        others_fit = len(got) == len(shape) and all(
+            a == b for i, (a, b) in enumerate(zip(got, shape, strict=True)) if i != dim
+        )
+        if dim is not None and others_fit:
+            continue
+        raise WeightsError(
+            f"{source} do not fit {space.name}: {key} has shape {got}, expected {tuple(shape)} "
+            f"({only}; a pruned network cannot seed a search)"
+        )
+
+
 def spec_state_shapes(spec: WidthSpec) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the state_dict of the network of ``spec`` (no network is built):
     the full shapes with every layer's output and input dimensions at the units' widths."""
@@ -95,4 +140,4 @@ def load_fitting(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[st
     fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == own[k].shape}
     own.update(fitting)
     model.load_state_dict(own)
-    return [k for k in own if k not in fitting]
+    return [k for k in own if k not in fitting and not k.endswith("num_batches_tracked")]

@@ -2,13 +2,15 @@
 
 Each job checks all of its input (names, files, output directory) before it writes anything,
 writes its resolved configuration (``args.yaml``) next to its results, removes what it wrote if
-it then stops on bad input (:func:`nas.io.run_output`), and returns the numbers it also saves in
+it then stops on bad input (:func:`nas.rundir.run_output`), and returns the numbers it also saves in
 ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,12 +20,19 @@ import yaml
 
 import search_spaces
 from nas.data import DataBundle, DataOptions
-from nas.engine import TrainConfig, read_checkpoint, seed_everything, train_model
+from nas.engine import (
+    ThreadOptions,
+    TrainConfig,
+    read_checkpoint,
+    seed_everything,
+    train_model,
+)
 from nas.errors import ConfigError, WeightsError, first_line
-from nas.extraction import check_full_weights, load_fitting, save_model
+from nas.extraction import check_full_weights, check_initial_weights, load_fitting, save_model
 from nas.gates import GateStrategy, create_strategy
-from nas.io import load_state_dict_file, prepare_out_dir, write_yaml
-from nas.options import build, option, record
+from nas.io import load_state_dict_file, write_yaml
+from nas.options import MAX_EPOCHS, build, option, record
+from nas.rundir import prepare_out_dir
 from nas.supernet import Supernet
 from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchConfig
 from search_spaces import SearchSpace
@@ -36,8 +45,10 @@ __all__ = [
     "load_search_run",
     "load_supernet",
     "read_args",
+    "resolve_threads",
     "resolved_args",
     "search_data",
+    "torch_threads",
     "train_full",
     "write_or_check_args",
 ]
@@ -61,8 +72,34 @@ def environment() -> dict[str, str]:
     }
 
 
+def resolve_threads(
+    threads: int | None, recorded_in: Path | None = None, *, workers: int = 1
+) -> int:
+    """The torch threads of a run: ``threads`` if given, else the count recorded in
+    ``recorded_in/args.yaml`` (a run being continued, or the run a command reads), else
+    torch's default count shared among ``workers`` processes."""
+    if threads is not None:
+        return threads
+    if recorded_in is not None and (recorded_in / "args.yaml").is_file():
+        stored = read_args(recorded_in / "args.yaml").get("threads")
+        if isinstance(stored, int) and not isinstance(stored, bool) and stored >= 1:
+            return stored
+    return ThreadOptions().thread_count(workers)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch uses ``count`` threads for the duration (the caller's count is restored)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @dataclass
-class RunOptions(DataOptions):
+class RunOptions(ThreadOptions, DataOptions):
     """Everything ``nas search`` needs besides the search knobs (data, baseline, files)."""
 
     group: ClassVar[str] = "run"
@@ -72,11 +109,15 @@ class RunOptions(DataOptions):
     weights: str | None = option(
         None, "full-network state_dict to start from (else a baseline is trained)"
     )
-    baseline_epochs: int = option(30, "training epochs of the baseline", ge=1)
+    baseline_epochs: int = option(30, "training epochs of the baseline", ge=1, le=MAX_EPOCHS)
     baseline_lr: float = option(0.1, "learning rate of the baseline", gt=0)
     resume: bool = option(False, "continue an interrupted run in --out")
     overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
     progress: bool = option(True, "no progress bars", flag="--quiet")
+
+    def inputs(self) -> list[str]:
+        """What the run reads (``--overwrite`` must not delete it)."""
+        return self.input_paths() + ([self.weights] if self.weights else [])
 
 
 def search_data(o: RunOptions, seed: int) -> tuple[DataBundle, SearchSpace]:
@@ -95,14 +136,10 @@ def search_data(o: RunOptions, seed: int) -> tuple[DataBundle, SearchSpace]:
 
 
 def check_search_out(o: RunOptions) -> Path:
-    if o.resume and o.overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
-    out = Path(o.out_dir)
-    if o.resume:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"output path exists and is not a directory: {out}")
-        return out
-    return prepare_out_dir(out, overwrite=o.overwrite)
+    """The checks of ``nas search``'s ``--out`` (:func:`nas.rundir.prepare_out_dir`)."""
+    return prepare_out_dir(
+        o.out_dir, overwrite=o.overwrite, resume=o.resume, command="search", inputs=o.inputs()
+    )
 
 
 def resolved_args(o: RunOptions, c: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
@@ -145,19 +182,13 @@ def read_args(path: Path) -> dict[str, Any]:
 
 
 def initial_weights(path: str | None, space: SearchSpace) -> dict[str, torch.Tensor] | None:
-    """A full state_dict for ``space``: exact (used as the baseline) or partial (stem/head of
-    another task; the rest starts a baseline training run)."""
+    """A full state_dict for ``space``: exact (used as the baseline) or of another task (the
+    input layer and classifier start afresh; a baseline training run completes it). Anything
+    else is refused (:func:`~nas.extraction.check_initial_weights`)."""
     if path is None:
         return None
     state = load_state_dict_file(path)
-    expected = space.state_shapes
-    unknown = [k for k in state if k not in expected]
-    missing = [k for k in expected if k not in state]
-    if unknown or len(missing) > 4:
-        raise WeightsError(
-            f"weights {path} are not a {space.name} network "
-            f"(first unexpected/missing key: {(unknown or missing)[0]})"
-        )
+    check_initial_weights(space, state, source=f"weights {path}")
     return state
 
 

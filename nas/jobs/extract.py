@@ -14,11 +14,12 @@ import torch
 
 from nas.extraction import check_full_weights, extract, save_model
 from nas.importance import channel_order
-from nas.io import load_state_dict_file, prepare_out_dir, run_output, write_json, write_yaml
+from nas.io import load_state_dict_file, write_json, write_yaml
 from nas.jobs.base import Command
 from nas.jobs.common import environment
 from nas.jobs.format import human
 from nas.options import Options, option
+from nas.rundir import prepare_out_dir, run_output
 from search_spaces import WidthSpec
 
 __all__ = ["COMMAND", "ExtractOptions", "extract_to_dir"]
@@ -54,7 +55,7 @@ def extract_to_dir(
 
     ``order`` picks the kept channels of each unit (``l1``, ``bn`` or ``first``).
     """
-    out = prepare_out_dir(out_dir, overwrite=overwrite)
+    out = prepare_out_dir(out_dir, overwrite=overwrite, inputs=(weights, arch))
     spec = WidthSpec.load(arch)
     space = spec.get_space()
     state = load_state_dict_file(weights)
@@ -63,7 +64,7 @@ def extract_to_dir(
     full.load_state_dict(state)
     full.eval()
     pruned = extract(full, spec, channel_order(full, space, order))
-    with run_output(out, overwrite=overwrite):
+    with run_output(out, overwrite=overwrite, inputs=(weights, arch)):
         return _save_extracted(pruned, spec, out, weights, arch, order)
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from nas.errors import ConfigError
-from nas.io import check_writable
 from nas.jobs.base import Command
 from nas.options import Options, option
 from nas.plots import plot_pareto
+from nas.rundir import check_writable
 
 __all__ = ["COMMAND", "ParetoPlotOptions"]
 
@@ -24,9 +24,16 @@ class ParetoPlotOptions(Options):
     )
     labels: str | None = option(None, "comma-separated legend labels")
     out: str = option("pareto.png", "output PNG")
+    overwrite: bool = option(False, "replace --out if it exists")
 
 
 def _pareto(options: ParetoPlotOptions) -> int:
+    out = Path(options.out)
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise ConfigError(f"--out must be a .png file, got {out}")
+    if out.exists() and not options.overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
+    check_writable(out.parent)
     dirs = [Path(d) for d in options.dirs]
     for d in dirs:
         if not (d / "pareto.csv").is_file():
@@ -34,10 +41,6 @@ def _pareto(options: ParetoPlotOptions) -> int:
     labels = options.labels.split(",") if options.labels else [d.name for d in dirs]
     if len(labels) != len(dirs):
         raise ConfigError(f"{len(labels)} labels for {len(dirs)} directories")
-    out = Path(options.out)
-    if out.suffix.lower() != ".png" or out.is_dir():
-        raise ConfigError(f"--out must be a .png file, got {out}")
-    check_writable(out.parent)
     plot_pareto(list(zip(labels, dirs, strict=True)), out)  # checks every table first
     print(f"wrote {out}")
     return 0

@@ -13,15 +13,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from nas.engine import read_checkpoint
+from nas.engine import ThreadOptions, read_checkpoint
 from nas.errors import ConfigError
 from nas.extraction import load_model
-from nas.io import json_safe, prepare_out_dir, run_output, write_json, write_yaml
+from nas.io import json_safe, write_json, write_yaml
 from nas.jobs.base import Command
-from nas.jobs.common import environment, load_search_run, load_supernet, search_data
+from nas.jobs.common import (
+    environment,
+    load_search_run,
+    load_supernet,
+    resolve_threads,
+    search_data,
+    torch_threads,
+)
 from nas.jobs.format import human
-from nas.options import Options, option, record
+from nas.options import option, record
 from nas.plots import plot_rank_scatter
+from nas.rundir import prepare_out_dir, run_output
 from nas.selection import (
     RankConfig,
     ranking_evidence,
@@ -37,7 +45,7 @@ __all__ = ["COMMAND", "RankOptions", "check_search_finished", "run_rank"]
 
 
 @dataclass
-class RankOptions(Options):
+class RankOptions(ThreadOptions):
     """Which search ``nas rank`` reads and where it writes."""
 
     group: ClassVar[str] = "run"
@@ -67,6 +75,7 @@ def run_rank(
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """``nas rank``: fit the GCN predictor on a finished search's supernet, select the best of
     its top-k, and (with ``holdout > 0``) measure the ranking against stand-alone training.
@@ -75,12 +84,21 @@ def run_rank(
     anything is written. Writes into ``out_dir`` (default ``RUN/rank``): ``args.yaml``,
     ``predictor.pt``, ``selection.json``, ``arch.json`` (the selected spec),
     ``rank_metrics.json`` and ``rank_scatter.png``; a run stopped by an error leaves none.
+    ``threads``: torch threads (default: the count the search run recorded).
     """
     config.validate()
     run = Path(run_dir)
     options, search_config = load_search_run(run)
     check_search_finished(run, search_config)
-    out = prepare_out_dir(Path(out_dir) if out_dir else run / "rank", overwrite=overwrite)
+    inputs: list[str | Path | None] = [
+        run / "args.yaml",
+        run / SEARCH_CHECKPOINT,
+        run / "baseline",
+        *options.inputs(),
+    ]
+    out = prepare_out_dir(
+        Path(out_dir) if out_dir else run / "rank", overwrite=overwrite, inputs=inputs
+    )
     data, space = search_data(options, search_config.seed)
     assert data.val is not None  # search_data refuses data without a validation split
     supernet, strategy = load_supernet(run, space, search_config)
@@ -89,10 +107,17 @@ def run_rank(
     pool = sample_pool(encoder, strategy.choices, target, search_config.tolerance, config)
     teacher = load_model(run / "baseline") if (run / "baseline" / "arch.json").is_file() else None
     calibration = take_batches(data.train, CALIBRATION_BATCHES)
-    with run_output(out, overwrite=overwrite):
+    count = resolve_threads(threads, run)
+    with run_output(out, overwrite=overwrite, inputs=inputs), torch_threads(count):
         write_yaml(
             out / "args.yaml",
-            {"command": "rank", "run": str(run), **record(config), "environment": environment()},
+            {
+                "command": "rank",
+                "run": str(run),
+                **record(config),
+                "threads": count,
+                "environment": environment(),
+            },
         )
         start = time.perf_counter()
         selection = select_with_predictor(
@@ -178,6 +203,7 @@ def _cli(options: RankOptions, config: RankConfig) -> int:
         out_dir=options.out_dir,
         overwrite=options.overwrite,
         progress=options.progress,
+        threads=options.threads,
     )
     if m["pool_ranked"] < m["pool"]:
         print(f"note: only {m['pool_ranked']:,} distinct candidates lie within the budget band")

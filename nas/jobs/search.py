@@ -28,19 +28,22 @@ from nas.engine import (
     restore_loaders,
 )
 from nas.extraction import save_model
-from nas.io import run_output, write_json
+from nas.io import write_json
 from nas.jobs.base import Command
 from nas.jobs.common import (
     RunOptions,
     check_search_out,
     initial_weights,
+    resolve_threads,
     resolved_args,
     search_data,
+    torch_threads,
     train_full,
     write_or_check_args,
 )
 from nas.jobs.format import human
 from nas.plots import plot_search_curves, plot_widths
+from nas.rundir import run_output
 from nas.selection import SELECTIONS, Selection, SelectionRequest, check_pool_band
 from nas.width_search import (
     SearchConfig,
@@ -215,6 +218,8 @@ def run_search(
     """
     o, c = options.validate(), config.validate()
     out = check_search_out(o)
+    threads = resolve_threads(o.threads, out if o.resume else None)
+    o = replace(o, threads=threads)
     base_config = TrainConfig(
         epochs=o.baseline_epochs, lr=o.baseline_lr, seed=c.seed, device=c.device
     )
@@ -227,7 +232,12 @@ def run_search(
         check_pool_band(space, c.choices(space), c.target_for(space), c.tolerance, c.rank_config())
     initial = initial_weights(o.weights, space)
     resolved = resolved_args(o, c, data.describe())
-    with run_output(out, overwrite=o.overwrite, resume=o.resume):
+    with (
+        run_output(
+            out, overwrite=o.overwrite, resume=o.resume, command="search", inputs=o.inputs()
+        ),
+        torch_threads(threads),
+    ):
         return _search_to_dir(out, o, c, data, space, initial, resolved, base_config, warmup)
 
 

@@ -13,19 +13,26 @@ from typing import Any, ClassVar
 
 import search_spaces
 from nas.data import DataBundle, DataOptions
-from nas.engine import TrainConfig, evaluate, read_summary
-from nas.io import prepare_out_dir, run_output, write_json, write_yaml
+from nas.engine import ThreadOptions, TrainConfig, evaluate, read_summary
+from nas.io import write_json
 from nas.jobs.base import Command
-from nas.jobs.common import environment, train_full
+from nas.jobs.common import (
+    environment,
+    resolve_threads,
+    torch_threads,
+    train_full,
+    write_or_check_args,
+)
 from nas.jobs.format import human
 from nas.options import option, record
+from nas.rundir import prepare_out_dir, run_output
 from search_spaces import SearchSpace
 
 __all__ = ["COMMAND", "TrainOptions", "train_baseline"]
 
 
 @dataclass
-class TrainOptions(DataOptions):
+class TrainOptions(ThreadOptions, DataOptions):
     """Where ``nas train`` writes and what it trains."""
 
     group: ClassVar[str] = "run"
@@ -33,6 +40,7 @@ class TrainOptions(DataOptions):
     out_dir: str = option("", "output directory (required)", flag="--out")
     space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
     overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
+    resume: bool = option(False, "continue an interrupted run in --out (the same options)")
     progress: bool = option(True, "no progress bars", flag="--quiet")
 
 
@@ -43,15 +51,23 @@ def train_baseline(
     data: DataOptions | None = None,
     config: TrainConfig | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train the full-width network of ``space`` on the data; save it to ``out_dir``.
 
-    Writes ``arch.json``, ``model.pt``, ``model.ts``, ``summary.csv``, ``args.yaml`` and
-    ``metrics.json``; returns the metrics.
+    Writes ``arch.json``, ``model.pt``, ``model.ts``, ``summary.csv``, ``checkpoint.pt``,
+    ``args.yaml`` and ``metrics.json``; returns the metrics. ``resume`` continues an
+    interrupted run in ``out_dir`` (same options) to the result it would have reached.
+    ``threads``: torch threads (default torch's, or the interrupted run's with ``resume``);
+    recorded in ``args.yaml``.
     """
-    out = prepare_out_dir(out_dir, overwrite=overwrite)
     d, c = data or DataOptions(), config or TrainConfig()
+    inputs = d.input_paths()
+    out = prepare_out_dir(
+        out_dir, overwrite=overwrite, resume=resume, command="train", inputs=inputs
+    )
     search_spaces.get_entry(space)  # unknown names fail before any data is read
     c.validate()
     bundle = d.load(c.seed)
@@ -61,8 +77,12 @@ def train_baseline(
         in_channels=bundle.in_channels,
         input_size=bundle.input_size,
     )
-    with run_output(out, overwrite=overwrite):
-        return _train_to_dir(out, space, sp, d, c, bundle, progress)
+    count = resolve_threads(threads, out if resume else None)
+    with (
+        run_output(out, overwrite=overwrite, resume=resume, command="train", inputs=inputs),
+        torch_threads(count),
+    ):
+        return _train_to_dir(out, space, sp, d, c, bundle, resume, progress, count)
 
 
 def _train_to_dir(
@@ -72,21 +92,22 @@ def _train_to_dir(
     d: DataOptions,
     c: TrainConfig,
     bundle: DataBundle,
+    resume: bool,
     progress: bool,
+    threads: int,
 ) -> dict[str, Any]:
-    write_yaml(
-        out / "args.yaml",
-        {
-            "command": "train",
-            "space": space,
-            **record(d),
-            **record(c),
-            "data": bundle.describe(),
-            "environment": environment(),
-        },
-    )
+    resolved = {
+        "command": "train",
+        "space": space,
+        **record(d),
+        **record(c),
+        "threads": threads,
+        "data": bundle.describe(),
+        "environment": environment(),
+    }
+    write_or_check_args(out, resolved, resume=resume)
     start = time.perf_counter()
-    model = train_full(sp, bundle, None, c, out, resume=False, progress=progress)
+    model = train_full(sp, bundle, None, c, out, resume=resume, progress=progress)
     seconds = time.perf_counter() - start
     test = evaluate(model, bundle.test, device=c.device)
     summary = read_summary(out)
@@ -113,7 +134,9 @@ def _cli(options: TrainOptions, config: TrainConfig) -> int:
         data=options.data_options(),
         config=config,
         overwrite=options.overwrite,
+        resume=options.resume,
         progress=options.progress,
+        threads=options.threads,
     )
     print(
         f"{m['space']} on {m['dataset']}: test accuracy {m['test_acc']:.2f} % at "
@@ -127,5 +150,6 @@ COMMAND = Command(
     run=_cli,
     description="Trains the full-width network of a space: the baseline and teacher of a search.",
     config_file=True,
+    resumable=True,
     required=frozenset({"out_dir"}),
 )

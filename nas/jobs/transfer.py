@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nas.data import DataOptions
-from nas.engine import TrainConfig
+from nas.engine import ThreadOptions, TrainConfig
 from nas.extraction import save_model
-from nas.io import load_state_dict_file, prepare_out_dir, run_output, write_json, write_yaml
+from nas.io import load_state_dict_file, write_json, write_yaml
 from nas.jobs.base import Command
-from nas.jobs.common import environment
+from nas.jobs.common import environment, resolve_threads, torch_threads
 from nas.jobs.format import human
 from nas.options import option, record
 from nas.plots import plot_transfer
+from nas.rundir import prepare_out_dir, run_output
 from nas.transfer_learning import MODES, check_mode, inherit_weights, transfer
 from search_spaces import WidthSpec
 
@@ -26,7 +27,7 @@ __all__ = ["COMMAND", "TransferOptions", "run_transfer"]
 
 
 @dataclass
-class TransferOptions(DataOptions):
+class TransferOptions(ThreadOptions, DataOptions):
     """What ``nas transfer`` reads and writes."""
 
     group: ClassVar[str] = "run"
@@ -61,13 +62,16 @@ def run_transfer(
     compare: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """``nas transfer``: a found width spec trained on another dataset.
 
     Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.ts``,
     ``metrics.json``, ``summary.csv``, ``args.yaml`` and, with ``compare``, ``transfer.png``.
+    ``threads``: torch threads (default torch's), recorded in ``args.yaml``.
     """
-    out = prepare_out_dir(out_dir, overwrite=overwrite)
+    inputs = [arch, weights, *data.input_paths()]
+    out = prepare_out_dir(out_dir, overwrite=overwrite, inputs=inputs)
     spec = WidthSpec.load(arch)
     config.validate()
     check_mode(mode, has_weights=weights is not None)
@@ -75,7 +79,8 @@ def run_transfer(
     if state is not None:  # refuse a spec/weights mismatch before any data is read
         inherit_weights(spec.get_space().build(spec.widths), spec, state)
     bundle = data.load(config.seed)
-    with run_output(out, overwrite=overwrite):
+    count = resolve_threads(threads)
+    with run_output(out, overwrite=overwrite, inputs=inputs), torch_threads(count):
         write_yaml(
             out / "args.yaml",
             {
@@ -86,6 +91,7 @@ def run_transfer(
                 "compare": compare,
                 **record(data),
                 **record(config),
+                "threads": count,
                 "data": bundle.describe(),
                 "environment": environment(),
             },
@@ -124,6 +130,7 @@ def _cli(options: TransferOptions, config: TrainConfig) -> int:
         compare=options.compare,
         overwrite=options.overwrite,
         progress=options.progress,
+        threads=options.threads,
     )
     for row in m.get("compare", [m]):
         print(

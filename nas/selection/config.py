@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from nas.errors import ConfigError
-from nas.options import Options, option
+from nas.options import MAX_EPOCHS, Options, option
 from predictors import PredictorConfig
 
 __all__ = ["MIN_HOLDOUT", "MIN_SAMPLES", "SAMPLING", "RankConfig"]
@@ -41,7 +41,9 @@ class RankConfig(Options):
         10_000, "candidates ranked, MACs within the search's tolerance under the budget", ge=1
     )
     top_k: int = option(5, "best predicted candidates fine-tuned briefly", ge=1)
-    topk_epochs: int = option(3, "epochs of the brief fine-tune of each of them", ge=0)
+    topk_epochs: int = option(
+        3, "epochs of the brief fine-tune of each of them", ge=0, le=MAX_EPOCHS
+    )
     holdout: int = option(
         24,
         f"held-out sub-networks of the pool band, each fine-tuned as the search delivers its "
@@ -60,7 +62,9 @@ class RankConfig(Options):
         flag="--loss",
         choices=("rank", "mse"),
     )
-    predictor_epochs: int = option(PredictorConfig.epochs, "GCN training epochs", ge=1)
+    predictor_epochs: int = option(
+        PredictorConfig.epochs, "GCN training epochs", ge=1, le=MAX_EPOCHS
+    )
     predictor_hidden: int = option(PredictorConfig.hidden, "GCN hidden features", ge=1)
     predictor_layers: int = option(PredictorConfig.layers, "GCN layers", ge=2, le=4)
     predictor_dropout: float = option(PredictorConfig.dropout, "GCN dropout", ge=0, lt=1)

@@ -41,13 +41,32 @@ def sweep_lock(out: Path) -> Iterator[None]:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
+RETRY_ATTR = "retry_of"  # trial user attribute: the interrupted trial this one repeats
+
+
 def fail_orphans(study: optuna.Study) -> None:
-    """Mark RUNNING trials whose process on this machine has died as FAIL (they will be
-    replaced), so an interrupted sweep resumes to the full number of trials."""
+    """Mark RUNNING trials whose process on this machine has died as FAIL, and queue a retry
+    of each with the same parameters (:func:`retry`), so an interrupted sweep resumes to the
+    result it would have had."""
     host = socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("host") == host and not _alive(int(t.user_attrs.get("pid", -1))):
             study.tell(t.number, state=TrialState.FAIL)
+            retry(study, t)
+
+
+def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial | optuna.Trial) -> None:
+    """Queue a trial with ``trial``'s parameters that continues its search where it stopped
+    (in the interrupted trial's directory, from its checkpoint). One stopped before it had
+    parameters is simply replaced by the next draw."""
+    # a queued trial stopped before its parameters were suggested still has them fixed
+    system = getattr(trial, "system_attrs", None) or {}
+    params = dict(trial.params) or dict(system.get("fixed_params") or {})
+    if not params:
+        return
+    study.enqueue_trial(
+        params, user_attrs={RETRY_ATTR: trial.user_attrs.get(RETRY_ATTR, trial.number)}
+    )
 
 
 def _alive(pid: int) -> bool:

@@ -14,18 +14,21 @@ from nas.data import DataBundle
 from nas.engine import TrainConfig, evaluate, seed_everything
 from nas.errors import ConfigError, NasError
 from nas.extraction import load_fitting
-from nas.io import check_writable, load_state_dict_file, write_json, written_by
+from nas.io import load_state_dict_file, write_json
 from nas.jobs.base import Command
 from nas.jobs.common import (
     RunOptions,
     initial_weights,
+    resolve_threads,
     resolved_args,
     search_data,
+    torch_threads,
     train_full,
     write_or_check_args,
 )
 from nas.options import record
 from nas.plots import plot_pareto
+from nas.rundir import check_writable, written_by
 from nas.sweep.config import SweepConfig
 from nas.sweep.lock import LOCK_FILE, fail_orphans, sweep_lock
 from nas.sweep.pareto import OBJECTIVE, hypervolume, pareto_rows, trial_rows, write_csv
@@ -86,21 +89,26 @@ def run_sweep(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> 
     for budget in sweep.budgets or sweep.macs_range or ():
         replace(search, target_macs=str(budget)).target_for(space)
     initial = initial_weights(options.weights, space)
+    threads = resolve_threads(
+        options.threads, out if written_by(out) == "sweep" else None, workers=sweep.workers
+    )
+    options = replace(options, threads=threads)
     sweep_record = record(sweep) | {"storage": storage_label(out, sweep) if sweep.storage else None}
     resolved = resolved_args(options, search, data.describe()) | {"command": "sweep"} | sweep_record
     fingerprint = sweep_options(options, search, sweep, data.describe())
-    with sweep_lock(out):
-        fresh = not _entries(out)
-        try:
-            baseline = _set_up(
-                options, search, sweep, out, space, data, initial, resolved, fingerprint
-            )
-        except NasError:
-            if fresh:  # a refused new sweep leaves nothing behind (removed under the lock)
-                shutil.rmtree(out, ignore_errors=True)
-            raise
-    run_workers(options, search, sweep, out)
-    return _sweep_outputs(out, baseline, space, data, options, search, sweep)
+    with torch_threads(threads):
+        with sweep_lock(out):
+            fresh = not _entries(out)
+            try:
+                baseline = _set_up(
+                    options, search, sweep, out, space, data, initial, resolved, fingerprint
+                )
+            except NasError:
+                if fresh:  # a refused new sweep leaves nothing behind (removed under the lock)
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
+        run_workers(options, search, sweep, out)
+        return _sweep_outputs(out, baseline, space, data, options, search, sweep)
 
 
 def _entries(out: Path) -> list[Path]:
@@ -151,7 +159,9 @@ def _set_up(
             f"the study {sweep.study!r} of {out} is not in {storage_label(out, sweep)} "
             "(was it deleted, or is this another storage?)"
         )
-    write_or_check_args(out, resolved, resume=True, volatile=(*SWEEP_VOLATILE, "uniform"))
+    write_or_check_args(
+        out, resolved, resume=True, volatile=(*SWEEP_VOLATILE, "uniform", "threads")
+    )
     base_config = TrainConfig(
         epochs=options.baseline_epochs,
         lr=options.baseline_lr,
@@ -220,8 +230,9 @@ def _sweep_outputs(
         write_csv(out / "pareto.csv", front)
         write_csv(out / "uniform.csv", uniform_rows)
         metrics = {
-            "trials": len(rows),
+            "trials": sum(r["state"] in ("COMPLETE", "RUNNING") for r in rows),
             "complete": sum(r["state"] == "COMPLETE" for r in rows),
+            "failed": sum(r["state"] == "FAIL" for r in rows),  # failed or interrupted
             "pareto_points": len(front),
             "full_acc": full_acc,
             "full_macs": space.macs(),

@@ -19,7 +19,7 @@ from nas.errors import ConfigError, first_line
 from nas.io import read_json, write_json
 from nas.options import record
 from nas.sweep.config import SweepConfig
-from nas.sweep.lock import check_sqlite_alone, fail_orphans, sweep_lock
+from nas.sweep.lock import RETRY_ATTR, check_sqlite_alone, fail_orphans, sweep_lock
 
 if TYPE_CHECKING:
     from nas.jobs.common import RunOptions
@@ -85,10 +85,35 @@ def storage_label(out: Path, config: SweepConfig) -> str:
         return config.storage
 
 
+def _check_driver(out: Path, config: SweepConfig) -> None:
+    """The database driver of ``--storage`` is installed; else one line naming the package."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        dialect = make_url(config.storage or "").get_dialect()
+    except Exception:  # not a URL, or an unknown database: RDBStorage says which
+        return
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        name = getattr(exc, "name", None) or "its driver"
+        hint = (
+            'pip install -e ".[postgres]"'
+            if dialect.name == "postgresql"
+            else f"install the Python package that provides {name}"
+        )
+        raise ConfigError(
+            f"cannot open --storage {storage_label(out, config)}: the database driver {name} "
+            f"is not installed ({hint})"
+        ) from None
+
+
 def open_storage(out: Path, config: SweepConfig) -> BaseStorage:
     """The study's storage: the journal file in ``out`` (created) or the RDB of
     ``config.storage``; any failure to open it is a one-line :class:`ConfigError`."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if config.storage:
+        _check_driver(out, config)
     try:
         if not config.storage:
             return JournalStorage(JournalFileBackend(str(out / "journal.log")))
@@ -248,8 +273,13 @@ def counted(study: optuna.Study) -> int:
 
 
 def draws(study: optuna.Study) -> int:
-    """Trials drawn so far (all but those waiting in the queue)."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+    """Trials drawn so far (all but those waiting in the queue, and retries of interrupted
+    trials: an interruption does not shift the draws of the trials after it)."""
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False)
+        if t.state != TrialState.WAITING and RETRY_ATTR not in t.user_attrs
+    )
 
 
 def next_trial(

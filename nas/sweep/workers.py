@@ -21,10 +21,13 @@ from nas.errors import (
     SpaceError,
     SpecError,
     WeightsError,
+    WriteError,
 )
 from nas.jobs.common import RunOptions
 from nas.jobs.search import run_search
+from nas.rundir import written_by
 from nas.sweep.config import SweepConfig
+from nas.sweep.lock import RETRY_ATTR, retry, sweep_lock
 from nas.sweep.pareto import OBJECTIVE, TRIAL_METRICS
 from nas.sweep.study import (
     counted,
@@ -63,7 +66,8 @@ def progress_bar(total: int, done: int, enabled: bool) -> tqdm:
 
 # errors a worker process sends back by name (they are re-raised in the main process)
 _ERRORS: dict[str, type[NasError]] = {
-    cls.__name__: cls for cls in (ConfigError, DataError, WeightsError, SpaceError, SpecError)
+    cls.__name__: cls
+    for cls in (ConfigError, DataError, WeightsError, SpaceError, SpecError, WriteError)
 }
 
 
@@ -157,9 +161,12 @@ def sweep_worker(
                 for name, value in attrs.items():
                     trial.set_user_attr(name, value)
                 trial.study.tell(trial, [attrs[OBJECTIVE], attrs["macs"]])
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(Exception):
                     trial.study.tell(trial, state=TrialState.FAIL)
+                    if not isinstance(exc, Exception):  # interrupted (Ctrl-C), not an error
+                        with sweep_lock(out):
+                            retry(trial.study, trial)
                 raise
             bar.n = counted(trial.study)
             bar.set_postfix(
@@ -176,12 +183,15 @@ def _run_trial(
     weights: str,
 ) -> dict[str, Any]:
     """One trial's search in ``DIR/trials/trial-NNNN``; what the trial records of it."""
-    run_dir = out / "trials" / f"trial-{trial.number:04d}"
+    # a retry of an interrupted trial continues in that trial's directory
+    run_dir = out / "trials" / f"trial-{trial.user_attrs.get(RETRY_ATTR, trial.number):04d}"
+    resume = written_by(run_dir) == "search"  # a trial's search goes on where it stopped
     trial_options = replace(
         options,
         out_dir=str(run_dir),
         weights=weights,
-        resume=True,
+        resume=resume,
+        threads=None if resume else options.threads,  # a resumed trial keeps its thread count
         overwrite=False,
         progress=False,
     )

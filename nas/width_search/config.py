@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.engine.config import Distillation, TrainConfig
 from nas.errors import ConfigError
-from nas.options import option
+from nas.options import MAX_EPOCHS, option
 from nas.selection.config import MIN_SAMPLES, RankConfig
 
 if TYPE_CHECKING:
@@ -87,8 +87,12 @@ class SearchConfig(Distillation):
         gt=0,
         lt=1,
     )
-    warmup_epochs: int = option(10, "epochs training the weights alone at random widths", ge=0)
-    search_epochs: int = option(20, "epochs alternating weight and architecture steps", ge=1)
+    warmup_epochs: int = option(
+        10, "epochs training the weights alone at random widths", ge=0, le=MAX_EPOCHS
+    )
+    search_epochs: int = option(
+        20, "epochs alternating weight and architecture steps", ge=1, le=MAX_EPOCHS
+    )
     lr: float = option(0.05, "weight learning rate (SGD, warm-up and search)", gt=0)
     momentum: float = option(0.9, "SGD momentum (search and fine-tuning)", ge=0, lt=1)
     weight_decay: float = option(5e-4, "weight decay (search and fine-tuning)", ge=0)
@@ -102,8 +106,7 @@ class SearchConfig(Distillation):
     )
     budget_weight: float = option(
         2.0,
-        "weight of the budget's proportional part (lagrangian), of the penalty, or of the TAS "
-        "loss",
+        "weight of the budget's proportional part (lagrangian), of the penalty, or of the TAS loss",
         ge=0,
     )
     budget_lr: float = option(
@@ -138,7 +141,9 @@ class SearchConfig(Distillation):
         "channel importance used to order channels before the search",
         choices="nas.importance:CRITERIA",
     )
-    finetune_epochs: int = option(30, "fine-tuning epochs of the found network", ge=0)
+    finetune_epochs: int = option(
+        30, "fine-tuning epochs of the found network", ge=0, le=MAX_EPOCHS
+    )
     finetune_lr: float = option(0.05, "fine-tuning learning rate", gt=0)
     from_scratch: bool = option(
         False, "retrain the found widths from random init instead of fine-tuning"

@@ -70,13 +70,18 @@ def starting_network(
 
 def uniform_twin(space: SearchSpace, macs: float, config: SearchConfig) -> WidthSpec:
     """The uniform-width spec (one ratio for every unit, ``config.width_multiple``) whose MACs
-    come closest to ``macs``; a :class:`ConfigError` where none lies within the tolerance of
-    the target (say the rounding of narrow units leaves no uniform width there)."""
+    come closest to ``macs`` within the tolerance of the target; a :class:`ConfigError` where
+    none lies there (say the rounding of narrow units leaves no uniform width there)."""
     target = config.target_for(space)
     full = space.macs()
-    widths = space.uniform_widths_for_macs(min(1.0, macs / full), config.width_multiple)
+    candidates = [  # nearest to the searched network's MACs, else nearest to the target
+        space.uniform_widths_for_macs(min(1.0, m / full), config.width_multiple)
+        for m in (macs, target)
+    ]
+    fitting = [w for w in candidates if abs(space.macs(w) / target - 1) <= config.tolerance]
+    widths = min(fitting or candidates, key=lambda w: abs(space.macs(w) - macs))
     got = space.macs(widths)
-    if abs(got / target - 1) > config.tolerance:
+    if not fitting:
         raise ConfigError(
             f"--compare: no uniform width of {space.name} lies within --tolerance "
             f"{config.tolerance:g} of the target {target:,.0f} MACs (the nearest has "

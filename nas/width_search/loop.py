@@ -32,11 +32,10 @@ from torch import nn
 from tqdm import tqdm
 
 from nas.data import split_loader
-from nas.engine import seed_everything
+from nas.engine import has_checkpoint, save_checkpoint, seed_everything
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy, create_strategy
 from nas.importance import channel_order
-from nas.io import atomic_torch_save
 from nas.supernet import Supernet
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, load_checkpoint, run_state, warm_start
 from nas.width_search.config import SearchConfig
@@ -70,7 +69,7 @@ def search_widths(
     """
     run = start_run(model, space, train_loader, val_loader, config)
     ckpt = Path(out_dir) / SEARCH_CHECKPOINT if out_dir is not None else None
-    if resume and ckpt is not None and ckpt.is_file():
+    if resume and ckpt is not None and has_checkpoint(ckpt):
         load_checkpoint(run, ckpt)
     elif warmup is not None:
         warm_start(run, Path(warmup))
@@ -98,7 +97,7 @@ def warm_up(
     """
     path = Path(path)
     run = start_run(model, space, train_loader, val_loader, config)
-    if path.is_file():
+    if has_checkpoint(path):
         load_checkpoint(run, path)
     _run_epochs(run, config.warmup_epochs, path, None, "warm-up", progress)
     return path
@@ -155,7 +154,7 @@ def _run_epochs(
             if summary is not None:
                 write_search_summary(summary, run.records)
             if ckpt is not None:
-                atomic_torch_save(run_state(run), ckpt)
+                save_checkpoint(run_state(run), ckpt)
 
 
 def build_supernet(

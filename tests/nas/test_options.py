@@ -151,7 +151,7 @@ def test_an_out_of_range_value_is_the_same_error_from_a_flag_and_from_yaml(
         assert main([*words, *required, "--config", str(config)]) == 2
         from_yaml = capsys.readouterr().err
         assert from_yaml == from_flag
-    assert from_flag.startswith(f"nas {name}: error: {field.flag} must ")
+    assert from_flag.startswith(f"error: {field.flag} must ")
     assert len(from_flag.strip().splitlines()) == 1 and "Traceback" not in from_flag
     assert not (tmp_path / "out").exists()
 

@@ -15,14 +15,16 @@ from nas.errors import DataError
 from tests.nas.data.conftest import _first_batch
 
 
-def _make_image_tree(root: Path, *, mode: str = "RGB", val_name: str = "val") -> None:
+def _make_image_tree(
+    root: Path, *, mode: str = "RGB", val_name: str = "val", count: int = 5
+) -> None:
     rng = np.random.default_rng(0)
     shape = (12, 12, 3) if mode == "RGB" else (12, 12)
-    for split, count in (("train", 5), (val_name, 2)):
+    for split, n in (("train", count), (val_name, 2)):
         for cls in ("cat", "dog"):
             folder = root / split / cls
             folder.mkdir(parents=True)
-            for i in range(count):
+            for i in range(n):
                 pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
                 Image.fromarray(pixels, mode=mode).save(folder / f"{i}.png")
 
@@ -69,3 +71,18 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
         f.unlink()
     with pytest.raises(DataError, match="cat"):
         load_data(f"imagefolder:{tmp_path / 'noimages'}", image_size=8)
+
+
+def test_imagefolder_of_one_class_or_non_images_is_refused(tmp_path: Path) -> None:
+    _make_image_tree(tmp_path / "one", count=10)
+    for split in ("train", "val"):
+        for f in (tmp_path / "one" / split / "dog").iterdir():
+            f.unlink()
+        (tmp_path / "one" / split / "dog").rmdir()
+    with pytest.raises(DataError, match="has 1 class; need at least 2"):
+        load_data(f"imagefolder:{tmp_path / 'one'}", image_size=8)
+    _make_image_tree(tmp_path / "text")
+    for f in (tmp_path / "text" / "train" / "cat").iterdir():
+        f.write_text("not an image")
+    with pytest.raises(DataError, match=r"cannot read image .*0\.png"):
+        load_data(f"imagefolder:{tmp_path / 'text'}", image_size=8)

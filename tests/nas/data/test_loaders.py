@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -29,19 +27,13 @@ def test_random_crop_matches_naive_crop() -> None:
     assert any(not torch.equal(out[i], x[i]) for i in range(32))
 
 
-def test_random_crop_is_fast() -> None:
-    x = torch.randn(128, 3, 32, 32)
-    augment = RandomCropFlip(4, flip=True)
-    g = torch.Generator().manual_seed(0)
-    augment(x, g)
-    best = min(_timed(lambda: augment(x, g)) for _ in range(20))
-    assert best < 0.01  # typically < 1 ms; generous for loaded CI machines
-
-
-def _timed(fn: object) -> float:
-    start = time.perf_counter()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - start
+def test_flip_mirrors_about_half_the_images_and_keeps_the_rest() -> None:
+    x = torch.randn(256, 3, 5, 7)
+    out = RandomCropFlip(0, flip=True)(x, torch.Generator().manual_seed(0))
+    flipped = [torch.equal(out[i], x[i].flip(2)) for i in range(256)]
+    kept = [torch.equal(out[i], x[i]) for i in range(256)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True))
+    assert 96 < sum(flipped) < 160  # a fair coin per image, not one per batch
 
 
 # --------------------------------------------------------------------------- loader state

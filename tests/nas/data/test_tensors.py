@@ -116,7 +116,7 @@ def test_npz_layouts_give_identical_data(tmp_path: Path, channels: int, as_float
     base_train = rng.integers(0, 256, size=(40, channels, 12, 10), dtype=np.uint8)  # NCHW
     base_test = rng.integers(0, 256, size=(12, channels, 12, 10), dtype=np.uint8)
     y_train = np.arange(40) % 4
-    y_test = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1])  # label 4 only in the test set
+    y_test = np.array([0, 1, 2, 3, 3, 0, 1, 2, 3, 2, 0, 1])
     layouts = {"nchw": lambda a: a, "nhwc": lambda a: a.transpose(0, 2, 3, 1)}
     if channels == 1:
         layouts["nhw"] = lambda a: a[:, 0]
@@ -138,7 +138,7 @@ def test_npz_layouts_give_identical_data(tmp_path: Path, channels: int, as_float
     for bundle in bundles.values():
         assert bundle.in_channels == channels
         assert bundle.input_size == (12, 10)
-        assert bundle.num_classes == 5
+        assert bundle.num_classes == 4
         assert isinstance(bundle.test, TensorLoader) and isinstance(bundle.train, TensorLoader)
         assert torch.allclose(bundle.train.images, reference.train.images, atol=1e-5)
         assert torch.allclose(bundle.test.images, reference.test.images, atol=1e-5)
@@ -163,8 +163,8 @@ def test_npz_augmentation_padding(tmp_path: Path) -> None:
 
 
 def _good_arrays() -> dict[str, np.ndarray]:
-    x = np.zeros((6, 8, 8), dtype=np.uint8)
-    y = np.array([0, 1, 0, 1, 0, 1])
+    x = np.zeros((12, 8, 8), dtype=np.uint8)
+    y = np.arange(12) % 2
     return {"x_train": x, "y_train": y, "x_test": x[:2], "y_test": y[:2]}
 
 
@@ -173,13 +173,25 @@ def _good_arrays() -> dict[str, np.ndarray]:
     [
         ({"y_train": None}, "missing array.*y_train"),
         ({"y_train": np.array([0, 1, 0])}, "length mismatch"),
+        ({"y_train": np.zeros(12, dtype=int)}, "one class"),
+        ({"y_train": np.array([0, 10**9] * 6)}, "label 1000000000 is out of range"),
+        ({"y_train": np.array([0, 2] * 6)}, r"1 of 0\.\.2 never appear \(first \[1\]\)"),
+        ({"y_test": np.array([0, 2])}, "test label 2 never appears in the training data"),
+        (
+            {"x_train": np.zeros((3, 8, 8)), "y_train": np.array([0, 1, 0])},
+            r"leaves 2 training image\(s\) after the validation split; need at least 8",
+        ),
+        (
+            {"x_train": np.zeros((12, 3, 3)), "x_test": np.zeros((2, 3, 3))},
+            "images are 3x3 pixels; need at least 4x4",
+        ),
         ({"y_test": np.array([-1, 0])}, "negative labels"),
         ({"y_train": np.array([0.0, 1, 0, 1, 0, 1])}, "integer labels"),
         ({"x_test": np.zeros((2, 9, 8), dtype=np.uint8)}, "shape mismatch"),
         ({"x_train": np.zeros((0, 8, 8)), "y_train": np.zeros(0, dtype=int)}, "empty"),
-        ({"x_train": np.zeros((6, 64)), "x_test": np.zeros((2, 64))}, "3-D or 4-D"),
+        ({"x_train": np.zeros((12, 64)), "x_test": np.zeros((2, 64))}, "3-D or 4-D"),
         (
-            {"x_train": np.zeros((6, 8, 8, 7)), "x_test": np.zeros((2, 8, 8, 7))},
+            {"x_train": np.zeros((12, 8, 8, 7)), "x_test": np.zeros((2, 8, 8, 7))},
             "7 channels",
         ),
     ],

@@ -82,7 +82,7 @@ def test_a_corrupt_image_deep_in_a_folder_is_one_line(
     for split in ("train", "val"):
         for label in ("a", "b"):
             (root / split / label).mkdir(parents=True)
-            for i in range(3):
+            for i in range(5):  # 10 training images: above the minimum of 8
                 Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / split / label / f"{i}.png")
     (root / "train" / "b" / "2.png").write_bytes(b"not a png")  # not the first image
     out = tmp_path / "run"

@@ -52,7 +52,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
     with pytest.raises(KeyboardInterrupt):
         sweep(out, 2)
     states = [t.state for t in load_study(out).get_trials()]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]  # its retry
 
     # a trial left RUNNING by a process that was killed (no chance to mark it FAIL)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -71,7 +71,10 @@ def test_an_interrupted_trial_is_failed_and_replaced(
         TrialState.FAIL,
         TrialState.COMPLETE,
     ]
-    assert metrics["complete"] == 2 and metrics["trials"] == 4
+    assert metrics["complete"] == 2 and metrics["trials"] == 2 and metrics["failed"] == 2
+    # the interrupted trial is retried with its parameters, in its directory (its checkpoint)
+    assert trials[3].params == trials[1].params and trials[3].user_attrs["retry_of"] == 1
+    assert trials[3].user_attrs["run_dir"] == str(Path("trials") / "trial-0001")
     rows = read_csv(out / "trials.csv")
     assert [r["state"] for r in rows] == ["COMPLETE", "FAIL", "FAIL", "COMPLETE"]
     assert {r["number"] for r in read_csv(out / "pareto.csv")} <= {"0", "3"}

@@ -333,7 +333,9 @@ def known_answer_task() -> tuple[SearchSpace, nn.Module, TensorLoader, TensorLoa
     zeroed) but one, strengthened; labels are the network's own predictions. So every unit's
     width is useless (its branch adds nothing at any width) except the unit of that one block,
     whose channels carry what decides the labels."""
-    space = search_spaces.create("resnet20", num_classes=4, in_channels=3, input_size=(8, 8))
+    # ten classes: with batch statistics in the architecture step, a narrower essential unit
+    # changes the labels' decisions only where the classes are close; with four, hardly at all
+    space = search_spaces.create("resnet20", num_classes=10, in_channels=3, input_size=(8, 8))
     torch.manual_seed(0)
     model = space.build()
     with torch.no_grad():
@@ -356,9 +358,11 @@ def known_answer_task() -> tuple[SearchSpace, nn.Module, TensorLoader, TensorLoa
     return space, model, train, val
 
 
-def test_the_search_keeps_the_essential_unit_wide_and_cuts_the_useless_ones() -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_search_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(seed: int) -> None:
     space, model, train, val = known_answer_task()
     config = SearchConfig(
+        seed=seed,
         target_macs="0.35",
         warmup_epochs=0,
         search_epochs=12,
@@ -369,7 +373,7 @@ def test_the_search_keeps_the_essential_unit_wide_and_cuts_the_useless_ones() ->
     outcome = search_widths(model, space, train, val, config=config, progress=False)
     widths = outcome.spec.widths
     maximum = space.max_widths
-    assert widths[ESSENTIAL] >= 0.7 * maximum[ESSENTIAL], widths
+    assert widths[ESSENTIAL] >= 0.65 * maximum[ESSENTIAL], widths
     useless = [widths[u] / maximum[u] for u in maximum if u != ESSENTIAL]
     assert sum(useless) / len(useless) <= 0.35, widths
     assert abs(outcome.spec.macs_ratio() / 0.35 - 1) <= config.tolerance

@@ -1,0 +1,666 @@
+"""The bad-input catalogue: every case a user can get wrong, across every command.
+
+Each case runs ``nas ...`` and must end with exit code 2 and exactly one line on stderr that
+starts with ``error:`` and says why (matched here), with no traceback and no warning, and leave
+the files exactly as they were: nothing new, nothing half-written, every user file untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import search_spaces
+from nas.cli import main
+from nas.extraction import extract
+
+DIGITS: dict[str, Any] = {"num_classes": 10, "in_channels": 1, "input_size": (8, 8)}
+FAST = ["--quiet", "--epochs", "1"]
+SEARCH_FAST = [
+    "--quiet",
+    "--baseline-epochs",
+    "1",
+    "--warmup-epochs",
+    "1",
+    "--search-epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+]
+
+
+class _Payload:
+    """A pickle that would create a file when loaded unsafely."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.path, "w"))  # unpickling would call open(path, "w"): a new file
+
+
+def _npz(path: Path, **change: np.ndarray | None) -> Path:
+    rng = np.random.default_rng(0)
+    arrays: dict[str, np.ndarray | None] = {
+        "x_train": rng.integers(0, 256, (40, 8, 8), dtype=np.uint8),
+        "y_train": np.arange(40) % 4,
+        "x_test": rng.integers(0, 256, (12, 8, 8), dtype=np.uint8),
+        "y_test": np.arange(12) % 4,
+    }
+    arrays.update(change)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})  # type: ignore[arg-type]
+    return path
+
+
+def _image_tree(root: Path, classes: tuple[str, ...], *, garbage: bool = False) -> Path:
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 10), ("val", 2)):
+        for name in classes:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                path = folder / f"{i}.png"
+                if garbage:
+                    path.write_text("these bytes are not an image")
+                else:
+                    pixels = rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)
+                    Image.fromarray(pixels).save(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Files the cases read: weights, specs, data, configs, run directories."""
+    root = tmp_path_factory.mktemp("assets")
+    space = search_spaces.create("resnet20", **DIGITS)
+    state = space.build().state_dict()
+    torch.save(state, root / "full.pt")
+    spec = space.spec(space.uniform_widths(0.5))
+    spec.save(root / "arch.json")
+    torch.save(extract(state, spec).state_dict(), root / "pruned.pt")
+    resnet32 = search_spaces.create("resnet32", **DIGITS)
+    resnet32.spec(resnet32.uniform_widths(0.5)).save(root / "arch_resnet32.json")
+    wide = json.loads((root / "arch.json").read_text())
+    wide["widths"]["layer1.0.conv1"] = 17  # more than the unit has
+    (root / "arch_too_wide.json").write_text(json.dumps(wide))
+    (root / "arch_broken.json").write_text('{"space": "resnet20", "widths": ')
+    raw = (root / "full.pt").read_bytes()
+    (root / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    (root / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (root / "empty.pt").write_bytes(b"")
+    torch.save({"model": _Payload(root / "PWNED")}, root / "payload.pt")
+    with open(root / "payload.pkl", "wb") as f:
+        pickle.dump(_Payload(root / "PWNED"), f)
+    torch.save(torch.nn.Linear(2, 2), root / "whole_model.pt")
+    # data
+    _npz(root / "good.npz")
+    _npz(root / "wrong_keys.npz", y_test=None)
+    _npz(root / "wrong_shape.npz", x_train=np.zeros((40, 64), dtype=np.uint8))
+    _npz(root / "wrong_dtype.npz", y_train=(np.arange(40) % 4).astype(np.float32))
+    _npz(root / "huge_label.npz", y_train=np.array([0, 1, 2, 10**9] * 10))
+    _npz(root / "empty.npz", x_test=np.zeros((0, 8, 8), np.uint8), y_test=np.zeros(0, int))
+    nan = np.random.default_rng(1).random((40, 8, 8)).astype(np.float32)
+    nan[3, 4, 4] = np.nan
+    _npz(root / "nan.npz", x_train=nan)
+    _npz(root / "one_class.npz", y_train=np.zeros(40, dtype=int), y_test=np.zeros(12, int))
+    _npz(root / "unseen_test.npz", y_test=np.arange(12) % 5)
+    _npz(
+        root / "three.npz",
+        x_train=np.zeros((3, 8, 8), np.uint8),
+        y_train=np.array([0, 1, 2]),
+        y_test=np.arange(12) % 3,
+    )
+    _npz(
+        root / "one_pixel.npz",
+        x_train=np.zeros((40, 1, 1), np.uint8),
+        x_test=np.zeros((12, 1, 1), np.uint8),
+    )
+    (root / "not_npz.npz").write_text("x_train,y_train\n1,2\n")
+    _image_tree(root / "single_class", ("cat",))
+    _image_tree(root / "non_images", ("cat", "dog"), garbage=True)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "mine.png")  # a user's figure
+    # configs
+    (root / "malformed.yaml").write_text("epochs: [1, 2\nlr: 0.1\n")
+    (root / "unknown_key.yaml").write_text("epochs: 1\nlearning_rate: 0.1\n")
+    (root / "wrong_type.yaml").write_text("epochs: ten\n")
+    (root / "not_a_mapping.yaml").write_text("- epochs\n- 1\n")
+    # a finished nas train run (digits, one epoch) and a fake search run with a torn checkpoint
+    assert main(["train", "--out", str(root / "trained"), *FAST]) == 0
+    fake = root / "search_run"
+    fake.mkdir()
+    (fake / "args.yaml").write_text(yaml.safe_dump({"command": "search", "space": "resnet20"}))
+    (fake / "search_checkpoint.pt").write_bytes(raw[:1000])
+    return root
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[str, int]]:
+    """Every file and directory under ``roots``: content hash (or "dir") and mode."""
+    out: dict[str, tuple[str, int]] = {}
+    for root in roots:
+        for path in [root, *sorted(root.rglob("*"))]:
+            if not path.exists():
+                continue
+            kind = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+            out[str(path)] = (kind, path.stat().st_mode)
+    return out
+
+
+@dataclass(frozen=True)
+class Case:
+    """``argv(assets, tmp)`` makes the command line (and any files the case needs in ``tmp``);
+    ``message`` is a regular expression the error line must match."""
+
+    name: str
+    argv: Callable[[Path, Path], list[str]]
+    message: str
+
+
+def _user_dir(tmp: Path) -> Path:
+    """A folder of the user's own files (nas never wrote it)."""
+    d = tmp / "mine"
+    d.mkdir()
+    (d / "metrics.json").write_text('{"mine": true}\n')
+    (d / "notes.txt").write_text("my notes\n")
+    return d
+
+
+def _empty_dir(tmp: Path) -> Path:
+    (tmp / "empty").mkdir()
+    return tmp / "empty"
+
+
+def _copy_run(src: Path, tmp: Path) -> Path:
+    dst = tmp / src.name
+    dst.mkdir()
+    for p in src.rglob("*"):
+        if p.is_file():
+            (dst / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            (dst / p.relative_to(src)).write_bytes(p.read_bytes())
+    return dst
+
+
+def _torn_train_run(a: Path, t: Path) -> Path:
+    """A copy of the train run whose checkpoint was torn mid-write (no earlier one)."""
+    run = _copy_run(a / "trained", t)
+    (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:2000])
+    for name in ("metrics.json", "model.pt", "model.ts"):
+        (run / name).unlink()
+    return run
+
+
+def _out(t: Path) -> str:
+    return str(t / "out")
+
+
+def _extract_weights(file: str) -> Callable[[Path, Path], list[str]]:
+    def argv(a: Path, t: Path) -> list[str]:
+        return [
+            "extract",
+            "--weights",
+            str(a / file),
+            "--arch",
+            str(a / "arch.json"),
+            "--out",
+            _out(t),
+        ]
+
+    return argv
+
+
+def _train_npz(file: str) -> Callable[[Path, Path], list[str]]:
+    def argv(a: Path, t: Path) -> list[str]:
+        return ["train", "--dataset", f"npz:{a / file}", "--out", _out(t), *FAST]
+
+    return argv
+
+
+CASES = [
+    # -- unknown names ---------------------------------------------------------------------
+    Case("unknown command", lambda a, t: ["serch"], "invalid choice: 'serch'"),
+    Case("unknown plot kind", lambda a, t: ["plot", "paretoo"], "invalid choice: 'paretoo'"),
+    Case("plot without a kind", lambda a, t: ["plot"], "name a kind: pareto"),
+    Case(
+        "unknown space",
+        lambda a, t: ["search", "--space", "resnet21", "--out", _out(t)],
+        "unknown --space 'resnet21'; choose one of.*resnet20",
+    ),
+    Case(
+        "unknown strategy",
+        lambda a, t: ["search", "--strategy", "gumbel", "--out", _out(t)],
+        "unknown --strategy 'gumbel'; choose one of",
+    ),
+    Case(
+        "unknown budget rule",
+        lambda a, t: ["sweep", "--budget", "hinge", "--out", _out(t)],
+        "unknown --budget 'hinge'; choose one of",
+    ),
+    Case(
+        "unknown dataset",
+        lambda a, t: ["train", "--dataset", "cifar11", "--out", _out(t)],
+        "unknown dataset 'cifar11'",
+    ),
+    Case(
+        "unknown channel order",
+        lambda a, t: [
+            "extract",
+            *("--weights", str(a / "full.pt"), "--arch", str(a / "arch.json")),
+            *("--out", _out(t), "--order", "l3"),
+        ],
+        "unknown --order 'l3'; choose one of",
+    ),
+    Case(
+        "unknown option",
+        lambda a, t: ["train", "--out", _out(t), "--epoch", "3"],
+        "unrecognized arguments: --epoch 3",
+    ),
+    # -- numbers ---------------------------------------------------------------------------
+    Case(
+        "impossible budget",
+        lambda a, t: ["search", "--target-macs", "1.5", "--out", _out(t)],
+        "--target-macs",
+    ),
+    Case(
+        "budget below the smallest network",
+        lambda a, t: ["search", "--target-macs", "0.001", "--out", _out(t)],
+        "smallest",
+    ),
+    Case("NaN", lambda a, t: ["train", "--lr", "nan", "--out", _out(t)], "--lr"),
+    Case("inf", lambda a, t: ["train", "--lr", "inf", "--out", _out(t)], "--lr"),
+    Case(
+        "huge epochs",
+        lambda a, t: ["train", "--epochs", "10000000", "--out", _out(t)],
+        r"--epochs must be in \[1, 100000\]",
+    ),
+    Case(
+        "huge batch",
+        lambda a, t: ["train", "--batch-size", "1000000000000", "--out", _out(t)],
+        "--batch-size must be in",
+    ),
+    Case(
+        "seed overflow (train)",
+        lambda a, t: ["train", "--seed", "99999999999999999999", "--out", _out(t)],
+        "--seed must be an integer",
+    ),
+    Case(
+        "seed overflow (transfer)",
+        lambda a, t: ["transfer", "--arch", str(a / "arch.json"), "--seed", "1e30"],
+        "--seed must be an integer",
+    ),
+    Case(
+        "seed overflow (rank)",
+        lambda a, t: ["rank", "--run", str(a / "search_run"), "--seed", "99999999999999999999"],
+        "--seed must be an integer",
+    ),
+    Case(
+        "arch fraction 1",
+        lambda a, t: ["search", "--arch-fraction", "1", "--out", _out(t)],
+        r"--arch-fraction must be in \(0, 1\)",
+    ),
+    Case(
+        "validation fraction 1",
+        lambda a, t: ["train", "--val-fraction", "1", "--out", _out(t)],
+        "--val-fraction",
+    ),
+    Case("zero threads", lambda a, t: ["train", "--threads", "0", "--out", _out(t)], "--threads"),
+    # -- configuration files ---------------------------------------------------------------
+    Case(
+        "malformed YAML",
+        lambda a, t: ["train", "--config", str(a / "malformed.yaml"), "--out", _out(t)],
+        "malformed.yaml",
+    ),
+    Case(
+        "unknown YAML key",
+        lambda a, t: ["train", "--config", str(a / "unknown_key.yaml"), "--out", _out(t)],
+        "learning_rate",
+    ),
+    Case(
+        "YAML value of the wrong type",
+        lambda a, t: ["train", "--config", str(a / "wrong_type.yaml"), "--out", _out(t)],
+        "epochs",
+    ),
+    Case(
+        "YAML that is not a mapping",
+        lambda a, t: ["search", "--config", str(a / "not_a_mapping.yaml"), "--out", _out(t)],
+        "not_a_mapping.yaml",
+    ),
+    Case(
+        "missing config file",
+        lambda a, t: ["train", "--config", str(t / "nope.yaml"), "--out", _out(t)],
+        "nope.yaml",
+    ),
+    # -- weights and checkpoints -----------------------------------------------------------
+    *[
+        Case(
+            f"{what} weights",
+            _extract_weights(file),
+            message,
+        )
+        for what, file, message in [
+            ("truncated", "truncated.pt", "truncated or corrupt"),
+            ("random-bytes", "random.pt", "not a tensor file"),
+            ("empty", "empty.pt", r"empty\.pt"),
+            ("foreign-pickle", "payload.pt", "holds Python objects"),
+            ("plain-pickle", "payload.pkl", r"payload\.pkl"),
+            ("whole-model", "whole_model.pt", "holds Python objects"),
+            ("missing", "nope.pt", "not found"),
+            ("pruned", "pruned.pt", "fc|layer"),
+        ]
+    ],
+    Case(
+        "pruned weights to seed a search",
+        lambda a, t: ["search", "--weights", str(a / "pruned.pt"), "--out", _out(t)],
+        "a pruned network cannot seed a search",
+    ),
+    Case(
+        "foreign pickle to seed a search",
+        lambda a, t: ["search", "--weights", str(a / "payload.pt"), "--out", _out(t)],
+        "holds Python objects",
+    ),
+    Case(
+        "spec of another space",
+        lambda a, t: [
+            "extract",
+            *("--weights", str(a / "full.pt"), "--arch", str(a / "arch_resnet32.json")),
+            *("--out", _out(t)),
+        ],
+        "resnet32|unexpected|missing",
+    ),
+    Case(
+        "spec with too wide a unit",
+        lambda a, t: [
+            "extract",
+            *("--weights", str(a / "full.pt"), "--arch", str(a / "arch_too_wide.json")),
+            *("--out", _out(t)),
+        ],
+        "layer1.0.conv1",
+    ),
+    Case(
+        "malformed spec",
+        lambda a, t: ["profile", "--arch", str(a / "arch_broken.json")],
+        "arch_broken.json",
+    ),
+    Case(
+        "torn checkpoint on --resume",
+        lambda a, t: ["train", "--resume", "--out", str(_torn_train_run(a, t)), *FAST],
+        r"checkpoint\.pt",
+    ),
+    Case(
+        "rank of a run with a torn checkpoint",
+        lambda a, t: ["rank", "--run", str(a / "search_run"), "--out", _out(t)],
+        "search_run",
+    ),
+    Case(
+        "rank of a folder that is no run",
+        lambda a, t: ["rank", "--run", str(_user_dir(t)), "--out", _out(t)],
+        "not a search run directory",
+    ),
+    # -- data ------------------------------------------------------------------------------
+    *[
+        Case(
+            f"npz: {what}",
+            _train_npz(file),
+            message,
+        )
+        for what, file, message in [
+            ("wrong keys", "wrong_keys.npz", "missing array.*y_test"),
+            ("wrong shapes", "wrong_shape.npz", "3-D or 4-D"),
+            ("wrong dtype", "wrong_dtype.npz", "integer labels"),
+            ("label 10^9", "huge_label.npz", "label 1000000000 is out of range"),
+            ("empty arrays", "empty.npz", "empty"),
+            ("NaN pixels", "nan.npz", "NaN"),
+            ("one class", "one_class.npz", "one class"),
+            ("test label unseen in training", "unseen_test.npz", "never appears"),
+            ("three samples", "three.npz", "need at least 8"),
+            ("1x1 images", "one_pixel.npz", "need at least 4x4"),
+            ("not an npz", "not_npz.npz", r"not a valid \.npz"),
+            ("missing file", "nope.npz", "not found"),
+        ]
+    ],
+    Case(
+        "npz label 10^9 in transfer",
+        lambda a, t: [
+            "transfer",
+            *("--arch", str(a / "arch.json"), "--dataset", f"npz:{a / 'huge_label.npz'}"),
+            *("--out", _out(t), *FAST),
+        ],
+        "label 1000000000 is out of range",
+    ),
+    Case(
+        "image folder of one class",
+        lambda a, t: [
+            "train",
+            *("--dataset", f"imagefolder:{a / 'single_class'}", "--image-size", "8"),
+            *("--out", _out(t), *FAST),
+        ],
+        "1 class; need at least 2",
+    ),
+    Case(
+        "image folder of non-images",
+        lambda a, t: [
+            "train",
+            *("--dataset", f"imagefolder:{a / 'non_images'}", "--image-size", "8"),
+            *("--out", _out(t), *FAST),
+        ],
+        "cannot read image",
+    ),
+    # -- output paths ----------------------------------------------------------------------
+    Case(
+        "--out is a file",
+        lambda a, t: ["train", "--out", str(a / "good.npz"), *FAST],
+        "not a directory",
+    ),
+    Case(
+        "--out below a file",
+        lambda a, t: ["train", "--out", str(a / "good.npz" / "run"), *FAST],
+        "not a directory",
+    ),
+    Case(
+        "--out unwritable",
+        lambda a, t: ["train", "--out", "/proc/nas-cannot-write-here", *FAST],
+        "cannot (create|write)",
+    ),
+    Case(
+        "--out holds the user's files",
+        lambda a, t: ["train", "--out", str(_user_dir(t)), *FAST],
+        "not empty",
+    ),
+    Case(
+        "--overwrite of the user's files",
+        lambda a, t: ["search", "--out", str(_user_dir(t)), "--overwrite", *SEARCH_FAST],
+        "files nas did not write",
+    ),
+    Case(
+        "--overwrite would delete an input",
+        lambda a, t: [
+            "search",
+            *("--weights", str(_copy_run(a / "trained", t) / "model.pt")),
+            *("--out", str(t / "trained"), "--overwrite", *SEARCH_FAST),
+        ],
+        "would delete .*model.pt, which this run reads",
+    ),
+    Case(
+        "plot over an existing file",
+        lambda a, t: ["plot", "pareto", str(a / "trained"), "--out", str(a / "mine.png")],
+        r"mine\.png exists; pass --overwrite to replace it",
+    ),
+    # -- resuming --------------------------------------------------------------------------
+    Case(
+        "--resume on the user's folder",
+        lambda a, t: ["search", "--resume", "--out", str(_user_dir(t)), *SEARCH_FAST],
+        "holds files nas did not write, not a nas search run; nothing was changed",
+    ),
+    Case(
+        "--resume on a missing folder",
+        lambda a, t: ["train", "--resume", "--out", str(t / "nothing"), *FAST],
+        "holds no run to resume",
+    ),
+    Case(
+        "--resume on an empty folder",
+        lambda a, t: ["train", "--resume", "--out", str(_empty_dir(t)), *FAST],
+        "holds no run to resume",
+    ),
+    Case(
+        "--resume of another command's run",
+        lambda a, t: ["search", "--resume", "--out", str(_copy_run(a / "trained", t))],
+        "a nas train run, not a nas search run",
+    ),
+    Case(
+        "--resume with another thread count",
+        lambda a, t: [
+            "train",
+            *("--resume", "--threads", "3", "--out", str(_torn_train_run(a, t)), *FAST),
+        ],
+        r"options differ .*threads",
+    ),
+    Case(
+        "--resume with --overwrite",
+        lambda a, t: ["train", "--resume", "--overwrite", "--out", str(a / "trained")],
+        "exclude each other",
+    ),
+    Case(
+        "sweep storage without its driver",
+        lambda a, t: ["sweep", "--storage", "postgresql://u@localhost/db", "--out", _out(t)],
+        r"driver psycopg is not installed \(pip install -e \"\.\[postgres\]\"\)",
+    ),
+]
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run ``nas argv``: exit code 2, one ``error:`` line, no traceback, no warning."""
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (code, err[-2000:])
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err + out
+    assert not [str(w.message) for w in caught]
+    return lines[0]
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(
+    case: Case, assets: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = case.argv(assets, tmp_path)
+    before = snapshot(assets, tmp_path)
+    line = refused(argv, capsys)
+    assert re.search(case.message, line), line
+    assert snapshot(assets, tmp_path) == before  # nothing new, nothing changed
+    assert not (assets / "PWNED").exists()  # no code from a file ran
+
+
+def test_the_catalogue_covers_every_command(assets: Path, tmp_path: Path) -> None:
+    commands = set()
+    for i, case in enumerate(CASES):
+        (tmp_path / str(i)).mkdir()
+        commands.add(case.argv(assets, tmp_path / str(i))[0])
+    assert len(CASES) >= 40
+    expected = {"train", "search", "extract", "rank", "sweep", "transfer", "plot", "profile"}
+    assert expected <= commands
+
+
+# -- a full disk -----------------------------------------------------------------------------
+@pytest.mark.usefixtures("one_thread")
+def test_a_full_disk_leaves_nothing_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every write fails with ENOSPC from the first ``metrics.json`` on (the checkpoints before
+    it were written): one line saying so, and the new run directory is gone."""
+    real = os.fsync
+    full = {"on": False}
+
+    def fsync(fd: int) -> None:
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    import nas.engine.loop
+
+    finish = nas.engine.loop.train_model
+
+    def train_then_fill(*args: object, **kwargs: object) -> object:
+        result = finish(*args, **kwargs)  # type: ignore[arg-type]
+        full["on"] = True
+        return result
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr("nas.jobs.common.train_model", train_then_fill)
+    out = tmp_path / "run"
+    line = refused(["train", "--out", str(out), *FAST], capsys)
+    assert "No space left on device" in line and "cannot write" in line
+    assert not out.exists()
+    assert not list(tmp_path.iterdir())
+
+
+# -- two processes, one --out ----------------------------------------------------------------
+def _nas(*argv: str, cwd: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_second_process_on_the_same_out_is_refused_and_the_first_is_unharmed(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    first = _nas("train", "--out", str(out), "--quiet", "--epochs", "30", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not (out / "args.yaml").exists():  # the first holds the lock from before this
+        assert time.monotonic() < deadline and first.poll() is None, first.communicate()
+        time.sleep(0.05)
+    # --overwrite (it names an earlier train run) and --resume pass every check but the lock
+    for flag in ("--overwrite", "--resume"):
+        second = _nas("train", "--out", str(out), flag, "--quiet", "--epochs", "4", cwd=tmp_path)
+        _, err = second.communicate(timeout=120)
+        assert second.returncode == 2, err
+        assert err.strip().splitlines() == [
+            f"error: another nas process is writing {out}; wait for it, or choose another --out"
+        ]
+    assert first.poll() is None  # still running: the test raced nothing
+    _, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    args = yaml.safe_load((out / "args.yaml").read_text())
+    assert args["epochs"] == 30
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs"] == 30 and (out / "model.pt").is_file()
+
+
+# -- paths users have ------------------------------------------------------------------------
+@pytest.mark.usefixtures("one_thread")
+def test_paths_with_spaces_and_non_ascii_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _npz(tmp_path / "my data ü.npz")
+    out = tmp_path / "runs über" / "erster Lauf"
+    assert main(["train", "--dataset", f"npz:{data}", "--out", str(out), *FAST]) == 0
+    assert (out / "model.pt").is_file() and (out / "metrics.json").is_file()
+    assert str(out) in capsys.readouterr().out
