@@ -60,6 +60,8 @@ _API: dict[str, str] = {
     "measure_macs": "nas.cost",
     # extraction and channel importance
     "channel_order": "nas.importance",
+    "channel_scores": "nas.importance",
+    "allocate": "nas.pruning",
     "extract": "nas.extraction",
     "kept_channels": "nas.extraction",
     "load_model": "nas.extraction",
@@ -114,7 +116,9 @@ __all__ = [
     "WeightsError",
     "WidthSpec",
     "__version__",
+    "allocate",
     "channel_order",
+    "channel_scores",
     "count_macs",
     "count_model_params",
     "count_params",
@@ -184,13 +188,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         spec_masks,
     )
     from nas.gates import GateStrategy, create_strategy, list_strategies, register_strategy
-    from nas.importance import channel_order
+    from nas.importance import channel_order, channel_scores
     from nas.jobs.common import RunOptions
     from nas.jobs.extract import extract_to_dir
     from nas.jobs.rank import run_rank
     from nas.jobs.search import SearchResult, run_search, search
     from nas.jobs.train import train_baseline
     from nas.jobs.transfer import run_transfer
+    from nas.pruning import allocate
     from nas.registry import Registry
     from nas.selection import RankConfig
     from nas.sweep import SweepConfig, run_sweep

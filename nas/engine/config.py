@@ -29,6 +29,13 @@ class TrainConfig(Options):
         0, "linear LR warm-up epochs before the cosine decay", ge=0, le=MAX_EPOCHS
     )
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", ge=0, lt=1)
+    bn_sparsity: float = option(
+        0.0,
+        "L1 penalty on the BN scales (network slimming: adds LAMBDA * sign(gamma) to their "
+        "gradients; try 1e-5 before pruning with --criterion bn)",
+        ge=0,
+        metavar="LAMBDA",
+    )
     seed: int = option(0, "seed for everything")
     device: str = option("cpu", "cpu, cuda, cuda:1, mps...")
 

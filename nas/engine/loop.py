@@ -60,6 +60,15 @@ class Loader(Sized, Protocol):
 
 
 # -- training --------------------------------------------------------------------------------------
+@torch.no_grad()
+def sparsify_bn(model: nn.Module, strength: float) -> None:
+    """The sub-gradient of ``strength * sum |gamma|`` over the BN scales, added to their
+    gradients (network slimming's sparsity training)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.weight is not None and m.weight.grad is not None:
+            m.weight.grad.add_(torch.sign(m.weight), alpha=strength)
+
+
 @dataclass
 class _Loop:
     """Everything one optimisation step needs."""
@@ -78,6 +87,8 @@ class _Loop:
         logits = self.model(x)
         loss = self._loss(logits, x, y)
         loss.backward()
+        if self.config.bn_sparsity > 0:
+            sparsify_bn(self.model, self.config.bn_sparsity)
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach(), (logits.detach().argmax(dim=1) == y).sum()

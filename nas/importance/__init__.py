@@ -1,13 +1,14 @@
 """Channel importance: criteria that score every channel of a trained network.
 
 Modules: ``base`` (the :data:`CRITERIA` registry, :func:`channel_scores`, :func:`channel_order`
-and the rule for coupled units) and ``magnitude`` (``l1``, ``bn``, ``first``). The data-driven
-criteria (CHIP, HRel, ...) and the budget allocations that turn scores into widths come with
-the criteria issue: a new criterion is a function registered with
-:func:`~nas.importance.base.register_criterion` in a module of its own here.
+and the rule for coupled units), ``magnitude`` (weight-only: ``l1``, ``l2``, ``fpgm``, ``bn``,
+``random``, ``uniform``) and ``activations`` (data-driven: ``chip``, ``hrel``). A new criterion
+is a function registered with :func:`~nas.importance.base.register_criterion` in a module of its
+own here; :mod:`nas.pruning` turns scores into widths under a budget.
 """
 
-import nas.importance.magnitude  # noqa: F401  (registers l1, bn, first)
+import nas.importance.activations
+import nas.importance.magnitude  # noqa: F401  (registers l1, l2, fpgm, bn, random, uniform, first)
 from nas.importance.base import (
     CRITERIA,
     Criterion,

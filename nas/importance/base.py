@@ -19,12 +19,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nas.errors import ConfigError
 from nas.registry import Registry
 from search_spaces import Layer, SearchSpace
 
-__all__ = ["CRITERIA", "Criterion", "channel_order", "channel_scores", "sum_over_writers"]
+__all__ = [
+    "CRITERIA",
+    "Criterion",
+    "channel_order",
+    "channel_scores",
+    "combine_writers",
+    "sum_over_writers",
+    "writers",
+]
 
-Score = Callable[[nn.Module, SearchSpace, Iterable[Any] | None], dict[str, Tensor]]
+# score(model, space, data, **options) -> {unit: per-channel scores}
+Score = Callable[..., dict[str, Tensor]]
 
 
 @dataclass(frozen=True)
@@ -53,19 +63,42 @@ def register_criterion(
 
 @torch.no_grad()
 def channel_scores(
-    model: nn.Module, space: SearchSpace, criterion: str, data: Iterable[Any] | None = None
+    model: nn.Module,
+    space: SearchSpace,
+    criterion: str,
+    data: Iterable[Any] | None = None,
+    **options: Any,
 ) -> dict[str, Tensor]:
-    """Per unit, the score of each channel under ``criterion`` (higher = more important)."""
-    return CRITERIA.get(criterion).score(model, space, data)
+    """Per unit, the score of each channel under ``criterion`` (higher = more important).
+    ``data``: batches ``(x, y)`` for the criteria that look at activations (a one-line
+    :class:`ConfigError` without them); ``options`` go to the criterion (e.g. ``seed`` for
+    ``random``, ``images`` for ``chip`` and ``hrel``). The model is scored in eval mode and left
+    in the mode it was in."""
+    entry = CRITERIA.get(criterion)
+    if entry.needs_data and data is None:
+        raise ConfigError(f"criterion {criterion!r} looks at activations: it needs data")
+    was_training = model.training
+    model.eval()
+    try:
+        scores = entry.score(model, space, data, **options)
+    finally:
+        model.train(was_training)
+    missing = [u.name for u in space.units if u.name not in scores]
+    assert not missing, f"criterion {criterion} gave no scores for {missing}"
+    return {u: s.detach().float().cpu() for u, s in scores.items()}
 
 
 @torch.no_grad()
 def channel_order(
-    model: nn.Module, space: SearchSpace, criterion: str = "l1", data: Iterable[Any] | None = None
+    model: nn.Module,
+    space: SearchSpace,
+    criterion: str = "l1",
+    data: Iterable[Any] | None = None,
+    **options: Any,
 ) -> dict[str, Tensor]:
     """Per unit, the channel indices sorted from most to least important (ties keep their
     index order)."""
-    scores = channel_scores(model, space, criterion, data)
+    scores = channel_scores(model, space, criterion, data, **options)
     return {u: torch.argsort(s, descending=True, stable=True) for u, s in scores.items()}
 
 
@@ -78,11 +111,17 @@ def sum_over_writers(
     """Per unit, the sum over the layers of ``kind`` (``conv`` or ``bn``) that write it of
     ``score(layer module)``, each divided by its mean (the coupling rule above)."""
     modules = dict(model.named_modules())
+    return combine_writers(space, {la.name: score(modules[la.name]) for la in writers(space, kind)})
+
+
+def combine_writers(space: SearchSpace, per_layer: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The coupling rule on per-layer scores ``{layer name: scores of its output channels}``:
+    per unit, the sum of its writers' scores, each divided by its mean first."""
     scores = {u.name: torch.zeros(u.max_width) for u in space.units}
-    for layer in writers(space, kind):
-        assert layer.out_unit is not None
-        s = score(modules[layer.name]).detach().float().cpu()
-        scores[layer.out_unit] += s / s.mean().clamp_min(1e-12)
+    for layer in space.layers:
+        if layer.name in per_layer and layer.out_unit is not None:
+            s = per_layer[layer.name].detach().float().cpu()
+            scores[layer.out_unit] += s / s.mean().clamp_min(1e-12)
     return scores
 
 

@@ -36,8 +36,8 @@ class ExtractOptions(Options):
     out_dir: str = option("", "output directory (required)", flag="--out")
     order: str = option(
         "l1",
-        "which channels to keep: largest filter L1 norm (default), largest BN scale, or the "
-        "first ones",
+        "the channel-importance criterion whose top channels each unit keeps (the "
+        "data-driven chip and hrel need data, which extract does not read)",
         choices="nas.importance:CRITERIA",
     )
     overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
@@ -53,7 +53,7 @@ def extract_to_dir(
 ) -> dict[str, Any]:
     """Slice the full network in ``weights`` down to the spec in ``arch``; save to ``out_dir``.
 
-    ``order`` picks the kept channels of each unit (``l1``, ``bn`` or ``first``).
+    ``order``: the weight-only criterion that picks the kept channels of each unit.
     """
     out = prepare_out_dir(out_dir, overwrite=overwrite, inputs=(weights, arch))
     spec = WidthSpec.load(arch)

@@ -7,3 +7,8 @@ channels the criterion keeps and fine-tunes it with the search's fine-tuning and
 options. It sits beside :mod:`nas.width_search` in the layer order (it may use the importance
 criteria, extraction, the supernet and the cost models; the jobs above use it).
 """
+
+from nas.pruning.allocation import ALLOCATIONS, Allocation, allocate, marginal_macs
+from nas.pruning.evaluation import masked_accuracy
+
+__all__ = ["ALLOCATIONS", "Allocation", "allocate", "marginal_macs", "masked_accuracy"]

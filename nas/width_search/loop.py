@@ -32,10 +32,16 @@ from torch import nn
 from tqdm import tqdm
 
 from nas.data import split_loader
-from nas.engine import has_checkpoint, save_checkpoint, seed_everything
+from nas.engine import (
+    has_checkpoint,
+    loader_state,
+    restore_loader,
+    save_checkpoint,
+    seed_everything,
+)
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy, create_strategy
-from nas.importance import channel_order
+from nas.importance import CRITERIA, channel_order
 from nas.supernet import Supernet
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, load_checkpoint, run_state, warm_start
 from nas.width_search.config import SearchConfig
@@ -117,7 +123,8 @@ def start_run(
     device = torch.device(config.device)
     seed_everything(config.seed)
     choices = config.choices(space)
-    supernet, strategy = build_supernet(model, space, config, choices, device)
+    scoring = train_loader if CRITERIA.get(config.order).needs_data else None
+    supernet, strategy = build_supernet(model, space, config, choices, device, scoring)
     weights, arch = split_loader(train_loader, config.arch_fraction, config.seed)  # type: ignore[arg-type]
     return SearchRun(supernet, strategy, config, target, weights, arch, val_loader, device)
 
@@ -163,10 +170,18 @@ def build_supernet(
     config: SearchConfig,
     choices: dict[str, list[int]],
     device: torch.device,
+    data: Iterable[Any] | None = None,
 ) -> tuple[Supernet, GateStrategy]:
+    """The supernet of ``model`` with its channels in ``config.order`` (scored on ``data`` for
+    a data-driven criterion: the loader's shuffling state is left as it was, so the training
+    batches that follow do not depend on the scoring)."""
     net = copy.deepcopy(model).to(device)
     net.eval()
-    permute_channels(net, space, channel_order(net, space, config.order))
+    state = loader_state(data) if data is not None else None
+    order = channel_order(net, space, config.order, data)
+    if data is not None and state is not None:
+        restore_loader(data, state)
+    permute_channels(net, space, order)
     supernet = Supernet(net, space)
     strategy = create_strategy(config.strategy, space, choices).to(device)
     strategy.attach(supernet)

@@ -137,3 +137,18 @@ def test_checkpoint_needs_out_dir() -> None:
         train_model(
             small_cnn(), loaders()[0], config=TrainConfig(epochs=1), checkpoint=True, progress=False
         )
+
+
+def test_bn_sparsity_drives_the_bn_scales_towards_zero() -> None:
+    """Network slimming's sparsity training: the L1 sub-gradient on gamma shrinks the scales
+    (what ``--criterion bn`` then prunes), and the other weights train as before."""
+    gammas = {}
+    for strength in (0.0, 0.3):
+        train, _ = loaders()
+        model = small_cnn()
+        config = TrainConfig(epochs=3, bn_sparsity=strength, **FAST)
+        train_model(model, train, config=config, progress=False)
+        bn = model[1]
+        assert isinstance(bn, nn.BatchNorm2d)
+        gammas[strength] = bn.weight.detach().abs()
+    assert float(gammas[0.3].mean()) < 0.5 * float(gammas[0.0].mean())

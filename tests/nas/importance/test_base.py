@@ -37,6 +37,8 @@ SPACES_BY_FAMILY = ["resnet20", "resnet20_b", "resnet18", "resnet50"]
 @pytest.mark.parametrize("space_name", SPACES_BY_FAMILY)
 def test_every_criterion_scores_every_unit_of_every_family(criterion: str, space_name: str) -> None:
     space = small_space(space_name)
+    if space_name in ("resnet18", "resnet50"):  # 8x8 inputs: CHIP's exact scores stay quick
+        space = search_spaces.create(space_name, num_classes=7, input_size=(8, 8))
     model = prepared(space)
     data = [(torch.randn(4, *in_shape(space)), torch.randint(0, 7, (4,))) for _ in range(2)]
     scores = channel_scores(model, space, criterion, data)
@@ -49,3 +51,10 @@ def test_every_criterion_scores_every_unit_of_every_family(criterion: str, space
         assert sorted(order[unit.name].tolist()) == list(range(unit.max_width))
         ranked = scores[unit.name][order[unit.name]]
         assert bool((ranked[:-1] >= ranked[1:]).all())  # most important first
+
+
+@pytest.mark.parametrize("criterion", [c for c in CRITERIA.names() if CRITERIA.get(c).needs_data])
+def test_a_data_driven_criterion_without_data_is_one_line(criterion: str) -> None:
+    space = search_spaces.create("resnet20")
+    with pytest.raises(ConfigError, match=f"criterion '{criterion}' looks at activations"):
+        channel_scores(space.build(), space, criterion)

@@ -397,3 +397,18 @@ def test_a_small_run_reaches_the_band_by_itself_and_decides(
     assert confidence[-1] > confidence[0] + 0.3 and outcome.arch_confidence >= 0.8
     assert abs(space.macs(outcome.argmax_widths) / space.macs() / 0.5 - 1) <= config.tolerance
     assert outcome.projection_shift == 0.0 and outcome.spec.widths == outcome.argmax_widths
+
+
+@pytest.mark.parametrize("order", ["chip", "hrel"])
+def test_a_data_driven_channel_order_scores_on_the_training_data_and_leaves_its_order(
+    order: str,
+) -> None:
+    """``--order chip`` works in a search: the channels are scored on training images, and the
+    loader's shuffling state is as it was, so the search's batches do not depend on it."""
+    space, model, train, val = known_answer_task()
+    before = train.state_dict()
+    config = SearchConfig(order=order, warmup_epochs=0, search_epochs=1, finetune_epochs=0)
+    start_run(model, space, train, val, config)
+    after = next(iter(train))[0]  # the first batch the search would draw
+    train.load_state_dict(before)
+    assert torch.equal(after, next(iter(train))[0])

@@ -1,0 +1,208 @@
+"""Allocation: from per-channel scores to widths under a MAC budget.
+
+Every allocation returns widths whose exact MACs lie within ``target * (1 +- tolerance)`` (a
+one-line :class:`ConfigError` where none can) and never cuts a unit below one channel. Which
+channels are kept is the criterion's business (extraction keeps each unit's top-scored
+channels); the allocation only decides how many.
+
+* ``uniform``: the same ratio for every unit (the uniform widths of the target MACs);
+* ``global``: channels ranked across all units by normalised score per MAC (a unit's scores are
+  divided by their mean, so units compare on one scale; a channel's MAC cost is what removing it
+  saves at the current widths), the lowest removed one at a time until the budget is met;
+* ``greedy``: AutoSlim-style slimming: repeatedly cut, by one step of its width grid, the unit
+  whose cut loses the least validation accuracy per MAC saved (``evaluate(widths)`` measures
+  it, BN recalibrated), until the budget is met; the last cut is refined to land in the band;
+* ``spec``: the widths of a given width spec (a search's ``arch.json``), checked against the
+  space and the band.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from nas.errors import ConfigError
+from nas.registry import Registry
+from search_spaces import SearchSpace, WidthSpec
+
+__all__ = ["ALLOCATIONS", "Allocation", "allocate", "marginal_macs"]
+
+Evaluate = Callable[[Mapping[str, int]], float]  # widths -> validation accuracy
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The band the allocation must land in."""
+
+    target: float  # MACs
+    tolerance: float
+
+    @property
+    def low(self) -> float:
+        return self.target * (1 - self.tolerance)
+
+    @property
+    def high(self) -> float:
+        return self.target * (1 + self.tolerance)
+
+
+Allocation = Callable[..., dict[str, int]]
+ALLOCATIONS: Registry[Allocation] = Registry("allocation")
+
+
+def allocate(
+    name: str,
+    space: SearchSpace,
+    scores: Mapping[str, Tensor],
+    target_macs: float,
+    *,
+    tolerance: float = 0.02,
+    spec: WidthSpec | None = None,
+    evaluate: Evaluate | None = None,
+    step: float = 0.1,
+) -> dict[str, int]:
+    """Widths for ``space`` at ``target_macs`` (absolute MACs) by allocation ``name``.
+    ``spec``: the widths for ``spec``; ``evaluate``: the validation accuracy of widths, for
+    ``greedy`` (``step``: its cut, as a share of each unit's full width)."""
+    allocation = ALLOCATIONS.get(name)
+    budget = Budget(float(target_macs), tolerance)
+    smallest = space.macs({u.name: 1 for u in space.units})
+    if budget.high < smallest:
+        raise ConfigError(
+            f"target {target_macs:,.0f} MACs is below the smallest {space.name} "
+            f"({smallest:,} MACs, every unit at one channel)"
+        )
+    widths = allocation(space, scores, budget, spec=spec, evaluate=evaluate, step=step)
+    got = space.macs(widths)
+    if not budget.low <= got <= budget.high:
+        raise ConfigError(
+            f"allocation {name!r} found no widths within {tolerance:g} of {target_macs:,.0f} "
+            f"MACs (nearest: {got:,}); widen --tolerance"
+        )
+    return widths
+
+
+@ALLOCATIONS.register("uniform", description="the same ratio for every unit")
+def _uniform(
+    space: SearchSpace, scores: Mapping[str, Tensor], budget: Budget, **unused: object
+) -> dict[str, int]:
+    return space.uniform_widths_for_macs(min(1.0, budget.target / space.macs()))
+
+
+@ALLOCATIONS.register("spec", description="the widths of a given width spec (--arch)")
+def _spec(
+    space: SearchSpace,
+    scores: Mapping[str, Tensor],
+    budget: Budget,
+    *,
+    spec: WidthSpec | None = None,
+    **unused: object,
+) -> dict[str, int]:
+    if spec is None:
+        raise ConfigError("allocation 'spec' needs a width spec (--arch arch.json)")
+    if spec.space != space.name:
+        raise ConfigError(f"the width spec is for space {spec.space}, not {space.name}")
+    return space.check_widths(dict(spec.widths))
+
+
+def marginal_macs(space: SearchSpace, widths: Mapping[str, int]) -> dict[str, int]:
+    """Per unit, the MACs saved by removing one of its channels at ``widths`` (the formula is
+    bilinear in the widths, so this is exact for one channel)."""
+    saved = {u.name: 0 for u in space.units}
+    for k, u_in, u_out, c_in, c_out in space.mac_terms:
+        w_in = widths[u_in] if u_in is not None else c_in
+        w_out = widths[u_out] if u_out is not None else c_out
+        if u_in is not None and u_in == u_out:
+            saved[u_in] += k * (w_in * w_out - (w_in - 1) * (w_out - 1))
+            continue
+        if u_in is not None:
+            saved[u_in] += k * w_out
+        if u_out is not None:
+            saved[u_out] += k * w_in
+    return saved
+
+
+@ALLOCATIONS.register("global", description="channels ranked across units by score per MAC")
+def _global(
+    space: SearchSpace, scores: Mapping[str, Tensor], budget: Budget, **unused: object
+) -> dict[str, int]:
+    widths = space.full_widths()
+    # each unit's scores on one scale (mean 1), weakest first
+    ranked = {}
+    for u in space.units:
+        s = scores[u.name].double()
+        ranked[u.name] = sorted((s / s.mean().clamp_min(1e-12)).tolist())
+    macs = space.macs(widths)
+    while macs > budget.target:
+        saved = marginal_macs(space, widths)
+        best, best_priority = None, math.inf
+        for u in space.units:
+            w = widths[u.name]
+            if w <= 1:
+                continue
+            cut = len(ranked[u.name]) - w  # channels of this unit already removed
+            priority = ranked[u.name][cut] / max(saved[u.name], 1)
+            if priority < best_priority:
+                best, best_priority = u.name, priority
+        if best is None:  # every unit at one channel
+            break
+        widths[best] -= 1
+        macs -= saved[best]
+    return widths
+
+
+@ALLOCATIONS.register("greedy", description="cut the unit losing least accuracy per MAC")
+def _greedy(
+    space: SearchSpace,
+    scores: Mapping[str, Tensor],
+    budget: Budget,
+    *,
+    evaluate: Evaluate | None = None,
+    step: float = 0.1,
+    **unused: object,
+) -> dict[str, int]:
+    if evaluate is None:
+        raise ConfigError("allocation 'greedy' measures validation accuracy: it needs data")
+    widths = space.full_widths()
+    maximum = space.max_widths
+    accuracy = evaluate(widths)
+    macs = space.macs(widths)
+    while macs > budget.high:
+        options: list[tuple[float, str, dict[str, int], float, int]] = []
+        for u in space.units:
+            cut = max(1, round(step * maximum[u.name]))
+            if widths[u.name] - cut < 1:
+                cut = widths[u.name] - 1
+            if cut <= 0:
+                continue
+            trial = {**widths, u.name: widths[u.name] - cut}
+            trial_macs = space.macs(trial)
+            if trial_macs < budget.low:  # overshoots: refine this cut into the band
+                trial = _refined(space, widths, u.name, budget)
+                trial_macs = space.macs(trial)
+                if trial == widths:
+                    continue
+            acc = evaluate(trial)
+            cost = (accuracy - acc) / max(macs - trial_macs, 1)
+            heapq.heappush(options, (cost, u.name, trial, acc, trial_macs))
+        if not options:
+            break
+        _, _, widths, accuracy, macs = options[0]
+    return widths
+
+
+def _refined(
+    space: SearchSpace, widths: Mapping[str, int], unit: str, budget: Budget
+) -> dict[str, int]:
+    """``widths`` with ``unit`` cut as far as the band allows (not below it)."""
+    best = dict(widths)
+    for w in range(widths[unit] - 1, 0, -1):
+        trial = {**widths, unit: w}
+        if space.macs(trial) < budget.low:
+            break
+        best = trial
+    return best
