@@ -56,7 +56,7 @@ def nuclear_norm_drops(features: Tensor) -> Tensor:
     m = gram.shape[-1] - 1 if rows else gram.shape[-1]
     per_channel = max(1, m * m)
     img_step = max(1, _CHUNK // (per_channel * c))
-    ch_step = c if img_step > 1 or per_channel * c <= _CHUNK else max(1, _CHUNK // per_channel)
+    ch_step = c if per_channel * c <= _CHUNK else max(1, _CHUNK // per_channel)
     keep = torch.stack([torch.cat([torch.arange(i), torch.arange(i + 1, c)]) for i in range(c)])
     drops = torch.zeros(c, dtype=torch.float64)
     for i in range(0, n, img_step):

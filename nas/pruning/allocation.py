@@ -18,7 +18,6 @@ channels); the allocation only decides how many.
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -188,10 +187,10 @@ def _greedy(
                     continue
             acc = evaluate(trial)
             cost = (accuracy - acc) / max(macs - trial_macs, 1)
-            heapq.heappush(options, (cost, u.name, trial, acc, trial_macs))
+            options.append((cost, u.name, trial, acc, trial_macs))
         if not options:
             break
-        _, _, widths, accuracy, macs = options[0]
+        _, _, widths, accuracy, macs = min(options, key=lambda o: (o[0], o[1]))
     return widths
 
 
