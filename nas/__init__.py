@@ -15,6 +15,7 @@ The public API, in the order a user meets it::
     nas.save_model(small, spec, "out/")                              # arch.json + model.pt + .ts
     same = nas.load_model("out/")
     result = nas.search(model, data.train, data.val, config=nas.SearchConfig(target_macs="0.5"))
+    pruned = nas.prune(model, data.train, data.val, criterion="chip", target_macs="0.5")
 
 Names are imported on first use (``import nas`` loads neither torch nor anything heavy), from
 the package that owns them; ``nas.__all__`` lists them. The layers, bottom to top, are described
@@ -62,6 +63,7 @@ _API: dict[str, str] = {
     "channel_order": "nas.importance",
     "channel_scores": "nas.importance",
     "allocate": "nas.pruning",
+    "PruneConfig": "nas.pruning",
     "extract": "nas.extraction",
     "kept_channels": "nas.extraction",
     "load_model": "nas.extraction",
@@ -82,6 +84,9 @@ _API: dict[str, str] = {
     "run_search": "nas.jobs.search",
     "search": "nas.jobs.search",
     "run_rank": "nas.jobs.rank",
+    "PruneResult": "nas.jobs.prune",
+    "prune": "nas.jobs.prune",
+    "run_prune": "nas.jobs.prune",
     "train_baseline": "nas.jobs.train",
     "extract_to_dir": "nas.jobs.extract",
     "TransferResult": "nas.transfer_learning",
@@ -102,6 +107,8 @@ __all__ = [
     "EvalResult",
     "GateStrategy",
     "NasError",
+    "PruneConfig",
+    "PruneResult",
     "RankConfig",
     "Registry",
     "RunOptions",
@@ -135,7 +142,9 @@ __all__ = [
     "load_model",
     "mask_channels",
     "measure_macs",
+    "prune",
     "register_strategy",
+    "run_prune",
     "run_rank",
     "run_search",
     "run_sweep",
@@ -191,11 +200,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from nas.importance import channel_order, channel_scores
     from nas.jobs.common import RunOptions
     from nas.jobs.extract import extract_to_dir
+    from nas.jobs.prune import PruneResult, prune, run_prune
     from nas.jobs.rank import run_rank
     from nas.jobs.search import SearchResult, run_search, search
     from nas.jobs.train import train_baseline
     from nas.jobs.transfer import run_transfer
-    from nas.pruning import allocate
+    from nas.pruning import PruneConfig, allocate
     from nas.registry import Registry
     from nas.selection import RankConfig
     from nas.sweep import SweepConfig, run_sweep

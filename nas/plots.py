@@ -191,6 +191,56 @@ class SweepPoints:
     front: list[tuple[float, float]]  # pareto.csv
     uniform: list[tuple[float, float]]  # uniform.csv
     full_acc: float | None  # metrics.json
+    sweep: bool = True  # False: the points of single nas search / nas prune runs
+
+    def merged(self, other: SweepPoints) -> SweepPoints:
+        """Both sets of points on one curve (runs under one label: a method over budgets)."""
+        return SweepPoints(
+            trials=sorted(self.trials + other.trials),
+            front=sorted(self.front + other.front),
+            uniform=sorted(self.uniform + other.uniform),
+            full_acc=self.full_acc if self.full_acc is not None else other.full_acc,
+            sweep=self.sweep and other.sweep,
+        )
+
+
+# a single run's metrics.json: the accuracy key of its network, per command
+RUN_ACCURACY = {"search": "searched_acc", "prune": "pruned_acc"}
+
+
+def read_run_point(d: Path) -> SweepPoints:
+    """The point of a finished ``nas search`` or ``nas prune`` run directory (and its uniform
+    twin with ``--compare``, and the full network); a one-line :class:`ConfigError` for a
+    directory that is neither."""
+    path = d / "metrics.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"{d} is neither a sweep directory (no pareto.csv) nor a finished search or prune "
+            "run (no metrics.json)"
+        )
+    metrics = read_json(path, "run metrics")
+    acc_key = next((k for k in RUN_ACCURACY.values() if k in metrics), None)
+    if acc_key is None:
+        raise ConfigError(f"{path} was not written by nas search or nas prune")
+
+    def number(key: str) -> float:
+        value = metrics.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{path} has no number {key}")
+        return float(value)
+
+    point = [(number("macs_ratio"), number(acc_key))]
+    uniform = (
+        [(number("uniform_macs_ratio"), number("uniform_acc"))] if "uniform_acc" in metrics else []
+    )
+    full = number("baseline_acc") if "baseline_acc" in metrics else None
+    return SweepPoints(trials=[], front=point, uniform=uniform, full_acc=full, sweep=False)
+
+
+def read_points(d: Path) -> SweepPoints:
+    """A sweep directory's points (:func:`read_sweep_points`), else a run's
+    (:func:`read_run_point`)."""
+    return read_sweep_points(d) if (d / "pareto.csv").is_file() else read_run_point(d)
 
 
 def read_sweep_points(d: Path) -> SweepPoints:
@@ -248,9 +298,15 @@ def _points(path: Path, rows: Sequence[dict[str, str]], acc: str) -> list[tuple[
 
 def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
     """Accuracy against MACs: each sweep's Pareto front (and its other trials), its
-    uniform-width curve, and the full network. Several sweeps overlay on one figure. Every
-    sweep is read and checked (:func:`read_sweep_points`) before anything is drawn."""
-    sweeps = [(label, read_sweep_points(Path(d))) for label, d in runs]
+    uniform-width curve, and the full network; or the networks of ``nas search`` / ``nas
+    prune`` runs, those under one label joined into one curve (a method over budgets). Several
+    overlay on one figure. Every directory is read and checked (:func:`read_points`) before
+    anything is drawn."""
+    groups: dict[str, SweepPoints] = {}
+    for label, d in runs:
+        points = read_points(Path(d))
+        groups[label] = groups[label].merged(points) if label in groups else points
+    sweeps = list(groups.items())
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for i, (label, s) in enumerate(sweeps):
         color = f"C{i}"
@@ -262,7 +318,7 @@ def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
             [a for _, a in s.front],
             "o-",
             color=color,
-            label=f"{label}: searched (Pareto front)",
+            label=f"{label}: searched (Pareto front)" if s.sweep else label,
         )
         if s.uniform:
             ax.plot(
@@ -315,4 +371,33 @@ def plot_transfer(metrics: dict[str, Any], path: str | Path) -> None:
         )
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{metrics['space']} transferred to {metrics.get('dataset', 'new task')}")
+    save_figure(fig, path)
+
+
+def plot_similarity(
+    matrices: dict[str, list[list[float]]], names: Sequence[str], path: str | Path
+) -> None:
+    """One heatmap per measure (mean over units, criteria x criteria), values written in."""
+    plt = pyplot()
+    fig, axes = plt.subplots(
+        1,
+        len(matrices),
+        figsize=(4.4 * len(matrices), 3.8),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, (measure, matrix) in zip(axes[0], matrices.items(), strict=True):
+        low = -1.0 if measure != "keep_overlap" else 0.0
+        image = ax.imshow(matrix, vmin=low, vmax=1.0, cmap="viridis")
+        ax.set_xticks(range(len(names)), labels=list(names), rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), labels=list(names))
+        for i, row in enumerate(matrix):
+            for j, value in enumerate(row):
+                text = "-" if math.isnan(value) else f"{value:.2f}"
+                light = not math.isnan(value) and (value - low) / (1 - low) > 0.6  # viridis
+                color = "black" if light else "white"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+        ax.set_title(measure.replace("_", " "))
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle("criteria similarity (mean over units)")
     save_figure(fig, path)

@@ -535,6 +535,87 @@ CASES = [
         lambda a, t: ["train", "--resume", "--overwrite", "--out", str(a / "trained")],
         "exclude each other",
     ),
+    # -- criteria pruning (nas prune, nas criteria compare) ------------------------------------
+    Case(
+        "unknown criterion",
+        lambda a, t: [
+            "prune",
+            "--weights",
+            str(a / "full.pt"),
+            "--criterion",
+            "l3",
+            "--out",
+            _out(t),
+        ],
+        "unknown --criterion 'l3'; choose one of",
+    ),
+    Case(
+        "unknown allocation",
+        lambda a, t: [
+            "prune",
+            "--weights",
+            str(a / "full.pt"),
+            "--allocation",
+            "best",
+            "--out",
+            _out(t),
+        ],
+        "unknown --allocation 'best'; choose one of",
+    ),
+    Case(
+        "spec allocation without a spec",
+        lambda a, t: [
+            "prune",
+            "--weights",
+            str(a / "full.pt"),
+            "--allocation",
+            "spec",
+            "--out",
+            _out(t),
+        ],
+        "--allocation spec needs --arch",
+    ),
+    Case(
+        "a spec of another space",
+        lambda a, t: [
+            "prune",
+            *("--weights", str(a / "full.pt"), "--allocation", "spec"),
+            *("--arch", str(a / "arch_resnet32.json"), "--out", _out(t)),
+        ],
+        "width spec of resnet32, not resnet20",
+    ),
+    Case(
+        "prune below the smallest network",
+        lambda a, t: [
+            "prune",
+            "--weights",
+            str(a / "full.pt"),
+            "--target-macs",
+            "1K",
+            "--out",
+            _out(t),
+        ],
+        "below the smallest resnet20",
+    ),
+    Case(
+        "prune weights of another space",
+        lambda a, t: ["prune", "--weights", str(a / "pruned.pt"), "--out", _out(t)],
+        "weights",
+    ),
+    Case(
+        "compare a criterion without scores",
+        lambda a, t: [
+            "criteria",
+            "compare",
+            *("--weights", str(a / "full.pt"), "--criteria", "l1,uniform", "--out", _out(t)),
+        ],
+        "nothing to compare",
+    ),
+    Case(
+        "compare without weights",
+        lambda a, t: ["criteria", "compare", "--out", _out(t)],
+        "--weights",
+    ),
     Case(
         "sweep storage without its driver",
         lambda a, t: ["sweep", "--storage", "postgresql://u@localhost/db", "--out", _out(t)],
@@ -578,6 +659,7 @@ def test_the_catalogue_covers_every_command(assets: Path, tmp_path: Path) -> Non
         commands.add(case.argv(assets, tmp_path / str(i))[0])
     assert len(CASES) >= 40
     expected = {"train", "search", "extract", "rank", "sweep", "transfer", "plot", "profile"}
+    expected |= {"prune", "criteria"}
     assert expected <= commands
 
 

@@ -1,8 +1,8 @@
-"""Kill anywhere, resume exactly: ``nas train``, ``nas search`` and ``nas sweep`` are killed
-with SIGKILL at several points (during an epoch, while a checkpoint is being written, while
-the final network is exported), resumed, and must end with the files of an uninterrupted run
-of the same seed and thread count: ``metrics.json`` (timings aside), ``arch.json`` and
-``model.pt`` identical.
+"""Kill anywhere, resume exactly: ``nas train``, ``nas search``, ``nas prune`` and ``nas sweep``
+are killed with SIGKILL at several points (during an epoch, while a checkpoint is being
+written, while the final network is exported), resumed, and must end with the files of an
+uninterrupted run of the same seed and thread count: ``metrics.json`` (timings aside),
+``arch.json`` and ``model.pt`` identical.
 
 Each case runs real ``nas`` processes (about a minute each on 2 cores): marked slow, run in CI.
 """
@@ -32,10 +32,14 @@ TINY_SEARCH = [
 COMMANDS: dict[str, list[str]] = {
     "train": ["train", "--epochs", "4", "--quiet", "--threads", "1"],
     "search": ["search", *TINY_SEARCH],
+    "prune": [
+        *("prune", "--baseline-epochs", "2", "--finetune-epochs", "3", "--compare"),
+        *("--criterion", "chip", "--score-images", "64", "--quiet", "--threads", "1"),
+    ],
     "sweep": ["sweep", "--trials", "2", "--budgets", "0.3,0.6", "--no-uniform", *TINY_SEARCH],
 }
 # what "resume" means for each: train and search take --resume; a sweep resumes when re-run
-RESUME = {"train": ["--resume"], "search": ["--resume"], "sweep": []}
+RESUME = {"train": ["--resume"], "search": ["--resume"], "prune": ["--resume"], "sweep": []}
 
 Watch = Callable[[Path], bool]
 

@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nas.jobs.search",
         "search widths under a MAC budget, extract and fine-tune the network",
     ),
+    "criteria": ("nas.jobs.criteria", "compare how channel-importance criteria rank channels"),
+    "prune": (
+        "nas.jobs.prune",
+        "prune a trained network with a channel-importance criterion under a MAC budget",
+    ),
     "rank": (
         "nas.jobs.rank",
         "rank sub-networks of a finished search with a GCN predictor and measure the ranking "

@@ -1,12 +1,20 @@
 """The training engine: one train loop (:func:`train_model`) and what it is made of.
 
 Modules: ``config`` (:class:`TrainConfig`, :class:`Distillation`), ``losses`` (cross-entropy,
-distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``, ``state`` (seeds,
-RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``) and ``loop``.
+distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``, ``state``
+(seeds, RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``), ``loop``, and
+``finetuning`` (the budget, fine-tuning and ``--compare`` options and run that every method
+delivering a smaller network shares: the search and the criteria pruning).
 """
 
 from nas.engine.config import Distillation, ThreadOptions, TrainConfig
 from nas.engine.evaluation import EvalResult, evaluate
+from nas.engine.finetuning import (
+    FinetuneConfig,
+    finetune,
+    finetune_and_compare,
+    uniform_twin,
+)
 from nas.engine.loop import CHECKPOINT_NAME, train_model
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
@@ -37,10 +45,13 @@ __all__ = [
     "Distillation",
     "EpochRecord",
     "EvalResult",
+    "FinetuneConfig",
     "ThreadOptions",
     "TrainConfig",
     "classification_loss",
     "evaluate",
+    "finetune",
+    "finetune_and_compare",
     "has_checkpoint",
     "kd_loss",
     "loader_state",
@@ -56,5 +67,6 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "train_model",
+    "uniform_twin",
     "write_summary_csv",
 ]

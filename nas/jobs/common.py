@@ -31,7 +31,7 @@ from nas.errors import ConfigError, WeightsError, first_line
 from nas.extraction import check_full_weights, check_initial_weights, load_fitting, save_model
 from nas.gates import GateStrategy, create_strategy
 from nas.io import load_state_dict_file, write_yaml
-from nas.options import MAX_EPOCHS, build, option, record
+from nas.options import MAX_EPOCHS, Options, build, option, record
 from nas.rundir import prepare_out_dir
 from nas.supernet import Supernet
 from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchConfig
@@ -135,17 +135,27 @@ def search_data(o: RunOptions, seed: int) -> tuple[DataBundle, SearchSpace]:
     return data, space
 
 
-def check_search_out(o: RunOptions) -> Path:
-    """The checks of ``nas search``'s ``--out`` (:func:`nas.rundir.prepare_out_dir`)."""
+def check_search_out(
+    o: RunOptions, *, command: str = "search", extra: tuple[str, ...] = ()
+) -> Path:
+    """The checks of ``nas search``'s (or ``command``'s) ``--out``
+    (:func:`nas.rundir.prepare_out_dir`); ``extra``: more files the run reads."""
     return prepare_out_dir(
-        o.out_dir, overwrite=o.overwrite, resume=o.resume, command="search", inputs=o.inputs()
+        o.out_dir,
+        overwrite=o.overwrite,
+        resume=o.resume,
+        command=command,
+        inputs=[*o.inputs(), *extra],
     )
 
 
-def resolved_args(o: RunOptions, c: SearchConfig, data: dict[str, Any]) -> dict[str, Any]:
+def resolved_args(
+    o: RunOptions, c: Options, data: dict[str, Any], *, command: str = "search"
+) -> dict[str, Any]:
+    """What ``args.yaml`` holds: every option of the run (but how it is run: resume,
+    overwrite, progress), the data it read and the versions."""
     run = {k: v for k, v in record(o).items() if k not in ("resume", "overwrite", "progress")}
-    search = record(c)
-    return {"command": "search", **run, **search, "data": data, "environment": environment()}
+    return {"command": command, **run, **record(c), "data": data, "environment": environment()}
 
 
 def write_or_check_args(

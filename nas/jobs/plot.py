@@ -1,4 +1,5 @@
-"""``nas plot KIND``: figures from finished runs (``pareto``: the fronts of several sweeps)."""
+"""``nas plot KIND``: figures from finished runs (``pareto``: the fronts of several sweeps, and
+the networks of search and prune runs, on one accuracy/MAC plot)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ class ParetoPlotOptions(Options):
     group: ClassVar[str] = "pareto"
 
     dirs: tuple[str, ...] = option(
-        (), "sweep directories (written by nas sweep)", positional=True, nargs="+"
+        (),
+        "sweep directories (nas sweep), or nas search / nas prune run directories (runs "
+        "under one label form one curve)",
+        positional=True,
+        nargs="+",
     )
     labels: str | None = option(None, "comma-separated legend labels")
     out: str = option("pareto.png", "output PNG")
@@ -35,9 +40,6 @@ def _pareto(options: ParetoPlotOptions) -> int:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
     check_writable(out.parent)
     dirs = [Path(d) for d in options.dirs]
-    for d in dirs:
-        if not (d / "pareto.csv").is_file():
-            raise ConfigError(f"{d} is not a sweep directory (no pareto.csv)")
     labels = options.labels.split(",") if options.labels else [d.name for d in dirs]
     if len(labels) != len(dirs):
         raise ConfigError(f"{len(labels)} labels for {len(dirs)} directories")
@@ -50,11 +52,12 @@ COMMAND = Command(
     description="Figures from finished runs.",
     subcommands={
         "pareto": (
-            "overlay the Pareto fronts of several sweeps",
+            "overlay sweeps' Pareto fronts and search/prune runs on one accuracy/MAC plot",
             Command(
                 options=(ParetoPlotOptions,),
                 run=_pareto,
-                description="Overlays the Pareto fronts of several sweeps.",
+                description="Overlays the Pareto fronts of sweeps and the networks of search and "
+                "prune runs (runs under one --labels entry join into one curve).",
                 required=frozenset({"dirs"}),
             ),
         )

@@ -22,9 +22,8 @@ from nas.data import DataBundle
 from nas.engine import (
     TrainConfig,
     evaluate,
-    loader_state,
+    finetune_and_compare,
     loader_states,
-    restore_loader,
     restore_loaders,
 )
 from nas.extraction import save_model
@@ -49,7 +48,6 @@ from nas.width_search import (
     SearchConfig,
     SearchOutcome,
     SearchRecord,
-    finetune,
     search_widths,
     starting_network,
     summarize,
@@ -94,7 +92,7 @@ def search(
         size = input_size or _batch_size_hw(train_loader)
         space = search_spaces.identify(model, input_size=size)
     if cfg.compare:  # a target no uniform width reaches is refused before any work
-        uniform_twin(space, cfg.target_for(space), cfg)
+        uniform_twin(space, cfg.target_for(space), cfg, multiple=cfg.width_multiple)
     eval_loader = test_loader if test_loader is not None else val_loader
     baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
     outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
@@ -129,40 +127,20 @@ def deliver(
     also the uniform-width network of the same MACs from the same final supernet (BN
     recalibrated for its widths), fine-tuned exactly the same way: the same options, teacher,
     seed and batches (the loader is rewound to where the found network's fine-tuning began)."""
-    start = loader_state(train_loader)
-    small = starting_network(outcome, config)
-    finetune(
-        small,
+    small, twin = finetune_and_compare(
+        lambda spec: starting_network(outcome, config, spec),
+        outcome.spec,
         teacher,
         train_loader,
         val_loader,
-        config=config,
-        out_dir=out / "finetune" if out is not None else None,
+        test_loader,
+        config,
+        multiple=config.width_multiple,
+        out=out,
         resume=resume,
         progress=progress,
     )
-    metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config)
-    if config.compare:
-        spec = uniform_twin(outcome.spec.get_space(), outcome.spec.macs(), config)
-        twin = starting_network(outcome, config, spec)
-        restore_loader(train_loader, start)
-        finetune(
-            twin,
-            teacher,
-            train_loader,
-            val_loader,
-            config=config,
-            out_dir=out / "uniform" if out is not None else None,
-            resume=resume,
-            progress=progress,
-        )
-        metrics |= {
-            "uniform_acc": evaluate(twin, test_loader, device=config.device).accuracy,
-            "uniform_val_acc": evaluate(twin, val_loader, device=config.device).accuracy,
-            "uniform_macs": spec.macs(),
-            "uniform_macs_ratio": spec.macs_ratio(),
-            "uniform_widths": dict(spec.widths),
-        }
+    metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config) | twin
     return small, metrics
 
 
@@ -227,7 +205,7 @@ def run_search(
     data, space = search_data(o, c.seed)
     c.target_for(space)  # impossible budgets fail before anything is written
     if c.compare:
-        uniform_twin(space, c.target_for(space), c)
+        uniform_twin(space, c.target_for(space), c, multiple=c.width_multiple)
     if c.select == "predictor":
         check_pool_band(space, c.choices(space), c.target_for(space), c.tolerance, c.rank_config())
     initial = initial_weights(o.weights, space)

@@ -8,7 +8,25 @@ options. It sits beside :mod:`nas.width_search` in the layer order (it may use t
 criteria, extraction, the supernet and the cost models; the jobs above use it).
 """
 
-from nas.pruning.allocation import ALLOCATIONS, Allocation, allocate, marginal_macs
+from nas.pruning.allocation import (
+    ALLOCATIONS,
+    Allocation,
+    allocate,
+    check_reachable,
+    marginal_macs,
+)
 from nas.pruning.evaluation import masked_accuracy
+from nas.pruning.prune import PruneConfig, Pruning, prune_network, score_and_allocate
 
-__all__ = ["ALLOCATIONS", "Allocation", "allocate", "marginal_macs", "masked_accuracy"]
+__all__ = [
+    "ALLOCATIONS",
+    "Allocation",
+    "PruneConfig",
+    "Pruning",
+    "allocate",
+    "check_reachable",
+    "marginal_macs",
+    "masked_accuracy",
+    "prune_network",
+    "score_and_allocate",
+]

@@ -28,7 +28,7 @@ from nas.errors import ConfigError
 from nas.registry import Registry
 from search_spaces import SearchSpace, WidthSpec
 
-__all__ = ["ALLOCATIONS", "Allocation", "allocate", "marginal_macs"]
+__all__ = ["ALLOCATIONS", "Allocation", "allocate", "check_reachable", "marginal_macs"]
 
 Evaluate = Callable[[Mapping[str, int]], float]  # widths -> validation accuracy
 
@@ -69,12 +69,7 @@ def allocate(
     ``greedy`` (``step``: its cut, as a share of each unit's full width)."""
     allocation = ALLOCATIONS.get(name)
     budget = Budget(float(target_macs), tolerance)
-    smallest = space.macs({u.name: 1 for u in space.units})
-    if budget.high < smallest:
-        raise ConfigError(
-            f"target {target_macs:,.0f} MACs is below the smallest {space.name} "
-            f"({smallest:,} MACs, every unit at one channel)"
-        )
+    check_reachable(space, target_macs, tolerance)
     widths = allocation(space, scores, budget, spec=spec, evaluate=evaluate, step=step)
     got = space.macs(widths)
     if not budget.low <= got <= budget.high:
@@ -83,6 +78,18 @@ def allocate(
             f"MACs (nearest: {got:,}); widen --tolerance"
         )
     return widths
+
+
+def check_reachable(space: SearchSpace, target_macs: float, tolerance: float) -> None:
+    """A one-line :class:`ConfigError` where ``target_macs`` (with its tolerance) lies below
+    the smallest network of ``space`` (every unit at one channel)."""
+    smallest = space.macs({u.name: 1 for u in space.units})
+    if target_macs * (1 + tolerance) < smallest:
+        raise ConfigError(
+            f"target {target_macs:,.0f} MACs is below the smallest {space.name} "
+            f"({smallest:,} MACs, {smallest / space.macs():.1%} of full, every unit at one "
+            "channel)"
+        )
 
 
 @ALLOCATIONS.register("uniform", description="the same ratio for every unit")

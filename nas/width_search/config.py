@@ -6,9 +6,9 @@ The command line's ``nas search`` and ``nas sweep`` options are generated from i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from nas.engine.config import Distillation, TrainConfig
+from nas.engine.finetuning import MIN_TOLERANCE, FinetuneConfig
 from nas.errors import ConfigError
 from nas.options import MAX_EPOCHS, option
 from nas.selection.config import MIN_SAMPLES, RankConfig
@@ -19,40 +19,15 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_WIDTH_RATIOS", "MIN_TOLERANCE", "WEIGHT_SAMPLING", "SearchConfig"]
 
 DEFAULT_WIDTH_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-# Narrowest accepted --tolerance. The projection lands in the band whenever some widths do; the
-# exact MACs of a space move in steps (ResNet-20: 55,296 MACs per channel of a stage-3 unit,
-# 18,432 for two units together), so a band much narrower than that can hold no network at all.
-# At 0.005 the band of a ResNet-20 target at its smallest (11.5 % of full) is 2.5 two-unit steps
-# wide; random starts on resnet20/20_b/56/56_b/18 at targets down to the smallest and coarse
-# width ratios all landed (tests/nas/cost/test_projection.py checks it).
-MIN_TOLERANCE = 0.005
 WEIGHT_SAMPLING = ("hard", "relaxed", "sandwich")
 
 
-def parse_target(value: Any) -> str:
-    """``--target-macs`` as text: a ratio (``0.5``) or MACs with a suffix (``60M``); checked
-    against the space by :meth:`SearchConfig.target_for`."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError("not a ratio or MACs")
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError("not finite")
-    return str(value)
-
-
 @dataclass
-class SearchConfig(Distillation):
+class SearchConfig(FinetuneConfig):
     """Every knob of a search. Defaults: the main job (ResNet-20 on digits at 50 % MACs)."""
 
     group: ClassVar[str] = "search"
 
-    target_macs: str = option(
-        "0.5",
-        "MAC budget: a ratio of the full network (0.5) or absolute (60M)",
-        parse=parse_target,
-        what="a ratio like 0.5 or MACs like 60M",
-    )
     strategy: str = option("width-gumbel", "gate strategy", choices="nas.gates:STRATEGIES")
     width_ratios: tuple[float, ...] = option(
         DEFAULT_WIDTH_RATIOS,
@@ -94,8 +69,6 @@ class SearchConfig(Distillation):
         20, "epochs alternating weight and architecture steps", ge=1, le=MAX_EPOCHS
     )
     lr: float = option(0.05, "weight learning rate (SGD, warm-up and search)", gt=0)
-    momentum: float = option(0.9, "SGD momentum (search and fine-tuning)", ge=0, lt=1)
-    weight_decay: float = option(5e-4, "weight decay (search and fine-tuning)", ge=0)
     arch_lr: float = option(0.05, "Adam learning rate of the architecture parameters", gt=0)
     arch_weight_decay: float = option(0.0, "weight decay of the architecture parameters", ge=0)
     budget: str = option(
@@ -124,12 +97,6 @@ class SearchConfig(Distillation):
         "raised linearly from 0 over the search epochs",
         ge=0,
     )
-    tolerance: float = option(
-        0.02,
-        "final MACs within target x (1 +- tolerance)",
-        ge=MIN_TOLERANCE,
-        lt=1,
-    )
     projection: str = option(
         "dp",
         "how the found widths are brought into the band: the most probable widths in it "
@@ -140,18 +107,6 @@ class SearchConfig(Distillation):
         "l1",
         "channel importance used to order channels before the search",
         choices="nas.importance:CRITERIA",
-    )
-    finetune_epochs: int = option(
-        30, "fine-tuning epochs of the found network", ge=0, le=MAX_EPOCHS
-    )
-    finetune_lr: float = option(0.05, "fine-tuning learning rate", gt=0)
-    from_scratch: bool = option(
-        False, "retrain the found widths from random init instead of fine-tuning"
-    )
-    compare: bool = option(
-        False,
-        "also build the uniform-width network of the same MACs from the same final supernet and "
-        "fine-tune it exactly like the found one (uniform_acc in metrics.json)",
     )
     select: str = option(
         "argmax",
@@ -164,8 +119,6 @@ class SearchConfig(Distillation):
     )
     rank_pool: int = option(10_000, "--select predictor: candidates ranked by the GCN", ge=1)
     rank_top_k: int = option(5, "--select predictor: best candidates fine-tuned briefly", ge=1)
-    seed: int = option(0, "seed for everything")
-    device: str = option("cpu", "cpu, cuda, cuda:1, mps...")
 
     def check(self) -> None:
         """Rules across options, checked before anything is written or trained."""
@@ -173,42 +126,18 @@ class SearchConfig(Distillation):
             raise ConfigError(
                 f"need --tau-min <= --tau0, got --tau-min {self.tau_min} and --tau0 {self.tau0}"
             )
-        if self.from_scratch and self.finetune_epochs == 0:
-            raise ConfigError(
-                "--from-scratch needs --finetune-epochs >= 1 (with 0 the found network would "
-                "keep its random initialisation)"
-            )
         if self.rank_top_k > self.rank_pool:
             raise ConfigError(
                 f"--rank-top-k must be between 1 and --rank-pool {self.rank_pool}, "
                 f"got {self.rank_top_k}"
             )
-        self.finetune_config().validate()
+        super().check()
 
     def rank_config(self) -> RankConfig:
         """The GCN ranking options of ``--select predictor`` (the rest at their defaults)."""
         return RankConfig(
             samples=self.rank_samples, pool=self.rank_pool, top_k=self.rank_top_k, seed=self.seed
         )
-
-    def finetune_config(self) -> TrainConfig:
-        """Training options of the fine-tuning (or retraining) of the found network."""
-        return self.weight_config(max(1, self.finetune_epochs), self.finetune_lr)
-
-    def weight_config(self, epochs: int, lr: float) -> TrainConfig:
-        """SGD options for the network weights (search or fine-tuning phase)."""
-        return TrainConfig(
-            epochs=epochs,
-            lr=lr,
-            momentum=self.momentum,
-            nesterov=self.momentum > 0,  # plain SGD at --momentum 0
-            weight_decay=self.weight_decay,
-            seed=self.seed,
-            device=self.device,
-        )
-
-    def distill(self) -> Distillation:
-        return Distillation(kd_alpha=self.kd_alpha, kd_temperature=self.kd_temperature)
 
     def choices(self, space: SearchSpace) -> dict[str, list[int]]:
         from nas.supernet import width_choices
@@ -220,9 +149,9 @@ class SearchConfig(Distillation):
 
     def target_for(self, space: SearchSpace) -> float:
         """The target in MACs; refuses targets the width choices cannot reach."""
-        from nas.cost import parse_target_macs, smallest_macs
+        from nas.cost import smallest_macs
 
-        target = parse_target_macs(self.target_macs, space.macs())
+        target = super().target_for(space)
         floor = smallest_macs(space, self.choices(space))
         if target < floor * (1 - self.tolerance):
             raise ConfigError(

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from nas.engine import evaluate, seed_everything, train_model
-from nas.errors import ConfigError
+from nas.engine import evaluate, seed_everything
+from nas.engine.finetuning import finetune, uniform_twin
 from nas.supernet import extract_at
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchOutcome
-from search_spaces import SearchSpace, WidthSpec
+from search_spaces import WidthSpec
 
 __all__ = ["extract_searched", "finetune", "starting_network", "summarize", "uniform_twin"]
 
@@ -22,37 +21,6 @@ __all__ = ["extract_searched", "finetune", "starting_network", "summarize", "uni
 def extract_searched(outcome: SearchOutcome) -> nn.Module:
     """The standalone network of the found spec, with the supernet's (inherited) weights."""
     return extract_at(outcome.supernet, outcome.spec, outcome.calibration)
-
-
-def finetune(
-    small: nn.Module,
-    teacher: nn.Module | None,
-    train_loader: Any,
-    val_loader: Iterable[Any] | None,
-    *,
-    config: SearchConfig,
-    out_dir: str | Path | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> None:
-    """Fine-tune (or, with ``from_scratch``, retrain) the found network, distilling from
-    ``teacher`` when ``kd_alpha > 0``."""
-    if config.finetune_epochs == 0:
-        return
-    use_teacher = teacher if config.kd_alpha > 0 else None
-    train_model(
-        small,
-        train_loader,
-        config=config.finetune_config(),
-        val_loader=val_loader,
-        teacher=use_teacher,
-        distill=config.distill(),
-        out_dir=out_dir,
-        checkpoint=out_dir is not None,
-        resume=resume,
-        progress=progress,
-        desc="retrain" if config.from_scratch else "fine-tune",
-    )
 
 
 def starting_network(
@@ -66,28 +34,6 @@ def starting_network(
         seed_everything(config.seed)
         return spec.get_space().build(spec.widths)
     return extract_at(outcome.supernet, spec, outcome.calibration)
-
-
-def uniform_twin(space: SearchSpace, macs: float, config: SearchConfig) -> WidthSpec:
-    """The uniform-width spec (one ratio for every unit, ``config.width_multiple``) whose MACs
-    come closest to ``macs`` within the tolerance of the target; a :class:`ConfigError` where
-    none lies there (say the rounding of narrow units leaves no uniform width there)."""
-    target = config.target_for(space)
-    full = space.macs()
-    candidates = [  # nearest to the searched network's MACs, else nearest to the target
-        space.uniform_widths_for_macs(min(1.0, m / full), config.width_multiple)
-        for m in (macs, target)
-    ]
-    fitting = [w for w in candidates if abs(space.macs(w) / target - 1) <= config.tolerance]
-    widths = min(fitting or candidates, key=lambda w: abs(space.macs(w) - macs))
-    got = space.macs(widths)
-    if not fitting:
-        raise ConfigError(
-            f"--compare: no uniform width of {space.name} lies within --tolerance "
-            f"{config.tolerance:g} of the target {target:,.0f} MACs (the nearest has "
-            f"{got:,} MACs, {got / full:.1%} of full); widen --tolerance or change --target-macs"
-        )
-    return space.spec(widths)
 
 
 def summarize(

@@ -127,3 +127,49 @@ def test_transfer_value_labels_stay_inside_the_frame(tmp_path: Path, figures: li
         box = text.get_window_extent()
         assert frame.y0 <= box.y0 and box.y1 <= frame.y1, text.get_text()
     _nothing_touches_the_edge(tmp_path / "transfer.png")
+
+
+def _run_dir(root: Path, name: str, metrics: dict[str, Any]) -> Path:
+    import json
+
+    d = root / name
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    return d
+
+
+def test_pareto_joins_prune_runs_under_one_label_into_a_curve(
+    tmp_path: Path, figures: list[Figure]
+) -> None:
+    from nas.cli import main
+
+    runs = [
+        _run_dir(tmp_path, f"chip-{r}", {"macs_ratio": r, "pruned_acc": a, "baseline_acc": 70.0})
+        for r, a in ((0.5, 66.0), (0.25, 60.0))
+    ]
+    search = _run_dir(
+        tmp_path,
+        "search",
+        {"macs_ratio": 0.5, "searched_acc": 67.0, "uniform_macs_ratio": 0.5, "uniform_acc": 66.5},
+    )
+    png = tmp_path / "p.png"
+    argv = [*map(str, [*runs, search]), "--labels", "chip,chip,search", "--out", str(png)]
+    assert main(["plot", "pareto", *argv]) == 0
+    ax = figures[0].axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    chip = lines["chip"]
+    assert list(chip.get_xdata()) == [0.25, 0.5] and list(chip.get_ydata()) == [60.0, 66.0]
+    assert "search: uniform width" in lines and "search" in lines
+    _nothing_touches_the_edge(png)
+
+
+def test_pareto_refuses_a_run_that_is_not_a_search_or_prune(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nas.cli import main
+
+    trained = _run_dir(tmp_path, "trained", {"test_acc": 70.0, "macs": 1})
+    code = main(["plot", "pareto", str(trained), "--out", str(tmp_path / "p.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "not written by nas search or nas prune" in err
+    assert not (tmp_path / "p.png").exists()

@@ -1,0 +1,234 @@
+"""``nas prune`` and its Python twin :func:`prune`: a criterion pruning under a MAC budget.
+
+The job: the full network (``--weights``, else a baseline trained here), the channel scores of
+``--criterion``, the widths of ``--allocation`` at ``--target-macs``, extraction of the
+best-scored channels and fine-tuning with distillation (:func:`nas.pruning.prune_network`), and
+the files a search writes. With ``--compare`` the uniform-width network of the same MACs is
+fine-tuned beside it exactly the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import search_spaces
+from nas.data import DataBundle
+from nas.engine import TrainConfig, evaluate, loader_states, restore_loaders
+from nas.extraction import save_model
+from nas.io import atomic_torch_save, write_json
+from nas.jobs.base import Command
+from nas.jobs.common import (
+    RunOptions,
+    check_search_out,
+    initial_weights,
+    resolve_threads,
+    resolved_args,
+    search_data,
+    torch_threads,
+    train_full,
+    write_or_check_args,
+)
+from nas.jobs.format import human
+from nas.plots import plot_widths
+from nas.pruning import PruneConfig, Pruning, prune_network
+from nas.rundir import run_output
+from search_spaces import SearchSpace, WidthSpec
+
+__all__ = ["COMMAND", "PruneResult", "prune", "run_prune"]
+
+
+@dataclass
+class PruneResult:
+    """The pruned network, its width spec, scores and numbers (what ``metrics.json`` holds)."""
+
+    spec: WidthSpec
+    model: nn.Module
+    metrics: dict[str, Any]
+    scores: dict[str, torch.Tensor]
+
+
+def prune(
+    model: nn.Module,
+    train_loader: Any,
+    val_loader: Iterable[Any],
+    *,
+    criterion: str = "l1",
+    allocation: str = "global",
+    target_macs: str | float = "0.5",
+    test_loader: Iterable[Any] | None = None,
+    space: SearchSpace | None = None,
+    input_size: tuple[int, int] | None = None,
+    spec: WidthSpec | None = None,
+    config: PruneConfig | None = None,
+    progress: bool = True,
+) -> PruneResult:
+    """Prune your own trained full network with a criterion under a MAC budget and fine-tune it.
+
+    ``model``: a full-width network of a registered space, e.g. your trained
+    ``torchvision.models.resnet50`` (its space is recognised from its tensors; ``input_size``,
+    else read from the first training batch). ``criterion``, ``allocation`` and ``target_macs``
+    (a ratio or MACs like ``"60M"``) override ``config``; ``spec`` gives the widths of
+    ``allocation="spec"``. Accuracies are measured on ``test_loader`` (or the validation
+    loader). ``model`` itself is not changed.
+    """
+    cfg = replace(
+        config or PruneConfig(),
+        criterion=criterion,
+        allocation=allocation,
+        target_macs=str(target_macs),
+    ).validate()
+    if space is None:
+        x, _ = next(iter(train_loader))
+        size = input_size or (int(x.shape[-2]), int(x.shape[-1]))
+        space = search_spaces.identify(model, input_size=size)
+    _check_before_work(cfg, space, spec)
+    eval_loader = test_loader if test_loader is not None else val_loader
+    baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
+    small, pruning, metrics = prune_network(
+        model,
+        space,
+        train_loader,
+        val_loader,
+        eval_loader,
+        cfg,
+        baseline_acc=baseline_acc,
+        spec=spec,
+        progress=progress,
+    )
+    return PruneResult(pruning.spec, small, metrics, pruning.scores)
+
+
+def _check_before_work(config: PruneConfig, space: SearchSpace, spec: WidthSpec | None) -> None:
+    """Every refusal that needs the space: budget, spec, a --compare twin."""
+    from nas.engine import uniform_twin
+
+    target = config.check_space(space, spec)
+    if config.compare:
+        uniform_twin(space, target, config)
+
+
+def run_prune(options: RunOptions, config: PruneConfig) -> dict[str, Any]:
+    """``nas prune``: full network (loaded or trained), scores, widths, fine-tuning, files.
+
+    Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.ts``,
+    ``metrics.json``, ``summary.csv`` (per unit: full and kept width, mean score of the kept and
+    of the removed channels), ``scores.pt`` (every channel's score), ``args.yaml``,
+    ``widths.png``, and the sub-directories ``baseline/``, ``finetune/`` (and ``uniform/`` with
+    ``--compare``) with their own summaries and checkpoints; ``--resume`` continues an
+    interrupted run to the result it would have reached.
+    """
+    o, c = options.validate(), config.validate()
+    out = check_search_out(o, command="prune", extra=(c.arch,) if c.arch else ())
+    threads = resolve_threads(o.threads, out if o.resume else None)
+    o = replace(o, threads=threads)
+    base_config = TrainConfig(
+        epochs=o.baseline_epochs, lr=o.baseline_lr, seed=c.seed, device=c.device
+    )
+    base_config.validate()
+    data, space = search_data(o, c.seed)
+    spec = WidthSpec.load(c.arch) if c.arch else None
+    _check_before_work(c, space, spec)
+    initial = initial_weights(o.weights, space)
+    resolved = resolved_args(o, c, data.describe(), command="prune")
+    inputs = [*o.inputs(), *([c.arch] if c.arch else [])]
+    with (
+        run_output(out, overwrite=o.overwrite, resume=o.resume, command="prune", inputs=inputs),
+        torch_threads(threads),
+    ):
+        write_or_check_args(out, resolved, resume=o.resume)
+        return _prune_to_dir(out, o, c, data, space, spec, initial, base_config)
+
+
+def _prune_to_dir(
+    out: Path,
+    o: RunOptions,
+    c: PruneConfig,
+    data: DataBundle,
+    space: SearchSpace,
+    spec: WidthSpec | None,
+    initial: dict[str, torch.Tensor] | None,
+    base_config: TrainConfig,
+) -> dict[str, Any]:
+    assert data.val is not None  # checked by search_data
+    fresh = loader_states(data)
+    baseline = train_full(
+        space, data, initial, base_config, out / "baseline", resume=o.resume, progress=o.progress
+    )
+    restore_loaders(data, fresh)  # the same batches whether the baseline was trained or loaded
+    baseline_acc = evaluate(baseline, data.test, device=c.device).accuracy
+    small, pruning, metrics = prune_network(
+        baseline,
+        space,
+        data.train,
+        data.val,
+        data.test,
+        c,
+        baseline_acc=baseline_acc,
+        spec=spec,
+        out=out,
+        resume=o.resume,
+        progress=o.progress,
+    )
+    metrics = {"dataset": o.dataset, **metrics}
+    save_model(small, pruning.spec, out)
+    atomic_torch_save({u: s.clone() for u, s in pruning.scores.items()}, out / "scores.pt")
+    _write_unit_summary(out / "summary.csv", pruning)
+    write_json(out / "metrics.json", metrics)
+    plot_widths(pruning.spec, out / "widths.png", title=f"{c.criterion} / {c.allocation}")
+    return metrics
+
+
+def _write_unit_summary(path: Path, pruning: Pruning) -> None:
+    """Per unit: full and kept width, and the mean score of the kept and the removed channels."""
+    space = pruning.spec.get_space()
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["unit", "full_width", "width", "kept_score", "removed_score"])
+        for u in space.units:
+            width = pruning.spec.widths[u.name]
+            ranked = pruning.scores[u.name][pruning.order[u.name]]
+            kept, removed = ranked[:width], ranked[width:]
+            writer.writerow(
+                [
+                    u.name,
+                    u.max_width,
+                    width,
+                    f"{float(kept.mean()):.6g}",
+                    f"{float(removed.mean()):.6g}" if removed.numel() else "",
+                ]
+            )
+
+
+def _cli(options: RunOptions, config: PruneConfig) -> int:
+    m = run_prune(options, config)
+    print(
+        f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
+        f"{human(m['baseline_macs'])} MACs -> {m['criterion']}/{m['allocation']} "
+        f"{m['pruned_acc']:.2f} % at {human(m['macs'])} MACs ({m['macs_ratio']:.1%})"
+        + (
+            f"; uniform width {m['uniform_acc']:.2f} % at {human(m['uniform_macs'])} MACs "
+            f"({m['uniform_macs_ratio']:.1%})"
+            if "uniform_acc" in m
+            else ""
+        )
+        + f"; scoring {m['scoring_seconds']:.1f} s -> {options.out_dir}"
+    )
+    return 0
+
+
+COMMAND = Command(
+    options=(RunOptions, PruneConfig),
+    run=_cli,
+    description="Prune a trained network with a channel-importance criterion under a MAC "
+    "budget, fine-tune it with distillation. Options may also come from --config file.yaml.",
+    defaults={"out_dir": "runs/prune"},
+    config_file=True,
+    resumable=True,
+)

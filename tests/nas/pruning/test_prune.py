@@ -1,0 +1,127 @@
+"""The criterion pruning: scores, widths in the band, the criterion's channels, fine-tuning."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch import nn
+
+from nas.data import DataBundle
+from nas.engine import loader_state, restore_loader
+from nas.errors import ConfigError
+from nas.importance import channel_order
+from nas.pruning import PruneConfig, prune_network, score_and_allocate
+from search_spaces import SearchSpace
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUICK = PruneConfig(finetune_epochs=0, kd_alpha=0.0)
+
+
+def _next_batch(digits: DataBundle) -> torch.Tensor:
+    """The first images the training loader serves next (its state restored afterwards)."""
+    state = loader_state(digits.train)
+    x, _ = next(iter(digits.train))
+    restore_loader(digits.train, state)
+    return x
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "global", "greedy"])
+def test_allocations_land_in_the_band_and_leave_the_loader_where_it_was(
+    trained: tuple[SearchSpace, nn.Module], digits: DataBundle, allocation: str
+) -> None:
+    space, model = trained
+    assert digits.val is not None
+    before = _next_batch(digits)
+    config = replace(QUICK, criterion="chip", allocation=allocation, score_images=64)
+    pruning = score_and_allocate(model, space, digits.train, digits.val, config)
+    assert abs(pruning.spec.macs() / (0.5 * space.macs()) - 1) <= config.tolerance
+    assert torch.equal(
+        _next_batch(digits), before
+    )  # the fine-tuning's batches do not depend on the scoring
+    again = score_and_allocate(model, space, digits.train, digits.val, config)
+    assert again.spec.widths == pruning.spec.widths  # deterministic
+    assert pruning.scoring_seconds > 0
+
+
+def test_the_pruned_network_keeps_the_criterion_s_best_channels(
+    trained: tuple[SearchSpace, nn.Module], digits: DataBundle
+) -> None:
+    space, model = trained
+    assert digits.val is not None and digits.test is not None
+    config = replace(QUICK, criterion="l1", allocation="uniform")
+    small, pruning, metrics = prune_network(
+        model, space, digits.train, digits.val, digits.test, config, baseline_acc=0.0
+    )
+    order = channel_order(model, space, "l1")
+    unit = "layer2.1.conv1"  # the first conv of a block writes this unit
+    kept = torch.sort(order[unit][: pruning.spec.widths[unit]]).values
+    full_conv = model.get_submodule("layer2.1.conv1").weight
+    small_conv = small.get_submodule("layer2.1.conv1").weight
+    assert isinstance(full_conv, torch.Tensor) and isinstance(small_conv, torch.Tensor)
+    assert torch.equal(small_conv, full_conv[kept])
+    assert metrics["macs"] == pruning.spec.macs() and metrics["criterion"] == "l1"
+    assert 0 <= metrics["oneshot_val_acc"] <= 100
+
+
+def test_compare_fine_tunes_the_uniform_twin_from_the_same_weights(
+    trained: tuple[SearchSpace, nn.Module], digits: DataBundle
+) -> None:
+    space, model = trained
+    assert digits.val is not None and digits.test is not None
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = replace(QUICK, criterion="bn", allocation="global", finetune_epochs=1, compare=True)
+    _, pruning, metrics = prune_network(
+        model, space, digits.train, digits.val, digits.test, config, baseline_acc=0.0
+    )
+    assert abs(metrics["uniform_macs"] / metrics["target_macs"] - 1) <= config.tolerance
+    by_max: dict[int, set[int]] = {}
+    for unit, width in metrics["uniform_widths"].items():
+        by_max.setdefault(space.max_widths[unit], set()).add(width)
+    assert all(len(ws) == 1 for ws in by_max.values())  # one ratio for every unit
+    assert metrics["uniform_widths"] != pruning.spec.widths
+    assert 0 <= metrics["uniform_acc"] <= 100
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # untouched
+
+
+def test_spec_allocation_keeps_the_given_widths(
+    trained: tuple[SearchSpace, nn.Module], digits: DataBundle
+) -> None:
+    space, model = trained
+    assert digits.val is not None
+    widths = space.uniform_widths_for_macs(0.5)
+    widths["layer3.0.conv1"] -= 3
+    spec = space.spec(widths)
+    config = replace(QUICK, allocation="spec", target_macs=str(spec.macs_ratio()))
+    pruning = score_and_allocate(model, space, digits.train, digits.val, config, spec=spec)
+    assert pruning.spec.widths == spec.widths
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"allocation": "spec"}, "--allocation spec needs --arch"),
+        ({"arch": "arch.json"}, "drop --arch"),
+        ({"target_macs": "0.0001"}, "below the smallest resnet20"),
+    ],
+)
+def test_refusals_come_before_any_work(
+    trained: tuple[SearchSpace, nn.Module], change: dict[str, str], message: str
+) -> None:
+    space, _ = trained
+    with pytest.raises(ConfigError, match=message):
+        config = replace(QUICK, **change).validate()  # type: ignore[arg-type]
+        config.check_space(space)
+
+
+def test_a_spec_of_another_space_is_refused(trained: tuple[SearchSpace, nn.Module]) -> None:
+    import search_spaces
+
+    space, _ = trained
+    other = search_spaces.create("resnet32", num_classes=10, in_channels=1, input_size=(8, 8))
+    spec = other.spec(other.uniform_widths(0.5))
+    config = replace(QUICK, allocation="spec", arch="a.json")
+    with pytest.raises(ConfigError, match="width spec of resnet32, not resnet20"):
+        config.check_space(space, spec)
