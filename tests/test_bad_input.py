@@ -535,6 +535,32 @@ CASES = [
         lambda a, t: ["train", "--resume", "--overwrite", "--out", str(a / "trained")],
         "exclude each other",
     ),
+    Case(
+        "unknown strategy option",
+        lambda a, t: [
+            "search",
+            *("--strategy", "channel-gumbel", "--strategy-option", "groups=8", "--out", _out(t)),
+        ],
+        "gate strategy 'channel-gumbel' has no option 'groups'",
+    ),
+    Case(
+        "strategy option of the wrong type",
+        lambda a, t: [
+            "search",
+            *("--strategy", "channel-gumbel", "--strategy-option", "group_size=big"),
+            *("--out", _out(t)),
+        ],
+        "group_size: 'big' is not of type int",
+    ),
+    Case(
+        "group size that does not divide the units",
+        lambda a, t: [
+            "search",
+            *("--strategy", "channel-gumbel", "--strategy-option", "group_size=5"),
+            *("--out", _out(t)),
+        ],
+        "group_size 5 does not divide",
+    ),
     # -- criteria pruning (nas prune, nas criteria compare) ------------------------------------
     Case(
         "unknown criterion",

@@ -93,7 +93,7 @@ def make_steps(space: SearchSpace, batch: int) -> Steps:
     config = SearchConfig()
     full = space.build()
     device = torch.device("cpu")
-    supernet, strategy = build_supernet(full, space, config, config.choices(space), device)
+    supernet, strategy = build_supernet(full, space, config, device)
     x = torch.randn(batch, 3, *INPUT_SIZE)
     y = torch.randint(0, NUM_CLASSES, (batch,))
     xv = torch.randn(batch, 3, *INPUT_SIZE)
@@ -124,6 +124,7 @@ def make_steps(space: SearchSpace, batch: int) -> Steps:
     def arch_full_backward() -> float:
         """The architecture step as the previous release ran it: the backward pass through
         every weight as well (gradients computed, then thrown away)."""
+        assert run.a_opt is not None  # width-gumbel has architecture parameters
         strategy.gate("sample", tau)
         loss = F.cross_entropy(supernet(xv), yv)
         run.a_opt.zero_grad(set_to_none=True)

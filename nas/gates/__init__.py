@@ -1,12 +1,14 @@
 """Gate strategies: architecture parameters and the channel masks they induce.
 
 Modules: ``base`` (the :class:`GateStrategy` interface and the :data:`STRATEGIES` registry),
-``schedules`` (temperature annealing, :data:`SCHEDULES`) and one module per strategy
-(``width_gumbel``). A new strategy is a module here with a class registered by
-``@register_strategy("name")``; it runs through the unchanged search loop, budget and extraction.
+``schedules`` (temperature annealing, :data:`SCHEDULES`) and one module per kind of strategy
+(``width_gumbel``; ``channel_gates``: ``channel-gumbel`` and ``scp``). A new strategy is a
+module here with a class registered by ``@register_strategy("name")``; it runs through the
+unchanged search loop, budget and extraction.
 """
 
-import nas.gates.width_gumbel  # noqa: F401  (registers width-gumbel)
+import nas.gates.channel_gates
+import nas.gates.width_gumbel  # noqa: F401  (registers width-gumbel, channel-gumbel, scp)
 from nas.gates.base import (
     MODES,
     STRATEGIES,
@@ -14,7 +16,9 @@ from nas.gates.base import (
     create_strategy,
     list_strategies,
     register_strategy,
+    strategy_options,
 )
+from nas.gates.channel_gates import ChannelGates, ChannelGumbel, SoftChannelPruning
 from nas.gates.schedules import SCHEDULES, temperature
 from nas.gates.width_gumbel import WidthGumbel
 
@@ -22,10 +26,14 @@ __all__ = [
     "MODES",
     "SCHEDULES",
     "STRATEGIES",
+    "ChannelGates",
+    "ChannelGumbel",
     "GateStrategy",
+    "SoftChannelPruning",
     "WidthGumbel",
     "create_strategy",
     "list_strategies",
     "register_strategy",
+    "strategy_options",
     "temperature",
 ]

@@ -14,10 +14,26 @@ extraction only talk to this interface:
 * :meth:`GateStrategy.discrete_widths` and :meth:`GateStrategy.choice_log_probs` say what the
   strategy would pick, for the budget projection and extraction.
 
+What a strategy declares about itself (class attributes), so the loop needs no special cases:
+
+* ``bilevel``: True (``width-gumbel``): the architecture parameters train on their own split in
+  alternating architecture steps; False (``channel-gumbel``, ``scp``): joint, single-level
+  training, the gates (or the BN parameters they come from) trained with the weights in one
+  step on the weights' batches, under the same budget;
+* ``train_mode``: the mask mode of the joint steps (``"hard"`` straight-through samples, or
+  ``"sample"`` relaxed ones);
+* ``per_input``: whether the masks depend on the input (a conditional network); every
+  strategy registered today is static;
+* :meth:`GateStrategy.budget_loss`: a strategy's own budget term (``channel-gumbel``'s batch
+  activation loss), else the search's ``--budget`` on the expected MACs;
+* :meth:`GateStrategy.channel_order`: which channels extraction keeps (gates open first), else
+  the nested order of the width choices.
+
 Strategies are registered in :data:`STRATEGIES` (``register_strategy``, also as a class
 decorator) and made with ``create_strategy(name, space, choices, **options)``: the options are
-the keyword-only arguments of the strategy's constructor; an unknown name or option is a
-:class:`~nas.errors.ConfigError`.
+the keyword-only arguments of the strategy's constructor (``--strategy-option key=value`` on the
+command line, typed from the constructor's annotations by :func:`strategy_options`); an unknown
+name or option is a :class:`~nas.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -41,6 +57,7 @@ __all__ = [
     "create_strategy",
     "list_strategies",
     "register_strategy",
+    "strategy_options",
 ]
 
 MODES = ("sample", "hard", "relaxed", "discrete")
@@ -50,6 +67,9 @@ class GateStrategy(nn.Module, abc.ABC):
     """Architecture parameters and the masks they induce (see the module docstring)."""
 
     name: ClassVar[str] = ""
+    bilevel: ClassVar[bool] = True
+    train_mode: ClassVar[str] = "hard"
+    per_input: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, choices: Mapping[str, Sequence[int]]) -> None:
         super().__init__()
@@ -101,6 +121,20 @@ class GateStrategy(nn.Module, abc.ABC):
         """An extra architecture loss (none by default)."""
         return torch.zeros((), device=self._device())
 
+    def budget_loss(self, target_ratio: float) -> Tensor | None:
+        """The strategy's own budget term toward ``target_ratio`` of the full MACs, computed from
+        the masks of the last :meth:`gate` call; None: the search's ``--budget`` applies."""
+        return None
+
+    def channel_order(self) -> dict[str, Tensor] | None:
+        """Per unit, its channels from most to least open, for extraction (a width ``w`` then
+        keeps the ``w`` most open ones); None: the nested order of the width choices."""
+        return None
+
+    def permute(self, order: Mapping[str, Tensor]) -> None:
+        """Reorder the strategy's own per-channel parameters as the supernet's channels were
+        reordered by ``order`` (:func:`nas.extraction.permute_channels`); none by default."""
+
     def entropy(self) -> Tensor:
         """Mean over units of the entropy of each unit's choice distribution divided by
         ``log(number of choices)``: 1 for a uniform distribution, 0 for a decided one. The
@@ -145,3 +179,52 @@ def create_strategy(
     """The strategy ``name`` for ``space`` and its width ``choices``, with ``options``."""
     strategy: GateStrategy = STRATEGIES.create(name, space, choices, **options)
     return strategy
+
+
+def strategy_options(name: str, items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` texts as the keyword options of strategy ``name``, each converted to the
+    type its constructor declares (int, float, bool, str); a one-line :class:`ConfigError` for
+    a malformed item, an option the strategy does not take, or a value of the wrong type."""
+    import inspect
+    import typing
+
+    from nas.errors import ConfigError
+
+    factory = STRATEGIES.get(name)
+    params = {
+        p.name: p
+        for p in inspect.signature(factory).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    try:
+        hints = typing.get_type_hints(factory.__init__ if inspect.isclass(factory) else factory)
+    except Exception:  # unresolvable annotations: keep the values as text
+        hints = {}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--strategy-option takes key=value, got {item!r}")
+        if key not in params:
+            takes = ", ".join(params) or "none"
+            raise ConfigError(
+                f"gate strategy {name!r} has no option {key!r} (its options: {takes})"
+            )
+        kind = hints.get(key, str)
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value: Any = text.lower() in ("true", "1", "yes")
+            elif kind in (int, float):
+                value = kind(text)
+                if kind is float and not math.isfinite(value):
+                    raise ValueError(text)
+            else:
+                value = text
+        except ValueError:
+            what = getattr(kind, "__name__", kind)
+            raise ConfigError(f"--strategy-option {key}: {text!r} is not of type {what}") from None
+        out[key] = value
+    return out

@@ -29,7 +29,7 @@ from nas.engine import (
 )
 from nas.errors import ConfigError, WeightsError, first_line
 from nas.extraction import check_full_weights, check_initial_weights, load_fitting, save_model
-from nas.gates import GateStrategy, create_strategy
+from nas.gates import GateStrategy
 from nas.io import load_state_dict_file, write_yaml
 from nas.options import MAX_EPOCHS, Options, build, option, record
 from nas.rundir import prepare_out_dir
@@ -263,7 +263,7 @@ def load_supernet(
     model = space.build()
     supernet = Supernet(model, space)
     model.load_state_dict(state["supernet"])
-    strategy = create_strategy(config.strategy, space, config.choices(space))
+    strategy = config.create_strategy(space)
     strategy.load_state_dict(state["strategy"])
     strategy.attach(supernet)
     return supernet.to(config.device), strategy.to(config.device)

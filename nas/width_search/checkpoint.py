@@ -94,7 +94,7 @@ def run_state(run: SearchRun) -> dict[str, Any]:
         "strategy": run.strategy.state_dict(),
         "w_opt": run.w_opt.state_dict(),
         "w_sched": run.w_sched.state_dict(),
-        "a_opt": run.a_opt.state_dict(),
+        "a_opt": run.a_opt.state_dict() if run.a_opt is not None else {},
         "records": [asdict(r) for r in run.records],
         "seconds": run.seconds,
         "budget": run.budget.state_dict(),
@@ -139,7 +139,8 @@ def _restore(run: SearchRun, state: dict[str, Any], *, arch_optimizer: bool) -> 
     run.w_opt.load_state_dict(state["w_opt"])
     run.w_sched.load_state_dict(state["w_sched"])
     if arch_optimizer:  # a shared warm-up has not stepped them: this search's own stand
-        run.a_opt.load_state_dict(state["a_opt"])
+        if run.a_opt is not None:
+            run.a_opt.load_state_dict(state["a_opt"])
         run.budget.load_state_dict(state["budget"])
     run.records = [SearchRecord(**r) for r in state["records"]]
     run.seconds = float(state["seconds"])

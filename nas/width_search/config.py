@@ -14,6 +14,7 @@ from nas.options import MAX_EPOCHS, option
 from nas.selection.config import MIN_SAMPLES, RankConfig
 
 if TYPE_CHECKING:
+    from nas.gates import GateStrategy
     from search_spaces import SearchSpace
 
 __all__ = ["DEFAULT_WIDTH_RATIOS", "MIN_TOLERANCE", "WEIGHT_SAMPLING", "SearchConfig"]
@@ -29,6 +30,12 @@ class SearchConfig(FinetuneConfig):
     group: ClassVar[str] = "search"
 
     strategy: str = option("width-gumbel", "gate strategy", choices="nas.gates:STRATEGIES")
+    strategy_option: tuple[str, ...] = option(
+        (),
+        "options of the gate strategy as key=value (e.g. group_size=8 for channel-gumbel; "
+        "its constructor's keyword arguments)",
+        metavar="KEY=VALUE,...",
+    )
     width_ratios: tuple[float, ...] = option(
         DEFAULT_WIDTH_RATIOS,
         "width choices per unit as ratios of its maximum",
@@ -131,7 +138,25 @@ class SearchConfig(FinetuneConfig):
                 f"--rank-top-k must be between 1 and --rank-pool {self.rank_pool}, "
                 f"got {self.rank_top_k}"
             )
+        self.strategy_options()
         super().check()
+
+    def strategy_options(self) -> dict[str, object]:
+        """``--strategy-option`` as typed keyword options of the strategy (one-line errors)."""
+        from nas.gates import strategy_options
+
+        return strategy_options(self.strategy, self.strategy_option)
+
+    def create_strategy(self, space: SearchSpace) -> GateStrategy:
+        """The gate strategy of this search for ``space``, with its options."""
+        from nas.gates import create_strategy
+        from nas.supernet import width_choices
+
+        ratios = {
+            u.name: width_choices(u.max_width, self.width_ratios, self.width_multiple)
+            for u in space.units
+        }
+        return create_strategy(self.strategy, space, ratios, **self.strategy_options())
 
     def rank_config(self) -> RankConfig:
         """The GCN ranking options of ``--select predictor`` (the rest at their defaults)."""
@@ -140,12 +165,9 @@ class SearchConfig(FinetuneConfig):
         )
 
     def choices(self, space: SearchSpace) -> dict[str, list[int]]:
-        from nas.supernet import width_choices
-
-        return {
-            u.name: width_choices(u.max_width, self.width_ratios, self.width_multiple)
-            for u in space.units
-        }
+        """Every unit's width choices: the width ratios (``width-gumbel``), or what the strategy
+        makes of them (``channel-gumbel``: multiples of its group size)."""
+        return self.create_strategy(space).choices
 
     def target_for(self, space: SearchSpace) -> float:
         """The target in MACs; refuses targets the width choices cannot reach."""

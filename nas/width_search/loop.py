@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nas.data import split_loader
+from nas.data import reseeded, split_loader
 from nas.engine import (
     has_checkpoint,
     loader_state,
@@ -40,7 +40,7 @@ from nas.engine import (
     seed_everything,
 )
 from nas.extraction import permute_channels
-from nas.gates import GateStrategy, create_strategy
+from nas.gates import GateStrategy
 from nas.importance import CRITERIA, channel_order
 from nas.supernet import Supernet
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, load_checkpoint, run_state, warm_start
@@ -122,10 +122,15 @@ def start_run(
     target = config.target_for(space)
     device = torch.device(config.device)
     seed_everything(config.seed)
-    choices = config.choices(space)
     scoring = train_loader if CRITERIA.get(config.order).needs_data else None
-    supernet, strategy = build_supernet(model, space, config, choices, device, scoring)
-    weights, arch = split_loader(train_loader, config.arch_fraction, config.seed)  # type: ignore[arg-type]
+    supernet, strategy = build_supernet(model, space, config, device, scoring)
+    weights: Iterable[Any]
+    arch: Iterable[Any]
+    if strategy.bilevel:
+        weights, arch = split_loader(train_loader, config.arch_fraction, config.seed)  # type: ignore[arg-type]
+    else:  # joint training: the gates learn with the weights on the whole training split (in
+        # the order of the seed, whatever the loader served before, as the split loaders are)
+        weights = arch = reseeded(train_loader, config.seed)  # type: ignore[arg-type]
     return SearchRun(supernet, strategy, config, target, weights, arch, val_loader, device)
 
 
@@ -168,7 +173,6 @@ def build_supernet(
     model: nn.Module,
     space: SearchSpace,
     config: SearchConfig,
-    choices: dict[str, list[int]],
     device: torch.device,
     data: Iterable[Any] | None = None,
 ) -> tuple[Supernet, GateStrategy]:
@@ -183,6 +187,6 @@ def build_supernet(
         restore_loader(data, state)
     permute_channels(net, space, order)
     supernet = Supernet(net, space)
-    strategy = create_strategy(config.strategy, space, choices).to(device)
+    strategy = config.create_strategy(space).to(device)
     strategy.attach(supernet)
     return supernet, strategy

@@ -22,7 +22,7 @@ the other (``arch_fraction`` of it, shuffled, a fresh batch every step); the val
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ from torch import Tensor
 from nas.cost import PROJECTIONS, create_budget
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
 from nas.errors import ConfigError
+from nas.extraction import permute_channels
 from nas.gates import GateStrategy, temperature
 from nas.supernet import (
     CALIBRATION_BATCHES,
@@ -75,11 +76,16 @@ class SearchRun:
         wconf = config.weight_config(self.total_epochs, config.lr)
         self.w_opt = make_optimizer(supernet.weights(), wconf)
         self.w_sched = make_scheduler(self.w_opt, wconf, self.steps)
-        self.a_opt = torch.optim.Adam(
-            strategy.arch_parameters(),
-            lr=config.arch_lr,
-            betas=(0.5, 0.999),
-            weight_decay=config.arch_weight_decay,
+        arch_params = strategy.arch_parameters()
+        self.a_opt = (  # a strategy without parameters of its own (scp) has nothing to step
+            torch.optim.Adam(
+                arch_params,
+                lr=config.arch_lr,
+                betas=(0.5, 0.999),
+                weight_decay=config.arch_weight_decay,
+            )
+            if arch_params
+            else None
         )
         self.budget = create_budget(
             config.budget, weight=config.budget_weight, lr=config.budget_lr, band=config.budget_band
@@ -114,8 +120,15 @@ class SearchRun:
         sums = {"train": 0.0, "arch": 0.0, "budget": 0.0}
         arch_batches = _cycle(self.arch_loader)
         tau = self.config.tau0
+        joint = not warm and not self.strategy.bilevel
         for step, (x, y) in enumerate(self.weight_loader):
             tau = self.tau(epoch, step)
+            if joint:  # single-level: weights and gates in one step on the weights' batch
+                ce, budget = self.joint_step(x, y, tau, self.progress(epoch, step))
+                sums["train"] += ce
+                sums["arch"] += ce
+                sums["budget"] += budget
+                continue
             sums["train"] += self.weight_step(x, y, tau)
             if not warm:
                 xa, ya = next(arch_batches)
@@ -167,25 +180,60 @@ class SearchRun:
         """One Adam step on the architecture parameters; returns (cross-entropy, budget loss).
         BN running statistics and the weights' gradients are left as they were."""
         x, y = x.to(self.device), y.to(self.device)
-        space = self.supernet.space
         with frozen_bn_statistics(self.supernet):
             self.supernet.train()
             self.strategy.gate("hard" if self.config.hard else "sample", tau)
             ce = F.cross_entropy(self.supernet(x), y)
+        budget, update = self._budget_terms()
+        crisp = self.config.entropy_weight * progress * self.strategy.entropy()
+        loss = ce + budget + crisp + self.strategy.regularizer()
+        params = self.strategy.arch_parameters()
+        if params and self.a_opt is not None:
+            self.a_opt.zero_grad(set_to_none=True)
+            loss.backward(inputs=params)  # gradients for the architecture parameters only
+            self.a_opt.step()
+        update()
+        self.supernet.set_masks(None)
+        return float(ce.detach()), float(budget.detach())
+
+    def joint_step(self, x: Tensor, y: Tensor, tau: float, progress: float) -> tuple[float, float]:
+        """Single-level training (strategies with ``bilevel = False``): one step of the weights
+        and the gates together on a weights' batch, at the strategy's ``train_mode`` masks, with
+        the budget, crispness and the strategy's regulariser; returns (cross-entropy, budget)."""
+        x, y = x.to(self.device), y.to(self.device)
+        self.supernet.train()
+        self.w_opt.zero_grad(set_to_none=True)
+        if self.a_opt is not None:
+            self.a_opt.zero_grad(set_to_none=True)
+        self.strategy.gate(self.strategy.train_mode, tau)
+        ce = F.cross_entropy(self.supernet(x), y)
+        budget, update = self._budget_terms()
+        crisp = self.config.entropy_weight * progress * self.strategy.entropy()
+        (ce + budget + crisp + self.strategy.regularizer()).backward()
+        self.w_opt.step()
+        if self.a_opt is not None:
+            self.a_opt.step()
+        self.w_sched.step()
+        update()
+        self.supernet.set_masks(None)
+        return float(ce.detach()), float(budget.detach())
+
+    def _budget_terms(self) -> tuple[Tensor, Callable[[], None]]:
+        """The budget loss (the strategy's own, weighted by ``budget_weight``, else
+        ``--budget`` on the expected MACs) and the update to call after the step."""
+        space = self.supernet.space
+        own = self.strategy.budget_loss(self.target / self.full_macs)
+        if own is not None:
+            return self.config.budget_weight * own, lambda: None
         ratio = space.expected_macs(self.strategy.expected_widths()) / self.target
         with torch.no_grad():
             argmax_ratio = space.macs(self.strategy.discrete_widths()) / self.target
-        budget = self.budget.loss(ratio, argmax_ratio)
-        crisp = self.config.entropy_weight * progress * self.strategy.entropy()
-        loss = ce + budget + crisp + self.strategy.regularizer()
-        self.a_opt.zero_grad(set_to_none=True)
-        params = self.strategy.arch_parameters()
-        if params:
-            loss.backward(inputs=params)  # gradients for the architecture parameters only
-            self.a_opt.step()
-        self.budget.update(float(ratio.detach()), argmax_ratio, self.strategy.confidence())
-        self.supernet.set_masks(None)
-        return float(ce.detach()), float(budget.detach())
+        confidence = self.strategy.confidence()
+
+        def update() -> None:
+            self.budget.update(float(ratio.detach()), argmax_ratio, confidence)
+
+        return self.budget.loss(ratio, argmax_ratio), update
 
     def _record(
         self, epoch: int, warm: bool, tau: float, lr: float, sums: dict[str, float], seconds: float
@@ -234,6 +282,10 @@ class SearchRun:
         """The delivered widths (the argmax projected into the budget band), and the relaxed,
         argmax and delivered networks compared on the validation split."""
         c = self.config
+        order = self.strategy.channel_order()
+        if order is not None:  # the most open channels first: a width w keeps exactly them
+            permute_channels(self.supernet.model, space, order)
+            self.strategy.permute(order)
         argmax = self.strategy.discrete_widths()
         log_probs = self.strategy.choice_log_probs()
         project = PROJECTIONS.get(c.projection)

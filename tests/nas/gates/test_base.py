@@ -96,6 +96,7 @@ def test_every_registered_strategy_gates_the_supernet(name: str) -> None:
     supernet, _ = attached("resnet20_b")
     strategy = create_strategy(name, supernet.space, choices)
     strategy.attach(supernet)
+    choices = strategy.choices  # the width ratios' choices, or the strategy's own (its groups)
     x = torch.randn(3, space.in_channels, *space.input_size)
     for mode in ("sample", "hard", "relaxed", "discrete"):
         masks = strategy.masks(mode, tau=1.0)
@@ -114,7 +115,7 @@ def test_every_registered_strategy_gates_the_supernet(name: str) -> None:
     for unit, lp in strategy.choice_log_probs().items():
         assert lp.shape == (len(choices[unit]),)
         assert torch.isclose(lp.exp().sum(), torch.tensor(1.0), atol=1e-4)
-    params = strategy.arch_parameters()
+    params = strategy.arch_parameters() or list(supernet.parameters())  # scp: the BN parameters
     if params:  # the budget's expected MACs are differentiable in the architecture parameters
         macs = space.expected_macs(expected)
         assert macs.requires_grad
