@@ -166,8 +166,12 @@ class SearchConfig(FinetuneConfig):
 
     def choices(self, space: SearchSpace) -> dict[str, list[int]]:
         """Every unit's width choices: the width ratios (``width-gumbel``), or what the strategy
-        makes of them (``channel-gumbel``: multiples of its group size)."""
-        return self.create_strategy(space).choices
+        makes of them (``channel-gumbel``: multiples of its group size). Making the strategy
+        to ask draws no random numbers from the caller's generators."""
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            return self.create_strategy(space).choices
 
     def target_for(self, space: SearchSpace) -> float:
         """The target in MACs; refuses targets the width choices cannot reach."""

@@ -228,10 +228,9 @@ class SearchRun:
         ratio = space.expected_macs(self.strategy.expected_widths()) / self.target
         with torch.no_grad():
             argmax_ratio = space.macs(self.strategy.discrete_widths()) / self.target
-        confidence = self.strategy.confidence()
 
-        def update() -> None:
-            self.budget.update(float(ratio.detach()), argmax_ratio, confidence)
+        def update() -> None:  # after the step: the confidence the step reached
+            self.budget.update(float(ratio.detach()), argmax_ratio, self.strategy.confidence())
 
         return self.budget.loss(ratio, argmax_ratio), update
 

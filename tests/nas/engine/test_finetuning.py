@@ -1,13 +1,12 @@
-"""nas.width_search.finetune: the uniform-width twin of a searched network."""
+"""nas.engine.finetuning: the uniform-width twin of a found network."""
 
 from __future__ import annotations
 
 import pytest
 
 import search_spaces
+from nas.engine.finetuning import FinetuneConfig, uniform_twin
 from nas.errors import ConfigError
-from nas.width_search import SearchConfig
-from nas.width_search.finetune import uniform_twin
 
 
 @pytest.mark.parametrize("searched", [0.245, 0.2499, 0.25])
@@ -15,7 +14,7 @@ def test_the_twin_stays_within_the_tolerance_of_the_target(searched: float) -> N
     """resnet20 (option A) on CIFAR at 25 %: the uniform width nearest to a searched network
     of 24.5 % has 24.3 %, outside the 2 % band; the twin is then the one nearest the target."""
     space = search_spaces.create("resnet20", num_classes=10, in_channels=3, input_size=(32, 32))
-    config = SearchConfig(target_macs="0.25")
+    config = FinetuneConfig(target_macs="0.25")
     twin = uniform_twin(space, searched * space.macs(), config)
     assert abs(twin.macs() / (0.25 * space.macs()) - 1) <= config.tolerance
     ratios = {twin.widths[u.name] / u.max_width for u in space.units}
@@ -24,6 +23,6 @@ def test_the_twin_stays_within_the_tolerance_of_the_target(searched: float) -> N
 
 def test_no_uniform_width_near_the_target_is_one_line() -> None:
     space = search_spaces.create("resnet20")
-    config = SearchConfig(target_macs="0.84", width_multiple=16)
+    config = FinetuneConfig(target_macs="0.84")
     with pytest.raises(ConfigError, match="no uniform width of resnet20 lies within"):
-        uniform_twin(space, 0.84 * space.macs(), config)
+        uniform_twin(space, 0.84 * space.macs(), config, multiple=16)
