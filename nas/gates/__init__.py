@@ -2,13 +2,15 @@
 
 Modules: ``base`` (the :class:`GateStrategy` interface and the :data:`STRATEGIES` registry),
 ``schedules`` (temperature annealing, :data:`SCHEDULES`) and one module per kind of strategy
-(``width_gumbel``; ``channel_gates``: ``channel-gumbel`` and ``scp``). A new strategy is a
+(``width_gumbel``; ``channel_gates``: ``channel-gumbel`` and ``scp``; ``conditional``:
+``conditional-gumbel`` and ``batch-shaping``). A new strategy is a
 module here with a class registered by ``@register_strategy("name")``; it runs through the
 unchanged search loop, budget and extraction.
 """
 
 import nas.gates.channel_gates
-import nas.gates.width_gumbel  # noqa: F401  (registers width-gumbel, channel-gumbel, scp)
+import nas.gates.conditional
+import nas.gates.width_gumbel  # noqa: F401  (registers every strategy)
 from nas.gates.base import (
     MODES,
     STRATEGIES,
@@ -19,6 +21,7 @@ from nas.gates.base import (
     strategy_options,
 )
 from nas.gates.channel_gates import ChannelGates, ChannelGumbel, SoftChannelPruning
+from nas.gates.conditional import BatchShaping, ConditionalGates, ConditionalGumbel
 from nas.gates.schedules import SCHEDULES, temperature
 from nas.gates.width_gumbel import WidthGumbel
 
@@ -26,8 +29,11 @@ __all__ = [
     "MODES",
     "SCHEDULES",
     "STRATEGIES",
+    "BatchShaping",
     "ChannelGates",
     "ChannelGumbel",
+    "ConditionalGates",
+    "ConditionalGumbel",
     "GateStrategy",
     "SoftChannelPruning",
     "WidthGumbel",

@@ -131,6 +131,16 @@ class GateStrategy(nn.Module, abc.ABC):
         keeps the ``w`` most open ones); None: the nested order of the width choices."""
         return None
 
+    def set_progress(self, progress: float) -> None:
+        """The share of the search steps done (0 to 1), told before every step; strategies
+        with phases (``batch-shaping``) use it."""
+        self.progress = progress
+
+    def make_static(self, batches: Any, share: float, device: torch.device) -> None:
+        """Per-input strategies: turn the gates into one static pruning (channels open for
+        fewer than ``share`` of the images of ``batches`` removed)."""
+        raise NotImplementedError(f"{self.name} is not a per-input strategy")
+
     def permute(self, order: Mapping[str, Tensor]) -> None:
         """Reorder the strategy's own per-channel parameters as the supernet's channels were
         reordered by ``order`` (:func:`nas.extraction.permute_channels`); none by default."""

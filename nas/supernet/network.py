@@ -74,6 +74,9 @@ class Supernet(nn.Module):
         self.model = model
         self.space = space
         self.bns = make_maskable(model, space)
+        # (mode, tau) while an input-conditional strategy gates the passes (its hooks set the
+        # masks of each batch); set_masks and set_widths end it
+        self.gating: tuple[str, float] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -83,6 +86,7 @@ class Supernet(nn.Module):
 
     def set_masks(self, masks: Mapping[str, Tensor] | None) -> None:
         """Per-unit masks ``(C,)`` or ``(N, C)``; None switches every channel on."""
+        self.gating = None
         for unit, bns in self.bns.items():
             m = None if masks is None else masks.get(unit)
             for bn in bns:

@@ -36,6 +36,15 @@ class SearchConfig(FinetuneConfig):
         "its constructor's keyword arguments)",
         metavar="KEY=VALUE,...",
     )
+    static: bool = option(
+        False,
+        "per-input strategies (conditional-gumbel, batch-shaping): turn the gates into a static "
+        "pruning after the search (channels open for fewer than --static-share of the training "
+        "images removed) and extract a standalone network",
+    )
+    static_share: float = option(
+        0.5, "--static: the share of training images a channel must be open for", gt=0, le=1
+    )
     width_ratios: tuple[float, ...] = option(
         DEFAULT_WIDTH_RATIOS,
         "width choices per unit as ratios of its maximum",
@@ -139,6 +148,24 @@ class SearchConfig(FinetuneConfig):
                 f"got {self.rank_top_k}"
             )
         self.strategy_options()
+        from nas.gates import STRATEGIES
+
+        per_input = bool(getattr(STRATEGIES.get(self.strategy), "per_input", False))
+        if self.static and not per_input:
+            raise ConfigError(
+                f"--static turns per-input gates into a static pruning; --strategy "
+                f"{self.strategy} is static already (drop --static)"
+            )
+        if per_input and not self.static:
+            raise ConfigError(
+                f"--strategy {self.strategy} gates each input; this release delivers its gates "
+                "as a static pruning: pass --static"
+            )
+        if per_input and self.select == "predictor":
+            raise ConfigError(
+                f"--select predictor ranks static width assignments; --strategy {self.strategy} "
+                "gates each input (use --select argmax)"
+            )
         super().check()
 
     def strategy_options(self) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import nn
 
 from nas.engine import evaluate, seed_everything
@@ -73,4 +74,41 @@ def summarize(
         "search_seconds": round(outcome.seconds, 2),
         "strategy": config.strategy,
         "from_scratch": config.from_scratch,
+    } | (per_input_metrics(outcome, test_loader, config) if outcome.strategy.per_input else {})
+
+
+@torch.no_grad()
+def per_input_metrics(
+    outcome: SearchOutcome, test_loader: Iterable[Any], config: SearchConfig
+) -> dict[str, Any]:
+    """The conditional network a per-input strategy learned, before ``--static`` made it one
+    static pruning: its MACs per test image (counted exactly from the gates open for each
+    image; mean, p50, p95), the gate networks' own MACs, and its test accuracy (the supernet
+    with the gates of each image, BN re-estimated under them)."""
+    from nas.gates.conditional import ConditionalGates, open_shares
+    from nas.supernet import recalibrate_bn
+
+    strategy, supernet = outcome.strategy, outcome.supernet
+    assert isinstance(strategy, ConditionalGates)
+    device = torch.device(config.device)
+    frozen, strategy.frozen = strategy.frozen, None
+    try:
+        strategy.gate("discrete", 1.0)
+        recalibrate_bn(supernet, outcome.calibration, device)
+        accuracy = evaluate(supernet, test_loader, device=device).accuracy
+        _, macs = open_shares(supernet, strategy, test_loader, device)
+    finally:
+        strategy.frozen = frozen
+        supernet.set_masks(None)
+    full = supernet.space.macs()
+    values = macs.double()
+    return {
+        "avg_macs": float(values.mean()),
+        "avg_macs_ratio": float(values.mean()) / full,
+        "p50_macs": float(values.quantile(0.5)),
+        "p95_macs": float(values.quantile(0.95)),
+        "p95_macs_ratio": float(values.quantile(0.95)) / full,
+        "gate_macs": strategy.gate_macs(),
+        "conditional_acc": accuracy,
+        "static_share": config.static_share,
     }

@@ -180,6 +180,7 @@ class SearchRun:
         """One Adam step on the architecture parameters; returns (cross-entropy, budget loss).
         BN running statistics and the weights' gradients are left as they were."""
         x, y = x.to(self.device), y.to(self.device)
+        self.strategy.set_progress(progress)
         with frozen_bn_statistics(self.supernet):
             self.supernet.train()
             self.strategy.gate("hard" if self.config.hard else "sample", tau)
@@ -202,6 +203,7 @@ class SearchRun:
         the budget, crispness and the strategy's regulariser; returns (cross-entropy, budget)."""
         x, y = x.to(self.device), y.to(self.device)
         self.supernet.train()
+        self.strategy.set_progress(progress)
         self.w_opt.zero_grad(set_to_none=True)
         if self.a_opt is not None:
             self.a_opt.zero_grad(set_to_none=True)
@@ -281,6 +283,8 @@ class SearchRun:
         """The delivered widths (the argmax projected into the budget band), and the relaxed,
         argmax and delivered networks compared on the validation split."""
         c = self.config
+        if self.strategy.per_input:  # --static: the gates as one static pruning
+            self.strategy.make_static(self.weight_loader, c.static_share, self.device)
         order = self.strategy.channel_order()
         if order is not None:  # the most open channels first: a width w keeps exactly them
             permute_channels(self.supernet.model, space, order)

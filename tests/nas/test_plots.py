@@ -158,7 +158,8 @@ def test_pareto_joins_prune_runs_under_one_label_into_a_curve(
     ax = figures[0].axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     chip = lines["chip"]
-    assert list(chip.get_xdata()) == [0.25, 0.5] and list(chip.get_ydata()) == [60.0, 66.0]
+    assert np.asarray(chip.get_xdata()).tolist() == [0.25, 0.5]
+    assert np.asarray(chip.get_ydata()).tolist() == [60.0, 66.0]
     assert "search: uniform width" in lines and "search" in lines
     _nothing_touches_the_edge(png)
 
