@@ -44,12 +44,15 @@ __all__ = [
     "ConditionalGumbel",
     "batch_shaping_loss",
     "beta_cdf",
+    "gate_network",
+    "open_shares",
 ]
 
 HIDDEN = 16
 
 
-def _gate_net(in_channels: int, groups: int, open_logit: float) -> nn.Sequential:
+def gate_network(in_channels: int, groups: int, open_logit: float) -> nn.Sequential:
+    """Pool -> Linear(C, 16) -> BN -> ReLU -> Linear(16, G), gates starting at ``open_logit``."""
     net = nn.Sequential(
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
@@ -100,7 +103,10 @@ class ConditionalGates(ChannelGates):
         }
         logit = math.log(init_open / (1 - init_open))
         self.nets = nn.ModuleDict(
-            {_key(u): _gate_net(inputs[self.blocks[u]], self.groups[u], logit) for u in self.gated}
+            {
+                _key(u): gate_network(inputs[self.blocks[u]], self.groups[u], logit)
+                for u in self.gated
+            }
         )
         self._probs: dict[str, Tensor] = {}  # the last batch's open probabilities (N, G)
         self.frozen: dict[str, Tensor] | None = None  # per-unit open shares (--static)

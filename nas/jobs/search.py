@@ -276,6 +276,11 @@ def _search_to_dir(
         "finetune_epochs": c.finetune_epochs,
     }
     save_model(small, outcome.spec, out)
+    if outcome.conditional is not None:  # a per-input strategy: its conditional network too
+        from nas.gates.deploy import save_conditional
+
+        group = int(getattr(outcome.strategy, "group_size", 1))
+        save_conditional(outcome.conditional, space, group, out / "conditional")
     write_json(out / "metrics.json", metrics)
     plot_widths(outcome.spec, out / "widths.png")
     plot_search_curves(outcome.records, metrics["target_macs_ratio"], out / "search_curves.png")

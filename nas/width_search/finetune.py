@@ -83,9 +83,11 @@ def per_input_metrics(
 ) -> dict[str, Any]:
     """The conditional network a per-input strategy learned, before ``--static`` made it one
     static pruning: its MACs per test image (counted exactly from the gates open for each
-    image; mean, p50, p95), the gate networks' own MACs, and its test accuracy (the supernet
-    with the gates of each image, BN re-estimated under them)."""
+    image; mean, p50, p95), the gate networks' own MACs, and its test accuracy (BN re-estimated
+    under the gates of each image). The standalone conditional network
+    (:func:`nas.gates.deploy.conditional_network`) is left in ``outcome.conditional``."""
     from nas.gates.conditional import ConditionalGates, open_shares
+    from nas.gates.deploy import conditional_network
     from nas.supernet import recalibrate_bn
 
     strategy, supernet = outcome.strategy, outcome.supernet
@@ -95,7 +97,9 @@ def per_input_metrics(
     try:
         strategy.gate("discrete", 1.0)
         recalibrate_bn(supernet, outcome.calibration, device)
-        accuracy = evaluate(supernet, test_loader, device=device).accuracy
+        supernet.set_masks(None)
+        outcome.conditional = conditional_network(supernet, strategy).to(device)
+        accuracy = evaluate(outcome.conditional, test_loader, device=device).accuracy
         _, macs = open_shares(supernet, strategy, test_loader, device)
     finally:
         strategy.frozen = frozen

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from torch import Tensor
+from torch.nn import Module
 
 from nas.engine import EvalResult
 from nas.gates import GateStrategy
@@ -55,6 +56,8 @@ class SearchOutcome:
     calibration: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     records: list[SearchRecord] = field(default_factory=list)
     seconds: float = 0.0
+    # a per-input strategy's conditional network (nas.gates.deploy), set by the summary
+    conditional: Module | None = None
 
     @property
     def relaxation_gap(self) -> float:

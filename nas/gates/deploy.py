@@ -1,0 +1,173 @@
+"""The conditional network a per-input strategy learned, as a standalone model.
+
+:func:`conditional_network` turns the supernet and its gate networks into a plain ResNet whose
+gated blocks (:class:`GatedBasicBlock`) run their gate network on the block input and compute
+only the open channels: at batch size 1 the block's weights are sliced to those channels for
+that input (fewer MACs, really skipped), at larger batches the closed channels are masked (the
+same outputs; every image has its own channels, so nothing can be sliced for all of them). It
+is saved as ``arch.json`` (the full space) + ``conditional.json`` (the gate settings) +
+``model.pt`` (state_dict) + ``model.ts`` (TorchScript: ``torch.jit.load`` runs the gates with
+torch alone), and rebuilt by :func:`load_conditional`.
+
+The gated units of the spaces with basic residual blocks (CIFAR ResNets, ResNet-18/34) are
+supported; the Bottleneck spaces are refused with one line.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas.errors import ConfigError, WeightsError, first_line
+from nas.extraction import save_model
+from nas.gates.conditional import gate_network
+from nas.io import atomic_write_text, load_state_dict_file
+from nas.supernet import Supernet
+from search_spaces import SearchSpace, WidthSpec
+
+__all__ = [
+    "CONDITIONAL_FORMAT",
+    "GatedBasicBlock",
+    "conditional_network",
+    "load_conditional",
+    "save_conditional",
+]
+
+CONDITIONAL_FORMAT = "channel-nas/conditional-1"
+
+
+class GatedBasicBlock(nn.Module):
+    """A basic residual block whose inner channels are opened per input by a gate network."""
+
+    def __init__(self, block: nn.Module, gate: nn.Module, group_size: int) -> None:
+        super().__init__()
+        conv1, bn1, conv2, bn2 = block.conv1, block.bn1, block.conv2, block.bn2
+        assert isinstance(conv1, nn.Conv2d) and isinstance(conv2, nn.Conv2d)
+        assert isinstance(bn1, nn.BatchNorm2d) and isinstance(bn2, nn.BatchNorm2d)
+        self.conv1: nn.Conv2d = conv1
+        self.bn1: nn.BatchNorm2d = bn1
+        self.conv2: nn.Conv2d = conv2
+        self.bn2: nn.BatchNorm2d = bn2
+        downsample = block.downsample
+        self.downsample: nn.Module = (
+            downsample if isinstance(downsample, nn.Module) else nn.Identity()
+        )
+        self.gate: nn.Module = gate
+        self.group_size = group_size
+        self.stride1, self.padding1 = _int(conv1.stride), _int(conv1.padding)
+        self.stride2, self.padding2 = _int(conv2.stride), _int(conv2.padding)
+
+    def forward(self, x: Tensor) -> Tensor:
+        open_groups = self.gate(x) > 0  # (N, G): the mode of each gate
+        identity = self.downsample(x)
+        if x.shape[0] == 1:
+            groups = open_groups[0].nonzero().flatten()
+            offsets = torch.arange(self.group_size, device=x.device)
+            idx = (groups[:, None] * self.group_size + offsets[None, :]).flatten()
+            if idx.numel() == 0:  # every channel closed: the branch sees zeros
+                out = self.bn2(torch.zeros_like(identity))
+            else:
+                out = F.conv2d(
+                    x,
+                    self.conv1.weight.index_select(0, idx),
+                    None,
+                    self.stride1,
+                    self.padding1,
+                )
+                bn = self.bn1
+                out = F.batch_norm(
+                    out,
+                    _select(bn.running_mean, idx),
+                    _select(bn.running_var, idx),
+                    _select(bn.weight, idx),
+                    _select(bn.bias, idx),
+                    False,
+                    0.0,
+                    bn.eps,
+                )
+                out = F.relu(out)
+                out = F.conv2d(
+                    out,
+                    self.conv2.weight.index_select(1, idx),
+                    None,
+                    self.stride2,
+                    self.padding2,
+                )
+                out = self.bn2(out)
+        else:
+            mask = open_groups.repeat_interleave(self.group_size, 1).to(x.dtype)
+            out = F.relu(self.bn1(self.conv1(x)) * mask[:, :, None, None])
+            out = self.bn2(self.conv2(out))
+        return F.relu(out + identity)
+
+
+def _int(value: Any) -> int:
+    """A conv's stride or padding (square) as one int."""
+    return int(value[0]) if isinstance(value, tuple) else int(value)
+
+
+def _select(t: Tensor | None, idx: Tensor) -> Tensor:
+    assert t is not None
+    return t.index_select(0, idx)
+
+
+def conditional_network(supernet: Supernet, strategy: Any) -> nn.Module:
+    """The standalone conditional network of ``supernet`` gated by ``strategy`` (a
+    :class:`~nas.gates.ConditionalGates`), in eval mode; the supernet is not changed."""
+    space = supernet.space
+    model = space.build()
+    model.load_state_dict(supernet.model.state_dict())
+    model.eval()
+    for unit in strategy.gated:
+        block_name = strategy.blocks[unit]
+        block = model.get_submodule(block_name)
+        if not hasattr(block, "conv2") or hasattr(block, "conv3"):
+            raise ConfigError(
+                f"{space.name}: the conditional network of bottleneck blocks is not supported "
+                "(basic-block spaces are)"
+            )
+        gate = copy.deepcopy(strategy.nets[unit.replace(".", "_")]).eval()
+        model.set_submodule(block_name, GatedBasicBlock(block, gate, strategy.group_size))
+    return model
+
+
+def save_conditional(model: nn.Module, space: SearchSpace, group_size: int, out: Path) -> None:
+    """``arch.json`` (the full space), ``model.pt``, ``model.ts`` and ``conditional.json``."""
+    save_model(model, space.spec(), out)
+    gated = [n for n, m in model.named_modules() if isinstance(m, GatedBasicBlock)]
+    meta = {"format": CONDITIONAL_FORMAT, "group_size": group_size, "blocks": gated}
+    atomic_write_text(out / "conditional.json", json.dumps(meta) + "\n")
+
+
+def load_conditional(path: str | Path) -> nn.Module:
+    """The conditional network saved in ``path`` (see :func:`save_conditional`), in eval mode."""
+    d = Path(path)
+    try:
+        meta = json.loads((d / "conditional.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{d} holds no conditional network ({first_line(exc)})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CONDITIONAL_FORMAT:
+        raise ConfigError(f"{d / 'conditional.json'} is not a {CONDITIONAL_FORMAT} file")
+    spec = WidthSpec.load(d / "arch.json")
+    model = spec.get_space().build()
+    group = int(meta["group_size"])
+    for name in meta["blocks"]:
+        block = model.get_submodule(name)
+        conv1 = block.conv1
+        assert isinstance(conv1, nn.Conv2d)
+        gate = gate_network(conv1.in_channels, conv1.out_channels // group, 0.0)
+        model.set_submodule(name, GatedBasicBlock(block, gate, group))
+    state = load_state_dict_file(d / "model.pt")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"{d / 'model.pt'} does not fit {d / 'conditional.json'}: {first_line(exc)}"
+        ) from None
+    return model.eval()
