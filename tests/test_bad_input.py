@@ -561,6 +561,25 @@ CASES = [
         ],
         "group_size 5 does not divide",
     ),
+    Case(
+        "--static with a static strategy",
+        lambda a, t: ["search", "--strategy", "scp", "--static", "--out", _out(t)],
+        "static already",
+    ),
+    Case(
+        "a per-input strategy without --static",
+        lambda a, t: ["search", "--strategy", "batch-shaping", "--out", _out(t)],
+        "pass --static",
+    ),
+    Case(
+        "--select predictor with a per-input strategy",
+        lambda a, t: [
+            "search",
+            *("--strategy", "conditional-gumbel", "--static", "--select", "predictor"),
+            *("--out", _out(t)),
+        ],
+        "gates each input",
+    ),
     # -- criteria pruning (nas prune, nas criteria compare) ------------------------------------
     Case(
         "unknown criterion",
