@@ -15,14 +15,20 @@ Methods (``nas prune --criterion C --allocation A`` in process, :func:`nas.pruni
 * ``l1/greedy``: AutoSlim-style slimming on validation accuracy (BN recalibrated), l1 channels;
 * ``search``: ``nas search --compare``'s searched network (taken from a ``search_quality.py``
   results file run with the same baseline and fine-tuning: ``--search-results``; its own
-  uniform twin comes from the supernet and is not used here).
+  uniform twin comes from the supernet and is not used here);
+* ``search:NAME`` for every gate strategy (``--methods search:channel-gumbel ...``): ``nas
+  search --strategy NAME`` run here (5 warm-up epochs shared by the targets, 12 search epochs,
+  ``--static`` for the per-input strategies), fine-tuned the same way; for a per-input strategy
+  the table also gives its conditional network's average and p95 MAC ratios and accuracy, and
+  ``methods_macs.png`` plots it at its average MACs with p95 as an error bar.
 
 Seeds: the fine-tuning seed (batch order; for ``random`` also its scores). Every method is paired
 with ``uniform`` at the same seed: the table gives the mean test accuracy, the paired difference
 to ``uniform`` (mean and standard error over seeds) and the MAC ratio. Model choices use no test
 data (greedy slims on the validation split); test accuracies are only reported.
 Results are appended to ``--out/results.jsonl`` as they come (re-running resumes); the table goes
-to ``--out/method_table.csv`` and the figure to ``--out/methods.png``.
+to ``--out/method_table.csv`` and the figures to ``--out/methods.png`` (paired differences) and
+``--out/methods_macs.png`` (accuracy against MACs).
 
     python experiments/benchmarks/method_table.py --out runs/methods \
         --baselines runs/search_quality --search-results runs/search_quality/results.jsonl
@@ -45,9 +51,12 @@ import torch
 
 import nas
 from nas.data import load_data, reseeded
+from nas.gates import STRATEGIES
 from nas.pruning import PruneConfig, prune_network
+from nas.width_search import SearchConfig, warm_up
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from search_quality import run as search_run  # the search and what it delivers
 from search_quality import train_baseline  # the same cached baseline
 
 SPACES = ("resnet20", "resnet20_b")
@@ -59,6 +68,9 @@ METHODS: dict[str, tuple[str, str]] = {
     **{f"{c}/{a}": (c, a) for a in ("uniform", "global") for c in CRITERIA},
     "l1/greedy": ("l1", "greedy"),
 }
+# gate strategies searched here (search:NAME), as nas search --strategy NAME runs them
+STRATEGY_METHODS = tuple(f"search:{s}" for s in STRATEGIES.names())
+WARMUP_EPOCHS, SEARCH_EPOCHS = 5, 12  # as search_quality.py's runs
 
 
 def prune_row(
@@ -97,6 +109,47 @@ def prune_row(
         "allocation_seconds": m["allocation_seconds"],
         "seconds": round(time.perf_counter() - start, 1),
         "widths": m["widths"],
+    }
+
+
+def strategy_row(
+    method: str, space_name: str, target: float, seed: int, ctx: dict[str, Any], cache: Path
+) -> dict[str, Any]:
+    """``nas search --strategy NAME`` (``--static`` for a per-input one) from the same baseline,
+    fine-tuned the same way; its warm-up shared by both targets."""
+    name = method.split(":", 1)[1]
+    per_input = bool(getattr(STRATEGIES.get(name), "per_input", False))
+    data = replace(ctx["data"], train=reseeded(ctx["data"].train, seed))
+    assert data.val is not None
+    base = SearchConfig(
+        strategy=name,
+        static=per_input,
+        seed=seed,
+        warmup_epochs=WARMUP_EPOCHS,
+        search_epochs=SEARCH_EPOCHS,
+        finetune_epochs=ctx["finetune_epochs"],
+    )
+    path = cache / f"warmup-{space_name}-{name}-{seed}.pt"
+    warm_up(
+        ctx["baseline"], ctx["space"], data.train, data.val, config=base, path=path, progress=False
+    )
+    config = replace(base, target_macs=f"{target:g}")
+    start = time.perf_counter()
+    m = search_run(ctx["space"], data, ctx["baseline"], ctx["baseline_acc"], config, path)
+    return {
+        "space": space_name,
+        "target": target,
+        "method": method,
+        "seed": seed,
+        "acc": m["searched_acc"],
+        "val_acc": m["searched_val_acc"],
+        "oneshot_val_acc": m["delivered_val_acc"],
+        "macs_ratio": m["macs_ratio"],
+        "scoring_seconds": m["search_s"],
+        "allocation_seconds": 0.0,
+        "seconds": round(time.perf_counter() - start, 1),
+        "widths": m["widths"],
+        **{k: m[k] for k in ("avg_macs_ratio", "p95_macs_ratio", "conditional_acc") if k in m},
     }
 
 
@@ -158,9 +211,64 @@ def table(rows: list[dict[str, Any]], methods: list[str]) -> list[dict[str, Any]
                     if any(r["oneshot_val_acc"] is not None for r in group)
                     else math.nan,
                     "scoring_seconds": statistics.fmean(r["scoring_seconds"] for r in group),
+                    **_conditional(group),
                 }
             )
     return out
+
+
+def _conditional(group: list[dict[str, Any]]) -> dict[str, float]:
+    """A per-input strategy's conditional network: mean of its average and p95 MAC ratios and
+    of its accuracy (before the static pruning and fine-tuning)."""
+    if not all("avg_macs_ratio" in r for r in group):
+        return {}
+    return {
+        k: statistics.fmean(r[k] for r in group)
+        for k in ("avg_macs_ratio", "p95_macs_ratio", "conditional_acc")
+    }
+
+
+def plot_macs(entries: list[dict[str, Any]], path: Path) -> None:
+    """Test accuracy against MAC ratio, one panel per space: every method's network, and the
+    conditional networks of per-input strategies at their average MACs (p95 as error bar)."""
+    from nas.plots import pyplot, save_figure
+
+    plt = pyplot()
+    spaces = sorted({e["space"] for e in entries})
+    fig, axes = plt.subplots(1, len(spaces), figsize=(5.5 * len(spaces), 4.2), squeeze=False)
+    methods = list(dict.fromkeys(e["method"] for e in entries))
+    markers = "osD^v<>pPX*hH8"
+    for ax, space in zip(axes[0], spaces, strict=True):
+        for i, method in enumerate(methods):
+            here = [e for e in entries if (e["space"], e["method"]) == (space, method)]
+            if not here:
+                continue
+            color, marker = f"C{i % 10}", markers[i % len(markers)]
+            ax.scatter(
+                [e["macs_ratio"] for e in here],
+                [e["acc_mean"] for e in here],
+                color=color,
+                marker=marker,
+                label=method,
+            )
+            for e in here:
+                if "avg_macs_ratio" in e:
+                    ax.errorbar(
+                        e["avg_macs_ratio"],
+                        e["conditional_acc"],
+                        xerr=[[0.0], [e["p95_macs_ratio"] - e["avg_macs_ratio"]]],
+                        fmt=marker,
+                        mfc="none",
+                        color=color,
+                        capsize=3,
+                    )
+        ax.set_title(space)
+        ax.set_xlabel("MACs / full network (conditional: average, bar to p95)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def plot(entries: list[dict[str, Any]], path: Path) -> None:
@@ -203,12 +311,14 @@ def main() -> None:
     parser.add_argument("--spaces", nargs="+", default=list(SPACES))
     parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--methods", nargs="+", default=list(METHODS), choices=[*METHODS, *STRATEGY_METHODS]
+    )
     parser.add_argument(
         "--seeds-for",
         nargs="*",
         default=None,
-        choices=METHODS,
+        choices=[*METHODS, *STRATEGY_METHODS],
         help="methods run at every --seeds seed; the others at the first seed only "
         "(default: every method at every seed)",
     )
@@ -256,7 +366,12 @@ def main() -> None:
                     key = (space_name, target, method, seed)
                     if (extra and seed != args.seeds[0]) or key in done:
                         continue
-                    row = prune_row(method, space_name, target, seed, contexts[space_name])
+                    ctx = contexts[space_name]
+                    row = (
+                        strategy_row(method, space_name, target, seed, ctx, cache)
+                        if method.startswith("search:")
+                        else prune_row(method, space_name, target, seed, ctx)
+                    )
                     rows.append(row)
                     with results.open("a") as f:
                         f.write(json.dumps(row) + "\n")
@@ -273,12 +388,13 @@ def main() -> None:
             if r["space"] in args.spaces and r["target"] in args.targets
         ]
     rows = [r for r in rows if r["space"] in args.spaces and r["target"] in args.targets]
-    entries = table(rows, [m for m in METHODS if m in args.methods])
+    entries = table(rows, [m for m in [*METHODS, *STRATEGY_METHODS] if m in args.methods])
     with open(out / "method_table.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(entries[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for e in entries for k in e)))
         writer.writeheader()
         writer.writerows(entries)
     plot(entries, out / "methods.png")
+    plot_macs(entries, out / "methods_macs.png")
     print()
     print(
         "| space | target | method | seeds | test acc % | - uniform (mean +- SE) | MACs | "
