@@ -19,6 +19,7 @@ state as it was, so the fine-tuning sees the same batches whatever the criterion
 
 from __future__ import annotations
 
+import copy
 import inspect
 import time
 from collections.abc import Iterable
@@ -177,7 +178,7 @@ def prune_network(
     pruning decided and its numbers (what ``metrics.json`` holds). ``model`` is not changed."""
     config.validate()
     device = torch.device(config.device)
-    model = model.to(device).eval()
+    model = copy.deepcopy(model).to(device).eval()  # the caller's network keeps mode and device
     pruning = score_and_allocate(model, space, train_loader, val_loader, config, spec=spec)
     begin = loader_state(train_loader)
     calibration = take_batches(train_loader, CALIBRATION_BATCHES)
