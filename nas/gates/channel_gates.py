@@ -142,6 +142,21 @@ class ChannelGates(GateStrategy):
         return {u: m.sum() for u, m in self._last.items()}
 
 
+def open_logit(init_open: float, temperature: float) -> float:
+    """The logit of gates starting ``init_open`` open; both options checked (one line)."""
+    if not 0 < init_open < 1:
+        raise ConfigError(f"init_open must be in (0, 1), got {init_open}")
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    return math.log(init_open / (1 - init_open))
+
+
+def group_order(channel_order: Tensor, group_size: int) -> Tensor:
+    """The order of a unit's groups from its channel order (whole groups, as
+    :meth:`ChannelGates.channel_order` gives them)."""
+    return channel_order.reshape(-1, group_size)[:, 0] // group_size
+
+
 def _at_least_one(mask: Tensor, probs: Tensor) -> Tensor:
     """``mask`` with the most probable group opened if it closed all (a unit keeps a channel)."""
     if bool((mask > 0).any()):
@@ -184,12 +199,8 @@ class ChannelGumbel(ChannelGates):
         temperature: float = 1.0,
     ) -> None:
         super().__init__(space, choices, group_size=group_size)
-        if not 0 < init_open < 1:
-            raise ConfigError(f"init_open must be in (0, 1), got {init_open}")
-        if not temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        start = open_logit(init_open, temperature)
         self.temperature = temperature
-        start = math.log(init_open / (1 - init_open))
         self.logits = nn.ParameterList(
             nn.Parameter(torch.full((self.groups[u],), start)) for u in self.units
         )
@@ -212,11 +223,9 @@ class ChannelGumbel(ChannelGates):
         return (target_ratio - r) ** 2
 
     def permute(self, order: Mapping[str, Tensor]) -> None:
-        g = self.group_size
         with torch.no_grad():
             for u, lg in zip(self.units, self.logits, strict=True):
-                groups = order[u].reshape(-1, g)[:, 0] // g
-                lg.copy_(lg[groups.to(lg.device)])
+                lg.copy_(lg[group_order(order[u], self.group_size).to(lg.device)])
 
 
 def bn_off_probability(bn: nn.BatchNorm2d, threshold: float = 0.0) -> Tensor:

@@ -34,7 +34,13 @@ from torch import Tensor, nn
 
 from nas.errors import ConfigError
 from nas.gates.base import register_strategy
-from nas.gates.channel_gates import _EPS, ChannelGates, _binary_sample
+from nas.gates.channel_gates import (
+    _EPS,
+    ChannelGates,
+    _binary_sample,
+    group_order,
+    open_logit,
+)
 from nas.supernet import Supernet
 from search_spaces import SearchSpace
 
@@ -84,10 +90,7 @@ class ConditionalGates(ChannelGates):
         temperature: float = 1.0,
     ) -> None:
         super().__init__(space, choices, group_size=group_size)
-        if not 0 < init_open < 1:
-            raise ConfigError(f"init_open must be in (0, 1), got {init_open}")
-        if not temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature}")
+        logit = open_logit(init_open, temperature)
         self.temperature = temperature
         self.gated = [u.name for u in space.units if u.kind == "block"]
         if not self.gated:
@@ -101,7 +104,6 @@ class ConditionalGates(ChannelGates):
             for la in space.layers
             if la.kind == "conv" and la.name.endswith(".conv1")
         }
-        logit = math.log(init_open / (1 - init_open))
         self.nets = nn.ModuleDict(
             {
                 _key(u): gate_network(inputs[self.blocks[u]], self.groups[u], logit)
@@ -237,9 +239,8 @@ class ConditionalGates(ChannelGates):
     def permute(self, order: Mapping[str, Tensor]) -> None:
         if self.frozen is None:
             raise ConfigError("a per-input strategy is permuted only as a static pruning")
-        g = self.group_size
         for u in self.units:
-            groups = order[u].reshape(-1, g)[:, 0] // g
+            groups = group_order(order[u], self.group_size)
             self.frozen[u] = self.frozen[u][groups.to(self.frozen[u].device)]
             if u in self.gated:  # the gate network's outputs follow their groups
                 net = self.nets[_key(u)]
