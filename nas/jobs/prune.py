@@ -60,7 +60,7 @@ def prune(
     val_loader: Iterable[Any],
     *,
     criterion: str = "l1",
-    allocation: str = "global",
+    allocation: str = "uniform",
     target_macs: str | float = "0.5",
     test_loader: Iterable[Any] | None = None,
     space: SearchSpace | None = None,

@@ -62,8 +62,9 @@ class PruneConfig(FinetuneConfig):
         choices="nas.importance:CRITERIA",
     )
     allocation: str = option(
-        "global",
-        "how the scores become widths under the budget",
+        "uniform",
+        "how the scores become widths under the budget (global cuts the units whose channels "
+        "cost the most MACs first, to one channel if need be: see the README's method table)",
         choices="nas.pruning:ALLOCATIONS",
     )
     arch: str | None = option(
