@@ -8,7 +8,8 @@ channels); the allocation only decides how many.
 * ``uniform``: the same ratio for every unit (the uniform widths of the target MACs);
 * ``global``: channels ranked across all units by normalised score per MAC (a unit's scores are
   divided by their mean, so units compare on one scale; a channel's MAC cost is what removing it
-  saves at the current widths), the lowest removed one at a time until the budget is met;
+  saves at the current widths), the lowest removed one at a time until the budget is met (a
+  channel whose removal would fall below the band is passed over for the next one);
 * ``greedy``: AutoSlim-style slimming: repeatedly cut, by one step of its width grid, the unit
   whose cut loses the least validation accuracy per MAC saved (``evaluate(widths)`` measures
   it, BN recalibrated), until the budget is met; the last cut is refined to land in the band;
@@ -18,7 +19,6 @@ channels); the allocation only decides how many.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -145,17 +145,16 @@ def _global(
     macs = space.macs(widths)
     while macs > budget.target:
         saved = marginal_macs(space, widths)
-        best, best_priority = None, math.inf
+        candidates = []
         for u in space.units:
             w = widths[u.name]
-            if w <= 1:
+            if w <= 1 or macs - saved[u.name] < budget.low:  # the floor, or past the band
                 continue
             cut = len(ranked[u.name]) - w  # channels of this unit already removed
-            priority = ranked[u.name][cut] / max(saved[u.name], 1)
-            if priority < best_priority:
-                best, best_priority = u.name, priority
-        if best is None:  # every unit at one channel
+            candidates.append((ranked[u.name][cut] / max(saved[u.name], 1), u.name))
+        if not candidates:  # every cut would leave the band: stop (checked by the caller)
             break
+        best = min(candidates)[1]
         widths[best] -= 1
         macs -= saved[best]
     return widths

@@ -115,3 +115,17 @@ def test_bad_allocations_are_one_line(
     with pytest.raises(ConfigError, match=message) as info:
         allocate(allocation, space, scores, target, spec=spec)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("target", [0.25, 0.5, 0.7])
+def test_global_passes_over_a_channel_whose_removal_would_leave_the_band(
+    seed: int, target: float
+) -> None:
+    """A residual-stream channel of resnet20_b costs more than the band is wide: global must
+    not end below the band by removing one (the first CIFAR-10 method table hit this)."""
+    space = search_spaces.create("resnet20_b", num_classes=10, in_channels=3, input_size=(32, 32))
+    g = torch.Generator().manual_seed(seed)
+    scores = {u.name: torch.rand(u.max_width, generator=g) for u in space.units}
+    widths = allocate("global", space, scores, target * space.macs())
+    assert abs(space.macs(widths) / (target * space.macs()) - 1) <= 0.02
