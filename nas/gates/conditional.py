@@ -146,6 +146,7 @@ class ConditionalGates(ChannelGates):
             super().gate(mode, tau)
             return
         self.supernet.set_masks(None)
+        self._last = {}  # this pass's per-image masks only (no static masks of earlier calls)
         self.supernet.gating = (mode, tau)
 
     # -- static views (keep probabilities) ----------------------------------------------------
@@ -275,8 +276,8 @@ def open_shares(
     for x, _ in batches:
         strategy.gate("discrete", 1.0)
         supernet(x.to(device))
-        for u, m in strategy._last.items():
-            groups = m[:, :: strategy.group_size]
+        for u in strategy.gated:
+            groups = strategy._last[u][:, :: strategy.group_size]
             sums[u] = sums[u] + groups.sum(0) if u in sums else groups.sum(0)
         macs.append(strategy.space.batched_macs(strategy.image_widths()))
         count += x.shape[0]

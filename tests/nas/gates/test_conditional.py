@@ -119,3 +119,20 @@ def test_per_input_strategies_are_refused_where_they_cannot_apply(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         SearchConfig(**changes).validate()  # type: ignore[arg-type]
+
+
+def test_per_image_counting_after_a_static_pass_on_a_space_with_streams() -> None:
+    """resnet20_b has ungated residual streams: the static masks of an earlier (frozen) pass must
+    not enter the per-image count (the first CIFAR-10 run of batch shaping hit this)."""
+    space = small_space("resnet20_b", num_classes=4)
+    supernet = Supernet(prepared(space), space)
+    strategy = BatchShaping(space, choices_of(space))
+    strategy.attach(supernet)
+    x = torch.randn(4, space.in_channels, *space.input_size)
+    shares, _ = open_shares(supernet, strategy, [(x, torch.zeros(4))], torch.device("cpu"))
+    strategy.freeze(shares, 0.5)
+    strategy.gate("discrete", 1.0)  # a static pass: 1-D masks for every unit
+    supernet.set_masks(None)
+    strategy.frozen = None
+    _, macs = open_shares(supernet, strategy, [(x, torch.zeros(4))], torch.device("cpu"))
+    assert macs.shape == (4,) and bool((macs > 0).all())
