@@ -567,9 +567,9 @@ CASES = [
         "static already",
     ),
     Case(
-        "a per-input strategy without --static",
-        lambda a, t: ["search", "--strategy", "batch-shaping", "--out", _out(t)],
-        "pass --static",
+        "--from-scratch with a conditional network",
+        lambda a, t: ["search", "--strategy", "batch-shaping", "--from-scratch", "--out", _out(t)],
+        "add --static",
     ),
     Case(
         "--select predictor with a per-input strategy",

@@ -20,7 +20,10 @@ Methods (``nas prune --criterion C --allocation A`` in process, :func:`nas.pruni
   search --strategy NAME`` run here (5 warm-up epochs shared by the targets, 12 search epochs,
   ``--static`` for the per-input strategies), fine-tuned the same way; for a per-input strategy
   the table also gives its conditional network's average and p95 MAC ratios and accuracy, and
-  ``methods_macs.png`` plots it at its average MACs with p95 as an error bar.
+  ``methods_macs.png`` plots it at its average MACs with p95 as an error bar;
+* ``search:NAME/conditional`` for a per-input strategy: what it delivers without ``--static``,
+  its conditional network fine-tuned the same way under the gates it learned, at its average
+  MACs over the test images (its MAC ratio column; p95 beside it).
 
 Seeds: the fine-tuning seed (batch order; for ``random`` also its scores). Every method is paired
 with ``uniform`` at the same seed: the table gives the mean test accuracy, the paired difference
@@ -69,7 +72,13 @@ METHODS: dict[str, tuple[str, str]] = {
     "l1/greedy": ("l1", "greedy"),
 }
 # gate strategies searched here (search:NAME), as nas search --strategy NAME runs them
-STRATEGY_METHODS = tuple(f"search:{s}" for s in STRATEGIES.names())
+# search:NAME/conditional: a per-input strategy's conditional network itself (no --static),
+# fine-tuned under its gates, at its average MACs
+STRATEGY_METHODS = tuple(f"search:{s}" for s in STRATEGIES.names()) + tuple(
+    f"search:{s}/conditional"
+    for s in STRATEGIES.names()
+    if getattr(STRATEGIES.get(s), "per_input", False)
+)
 WARMUP_EPOCHS, SEARCH_EPOCHS = 5, 12  # as search_quality.py's runs
 
 
@@ -115,15 +124,16 @@ def prune_row(
 def strategy_row(
     method: str, space_name: str, target: float, seed: int, ctx: dict[str, Any], cache: Path
 ) -> dict[str, Any]:
-    """``nas search --strategy NAME`` (``--static`` for a per-input one) from the same baseline,
-    fine-tuned the same way; its warm-up shared by both targets."""
-    name = method.split(":", 1)[1]
+    """``nas search --strategy NAME`` (``--static`` for a per-input one, unless the method is
+    ``search:NAME/conditional``) from the same baseline, fine-tuned the same way; its warm-up
+    shared by both targets and both deliverables."""
+    name, _, deliverable = method.split(":", 1)[1].partition("/")
     per_input = bool(getattr(STRATEGIES.get(name), "per_input", False))
     data = replace(ctx["data"], train=reseeded(ctx["data"].train, seed))
     assert data.val is not None
     base = SearchConfig(
         strategy=name,
-        static=per_input,
+        static=per_input and deliverable != "conditional",
         seed=seed,
         warmup_epochs=WARMUP_EPOCHS,
         search_epochs=SEARCH_EPOCHS,

@@ -190,12 +190,14 @@ def finetune_and_compare(
     config: FinetuneConfig,
     *,
     multiple: int = 1,
+    macs: float | None = None,
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """``start(spec)`` fine-tuned (into ``out/finetune``); with ``config.compare`` also
-    ``start(uniform twin)``, the uniform-width network of the same MACs, fine-tuned exactly the
+    ``start(uniform twin)``, the uniform-width network of the same MACs (``macs``, default the
+    spec's; a conditional network's average), fine-tuned exactly the
     same way (into ``out/uniform``): the same options, teacher, seed and batches (the loader is
     rewound to where the first fine-tuning began). Returns the fine-tuned network and the
     twin's numbers (``uniform_acc``, ``uniform_val_acc``, ``uniform_macs``, ...; none without
@@ -214,7 +216,8 @@ def finetune_and_compare(
     )
     if not config.compare:
         return small, {}
-    twin_spec = uniform_twin(spec.get_space(), spec.macs(), config, multiple=multiple)
+    twin_macs = spec.macs() if macs is None else macs
+    twin_spec = uniform_twin(spec.get_space(), twin_macs, config, multiple=multiple)
     twin = start(twin_spec)
     restore_loader(train_loader, begin)
     finetune(

@@ -228,15 +228,6 @@ class ConditionalGates(ChannelGates):
         macs = self.space.batched_macs(torch.stack(cols, 1))
         return (macs.mean() / self.space.macs()).float()
 
-    def gate_macs(self) -> int:
-        """MACs of the gate networks for one input (their linear layers)."""
-        total = 0
-        for net in self.nets.values():
-            for m in net.modules():
-                if isinstance(m, nn.Linear):
-                    total += m.in_features * m.out_features
-        return total
-
     def permute(self, order: Mapping[str, Tensor]) -> None:
         if self.frozen is None:
             raise ConfigError("a per-input strategy is permuted only as a static pruning")

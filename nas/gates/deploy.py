@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,9 @@ from search_spaces import SearchSpace, WidthSpec
 __all__ = [
     "CONDITIONAL_FORMAT",
     "GatedBasicBlock",
+    "conditional_macs",
     "conditional_network",
+    "gate_macs",
     "load_conditional",
     "save_conditional",
 ]
@@ -62,6 +65,13 @@ class GatedBasicBlock(nn.Module):
         self.group_size = group_size
         self.stride1, self.padding1 = _int(conv1.stride), _int(conv1.padding)
         self.stride2, self.padding2 = _int(conv2.stride), _int(conv2.padding)
+
+    def train(self, mode: bool = True) -> GatedBasicBlock:
+        """The block's layers in ``mode``; the gate network stays in eval mode (fine-tuning
+        trains the weights under fixed gates: the gates' BN statistics do not move)."""
+        super().train(mode)
+        self.gate.eval()
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         open_groups = self.gate(x) > 0  # (N, G): the mode of each gate
@@ -119,7 +129,9 @@ def _select(t: Tensor | None, idx: Tensor) -> Tensor:
 
 def conditional_network(supernet: Supernet, strategy: Any) -> nn.Module:
     """The standalone conditional network of ``supernet`` gated by ``strategy`` (a
-    :class:`~nas.gates.ConditionalGates`), in eval mode; the supernet is not changed."""
+    :class:`~nas.gates.ConditionalGates`), in eval mode; the supernet is not changed. The gate
+    networks' parameters are frozen (``requires_grad`` off): fine-tuning trains the weights
+    under the gates the search learned."""
     space = supernet.space
     model = space.build()
     model.load_state_dict(supernet.model.state_dict())
@@ -133,8 +145,58 @@ def conditional_network(supernet: Supernet, strategy: Any) -> nn.Module:
                 "(basic-block spaces are)"
             )
         gate = copy.deepcopy(strategy.nets[unit.replace(".", "_")]).eval()
+        gate.requires_grad_(False)
         model.set_submodule(block_name, GatedBasicBlock(block, gate, strategy.group_size))
     return model
+
+
+@torch.no_grad()
+def conditional_macs(
+    model: nn.Module, space: SearchSpace, batches: Iterable[Any], device: torch.device | str
+) -> Tensor:
+    """Every image's MACs in the conditional network ``model`` over ``batches``, counted
+    exactly from the channels its gates opened for that image (the space's MAC formula at the
+    image's widths; the gate networks' own MACs are not included: see :func:`gate_macs`)."""
+    blocks = {n: m for n, m in model.named_modules() if isinstance(m, GatedBasicBlock)}
+    unit_of = {u.name.rsplit(".", 1)[0]: u.name for u in space.units if u.kind == "block"}
+    index = {u.name: i for i, u in enumerate(space.units)}
+    opened: dict[str, Tensor] = {}
+
+    def recorder(name: str, group: int) -> Any:
+        def hook(module: nn.Module, args: Any, out: Tensor) -> None:
+            opened[name] = (out > 0).sum(1).to(torch.int64) * group
+
+        return hook
+
+    handles = [b.gate.register_forward_hook(recorder(n, b.group_size)) for n, b in blocks.items()]
+    was = model.training
+    model.eval()
+    macs: list[Tensor] = []
+    try:
+        for x, _ in batches:
+            model(x.to(device))
+            full = torch.tensor(list(space.max_widths.values()), dtype=torch.int64)
+            rows = full.repeat(x.shape[0], 1)
+            for name, width in opened.items():
+                rows[:, index[unit_of[name]]] = width.cpu()
+            macs.append(space.batched_macs(rows))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return torch.cat(macs)
+
+
+def gate_macs(model: nn.Module) -> int:
+    """MACs of the gate networks of a conditional network for one input (their linear
+    layers; the pooling and BN are not counted, as the space counts no BN)."""
+    return sum(
+        m.in_features * m.out_features
+        for b in model.modules()
+        if isinstance(b, GatedBasicBlock)
+        for m in b.gate.modules()
+        if isinstance(m, nn.Linear)
+    )
 
 
 def save_conditional(model: nn.Module, space: SearchSpace, group_size: int, out: Path) -> None:

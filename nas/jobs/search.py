@@ -27,6 +27,7 @@ from nas.engine import (
     restore_loaders,
 )
 from nas.extraction import save_model
+from nas.gates.deploy import conditional_macs, save_conditional
 from nas.io import write_json
 from nas.jobs.base import Command
 from nas.jobs.common import (
@@ -123,12 +124,26 @@ def deliver(
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The found network fine-tuned (or retrained) and its numbers; with ``config.compare``
+    """The found network fine-tuned (or retrained) and its numbers (a per-input strategy without
+    ``--static``: its conditional network, fine-tuned under fixed gates); with ``config.compare``
     also the uniform-width network of the same MACs from the same final supernet (BN
     recalibrated for its widths), fine-tuned exactly the same way: the same options, teacher,
     seed and batches (the loader is rewound to where the found network's fine-tuning began)."""
+    conditional = None if outcome.static else outcome.conditional
+    twin_macs = None
+    if conditional is not None:  # the twin matches the average MACs on the validation split
+        space = outcome.spec.get_space()
+        twin_macs = float(
+            conditional_macs(conditional, space, val_loader, config.device).double().mean()
+        )
+
+    def start(spec: WidthSpec) -> nn.Module:
+        if conditional is not None and spec is outcome.spec:
+            return conditional  # fine-tuned under the gates the search learned
+        return starting_network(outcome, config, spec)
+
     small, twin = finetune_and_compare(
-        lambda spec: starting_network(outcome, config, spec),
+        start,
         outcome.spec,
         teacher,
         train_loader,
@@ -136,6 +151,7 @@ def deliver(
         test_loader,
         config,
         multiple=config.width_multiple,
+        macs=twin_macs,
         out=out,
         resume=resume,
         progress=progress,
@@ -275,14 +291,14 @@ def _search_to_dir(
         "baseline_macs": space.macs(),
         "finetune_epochs": c.finetune_epochs,
     }
-    save_model(small, outcome.spec, out)
-    if outcome.conditional is not None:  # a per-input strategy: its conditional network too
-        from nas.gates.deploy import save_conditional
-
+    if outcome.static:  # the standalone network (a conditional one lives in conditional/)
+        save_model(small, outcome.spec, out)
+    if outcome.conditional is not None:  # a per-input strategy: its conditional network
         group = int(getattr(outcome.strategy, "group_size", 1))
         save_conditional(outcome.conditional, space, group, out / "conditional")
     write_json(out / "metrics.json", metrics)
-    plot_widths(outcome.spec, out / "widths.png")
+    if outcome.static:
+        plot_widths(outcome.spec, out / "widths.png")
     plot_search_curves(outcome.records, metrics["target_macs_ratio"], out / "search_curves.png")
     return metrics
 

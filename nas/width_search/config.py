@@ -40,7 +40,8 @@ class SearchConfig(FinetuneConfig):
         False,
         "per-input strategies (conditional-gumbel, batch-shaping): turn the gates into a static "
         "pruning after the search (channels open for fewer than --static-share of the training "
-        "images removed) and extract a standalone network",
+        "images removed) and extract a standalone network; without it they deliver the "
+        "conditional network (DIR/conditional/)",
     )
     static_share: float = option(
         0.5, "--static: the share of training images a channel must be open for", gt=0, le=1
@@ -156,10 +157,10 @@ class SearchConfig(FinetuneConfig):
                 f"--static turns per-input gates into a static pruning; --strategy "
                 f"{self.strategy} is static already (drop --static)"
             )
-        if per_input and not self.static:
+        if per_input and not self.static and self.from_scratch:
             raise ConfigError(
-                f"--strategy {self.strategy} gates each input; this release delivers its gates "
-                "as a static pruning: pass --static"
+                f"--from-scratch retrains a static network; --strategy {self.strategy} delivers "
+                "a conditional network whose gates were learned with its weights (add --static)"
             )
         if per_input and self.select == "predictor":
             raise ConfigError(

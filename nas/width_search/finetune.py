@@ -45,9 +45,12 @@ def summarize(
     val_loader: Iterable[Any],
     config: SearchConfig,
 ) -> dict[str, Any]:
-    """What ``metrics.json`` holds: test accuracies are reported, validation ones select."""
+    """What ``metrics.json`` holds: test accuracies are reported, validation ones select. For a
+    conditional network (a per-input strategy without ``--static``) ``macs`` is its average over
+    the test images."""
     space = outcome.spec.get_space()
-    macs = space.macs(outcome.spec.widths)
+    per_input = per_input_metrics(outcome, test_loader, config)
+    macs = space.macs(outcome.spec.widths) if outcome.static else per_input["avg_macs"]
     target = config.target_for(space)
     return {
         "space": space.name,
@@ -74,45 +77,33 @@ def summarize(
         "search_seconds": round(outcome.seconds, 2),
         "strategy": config.strategy,
         "from_scratch": config.from_scratch,
-    } | (per_input_metrics(outcome, test_loader, config) if outcome.strategy.per_input else {})
+        "conditional": not outcome.static,
+    } | per_input
 
 
 @torch.no_grad()
 def per_input_metrics(
     outcome: SearchOutcome, test_loader: Iterable[Any], config: SearchConfig
 ) -> dict[str, Any]:
-    """The conditional network a per-input strategy learned, before ``--static`` made it one
-    static pruning: its MACs per test image (counted exactly from the gates open for each
-    image; mean, p50, p95), the gate networks' own MACs, and its test accuracy (BN re-estimated
-    under the gates of each image). The standalone conditional network
-    (:func:`nas.gates.deploy.conditional_network`) is left in ``outcome.conditional``."""
-    from nas.gates.conditional import ConditionalGates, open_shares
-    from nas.gates.deploy import conditional_network
-    from nas.supernet import recalibrate_bn
+    """A per-input strategy's conditional network (``outcome.conditional``: fine-tuned when it
+    is the deliverable, as the search left it beside a ``--static`` pruning): its MACs per test
+    image (counted exactly from the gates open for each image; mean, p50, p95), the gate
+    networks' own MACs, and its test accuracy."""
+    from nas.gates.deploy import conditional_macs, gate_macs
 
-    strategy, supernet = outcome.strategy, outcome.supernet
-    assert isinstance(strategy, ConditionalGates)
+    model = outcome.conditional
+    if model is None:
+        return {}
+    space = outcome.spec.get_space()
     device = torch.device(config.device)
-    frozen, strategy.frozen = strategy.frozen, None
-    try:
-        strategy.gate("discrete", 1.0)
-        recalibrate_bn(supernet, outcome.calibration, device)
-        supernet.set_masks(None)
-        outcome.conditional = conditional_network(supernet, strategy).to(device)
-        accuracy = evaluate(outcome.conditional, test_loader, device=device).accuracy
-        _, macs = open_shares(supernet, strategy, test_loader, device)
-    finally:
-        strategy.frozen = frozen
-        supernet.set_masks(None)
-    full = supernet.space.macs()
-    values = macs.double()
+    values = conditional_macs(model, space, test_loader, device).double()
+    full = space.macs()
     return {
         "avg_macs": float(values.mean()),
         "avg_macs_ratio": float(values.mean()) / full,
         "p50_macs": float(values.quantile(0.5)),
         "p95_macs": float(values.quantile(0.95)),
         "p95_macs_ratio": float(values.quantile(0.95)) / full,
-        "gate_macs": strategy.gate_macs(),
-        "conditional_acc": accuracy,
-        "static_share": config.static_share,
-    }
+        "gate_macs": gate_macs(model),
+        "conditional_acc": evaluate(model, test_loader, device=device).accuracy,
+    } | ({"static_share": config.static_share} if outcome.static else {})

@@ -44,7 +44,8 @@ class SearchRecord:
 class SearchOutcome:
     """What the search found, before fine-tuning."""
 
-    spec: WidthSpec  # the delivered widths (the argmax projected into the budget band)
+    spec: WidthSpec  # the delivered widths (the argmax projected into the band; the full
+    # space's for a conditional network, whose widths change per input)
     supernet: Supernet
     strategy: GateStrategy
     argmax_widths: dict[str, int]
@@ -56,8 +57,9 @@ class SearchOutcome:
     calibration: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     records: list[SearchRecord] = field(default_factory=list)
     seconds: float = 0.0
-    # a per-input strategy's conditional network (nas.gates.deploy), set by the summary
+    # a per-input strategy's conditional network (nas.gates.deploy) at the end of the search
     conditional: Module | None = None
+    static: bool = True  # False: the conditional network is the deliverable (no --static)
 
     @property
     def relaxation_gap(self) -> float:

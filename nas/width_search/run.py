@@ -27,13 +27,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from nas.cost import PROJECTIONS, create_budget
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
 from nas.errors import ConfigError
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy, temperature
+from nas.gates.deploy import conditional_network
 from nas.supernet import (
     CALIBRATION_BATCHES,
     Supernet,
@@ -281,8 +282,33 @@ class SearchRun:
 
     def finish(self, space: SearchSpace) -> SearchOutcome:
         """The delivered widths (the argmax projected into the budget band), and the relaxed,
-        argmax and delivered networks compared on the validation split."""
+        argmax and delivered networks compared on the validation split.
+
+        A per-input strategy's conditional network (gates per image, BN statistics re-estimated
+        under them) is taken first: without ``--static`` it is what the search delivers (the
+        spec is then the full space's, nothing is projected); with ``--static`` the gates become
+        one static pruning and the conditional network is reported beside it."""
         c = self.config
+        final_tau = self.records[-1].tau if self.records else c.tau_min
+        conditional = self.conditional_network() if self.strategy.per_input else None
+        if conditional is not None and not c.static:
+            delivered = self.evaluate("discrete", final_tau)
+            return SearchOutcome(
+                space.spec(),
+                self.supernet,
+                self.strategy,
+                dict(space.max_widths),
+                relaxed=self.evaluate("relaxed", final_tau),
+                argmax_result=delivered,
+                delivered=delivered,
+                arch_confidence=self.strategy.confidence(),
+                projection_shift=0.0,
+                calibration=self.calibration,
+                records=list(self.records),
+                seconds=self.seconds,
+                conditional=conditional,
+                static=False,
+            )
         if self.strategy.per_input:  # --static: the gates as one static pruning
             self.strategy.make_static(self.weight_loader, c.static_share, self.device)
         order = self.strategy.channel_order()
@@ -293,7 +319,6 @@ class SearchRun:
         log_probs = self.strategy.choice_log_probs()
         project = PROJECTIONS.get(c.projection)
         widths = project(space, argmax, self.strategy.choices, log_probs, self.target, c.tolerance)
-        final_tau = self.records[-1].tau if self.records else c.tau_min
         return SearchOutcome(
             space.spec(widths),
             self.supernet,
@@ -307,7 +332,18 @@ class SearchRun:
             calibration=self.calibration,
             records=list(self.records),
             seconds=self.seconds,
+            conditional=conditional,
         )
+
+    @torch.no_grad()
+    def conditional_network(self) -> nn.Module:
+        """The standalone conditional network of a per-input strategy at the end of the search
+        (:func:`nas.gates.deploy.conditional_network`), its BN statistics re-estimated under the
+        gates each calibration image opens."""
+        self.strategy.gate("discrete", 1.0)
+        recalibrate_bn(self.supernet, self.calibration, self.device)
+        self.supernet.set_masks(None)
+        return conditional_network(self.supernet, self.strategy).to(self.device)
 
 
 def projection_shift(

@@ -109,7 +109,7 @@ def test_batch_shaping_shapes_first_then_pulls_to_the_target() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"strategy": "conditional-gumbel"}, "pass --static"),
+        ({"strategy": "conditional-gumbel", "from_scratch": True}, "add --static"),
         ({"strategy": "width-gumbel", "static": True}, "static already"),
         ({"strategy": "batch-shaping", "static": True, "select": "predictor"}, "gates each input"),
     ],

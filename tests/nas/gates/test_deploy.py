@@ -9,7 +9,15 @@ import torch
 
 from nas.errors import ConfigError
 from nas.gates import ConditionalGumbel
-from nas.gates.deploy import conditional_network, load_conditional, save_conditional
+from nas.gates.conditional import open_shares
+from nas.gates.deploy import (
+    GatedBasicBlock,
+    conditional_macs,
+    conditional_network,
+    gate_macs,
+    load_conditional,
+    save_conditional,
+)
 from nas.supernet import Supernet
 from tests.conftest import small_space
 from tests.nas.conftest import choices_of, prepared
@@ -66,3 +74,49 @@ def test_the_conditional_network_computes_what_the_gated_supernet_computes(
 def test_a_directory_without_a_conditional_network_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="holds no conditional network"):
         load_conditional(tmp_path)
+
+
+@pytest.mark.parametrize(("name", "group_size"), [("resnet20", 1), ("resnet20_b", 4)])
+def test_per_image_macs_of_the_conditional_network_are_the_gated_supernets(
+    name: str, group_size: int
+) -> None:
+    """``conditional_macs`` (what metrics.json reports for a delivered conditional network)
+    counts each image's MACs as the supernet's per-image count does (itself checked against
+    FlopCounterMode in test_conditional.py)."""
+    supernet, strategy = _gated(name, group_size)
+    space = supernet.space
+    x = torch.randn(
+        6, space.in_channels, *space.input_size, generator=torch.Generator().manual_seed(3)
+    )
+    batches = [(x[:4], torch.zeros(4)), (x[4:], torch.zeros(2))]
+    _, expected = open_shares(supernet, strategy, batches, torch.device("cpu"))
+    model = conditional_network(supernet, strategy)
+    got = conditional_macs(model, space, batches, torch.device("cpu"))
+    assert torch.equal(got, expected)
+    assert bool((got < space.macs()).any())  # some channels really closed
+    linear = [
+        m for net in strategy.nets.values() for m in net.modules() if isinstance(m, torch.nn.Linear)
+    ]
+    assert gate_macs(model) == sum(m.in_features * m.out_features for m in linear)
+
+
+def test_fine_tuning_the_conditional_network_leaves_its_gates_as_learned() -> None:
+    """The delivered conditional network is fine-tuned under the gates the search learned: the
+    gate networks stay in eval mode and no optimiser step (weight decay included) moves them."""
+    supernet, strategy = _gated()
+    space = supernet.space
+    model = conditional_network(supernet, strategy)
+    gates = {k: v.clone() for k, v in model.state_dict().items() if ".gate." in k}
+    weights = {k: v.clone() for k, v in model.state_dict().items() if ".gate." not in k}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    assert all(not b.gate.training for b in model.modules() if isinstance(b, GatedBasicBlock))
+    x = torch.randn(8, space.in_channels, *space.input_size)
+    y = torch.randint(0, 4, (8,))
+    for _ in range(2):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in gates.items())
+    assert any(not torch.equal(state[k], v) for k, v in weights.items())

@@ -468,3 +468,37 @@ def test_search_with_predictor_refuses_an_empty_pool_band_before_any_work(
     err = capsys.readouterr().err
     assert code == 2 and "no sub-network of the width choices" in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+@slow
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_a_per_input_strategy_delivers_its_fine_tuned_conditional_network(
+    tmp_path: Path, digits: DataBundle
+) -> None:
+    """Without --static, conditional-gumbel delivers the conditional network (DIR/conditional/):
+    fine-tuned under its gates, MACs per test image in metrics.json, no static model.pt, and
+    --compare's uniform twin at its average MACs."""
+    from nas.engine import evaluate
+    from nas.gates.deploy import conditional_macs, load_conditional
+
+    out = tmp_path / "run"
+    argv = ["search", "--strategy", "conditional-gumbel", "--target-macs", "0.6"]
+    argv += ["--warmup-epochs", "1", "--search-epochs", "3", "--finetune-epochs", "1"]
+    argv += ["--baseline-epochs", "1", "--arch-lr", "0.3", "--compare", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["conditional"] is True and "static_share" not in metrics
+    assert not (out / "model.pt").exists()  # nothing static was delivered
+    model = load_conditional(out / "conditional")
+    space = WidthSpec.load(out / "conditional" / "arch.json").get_space()
+    macs = conditional_macs(model, space, digits.test, torch.device("cpu")).double()
+    assert metrics["macs"] == metrics["avg_macs"] == pytest.approx(float(macs.mean()))
+    assert metrics["p95_macs"] == pytest.approx(float(macs.quantile(0.95)))
+    assert metrics["p50_macs"] <= metrics["p95_macs"] <= space.macs() and metrics["gate_macs"] > 0
+    # the saved network is the fine-tuned one: it scores what metrics.json says
+    acc = evaluate(model, digits.test).accuracy
+    assert (
+        acc == pytest.approx(metrics["searched_acc"]) == pytest.approx(metrics["conditional_acc"])
+    )
+    assert (out / "finetune" / "summary.csv").is_file() and (out / "uniform").is_dir()
+    assert abs(metrics["uniform_macs"] / metrics["target_macs"] - 1) <= 0.02
