@@ -112,6 +112,7 @@ class ConditionalGates(ChannelGates):
         )
         self._probs: dict[str, Tensor] = {}  # the last batch's open probabilities (N, G)
         self.frozen: dict[str, Tensor] | None = None  # per-unit open shares (--static)
+        self.static_share = 0.5  # a group open for fewer images is closed (--static-share)
 
     # -- the gates of a batch ---------------------------------------------------------------
     def attach(self, supernet: Supernet) -> None:
@@ -171,8 +172,6 @@ class ConditionalGates(ChannelGates):
             return {u: (p >= share).to(p.dtype) for u, p in probs.items()}
         return {u: p.detach().clone() for u, p in probs.items()}
 
-    static_share = 0.5
-
     def freeze(self, shares: Mapping[str, Tensor], share: float) -> None:
         """Turn the gates into a static pruning: each group open with its measured share of
         images; a group open for fewer than ``share`` of them is closed."""
@@ -201,15 +200,17 @@ class ConditionalGates(ChannelGates):
         return {u: m.sum(1).mean() for u, m in self._last.items()}
 
     def image_widths(self) -> Tensor:
-        """``(N, U)``: the width of every unit for each image of the last batch."""
+        """``(N, U)``: the width of every unit for each image of the last batch (the ungated
+        units at full width), float64, differentiable through the straight-through masks."""
         n = next(iter(self._last.values())).shape[0]
-        cols = []
-        for u in self.units:
-            if u in self._last:
-                cols.append(self._last[u].sum(1))
-            else:
-                cols.append(torch.full((n,), float(self.space.max_widths[u])))
-        return torch.stack([c.to(torch.float64).cpu() for c in cols], 1)
+        device = self._device()
+        cols = [
+            self._last[u].sum(1).double()
+            if u in self._last
+            else torch.full((n,), float(self.space.max_widths[u]), device=device).double()
+            for u in self.units
+        ]
+        return torch.stack(cols, 1)
 
     def budget_loss(self, target_ratio: float) -> Tensor:
         """The activation loss ``(target - r)^2``, ``r`` the mean over the batch of each image's
@@ -217,15 +218,7 @@ class ConditionalGates(ChannelGates):
         return (target_ratio - self.batch_rate()) ** 2
 
     def batch_rate(self) -> Tensor:
-        device = self._device()
-        n = next(iter(self._last.values())).shape[0]
-        cols = [
-            self._last[u].sum(1).double()
-            if u in self._last
-            else torch.full((n,), float(self.space.max_widths[u]), device=device).double()
-            for u in self.units
-        ]
-        macs = self.space.batched_macs(torch.stack(cols, 1))
+        macs = self.space.batched_macs(self.image_widths())
         return (macs.mean() / self.space.macs()).float()
 
     def permute(self, order: Mapping[str, Tensor]) -> None:
@@ -270,7 +263,7 @@ def open_shares(
         for u in strategy.gated:
             groups = strategy._last[u][:, :: strategy.group_size]
             sums[u] = sums[u] + groups.sum(0) if u in sums else groups.sum(0)
-        macs.append(strategy.space.batched_macs(strategy.image_widths()))
+        macs.append(strategy.space.batched_macs(strategy.image_widths().round().long().cpu()))
         count += x.shape[0]
     supernet.set_masks(None)
     supernet.train(was)

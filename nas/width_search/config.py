@@ -5,6 +5,7 @@ The command line's ``nas search`` and ``nas sweep`` options are generated from i
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -194,12 +195,13 @@ class SearchConfig(FinetuneConfig):
 
     def choices(self, space: SearchSpace) -> dict[str, list[int]]:
         """Every unit's width choices: the width ratios (``width-gumbel``), or what the strategy
-        makes of them (``channel-gumbel``: multiples of its group size). Making the strategy
-        to ask draws no random numbers from the caller's generators."""
-        import torch
-
-        with torch.random.fork_rng(devices=[]):
-            return self.create_strategy(space).choices
+        makes of them (``channel-gumbel``: multiples of its group size). The strategy is made
+        once per space and options (cached), drawing no random numbers from the caller's
+        generators."""
+        cached = _strategy_choices(
+            self.strategy, self.strategy_option, self.width_ratios, self.width_multiple, space
+        )
+        return {u: list(c) for u, c in cached.items()}
 
     def target_for(self, space: SearchSpace) -> float:
         """The target in MACs; refuses targets the width choices cannot reach."""
@@ -214,3 +216,20 @@ class SearchConfig(FinetuneConfig):
                 f"{floor / space.macs():.1%} of full); lower the smallest width ratio"
             )
         return target
+
+
+@functools.lru_cache(maxsize=64)
+def _strategy_choices(
+    strategy: str,
+    options: tuple[str, ...],
+    ratios: tuple[float, ...],
+    multiple: int,
+    space: SearchSpace,
+) -> dict[str, tuple[int, ...]]:
+    import torch
+
+    config = SearchConfig(
+        strategy=strategy, strategy_option=options, width_ratios=ratios, width_multiple=multiple
+    )
+    with torch.random.fork_rng(devices=[]):
+        return {u: tuple(c) for u, c in config.create_strategy(space).choices.items()}
