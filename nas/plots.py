@@ -76,7 +76,9 @@ def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) 
     save_figure(fig, path)
 
 
-def plot_search_curves(records: Sequence[Any], target_ratio: float, path: str | Path) -> None:
+def plot_search_curves(
+    records: Sequence[Any], target_ratio: float | None, path: str | Path
+) -> None:
     """Per epoch: MACs against the target, the width distributions (how decided they are, and
     the temperature), the losses and the budget multiplier, the argmax network's accuracy.
     The warm-up epochs (weights only) are shaded."""
@@ -102,9 +104,13 @@ def plot_search_curves(records: Sequence[Any], target_ratio: float, path: str | 
     ax = axes[0][0]
     (expected,) = ax.plot(epochs, [r.expected_macs_ratio for r in records], label="expected")
     (argmax,) = ax.plot(epochs, [r.argmax_macs_ratio for r in records], label="argmax widths")
-    target = ax.axhline(target_ratio, color="black", linestyle="--", linewidth=1, label="target")
+    lines = [expected, argmax]
+    if target_ratio is not None:  # a MAC target (a latency search has none in MACs)
+        lines.append(
+            ax.axhline(target_ratio, color="black", linestyle="--", linewidth=1, label="target")
+        )
     ax.set_title("MACs / full network")
-    below(ax, expected, argmax, target)
+    below(ax, *lines)
     ax = axes[0][1]
     (conf,) = ax.plot(epochs, [r.confidence for r in records], label="mean largest probability")
     (ent,) = ax.plot(epochs, [r.entropy for r in records], label="mean entropy / log(choices)")

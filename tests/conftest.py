@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 import search_spaces
 from search_spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from nas.cost.latency import LatencyTable
 
 ALL_SPACES = search_spaces.list_spaces()
 LARGE = {"resnet101", "resnet152", "wide_resnet50_2", "wide_resnet101_2"}
@@ -56,3 +60,33 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def synthetic_latency_table(space: SearchSpace, *, batch: int = 16) -> LatencyTable:
+    """A complete latency table of ``space`` for this process (cpu, torch's threads), its grid
+    filled from a smooth increasing function of the widths instead of timings: the tests of
+    everything that reads a table, without timing anything."""
+    from nas.cost.latency import LatencyTable, environment
+    from nas.cost.timing import layer_configs
+
+    entries, layers = layer_configs(space)
+    for e in entries.values():
+        pixels = e.in_hw[0] * e.in_hw[1] / e.stride**2
+        e.ms = [
+            [1e-6 * e.kernel**2 * pixels * ci * co + 2e-4 * (ci + co) + 0.01 for co in e.grid_out]
+            for ci in e.grid_in
+        ]
+    env = environment("cpu", torch.get_num_threads(), batch)
+    return LatencyTable(
+        space.name,
+        space.num_classes,
+        space.in_channels,
+        space.input_size,
+        env,
+        0,
+        entries,
+        layers,
+        fixed_ms=0.05,
+        scale=1.1,
+        complete=True,
+    )

@@ -137,6 +137,11 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _image_tree(root / "single_class", ("cat",))
     _image_tree(root / "non_images", ("cat", "dog"), garbage=True)
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "mine.png")  # a user's figure
+    # latency tables: one of another space, a corrupt one
+    from tests.conftest import synthetic_latency_table
+
+    synthetic_latency_table(resnet32).save(root / "table_resnet32.json")
+    (root / "table_corrupt.json").write_text('{"format": "channel-nas/latency-table-1", "spa')
     # configs
     (root / "malformed.yaml").write_text("epochs: [1, 2\nlr: 0.1\n")
     (root / "unknown_key.yaml").write_text("epochs: 1\nlearning_rate: 0.1\n")
@@ -570,6 +575,33 @@ CASES = [
         "--from-scratch with a conditional network",
         lambda a, t: ["search", "--strategy", "batch-shaping", "--from-scratch", "--out", _out(t)],
         "add --static",
+    ),
+    Case(
+        "--cost latency without a table",
+        lambda a, t: ["search", "--cost", "latency", "--target-latency", "0.5", "--out", _out(t)],
+        "needs --latency-table",
+    ),
+    Case(
+        "a latency table of another space",
+        lambda a, t: [
+            "search",
+            *("--cost", "latency", "--target-latency", "0.5"),
+            *("--latency-table", str(a / "table_resnet32.json"), "--out", _out(t)),
+        ],
+        "was measured for resnet32",
+    ),
+    Case(
+        "a corrupt latency table",
+        lambda a, t: [
+            "profile",
+            *("--arch", str(a / "arch.json"), "--table", str(a / "table_corrupt.json")),
+        ],
+        "is not a latency table",
+    ),
+    Case(
+        "a latency table would be overwritten",
+        lambda a, t: ["latency-table", "--out", str(a / "table_resnet32.json")],
+        "pass --resume",
     ),
     Case(
         "--select predictor with a per-input strategy",

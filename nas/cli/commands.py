@@ -12,11 +12,15 @@ __all__ = ["COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "spaces": ("nas.jobs.spaces", "list the search spaces"),
     "profile": ("nas.jobs.profile", "MACs, parameters and units of a space or a width spec"),
+    "latency-table": (
+        "nas.jobs.latency",
+        "measure a space's per-layer latency table on this machine (for --cost latency)",
+    ),
     "train": ("nas.jobs.train", "train a full-width network (baseline / teacher)"),
     "extract": ("nas.jobs.extract", "slice a trained full network down to a width spec"),
     "search": (
         "nas.jobs.search",
-        "search widths under a MAC budget, extract and fine-tune the network",
+        "search widths under a MAC or latency budget, extract and fine-tune the network",
     ),
     "criteria": ("nas.jobs.criteria", "compare how channel-importance criteria rank channels"),
     "prune": (

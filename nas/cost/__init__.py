@@ -1,17 +1,27 @@
 """Compute cost: the MAC count, cost models, budget targets, budget losses and the projection.
 
 Modules: ``base`` (the :class:`CostModel` interface and :data:`COST_MODELS`), ``macs`` (the MAC
-cost model and counters), ``target`` (parsing ``--target-macs``), ``budget`` (budget losses,
-:data:`BUDGETS`), ``knapsack`` (the most probable widths in a cost band) and ``projection``
-(bringing found widths into the budget band, :data:`PROJECTIONS`). A new cost model (e.g.
-measured latency) subclasses :class:`CostModel` and registers in :data:`COST_MODELS`.
+cost model and counters), ``latency`` (measured per-layer latency tables and the latency cost
+model), ``timing`` (measuring them), ``target`` (parsing ``--target-macs`` and
+``--target-latency``), ``budget`` (budget losses, :data:`BUDGETS`), ``knapsack`` (the most
+probable widths in a cost band) and ``projection`` (bringing found widths into the budget band,
+:data:`PROJECTIONS`). A new cost model subclasses :class:`CostModel` (its per-layer
+:meth:`~CostModel.terms`) and registers in :data:`COST_MODELS`.
 """
 
 from nas.cost.base import COST_MODELS, CostModel, create_cost_model
 from nas.cost.budget import BUDGETS, Budget, budget_loss, create_budget, smallest_macs
-from nas.cost.macs import MacsCost, count_macs, count_model_params, count_params, measure_macs
+from nas.cost.latency import LatencyCost, LatencyTable
+from nas.cost.macs import (
+    MacsCost,
+    count_macs,
+    count_model_params,
+    count_params,
+    mac_cost_terms,
+    measure_macs,
+)
 from nas.cost.projection import PROJECTIONS, project_most_probable, project_to_budget
-from nas.cost.target import parse_target_macs
+from nas.cost.target import parse_target_latency, parse_target_macs
 
 __all__ = [
     "BUDGETS",
@@ -19,6 +29,8 @@ __all__ = [
     "PROJECTIONS",
     "Budget",
     "CostModel",
+    "LatencyCost",
+    "LatencyTable",
     "MacsCost",
     "budget_loss",
     "count_macs",
@@ -26,7 +38,9 @@ __all__ = [
     "count_params",
     "create_budget",
     "create_cost_model",
+    "mac_cost_terms",
     "measure_macs",
+    "parse_target_latency",
     "parse_target_macs",
     "project_most_probable",
     "project_to_budget",

@@ -9,16 +9,24 @@ cross-check the tests hold the analytic count to. FLOPs, where reported, are 2 x
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nas.cost.base import COST_MODELS, CostModel
-from search_spaces import WidthSpec
+from nas.cost.knapsack import CostTerm
+from search_spaces import SearchSpace, WidthSpec
 
-__all__ = ["MacsCost", "count_macs", "count_model_params", "count_params", "measure_macs"]
+__all__ = [
+    "MacsCost",
+    "count_macs",
+    "count_model_params",
+    "count_params",
+    "mac_cost_terms",
+    "measure_macs",
+]
 
 
 @COST_MODELS.register("macs", description="conv + linear multiply-accumulates, exact")
@@ -28,6 +36,9 @@ class MacsCost(CostModel):
     name = "macs"
     unit = "MACs"
 
+    def terms(self) -> list[CostTerm]:
+        return mac_cost_terms(self.space)
+
     def exact(self, widths: Mapping[str, int]) -> float:
         return float(self.space.macs(widths))
 
@@ -36,6 +47,18 @@ class MacsCost(CostModel):
 
     def batched(self, widths: Tensor) -> Tensor:
         return self.space.batched_macs(widths)
+
+
+def mac_cost_terms(space: SearchSpace) -> list[CostTerm]:
+    """The space's MAC formula as per-layer cost terms (for the dynamic program)."""
+
+    def product(coefficient: int) -> Callable[[Tensor, Tensor], Tensor]:
+        return lambda c_in, c_out: coefficient * c_in * c_out
+
+    return [
+        CostTerm(u_in, u_out, c_in, c_out, product(k))
+        for k, u_in, u_out, c_in, c_out in space.mac_terms
+    ]
 
 
 def count_macs(spec: WidthSpec) -> int:

@@ -1,11 +1,11 @@
-"""Projection of found widths onto the budget: exact MACs within the tolerance band
-(:data:`PROJECTIONS`).
+"""Projection of found widths onto the budget: the exact cost (MACs, or a table's latency;
+:class:`~nas.cost.CostModel`) within the tolerance band (:data:`PROJECTIONS`).
 
 * ``dp`` (the default): the most probable widths in the band, by dynamic programming over the
   units' choices (:func:`nas.cost.knapsack.most_probable_in_band`): maximise the total
   log-probability of the chosen widths. Widths already in the band stay where they are.
 * ``greedy``: the previous release's projection, kept to compare with: from the argmax widths,
-  repeatedly move the unit whose next choice loses the least log-probability per MAC.
+  repeatedly move the unit whose next choice loses the least log-probability per unit of cost.
 
 Where the width choices are too coarse for the band, both fall back to setting one or two
 units to integer widths off the choices that land in it.
@@ -18,16 +18,16 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from nas.cost.knapsack import CostTerm, most_probable_in_band
+from nas.cost.base import CostModel
+from nas.cost.knapsack import most_probable_in_band
 from nas.errors import ConfigError
 from nas.registry import Registry
-from search_spaces import SearchSpace
 
-__all__ = ["PROJECTIONS", "mac_cost_terms", "project_most_probable", "project_to_budget"]
+__all__ = ["PROJECTIONS", "project_most_probable", "project_to_budget"]
 
 Projection = Callable[
     [
-        SearchSpace,
+        CostModel,
         Mapping[str, int],
         Mapping[str, Sequence[int]],
         Mapping[str, Tensor],
@@ -39,71 +39,60 @@ Projection = Callable[
 PROJECTIONS: Registry[Projection] = Registry("projection")
 
 
-def mac_cost_terms(space: SearchSpace) -> list[CostTerm]:
-    """The space's MAC formula as per-layer cost terms (for the dynamic program)."""
-
-    def product(coefficient: int) -> Callable[[Tensor, Tensor], Tensor]:
-        return lambda c_in, c_out: coefficient * c_in * c_out
-
-    return [
-        CostTerm(u_in, u_out, c_in, c_out, product(k))
-        for k, u_in, u_out, c_in, c_out in space.mac_terms
-    ]
-
-
 @PROJECTIONS.register("dp")
 def project_most_probable(
-    space: SearchSpace,
+    cost: CostModel,
     widths: Mapping[str, int],
     choices: Mapping[str, Sequence[int]],
     log_probs: Mapping[str, Tensor],
     target: float,
     tolerance: float = 0.02,
 ) -> dict[str, int]:
-    """The most probable widths (total log-probability of the choices) whose exact MACs are
+    """The most probable widths (total log-probability of the choices) whose exact cost is
     within ``target * (1 +- tolerance)``; ``widths`` (the argmax) only serve the fallback."""
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
-    units = [(u.name, u.kind) for u in space.units]
-    found = most_probable_in_band(mac_cost_terms(space), units, choices, log_probs, lo, hi)
+    units = [(u.name, u.kind) for u in cost.space.units]
+    found = most_probable_in_band(cost.terms(), units, choices, log_probs, lo, hi)
     if found is not None:
         return found
-    return project_to_budget(space, widths, choices, log_probs, target, tolerance)
+    return project_to_budget(cost, widths, choices, log_probs, target, tolerance)
 
 
 @PROJECTIONS.register("greedy")
 def project_to_budget(
-    space: SearchSpace,
+    cost: CostModel,
     widths: Mapping[str, int],
     choices: Mapping[str, Sequence[int]],
     log_probs: Mapping[str, Tensor],
     target: float,
     tolerance: float = 0.02,
 ) -> dict[str, int]:
-    """Adjust ``widths`` until their exact MACs are within ``target * (1 +- tolerance)``.
+    """Adjust ``widths`` until their exact cost is within ``target * (1 +- tolerance)``.
 
     Greedy over the width choices: while over the band, shrink the unit whose next smaller
-    choice loses the least log-probability per MAC saved; while under it, grow the unit whose
-    next larger choice costs the least log-probability per MAC added without overshooting.
-    If the choices are too coarse to land in the band, one unit is set to the integer width
-    that does (MACs are affine in each single unit's width), or, where no single unit can, two
-    units together (bilinear in two units' widths).
+    choice loses the least log-probability per unit of cost saved; while under it, grow the unit
+    whose next larger choice costs the least log-probability per unit of cost added without
+    overshooting. If the choices are too coarse to land in the band, one unit is set to the
+    integer width that does (every width of every unit tried), or, where no single unit can,
+    two units together (MACs are bilinear in two units' widths; a latency nearly so, and every
+    candidate is checked with the exact cost).
     :data:`nas.width_search.config.MIN_TOLERANCE` is the narrowest band a search accepts.
     """
     w = dict(widths)
     lo, hi = target * (1 - tolerance), target * (1 + tolerance)
     for _ in range(10_000):
-        macs = space.macs(w)
-        if lo <= macs <= hi:
+        now = cost.exact(w)
+        if lo <= now <= hi:
             return w
-        step = _best_step(space, w, choices, log_probs, shrink=macs > hi, limit=hi)
+        step = _best_step(cost, w, choices, log_probs, shrink=now > hi, limit=hi)
         if step is None:
             break
         w[step[0]] = step[1]
-    return _fine_adjust(space, w, target, lo, hi)
+    return _fine_adjust(cost, w, target, lo, hi)
 
 
 def _best_step(
-    space: SearchSpace,
+    cost: CostModel,
     w: Mapping[str, int],
     choices: Mapping[str, Sequence[int]],
     log_probs: Mapping[str, Tensor],
@@ -111,21 +100,21 @@ def _best_step(
     shrink: bool,
     limit: float,
 ) -> tuple[str, int] | None:
-    macs = space.macs(w)
+    now = cost.exact(w)
     best: tuple[float, str, int] | None = None
     for unit, options in choices.items():
         k = _index_at_or_near(options, w[unit], below=shrink)
         k_new = k - 1 if shrink else k + 1
         if not 0 <= k_new < len(options):
             continue
-        trial = {**w, unit: options[k_new]}
-        delta = abs(space.macs(trial) - macs)
-        if delta == 0 or (not shrink and space.macs(trial) > limit):
+        trial = cost.exact({**w, unit: options[k_new]})
+        delta = abs(trial - now)
+        if delta == 0 or (not shrink and trial > limit):
             continue
         lp = log_probs[unit]
-        cost = float(lp[min(k, len(lp) - 1)] - lp[k_new]) / delta
-        if best is None or cost < best[0]:
-            best = (cost, unit, options[k_new])
+        loss = float(lp[min(k, len(lp) - 1)] - lp[k_new]) / delta
+        if best is None or loss < best[0]:
+            best = (loss, unit, options[k_new])
     return None if best is None else (best[1], best[2])
 
 
@@ -141,36 +130,45 @@ def _index_at_or_near(options: Sequence[int], width: int, *, below: bool) -> int
 
 
 def _fine_adjust(
-    space: SearchSpace, w: dict[str, int], target: float, lo: float, hi: float
+    cost: CostModel, w: dict[str, int], target: float, lo: float, hi: float
 ) -> dict[str, int]:
-    """Land in ``[lo, hi]`` by setting one unit to an integer width off the choices or, when no
-    single unit can (its MAC step wider than the band, or it is at its limit), two units."""
+    """Land in ``[lo, hi]`` by setting one unit to an integer width off the choices (every width
+    of every unit priced at once) or, when no single unit can, two units."""
+    space = cost.space
+    names = [u.name for u in space.units]
+    base = torch.tensor([w[u] for u in names], dtype=torch.float64)
     best: tuple[float, str, int] | None = None
-    for unit, maximum in space.max_widths.items():
-        base = space.macs({**w, unit: 0})
-        slope = space.macs({**w, unit: 1}) - base
-        if slope <= 0:
+    for i, unit in enumerate(names):
+        maximum = space.max_widths[unit]
+        rows = base.repeat(maximum, 1)
+        rows[:, i] = torch.arange(1, maximum + 1, dtype=torch.float64)
+        values = cost.batched(rows)
+        inside = torch.nonzero((values >= lo) & (values <= hi)).flatten()
+        if len(inside) == 0:
             continue
-        width = min(maximum, max(1, round((target - base) / slope)))
-        macs = base + slope * width
-        if lo <= macs <= hi:
-            change = abs(width - w[unit]) / maximum
-            if best is None or change < best[0]:
-                best = (change, unit, width)
+        widths = inside + 1
+        k = int((widths - w[unit]).abs().argmin())
+        change = abs(int(widths[k]) - w[unit]) / maximum
+        if best is None or change < best[0]:
+            best = (change, unit, int(widths[k]))
     if best is not None:
         return {**w, best[1]: best[2]}
-    pair = _pair_adjust(space, w, target, lo, hi)
+    pair = _pair_adjust(cost, w, target, lo, hi)
     if pair is None:
-        raise ConfigError(f"no widths reach {target:,.0f} MACs within the tolerance")
+        raise ConfigError(
+            f"no widths reach a cost of {target:,.6g} {cost.unit} within the tolerance"
+        )
     return pair
 
 
 def _pair_adjust(
-    space: SearchSpace, w: dict[str, int], target: float, lo: float, hi: float
+    cost: CostModel, w: dict[str, int], target: float, lo: float, hi: float
 ) -> dict[str, int] | None:
     """Two units ``a``, ``b`` changed together: every width of ``a``, and for each the integer
-    width of ``b`` closest to the target (MACs are bilinear in two units' widths); the
-    smallest relative change that lands in the band, checked with the exact count."""
+    width of ``b`` closest to the target (MACs are bilinear in two units' widths; a latency
+    nearly so); the smallest relative change that lands in the band, checked with the exact
+    cost."""
+    space = cost.space
     best: tuple[float, dict[str, int]] | None = None
     units = list(space.max_widths)
     for a in units:
@@ -179,7 +177,7 @@ def _pair_adjust(
             if a == b:
                 continue
             f00, f10, f01, f11 = (
-                float(space.macs({**w, a: i, b: j})) for i, j in ((0, 0), (1, 0), (0, 1), (1, 1))
+                cost.exact({**w, a: i, b: j}) for i, j in ((0, 0), (1, 0), (0, 1), (1, 1))
             )
             rest = f00 + (f10 - f00) * wa  # MACs with b at 0
             slope = (f01 - f00) + (f11 - f10 - f01 + f00) * wa  # per channel of b
@@ -195,6 +193,6 @@ def _pair_adjust(
                 continue
             k = int(torch.where(ok, change, torch.inf).argmin())
             trial = {**w, a: int(wa[k]), b: int(wb[k])}
-            if (best is None or float(change[k]) < best[0]) and lo <= space.macs(trial) <= hi:
+            if (best is None or float(change[k]) < best[0]) and lo <= cost.exact(trial) <= hi:
                 best = (float(change[k]), trial)
     return None if best is None else best[1]

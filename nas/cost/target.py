@@ -6,7 +6,7 @@ import re
 
 from nas.errors import ConfigError
 
-__all__ = ["parse_target_macs"]
+__all__ = ["parse_target_latency", "parse_target_macs"]
 
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
 
@@ -33,3 +33,24 @@ def parse_target_macs(text: str | float, full_macs: int) -> float:
     if not 0 < macs <= full_macs:
         raise ConfigError(f"--target-macs {s} is not in (0, {full_macs:,}] (the full network)")
     return macs
+
+
+def parse_target_latency(text: str | float, full_ms: float) -> float:
+    """A latency target as a ratio of the full network's latency (``0.5``) or in milliseconds
+    (``4ms``, ``4.5 ms``); returns milliseconds, in (0, full]."""
+    s = str(text).strip()
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms)?", s, flags=re.IGNORECASE)
+    if m is None:
+        raise ConfigError(f"bad --target-latency {s!r}: use a ratio like 0.5 or a time like 4ms")
+    value = float(m.group(1))
+    if m.group(2) is None:
+        if not 0 < value <= 1:
+            raise ConfigError(
+                f"--target-latency ratio must be in (0, 1], got {s} (write milliseconds as 4ms)"
+            )
+        return value * full_ms
+    if not 0 < value <= full_ms:
+        raise ConfigError(
+            f"--target-latency {s} is not in (0, {full_ms:.4g} ms] (the full network, predicted)"
+        )
+    return value

@@ -14,6 +14,7 @@ from nas.engine.finetuning import (
     finetune,
     finetune_and_compare,
     uniform_twin,
+    uniform_twin_at_cost,
 )
 from nas.engine.loop import CHECKPOINT_NAME, train_model
 from nas.engine.losses import classification_loss, kd_loss
@@ -68,5 +69,6 @@ __all__ = [
     "seed_everything",
     "train_model",
     "uniform_twin",
+    "uniform_twin_at_cost",
     "write_summary_csv",
 ]

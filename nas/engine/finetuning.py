@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
@@ -25,6 +25,9 @@ from nas.errors import ConfigError
 from nas.options import MAX_EPOCHS, option
 from search_spaces import SearchSpace, WidthSpec
 
+if TYPE_CHECKING:
+    from nas.cost.base import CostModel
+
 __all__ = [
     "MIN_TOLERANCE",
     "FinetuneConfig",
@@ -32,6 +35,7 @@ __all__ = [
     "finetune_and_compare",
     "parse_target",
     "uniform_twin",
+    "uniform_twin_at_cost",
 ]
 
 # Narrowest accepted --tolerance. The projection lands in the band whenever some widths do; the
@@ -180,6 +184,27 @@ def uniform_twin(
     return space.spec(widths)
 
 
+def uniform_twin_at_cost(
+    cost: CostModel, value: float, target: float, tolerance: float, *, multiple: int = 1
+) -> WidthSpec:
+    """The uniform-width spec whose ``cost`` (say a table's latency) comes closest to ``value``
+    among those within ``tolerance`` of ``target``; a :class:`ConfigError` where none lies
+    there."""
+    space = cost.space
+    seen: dict[tuple[int, ...], dict[str, int]] = {}
+    for i in range(1, 201):
+        widths = space.uniform_widths_for_macs(i / 200, multiple)
+        seen.setdefault(tuple(widths.values()), widths)
+    priced = [(cost.exact(w), w) for w in seen.values()]
+    fitting = [(c, w) for c, w in priced if abs(c / target - 1) <= tolerance]
+    if not fitting:
+        raise ConfigError(
+            f"--compare: no uniform width of {space.name} lies within --tolerance {tolerance:g} "
+            f"of the target {target:.4g} {cost.unit}; widen --tolerance or change the target"
+        )
+    return space.spec(min(fitting, key=lambda cw: abs(cw[0] - value))[1])
+
+
 def finetune_and_compare(
     start: Callable[[WidthSpec], nn.Module],
     spec: WidthSpec,
@@ -190,14 +215,14 @@ def finetune_and_compare(
     config: FinetuneConfig,
     *,
     multiple: int = 1,
-    macs: float | None = None,
+    twin: WidthSpec | None = None,
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """``start(spec)`` fine-tuned (into ``out/finetune``); with ``config.compare`` also
-    ``start(uniform twin)``, the uniform-width network of the same MACs (``macs``, default the
-    spec's; a conditional network's average), fine-tuned exactly the
+    ``start(uniform twin)``, the uniform-width network of the same cost (``twin``, default the
+    uniform widths of the spec's MACs), fine-tuned exactly the
     same way (into ``out/uniform``): the same options, teacher, seed and batches (the loader is
     rewound to where the first fine-tuning began). Returns the fine-tuned network and the
     twin's numbers (``uniform_acc``, ``uniform_val_acc``, ``uniform_macs``, ...; none without
@@ -216,12 +241,11 @@ def finetune_and_compare(
     )
     if not config.compare:
         return small, {}
-    twin_macs = spec.macs() if macs is None else macs
-    twin_spec = uniform_twin(spec.get_space(), twin_macs, config, multiple=multiple)
-    twin = start(twin_spec)
+    twin_spec = twin or uniform_twin(spec.get_space(), spec.macs(), config, multiple=multiple)
+    other = start(twin_spec)
     restore_loader(train_loader, begin)
     finetune(
-        twin,
+        other,
         teacher,
         train_loader,
         val_loader,
@@ -231,8 +255,8 @@ def finetune_and_compare(
         progress=progress,
     )
     return small, {
-        "uniform_acc": evaluate(twin, test_loader, device=config.device).accuracy,
-        "uniform_val_acc": evaluate(twin, val_loader, device=config.device).accuracy,
+        "uniform_acc": evaluate(other, test_loader, device=config.device).accuracy,
+        "uniform_val_acc": evaluate(other, val_loader, device=config.device).accuracy,
         "uniform_macs": twin_spec.macs(),
         "uniform_macs_ratio": twin_spec.macs_ratio(),
         "uniform_widths": dict(twin_spec.widths),

@@ -50,6 +50,21 @@ class ProfileOptions(Options):
     )
     num_classes: int | None = option(None, "classes of the head; default: the space's", ge=1)
     json: bool = option(False, 'print {"space", "macs", "params", "units": [...]} as JSON')
+    latency: bool = option(
+        False, "also measure the latency here (and predict it with --table) beside the MACs"
+    )
+    table: str | None = option(
+        None,
+        "a latency table (nas latency-table) of this space and machine: the latency predicted, "
+        "and measured at its batch and threads",
+        metavar="TABLE",
+    )
+    batch: int | None = option(
+        None, "--latency without --table: the batch to measure at (default 1)", ge=1, le=4096
+    )
+    threads: int | None = option(
+        None, "--latency: torch threads (default: torch's count; a table's must match)", ge=1
+    )
 
 
 # -- nas profile -----------------------------------------------------------------------------------
@@ -75,11 +90,45 @@ def cmd_profile(options: ProfileOptions) -> int:
         )
         widths = space.full_widths()
     report = _profile_report(space, widths)
+    if options.latency or options.table is not None:
+        report |= _latency(options, space, widths)
     if options.json:
         print(json.dumps(report, indent=2))
     else:
         _print_profile(report, show_widths=options.arch is not None)
     return 0
+
+
+def _latency(options: ProfileOptions, space: SearchSpace, widths: dict[str, int]) -> dict[str, Any]:
+    """Measured (and with a table, predicted) latency of ``widths`` beside the full network."""
+    import torch
+
+    from nas.cost.latency import LatencyCost, LatencyTable, check_environment, environment
+    from nas.cost.timing import latency_report, network_latency_ms
+    from nas.jobs.common import torch_threads
+
+    threads = options.threads or torch.get_num_threads()
+    with torch_threads(threads):
+        if options.table is None:
+            batch = options.batch or 1
+            full, found = network_latency_ms(
+                [space.build(), space.build(widths)],
+                (space.in_channels, *space.input_size),
+                batch=batch,
+                device="cpu",
+            )
+            return {
+                "latency_ms": found,
+                "full_latency_ms": full,
+                "latency_ratio": found / full,
+                "latency_batch": batch,
+            }
+        if options.batch is not None:
+            raise ConfigError("--batch comes from the table when --table is given")
+        table = LatencyTable.load(options.table)
+        here = environment(str(table.env["device"]), threads, int(table.env["batch"]))
+        check_environment(table, here, options.table)
+        return latency_report(LatencyCost(space, table=table), widths)
 
 
 def _profile_report(space: SearchSpace, widths: dict[str, int]) -> dict[str, Any]:
@@ -105,6 +154,17 @@ def _print_profile(r: dict[str, Any], *, show_widths: bool) -> None:
     print(f"space    {r['space']}  ({r['in_channels']}x{h}x{w} input, {r['num_classes']} classes)")
     print(f"MACs     {human(r['macs'])}  ({r['macs']:,}, {r['macs_ratio']:.1%} of full width)")
     print(f"params   {human(r['params'])}  ({r['params']:,})")
+    if "latency_ms" in r:
+        predicted = (
+            f"; predicted {r['predicted_latency_ms']:.3f} ms "
+            f"({r['predicted_latency_ratio']:.1%}, error {r['latency_prediction_error']:+.1%})"
+            if "predicted_latency_ms" in r
+            else ""
+        )
+        print(
+            f"latency  {r['latency_ms']:.3f} ms at batch {r['latency_batch']} "
+            f"({r['latency_ratio']:.1%} of full width, {r['full_latency_ms']:.3f} ms){predicted}"
+        )
     units = r["units"]
     print(f"units    {len(units)}" + ("  (width / max)" if show_widths else "  (max width)"))
     name_w = max(len(u["name"]) for u in units)
@@ -116,5 +176,6 @@ def _print_profile(r: dict[str, Any], *, show_widths: bool) -> None:
 COMMAND = Command(
     options=(ProfileOptions,),
     run=cmd_profile,
-    description="MACs, parameters and units of a space (full width) or of a width spec.",
+    description="MACs, parameters and units of a space (full width) or of a width spec; with "
+    "--latency its measured latency, and with --table the latency a table predicts.",
 )

@@ -25,6 +25,7 @@ from nas.engine import (
     finetune_and_compare,
     loader_states,
     restore_loaders,
+    uniform_twin_at_cost,
 )
 from nas.extraction import save_model
 from nas.gates.deploy import conditional_macs, save_conditional
@@ -126,23 +127,18 @@ def deliver(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The found network fine-tuned (or retrained) and its numbers (a per-input strategy without
     ``--static``: its conditional network, fine-tuned under fixed gates); with ``config.compare``
-    also the uniform-width network of the same MACs from the same final supernet (BN
+    also the uniform-width network of the same cost (:func:`_twin`) from the same final supernet (BN
     recalibrated for its widths), fine-tuned exactly the same way: the same options, teacher,
     seed and batches (the loader is rewound to where the found network's fine-tuning began)."""
     conditional = None if outcome.static else outcome.conditional
-    twin_macs = None
-    if conditional is not None:  # the twin matches the average MACs on the validation split
-        space = outcome.spec.get_space()
-        twin_macs = float(
-            conditional_macs(conditional, space, val_loader, config.device).double().mean()
-        )
+    twin_spec = _twin(outcome, val_loader, config) if config.compare else None
 
     def start(spec: WidthSpec) -> nn.Module:
         if conditional is not None and spec is outcome.spec:
             return conditional  # fine-tuned under the gates the search learned
         return starting_network(outcome, config, spec)
 
-    small, twin = finetune_and_compare(
+    small, compared = finetune_and_compare(
         start,
         outcome.spec,
         teacher,
@@ -151,13 +147,30 @@ def deliver(
         test_loader,
         config,
         multiple=config.width_multiple,
-        macs=twin_macs,
+        twin=twin_spec,
         out=out,
         resume=resume,
         progress=progress,
     )
-    metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config) | twin
-    return small, metrics
+    metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config)
+    return small, metrics | compared
+
+
+def _twin(outcome: SearchOutcome, val_loader: Iterable[Any], config: SearchConfig) -> WidthSpec:
+    """The uniform-width network ``--compare`` fine-tunes beside the found one: of the same
+    MACs, of a conditional network's average MACs (on the validation split), or of the same
+    predicted latency for a latency search."""
+    space = outcome.spec.get_space()
+    multiple = config.width_multiple
+    if not outcome.static and outcome.conditional is not None:
+        macs = conditional_macs(outcome.conditional, space, val_loader, config.device)
+        return uniform_twin(space, float(macs.double().mean()), config, multiple=multiple)
+    cost = outcome.cost
+    if cost is not None and cost.name != "macs":
+        value = cost.exact(dict(outcome.spec.widths))
+        target = config.cost_target(space, cost)
+        return uniform_twin_at_cost(cost, value, target, config.tolerance, multiple=multiple)
+    return uniform_twin(space, outcome.spec.macs(), config, multiple=multiple)
 
 
 def select_network(
@@ -219,9 +232,13 @@ def run_search(
     )
     base_config.validate()
     data, space = search_data(o, c.seed)
-    c.target_for(space)  # impossible budgets fail before anything is written
-    if c.compare:
-        uniform_twin(space, c.target_for(space), c, multiple=c.width_multiple)
+    # impossible budgets and foreign latency tables fail before anything is written
+    cost = c.cost_model(space, threads)
+    target = c.cost_target(space, cost)
+    if c.compare and cost.name == "macs":
+        uniform_twin(space, target, c, multiple=c.width_multiple)
+    elif c.compare:
+        uniform_twin_at_cost(cost, target, target, c.tolerance, multiple=c.width_multiple)
     if c.select == "predictor":
         check_pool_band(space, c.choices(space), c.target_for(space), c.tolerance, c.rank_config())
     initial = initial_weights(o.weights, space)

@@ -15,6 +15,7 @@ from nas.options import MAX_EPOCHS, option
 from nas.selection.config import MIN_SAMPLES, RankConfig
 
 if TYPE_CHECKING:
+    from nas.cost import CostModel, LatencyTable
     from nas.gates import GateStrategy
     from search_spaces import SearchSpace
 
@@ -89,6 +90,21 @@ class SearchConfig(FinetuneConfig):
     lr: float = option(0.05, "weight learning rate (SGD, warm-up and search)", gt=0)
     arch_lr: float = option(0.05, "Adam learning rate of the architecture parameters", gt=0)
     arch_weight_decay: float = option(0.0, "weight decay of the architecture parameters", ge=0)
+    cost: str = option(
+        "macs",
+        "what the budget counts: exact MACs (--target-macs), or the latency predicted from a "
+        "measured table (--latency-table, --target-latency)",
+        choices="nas.cost:COST_MODELS",
+    )
+    latency_table: str | None = option(
+        None, "a latency table of this space and machine (nas latency-table)", metavar="TABLE"
+    )
+    target_latency: str | None = option(
+        None,
+        "--cost latency: the budget, a ratio of the full network's predicted latency (0.5) or "
+        "milliseconds (4ms); replaces --target-macs",
+        metavar="RATIO|MS",
+    )
     budget: str = option(
         "lagrangian",
         "budget loss on the expected MACs: a Lagrange multiplier raised by dual ascent, a smooth "
@@ -163,12 +179,66 @@ class SearchConfig(FinetuneConfig):
                 f"--from-scratch retrains a static network; --strategy {self.strategy} delivers "
                 "a conditional network whose gates were learned with its weights (add --static)"
             )
+        self._check_cost(per_input)
         if per_input and self.select == "predictor":
             raise ConfigError(
                 f"--select predictor ranks static width assignments; --strategy {self.strategy} "
                 "gates each input (use --select argmax)"
             )
         super().check()
+
+    def _check_cost(self, per_input: bool) -> None:
+        if self.cost != "latency":
+            if self.target_latency is not None:
+                raise ConfigError("--target-latency needs --cost latency")
+            return
+        if self.latency_table is None or self.target_latency is None:
+            raise ConfigError("--cost latency needs --latency-table TABLE and --target-latency")
+        from nas.gates import STRATEGIES, GateStrategy
+
+        kind = STRATEGIES.get(self.strategy)
+        own = getattr(kind, "budget_loss", GateStrategy.budget_loss) is not GateStrategy.budget_loss
+        if per_input or own:
+            raise ConfigError(
+                f"--cost latency prices static widths with the search's budget; --strategy "
+                f"{self.strategy} has its own MAC activation loss (use width-gumbel or scp)"
+            )
+        if self.select == "predictor":
+            raise ConfigError("--select predictor ranks pools in a MAC band: use --cost macs")
+
+    def cost_model(self, space: SearchSpace, threads: int | None = None) -> CostModel:
+        """The budget's cost model for ``space``; a latency table is checked against this run's
+        device and ``threads`` (default: torch's now) with one-line refusals."""
+        from nas.cost import MacsCost
+
+        if self.cost != "latency":
+            return MacsCost(space)
+        import torch
+
+        from nas.cost.latency import LatencyCost, check_environment, environment
+
+        assert self.latency_table is not None
+        table = _load_table(self.latency_table)
+        here = environment(self.device, threads or torch.get_num_threads(), table.env["batch"])
+        check_environment(table, here, self.latency_table)
+        return LatencyCost(space, table=table)
+
+    def cost_target(self, space: SearchSpace, cost: CostModel | None = None) -> float:
+        """The budget in the cost's unit: MACs (:meth:`target_for`), or milliseconds."""
+        if self.cost != "latency":
+            return self.target_for(space)
+        from nas.cost import parse_target_latency
+
+        cost = cost or self.cost_model(space)
+        assert self.target_latency is not None
+        target = parse_target_latency(self.target_latency, cost.full())
+        floor = cost.exact({u: min(c) for u, c in self.choices(space).items()})
+        if target < floor * (1 - self.tolerance):
+            raise ConfigError(
+                f"--target-latency {self.target_latency} ({target:.4g} ms) is below the "
+                f"smallest network the width choices allow ({floor:.4g} ms predicted)"
+            )
+        return target
 
     def strategy_options(self) -> dict[str, object]:
         """``--strategy-option`` as typed keyword options of the strategy (one-line errors)."""
@@ -233,3 +303,18 @@ def _strategy_choices(
     )
     with torch.random.fork_rng(devices=[]):
         return {u: tuple(c) for u, c in config.create_strategy(space).choices.items()}
+
+
+def _load_table(path: str) -> LatencyTable:
+    from pathlib import Path
+
+    p = Path(path)
+    stamp = p.stat().st_mtime_ns if p.is_file() else 0
+    return _cached_table(str(p.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_table(path: str, stamp: int) -> LatencyTable:
+    from nas.cost import LatencyTable
+
+    return LatencyTable.load(path)

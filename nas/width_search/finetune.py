@@ -51,34 +51,56 @@ def summarize(
     space = outcome.spec.get_space()
     per_input = per_input_metrics(outcome, test_loader, config)
     macs = space.macs(outcome.spec.widths) if outcome.static else per_input["avg_macs"]
-    target = config.target_for(space)
-    return {
-        "space": space.name,
-        "baseline_acc": baseline_acc,
-        "searched_acc": evaluate(small, test_loader, device=config.device).accuracy,
-        "searched_val_acc": evaluate(small, val_loader, device=config.device).accuracy,
-        "macs": macs,
-        "flops": 2 * macs,
-        "macs_ratio": macs / space.macs(),
-        "target_macs": target,
-        "target_macs_ratio": target / space.macs(),
-        "params": space.params(outcome.spec.widths),
-        "params_ratio": space.params(outcome.spec.widths) / space.params(),
-        "arch_confidence": outcome.arch_confidence,
-        "argmax_macs_ratio": space.macs(outcome.argmax_widths) / space.macs(),
-        "projection_shift": outcome.projection_shift,
-        "relaxation_gap": outcome.relaxation_gap,
-        "relaxation_gap_loss": outcome.relaxation_gap_loss,
-        "relaxed_val_acc": outcome.relaxed.accuracy,
-        "relaxed_val_loss": outcome.relaxed.loss,
-        "argmax_val_acc": outcome.argmax_result.accuracy,
-        "delivered_val_acc": outcome.delivered.accuracy,
-        "delivered_val_loss": outcome.delivered.loss,
-        "search_seconds": round(outcome.seconds, 2),
-        "strategy": config.strategy,
-        "from_scratch": config.from_scratch,
-        "conditional": not outcome.static,
-    } | per_input
+    latency = config.cost == "latency"
+    target = None if latency else config.target_for(space)
+    return (
+        {
+            "space": space.name,
+            "baseline_acc": baseline_acc,
+            "searched_acc": evaluate(small, test_loader, device=config.device).accuracy,
+            "searched_val_acc": evaluate(small, val_loader, device=config.device).accuracy,
+            "macs": macs,
+            "flops": 2 * macs,
+            "macs_ratio": macs / space.macs(),
+            "target_macs": target,
+            "target_macs_ratio": None if target is None else target / space.macs(),
+            "params": space.params(outcome.spec.widths),
+            "params_ratio": space.params(outcome.spec.widths) / space.params(),
+            "arch_confidence": outcome.arch_confidence,
+            "argmax_macs_ratio": space.macs(outcome.argmax_widths) / space.macs(),
+            "projection_shift": outcome.projection_shift,
+            "relaxation_gap": outcome.relaxation_gap,
+            "relaxation_gap_loss": outcome.relaxation_gap_loss,
+            "relaxed_val_acc": outcome.relaxed.accuracy,
+            "relaxed_val_loss": outcome.relaxed.loss,
+            "argmax_val_acc": outcome.argmax_result.accuracy,
+            "delivered_val_acc": outcome.delivered.accuracy,
+            "delivered_val_loss": outcome.delivered.loss,
+            "search_seconds": round(outcome.seconds, 2),
+            "strategy": config.strategy,
+            "from_scratch": config.from_scratch,
+            "conditional": not outcome.static,
+            "cost": config.cost,
+        }
+        | per_input
+        | latency_metrics(outcome, config)
+    )
+
+
+def latency_metrics(outcome: SearchOutcome, config: SearchConfig) -> dict[str, Any]:
+    """A latency search's network: its latency predicted by the table and measured here (same
+    device, batch and threads as the table), beside the full network's, and the target."""
+    from nas.cost.latency import LatencyCost
+    from nas.cost.timing import latency_report
+
+    cost = outcome.cost
+    if not isinstance(cost, LatencyCost) or not outcome.static:
+        return {}
+    target = config.cost_target(outcome.spec.get_space(), cost)
+    return latency_report(cost, dict(outcome.spec.widths)) | {
+        "target_latency_ms": target,
+        "target_latency_ratio": target / cost.full(),
+    }
 
 
 @torch.no_grad()

@@ -119,7 +119,8 @@ def start_run(
     """A search ready to run: the supernet built from ``model``, the strategy, and the training
     split divided into the weights' part and the architecture's (``config.arch_fraction``)."""
     config.validate()
-    target = config.target_for(space)
+    cost = config.cost_model(space)
+    target = config.cost_target(space, cost)
     device = torch.device(config.device)
     seed_everything(config.seed)
     scoring = train_loader if CRITERIA.get(config.order).needs_data else None
@@ -131,7 +132,7 @@ def start_run(
     else:  # joint training: the gates learn with the weights on the whole training split (in
         # the order of the seed, whatever the loader served before, as the split loaders are)
         weights = arch = reseeded(train_loader, config.seed)  # type: ignore[arg-type]
-    return SearchRun(supernet, strategy, config, target, weights, arch, val_loader, device)
+    return SearchRun(supernet, strategy, config, target, weights, arch, val_loader, device, cost)
 
 
 def _run_epochs(

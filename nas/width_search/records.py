@@ -8,6 +8,7 @@ from pathlib import Path
 from torch import Tensor
 from torch.nn import Module
 
+from nas.cost import CostModel
 from nas.engine import EvalResult
 from nas.gates import GateStrategy
 from nas.io import atomic_write_text
@@ -60,6 +61,7 @@ class SearchOutcome:
     # a per-input strategy's conditional network (nas.gates.deploy) at the end of the search
     conditional: Module | None = None
     static: bool = True  # False: the conditional network is the deliverable (no --static)
+    cost: CostModel | None = None  # what the budget counted (None: MACs)
 
     @property
     def relaxation_gap(self) -> float:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.cost import PROJECTIONS, create_budget
+from nas.cost import PROJECTIONS, CostModel, MacsCost, create_budget
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
 from nas.errors import ConfigError
 from nas.extraction import permute_channels
@@ -62,8 +62,11 @@ class SearchRun:
         arch_loader: Iterable[Any],
         val_loader: Iterable[Any],
         device: torch.device,
+        cost: CostModel | None = None,
     ) -> None:
+        """``target`` is in the unit of ``cost`` (default: MACs)."""
         self.supernet, self.strategy, self.config = supernet, strategy, config
+        self.cost = cost if cost is not None else MacsCost(supernet.space)
         self.target, self.device = target, device
         self.weight_loader, self.arch_loader, self.val_loader = (
             weight_loader,
@@ -223,14 +226,13 @@ class SearchRun:
 
     def _budget_terms(self) -> tuple[Tensor, Callable[[], None]]:
         """The budget loss (the strategy's own, weighted by ``budget_weight``, else
-        ``--budget`` on the expected MACs) and the update to call after the step."""
-        space = self.supernet.space
-        own = self.strategy.budget_loss(self.target / self.full_macs)
+        ``--budget`` on the expected cost: MACs or latency) and the update to call after it."""
+        own = self.strategy.budget_loss(self.target / self.full_macs)  # MACs only (checked)
         if own is not None:
             return self.config.budget_weight * own, lambda: None
-        ratio = space.expected_macs(self.strategy.expected_widths()) / self.target
+        ratio = self.cost.expected(self.strategy.expected_widths()) / self.target
         with torch.no_grad():
-            argmax_ratio = space.macs(self.strategy.discrete_widths()) / self.target
+            argmax_ratio = self.cost.exact(self.strategy.discrete_widths()) / self.target
 
         def update() -> None:  # after the step: the confidence the step reached
             self.budget.update(float(ratio.detach()), argmax_ratio, self.strategy.confidence())
@@ -308,6 +310,7 @@ class SearchRun:
                 seconds=self.seconds,
                 conditional=conditional,
                 static=False,
+                cost=self.cost,
             )
         if self.strategy.per_input:  # --static: the gates as one static pruning
             self.strategy.make_static(self.weight_loader, c.static_share, self.device)
@@ -318,7 +321,9 @@ class SearchRun:
         argmax = self.strategy.discrete_widths()
         log_probs = self.strategy.choice_log_probs()
         project = PROJECTIONS.get(c.projection)
-        widths = project(space, argmax, self.strategy.choices, log_probs, self.target, c.tolerance)
+        widths = project(
+            self.cost, argmax, self.strategy.choices, log_probs, self.target, c.tolerance
+        )
         return SearchOutcome(
             space.spec(widths),
             self.supernet,
@@ -333,6 +338,7 @@ class SearchRun:
             records=list(self.records),
             seconds=self.seconds,
             conditional=conditional,
+            cost=self.cost,
         )
 
     @torch.no_grad()

@@ -9,7 +9,7 @@ import torch
 
 import search_spaces
 from nas.cost.knapsack import most_probable_in_band
-from nas.cost.projection import mac_cost_terms
+from nas.cost.macs import mac_cost_terms
 from search_spaces import SearchSpace
 
 

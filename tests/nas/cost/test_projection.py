@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import search_spaces
-from nas.cost import project_to_budget
+from nas.cost import MacsCost, project_to_budget
 from nas.errors import ConfigError
 from nas.supernet import width_choices
 from nas.width_search import DEFAULT_WIDTH_RATIOS, MIN_TOLERANCE, SearchConfig
@@ -46,7 +46,9 @@ def test_projection_lands_in_the_band(name: str, ratio: float, start: str) -> No
         u: torch.log_softmax(torch.randn(len(c), generator=g), dim=0) for u, c in choices.items()
     }
     target = ratio * space.macs()
-    projected = project_to_budget(space, widths, choices, log_probs, target, tolerance=0.02)
+    projected = project_to_budget(
+        MacsCost(space), widths, choices, log_probs, target, tolerance=0.02
+    )
     check_projected(space, projected, target, 0.02)
     # greedy steps stay on the width choices; at most one unit gets an off-choice width
     off = [u for u, w in projected.items() if w not in choices[u] and w != widths[u]]
@@ -58,7 +60,7 @@ def test_projection_keeps_widths_already_in_the_band() -> None:
     choices = choices_of(space)
     widths = space.uniform_widths_for_macs(0.5)
     target = float(space.macs(widths))
-    same = project_to_budget(space, widths, choices, uniform_log_probs(choices), target)
+    same = project_to_budget(MacsCost(space), widths, choices, uniform_log_probs(choices), target)
     assert same == widths
 
 
@@ -69,7 +71,7 @@ def test_projection_shrinks_the_least_probable_units_first() -> None:
     log_probs = uniform_log_probs(choices)
     log_probs[favourite] = torch.log_softmax(torch.tensor([-50.0] * 9 + [0.0]), dim=0)
     target = 0.75 * space.macs()
-    projected = project_to_budget(space, space.full_widths(), choices, log_probs, target)
+    projected = project_to_budget(MacsCost(space), space.full_widths(), choices, log_probs, target)
     check_projected(space, projected, target, 0.02)
     assert projected[favourite] == space.max_widths[favourite]
 
@@ -99,7 +101,9 @@ def test_projection_reaches_the_narrowest_accepted_tolerance(
             u: torch.log_softmax(3 * torch.randn(len(c), generator=g), dim=0)
             for u, c in choices.items()
         }
-        projected = project_to_budget(space, widths, choices, log_probs, goal, MIN_TOLERANCE)
+        projected = project_to_budget(
+            MacsCost(space), widths, choices, log_probs, goal, MIN_TOLERANCE
+        )
         check_projected(space, projected, goal, MIN_TOLERANCE)
         off = [u for u, w in projected.items() if w not in choices[u] and w != widths[u]]
         assert len(off) <= 2, off
@@ -112,7 +116,7 @@ def test_projection_refuses_unreachable_targets() -> None:
     choices = choices_of(space)
     with pytest.raises(ConfigError, match="no widths reach"):
         project_to_budget(
-            space,
+            MacsCost(space),
             space.full_widths(),
             choices,
             uniform_log_probs(choices),

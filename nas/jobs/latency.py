@@ -1,0 +1,108 @@
+"""``nas latency-table``: measure a space's per-layer latency table on this machine."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import search_spaces
+from nas.engine.config import ThreadOptions
+from nas.errors import ConfigError
+from nas.jobs.base import Command
+from nas.jobs.common import torch_threads
+from nas.jobs.profile import parse_input_size
+from nas.options import option
+from search_spaces import SearchSpace
+
+__all__ = ["COMMAND", "LatencyTableOptions", "table_space"]
+
+
+@dataclass
+class LatencyTableOptions(ThreadOptions):
+    """What ``nas latency-table`` measures and where it writes it."""
+
+    group: ClassVar[str] = "latency table"
+
+    space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
+    input_size: tuple[int, ...] | None = option(
+        None,
+        "CxHxW (or HxW), e.g. 3x32x32; default: the space's",
+        parse=parse_input_size,
+        what="CxHxW, HxW or S (positive integers)",
+    )
+    num_classes: int | None = option(None, "classes of the head; default: the space's", ge=1)
+    batch: int = option(16, "batch size the latencies are measured at", ge=1, le=4096)
+    device: str = option("cpu", "cpu, cuda, cuda:1...")
+    step: int = option(
+        0, "width grid step in channels (0: every 4 up to 64 channels, ~17 points above)", ge=0
+    )
+    rounds: int = option(7, "interleaved timing rounds per grid point (the median is kept)", ge=3)
+    out: str = option("latency_table.json", "where the table is written")
+    resume: bool = option(False, "continue a partial table at --out")
+    overwrite: bool = option(False, "replace an existing table at --out")
+    progress: bool = option(True, "no progress bar", flag="--quiet")
+
+
+def table_space(o: LatencyTableOptions) -> SearchSpace:
+    """The space (and task) the table is measured for."""
+    entry = search_spaces.get_entry(o.space)
+    channels, h, w = o.input_size or (3, *entry.default_input_size)
+    return search_spaces.create(
+        o.space, num_classes=o.num_classes, in_channels=channels, input_size=(h, w)
+    )
+
+
+def cmd_latency_table(o: LatencyTableOptions) -> int:
+    import torch
+
+    from nas.cost.latency import LatencyCost
+    from nas.cost.timing import build_table
+
+    out = Path(o.out)
+    if out.exists() and not (o.resume or o.overwrite):
+        raise ConfigError(
+            f"{out} exists: pass --resume to continue it or --overwrite to replace it"
+        )
+    if o.resume and o.overwrite:
+        raise ConfigError(
+            "--resume continues the table at --out, --overwrite replaces it: pick one"
+        )
+    if o.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {o.device}: no CUDA device here")
+    space = table_space(o)
+    threads = o.thread_count()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with torch_threads(threads):
+        table = build_table(
+            space,
+            out,
+            batch=o.batch,
+            device=o.device,
+            step=o.step,
+            rounds=o.rounds,
+            resume=o.resume,
+            progress=o.progress,
+        )
+    cost = LatencyCost(space, table=table)
+    points = sum(len(e.grid_in) * len(e.grid_out) for e in table.entries.values())
+    full = table.calibration[0]["measured_ms"]
+    print(
+        f"{space.name} at batch {o.batch} on {table.env['device']} ({threads} threads): "
+        f"{len(table.entries)} layer configurations, {points} grid points in "
+        f"{time.perf_counter() - start:.0f} s; full network {full:.3f} ms measured, "
+        f"{cost.full():.3f} ms predicted (fixed {table.fixed_ms:.3f} ms, scale "
+        f"{table.scale:.3f}) -> {out}"
+    )
+    return 0
+
+
+COMMAND = Command(
+    options=(LatencyTableOptions,),
+    run=cmd_latency_table,
+    description="Measure every layer configuration a space can produce (conv + BN + ReLU on a "
+    "grid of input x output widths) on this machine, at one batch size and thread count, and "
+    "fit the per-network cost on whole networks: the table --cost latency reads.",
+)

@@ -1,0 +1,96 @@
+"""nas.jobs.latency: nas latency-table builds, resumes and refuses; nas profile reads it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import search_spaces
+from nas.cost import LatencyCost, LatencyTable
+from tests.nas.conftest import run
+
+TABLE_ARGS = ("--space", "resnet20", "--input-size", "3x8x8", "--batch", "2", "--rounds", "3")
+
+
+@pytest.fixture(scope="module")
+def table_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from nas.cli import main
+
+    path = tmp_path_factory.mktemp("lt") / "table.json"
+    assert (
+        main(["latency-table", *TABLE_ARGS, "--threads", "1", "--out", str(path), "--quiet"]) == 0
+    )
+    return path
+
+
+def test_the_table_covers_every_layer_and_records_where_it_was_measured(table_path: Path) -> None:
+    table = LatencyTable.load(table_path)
+    space = search_spaces.create("resnet20", in_channels=3, input_size=(8, 8))
+    assert table.complete and table.env["threads"] == 1 and table.env["batch"] == 2
+    assert table.env["device"] == "cpu" and table.env["torch"]
+    timed = {la.name for la in space.layers if la.kind in ("conv", "linear")}
+    assert set(table.layers) == timed
+    assert all(v > 0 for e in table.entries.values() for row in e.ms for v in row)
+    assert len(table.calibration) == 8 and table.scale > 0 and table.fixed_ms >= 0
+    cost = LatencyCost(space, table=table)
+    assert cost.full() > cost.exact({u.name: 1 for u in space.units}) > 0
+
+
+def test_an_existing_table_is_kept_and_a_partial_one_resumed(
+    table_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.json"
+    path.write_bytes(table_path.read_bytes())
+    code, _, err = run(capsys, "latency-table", *TABLE_ARGS, "--threads", "1", "--out", str(path))
+    assert code == 2 and "pass --resume" in err and path.read_bytes() == table_path.read_bytes()
+    data = json.loads(path.read_text())
+    kept = sorted(data["entries"])[:4]
+    data["entries"] = {k: data["entries"][k] for k in kept}
+    data["complete"] = False
+    path.write_text(json.dumps(data))
+    code, _, _ = run(
+        capsys, "latency-table", *TABLE_ARGS, "--threads", "1", "--out", str(path), "--resume"
+    )
+    resumed = json.loads(path.read_text())
+    assert (
+        code == 0
+        and resumed["complete"]
+        and set(resumed["entries"]) == set(json.loads(table_path.read_text())["entries"])
+    )
+    assert all(resumed["entries"][k] == data["entries"][k] for k in kept)  # not re-measured
+    code, _, err = run(  # another batch cannot continue it
+        capsys,
+        "latency-table",
+        *TABLE_ARGS[:4],
+        "--batch",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        str(path),
+        "--resume",
+    )
+    assert code == 2 and "other settings" in err
+
+
+def test_profile_predicts_and_measures_with_a_table(
+    table_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = search_spaces.create("resnet20", in_channels=3, input_size=(8, 8))
+    space.spec(space.uniform_widths_for_macs(0.5)).save(tmp_path / "arch.json")
+    arch = str(tmp_path / "arch.json")
+    code, out, _ = run(
+        capsys, "profile", "--arch", arch, "--table", str(table_path), "--threads", "1", "--json"
+    )
+    report = json.loads(out)
+    assert code == 0 and report["latency_ms"] > 0 and report["latency_batch"] == 2
+    cost = LatencyCost(space, table=LatencyTable.load(table_path))
+    assert report["predicted_latency_ms"] == pytest.approx(
+        cost.exact(space.uniform_widths_for_macs(0.5))
+    )
+    code, _, err = run(
+        capsys, "profile", "--arch", arch, "--table", str(table_path), "--threads", "2"
+    )
+    assert code == 2 and "measured with threads 1" in err and len(err.strip().splitlines()) == 1
