@@ -41,6 +41,9 @@ SEARCH_FORMAT = "channel-nas/search-checkpoint-2"
 WARMUP_INDEPENDENT = frozenset(
     {
         "target_macs",
+        "cost",  # the warm-up has no budget: MAC and latency searches share it
+        "latency_table",
+        "target_latency",
         "tau0",
         "tau_min",
         "schedule",
