@@ -591,6 +591,16 @@ CASES = [
         "was measured for resnet32",
     ),
     Case(
+        "a sweep under a latency budget",
+        lambda a, t: [
+            "sweep",
+            *("--cost", "latency", "--target-latency", "0.5"),
+            *("--latency-table", str(a / "table_resnet32.json"), "--budgets", "0.5"),
+            *("--trials", "1", "--out", _out(t)),
+        ],
+        "sweeps MAC budgets",
+    ),
+    Case(
         "a corrupt latency table",
         lambda a, t: [
             "profile",

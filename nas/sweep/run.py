@@ -77,6 +77,11 @@ def run_sweep(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> 
     options.validate()
     sweep.validate()
     search.validate()
+    if search.cost != "macs":
+        raise ConfigError(
+            "nas sweep sweeps MAC budgets (its Pareto front is accuracy against MACs) in this "
+            "release; search one latency budget with nas search --cost latency"
+        )
     if options.overwrite:
         raise ConfigError(
             "nas sweep does not overwrite: running it again resumes the sweep in --out; to start "
