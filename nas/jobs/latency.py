@@ -7,32 +7,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-import search_spaces
 from nas.engine.config import ThreadOptions
 from nas.errors import ConfigError
 from nas.jobs.base import Command
 from nas.jobs.common import torch_threads
-from nas.jobs.profile import parse_input_size
+from nas.jobs.profile import TaskOptions
 from nas.options import option
-from search_spaces import SearchSpace
 
-__all__ = ["COMMAND", "LatencyTableOptions", "table_space"]
+__all__ = ["COMMAND", "LatencyTableOptions"]
 
 
 @dataclass
-class LatencyTableOptions(ThreadOptions):
+class LatencyTableOptions(ThreadOptions, TaskOptions):
     """What ``nas latency-table`` measures and where it writes it."""
 
     group: ClassVar[str] = "latency table"
 
     space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
-    input_size: tuple[int, ...] | None = option(
-        None,
-        "CxHxW (or HxW), e.g. 3x32x32; default: the space's",
-        parse=parse_input_size,
-        what="CxHxW, HxW or S (positive integers)",
-    )
-    num_classes: int | None = option(None, "classes of the head; default: the space's", ge=1)
     batch: int = option(16, "batch size the latencies are measured at", ge=1, le=4096)
     device: str = option("cpu", "cpu, cuda, cuda:1...")
     step: int = option(
@@ -43,15 +34,6 @@ class LatencyTableOptions(ThreadOptions):
     resume: bool = option(False, "continue a partial table at --out")
     overwrite: bool = option(False, "replace an existing table at --out")
     progress: bool = option(True, "no progress bar", flag="--quiet")
-
-
-def table_space(o: LatencyTableOptions) -> SearchSpace:
-    """The space (and task) the table is measured for."""
-    entry = search_spaces.get_entry(o.space)
-    channels, h, w = o.input_size or (3, *entry.default_input_size)
-    return search_spaces.create(
-        o.space, num_classes=o.num_classes, in_channels=channels, input_size=(h, w)
-    )
 
 
 def cmd_latency_table(o: LatencyTableOptions) -> int:
@@ -71,7 +53,7 @@ def cmd_latency_table(o: LatencyTableOptions) -> int:
         )
     if o.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {o.device}: no CUDA device here")
-    space = table_space(o)
+    space = o.task_space(o.space)
     threads = o.thread_count()
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

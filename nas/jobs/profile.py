@@ -13,7 +13,7 @@ from nas.jobs.format import human
 from nas.options import Options, option
 from search_spaces import SearchSpace, WidthSpec
 
-__all__ = ["COMMAND", "ProfileOptions"]
+__all__ = ["COMMAND", "ProfileOptions", "TaskOptions"]
 
 
 def parse_input_size(value: Any) -> tuple[int, ...]:
@@ -33,7 +33,30 @@ def parse_input_size(value: Any) -> tuple[int, ...]:
 
 
 @dataclass
-class ProfileOptions(Options):
+class TaskOptions(Options):
+    """The task a space is sized for without data: input size and classes."""
+
+    group: ClassVar[str] = "task"
+
+    input_size: tuple[int, ...] | None = option(
+        None,
+        "CxHxW (or HxW), e.g. 3x32x32; default: the space's",
+        parse=parse_input_size,
+        what="CxHxW, HxW or S (positive integers)",
+    )
+    num_classes: int | None = option(None, "classes of the head; default: the space's", ge=1)
+
+    def task_space(self, name: str) -> SearchSpace:
+        """The space ``name`` at this input size and head (the space's defaults otherwise)."""
+        entry = search_spaces.get_entry(name)
+        channels, h, w = self.input_size or (3, *entry.default_input_size)
+        return search_spaces.create(
+            name, num_classes=self.num_classes, in_channels=channels, input_size=(h, w)
+        )
+
+
+@dataclass
+class ProfileOptions(TaskOptions):
     """What ``nas profile`` describes."""
 
     group: ClassVar[str] = "profile"
@@ -42,13 +65,6 @@ class ProfileOptions(Options):
         None, "search space name (see nas spaces)", positional=True, nargs="?"
     )
     arch: str | None = option(None, "a width spec (arch.json) to profile")
-    input_size: tuple[int, ...] | None = option(
-        None,
-        "CxHxW (or HxW), e.g. 3x32x32; default: the space's",
-        parse=parse_input_size,
-        what="CxHxW, HxW or S (positive integers)",
-    )
-    num_classes: int | None = option(None, "classes of the head; default: the space's", ge=1)
     json: bool = option(False, 'print {"space", "macs", "params", "units": [...]} as JSON')
     latency: bool = option(
         False, "also measure the latency here (and predict it with --table) beside the MACs"
@@ -83,11 +99,7 @@ def cmd_profile(options: ProfileOptions) -> int:
         widths = dict(spec.widths)
     else:
         assert options.space is not None
-        entry = search_spaces.get_entry(options.space)
-        channels, h, w = options.input_size or (3, *entry.default_input_size)
-        space = search_spaces.create(
-            options.space, num_classes=options.num_classes, in_channels=channels, input_size=(h, w)
-        )
+        space = options.task_space(options.space)
         widths = space.full_widths()
     report = _profile_report(space, widths)
     if options.latency or options.table is not None:
