@@ -214,10 +214,18 @@ class SweepPoints:
 RUN_ACCURACY = {"search": "searched_acc", "prune": "pruned_acc"}
 
 
-def read_run_point(d: Path) -> SweepPoints:
+# the x axis of nas plot pareto, per --cost: the run's key, its uniform twin's, the label
+PARETO_AXES = {
+    "macs": ("macs_ratio", "uniform_macs_ratio", "MACs / full network"),
+    "latency": ("latency_ratio", "uniform_latency_ratio", "measured latency / full network"),
+}
+
+
+def read_run_point(d: Path, cost: str = "macs") -> SweepPoints:
     """The point of a finished ``nas search`` or ``nas prune`` run directory (and its uniform
-    twin with ``--compare``, and the full network); a one-line :class:`ConfigError` for a
-    directory that is neither."""
+    twin with ``--compare``, and the full network) at its ``cost`` ratio (MACs, or the
+    latency measured by a ``--cost latency`` search); a one-line :class:`ConfigError` for a
+    directory that is neither, or a run without that cost."""
     path = d / "metrics.json"
     if not path.is_file():
         raise ConfigError(
@@ -235,18 +243,23 @@ def read_run_point(d: Path) -> SweepPoints:
             raise ConfigError(f"{path} has no number {key}")
         return float(value)
 
-    point = [(number("macs_ratio"), number(acc_key))]
-    uniform = (
-        [(number("uniform_macs_ratio"), number("uniform_acc"))] if "uniform_acc" in metrics else []
-    )
+    x, ux, _ = PARETO_AXES[cost]
+    if x not in metrics:
+        raise ConfigError(f"{path} has no {x} (a --cost {cost} plot reads --cost {cost} searches)")
+    point = [(number(x), number(acc_key))]
+    uniform = [(number(ux), number("uniform_acc"))] if "uniform_acc" in metrics else []
     full = number("baseline_acc") if "baseline_acc" in metrics else None
     return SweepPoints(trials=[], front=point, uniform=uniform, full_acc=full, sweep=False)
 
 
-def read_points(d: Path) -> SweepPoints:
-    """A sweep directory's points (:func:`read_sweep_points`), else a run's
+def read_points(d: Path, cost: str = "macs") -> SweepPoints:
+    """A sweep directory's points (:func:`read_sweep_points`; MACs only), else a run's
     (:func:`read_run_point`)."""
-    return read_sweep_points(d) if (d / "pareto.csv").is_file() else read_run_point(d)
+    if not (d / "pareto.csv").is_file():
+        return read_run_point(d, cost)
+    if cost != "macs":
+        raise ConfigError(f"{d} is a sweep: its fronts are in MACs (plot it without --cost)")
+    return read_sweep_points(d)
 
 
 def read_sweep_points(d: Path) -> SweepPoints:
@@ -302,15 +315,16 @@ def _points(path: Path, rows: Sequence[dict[str, str]], acc: str) -> list[tuple[
     return points
 
 
-def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
-    """Accuracy against MACs: each sweep's Pareto front (and its other trials), its
+def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path, cost: str = "macs") -> None:
+    """Accuracy against MACs (or, ``cost="latency"``, against the measured latency of latency
+    searches): each sweep's Pareto front (and its other trials), its
     uniform-width curve, and the full network; or the networks of ``nas search`` / ``nas
     prune`` runs, those under one label joined into one curve (a method over budgets). Several
     overlay on one figure. Every directory is read and checked (:func:`read_points`) before
     anything is drawn."""
     groups: dict[str, SweepPoints] = {}
     for label, d in runs:
-        points = read_points(Path(d))
+        points = read_points(Path(d), cost)
         groups[label] = groups[label].merged(points) if label in groups else points
     sweeps = list(groups.items())
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
@@ -346,7 +360,7 @@ def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path) -> None:
                 label=f"{label}: full network",
                 zorder=3,
             )
-    ax.set_xlabel("MACs / full network")
+    ax.set_xlabel(PARETO_AXES[cost][2])
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy against compute")
     ax.grid(alpha=0.3)

@@ -28,6 +28,11 @@ class ParetoPlotOptions(Options):
         nargs="+",
     )
     labels: str | None = option(None, "comma-separated legend labels")
+    cost: str = option(
+        "macs",
+        "the x axis: MAC ratio, or the measured latency ratio of --cost latency searches",
+        choices=("macs", "latency"),
+    )
     out: str = option("pareto.png", "output PNG")
     overwrite: bool = option(False, "replace --out if it exists")
 
@@ -43,7 +48,7 @@ def _pareto(options: ParetoPlotOptions) -> int:
     labels = options.labels.split(",") if options.labels else [d.name for d in dirs]
     if len(labels) != len(dirs):
         raise ConfigError(f"{len(labels)} labels for {len(dirs)} directories")
-    plot_pareto(list(zip(labels, dirs, strict=True)), out)  # checks every table first
+    plot_pareto(list(zip(labels, dirs, strict=True)), out, options.cost)  # checks all first
     print(f"wrote {out}")
     return 0
 

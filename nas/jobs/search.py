@@ -153,6 +153,16 @@ def deliver(
         progress=progress,
     )
     metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config)
+    if twin_spec is not None and "latency_ms" in metrics:  # the twin's latency too
+        from nas.cost.latency import LatencyCost
+        from nas.cost.timing import latency_report
+
+        assert isinstance(outcome.cost, LatencyCost)
+        twin_latency = latency_report(outcome.cost, dict(twin_spec.widths))
+        compared |= {
+            f"uniform_{k}": twin_latency[k]
+            for k in ("latency_ms", "latency_ratio", "predicted_latency_ms")
+        }
     return small, metrics | compared
 
 

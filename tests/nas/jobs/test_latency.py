@@ -94,3 +94,45 @@ def test_profile_predicts_and_measures_with_a_table(
         capsys, "profile", "--arch", arch, "--table", str(table_path), "--threads", "2"
     )
     assert code == 2 and "measured with threads 1" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_latency_search_reports_its_latency_and_plots_against_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nas search --cost latency on digits with a (synthetic) table for this process: the
+    predicted latency lands in the band, metrics.json reports predicted and measured latency of
+    the network and its uniform twin, and nas plot pareto --cost latency draws it."""
+    from dataclasses import replace
+
+    from tests.conftest import synthetic_latency_table
+
+    space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
+    table = synthetic_latency_table(space)
+    table = replace(table, env={**table.env, "threads": 1})
+    table.save(tmp_path / "table.json")
+    out = tmp_path / "run"
+    argv = ["search", "--cost", "latency", "--latency-table", str(tmp_path / "table.json")]
+    argv += ["--target-latency", "0.5", "--threads", "1", "--compare", "--quiet"]
+    argv += ["--baseline-epochs", "1", "--warmup-epochs", "1", "--search-epochs", "2"]
+    argv += ["--finetune-epochs", "1", "--arch-lr", "0.3", "--out", str(out)]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    cost = LatencyCost(space, table=table)
+    assert m["cost"] == "latency" and m["target_macs"] is None
+    assert m["predicted_latency_ms"] == pytest.approx(cost.exact(m_widths(out)))
+    assert abs(m["predicted_latency_ms"] / m["target_latency_ms"] - 1) <= 0.02
+    assert m["target_latency_ms"] == pytest.approx(0.5 * cost.full())
+    assert m["latency_ms"] > 0 and m["latency_ratio"] == pytest.approx(
+        m["latency_ms"] / m["full_latency_ms"]
+    )
+    assert abs(m["uniform_predicted_latency_ms"] / m["target_latency_ms"] - 1) <= 0.02
+    code, _, err = run(
+        capsys, "plot", "pareto", str(out), "--cost", "latency", "--out", str(tmp_path / "p.png")
+    )
+    assert code == 0 and (tmp_path / "p.png").is_file()
+
+
+def m_widths(out: Path) -> dict[str, int]:
+    return dict(json.loads((out / "arch.json").read_text())["widths"])
