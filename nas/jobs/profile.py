@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import search_spaces
+from nas.engine.config import ThreadOptions
 from nas.errors import ConfigError
 from nas.jobs.base import Command
 from nas.jobs.format import human
@@ -56,7 +57,7 @@ class TaskOptions(Options):
 
 
 @dataclass
-class ProfileOptions(TaskOptions):
+class ProfileOptions(ThreadOptions, TaskOptions):
     """What ``nas profile`` describes."""
 
     group: ClassVar[str] = "profile"
@@ -77,9 +78,6 @@ class ProfileOptions(TaskOptions):
     )
     batch: int | None = option(
         None, "--latency without --table: the batch to measure at (default 1)", ge=1, le=4096
-    )
-    threads: int | None = option(
-        None, "--latency: torch threads (default: torch's count; a table's must match)", ge=1
     )
 
 
@@ -113,13 +111,12 @@ def cmd_profile(options: ProfileOptions) -> int:
 
 def _latency(options: ProfileOptions, space: SearchSpace, widths: dict[str, int]) -> dict[str, Any]:
     """Measured (and with a table, predicted) latency of ``widths`` beside the full network."""
-    import torch
 
     from nas.cost.latency import LatencyCost, LatencyTable, check_environment, environment
     from nas.cost.timing import latency_report, network_latency_ms
     from nas.jobs.common import torch_threads
 
-    threads = options.threads or torch.get_num_threads()
+    threads = options.thread_count()  # a table's count must match
     with torch_threads(threads):
         if options.table is None:
             batch = options.batch or 1
