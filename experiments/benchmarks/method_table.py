@@ -146,8 +146,17 @@ def strategy_row(
     config = replace(base, target_macs=f"{target:g}")
     start = time.perf_counter()
     m = search_run(ctx["space"], data, ctx["baseline"], ctx["baseline_acc"], config, path)
+    row = search_row(m, space_name, target, method, seed, time.perf_counter() - start)
+    keys = ("avg_macs_ratio", "p95_macs_ratio", "conditional_acc")
+    return row | {k: m[k] for k in keys if k in m}
+
+
+def search_row(
+    m: dict[str, Any], space: str, target: float, method: str, seed: int, seconds: float
+) -> dict[str, Any]:
+    """A table row of a searched network from its ``search_quality.run`` results."""
     return {
-        "space": space_name,
+        "space": space,
         "target": target,
         "method": method,
         "seed": seed,
@@ -157,9 +166,8 @@ def strategy_row(
         "macs_ratio": m["macs_ratio"],
         "scoring_seconds": m["search_s"],
         "allocation_seconds": 0.0,
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(seconds, 1),
         "widths": m["widths"],
-        **{k: m[k] for k in ("avg_macs_ratio", "p95_macs_ratio", "conditional_acc") if k in m},
     }
 
 
@@ -168,24 +176,9 @@ def search_rows(path: Path, config: str) -> list[dict[str, Any]]:
     rows = []
     for line in path.read_text().splitlines():
         r = json.loads(line)
-        if r["config"] != config:
-            continue
-        rows.append(
-            {
-                "space": r["space"],
-                "target": r["target"],
-                "method": "search",
-                "seed": r["seed"],
-                "acc": r["searched_acc"],
-                "val_acc": r["searched_val_acc"],
-                "oneshot_val_acc": r["delivered_val_acc"],
-                "macs_ratio": r["macs_ratio"],
-                "scoring_seconds": r["search_s"],
-                "allocation_seconds": 0.0,
-                "seconds": r["search_s"] + r["finetune_s"] / 2,
-                "widths": r["widths"],
-            }
-        )
+        if r["config"] == config:
+            seconds = r["search_s"] + r["finetune_s"] / 2
+            rows.append(search_row(r, r["space"], r["target"], "search", r["seed"], seconds))
     return rows
 
 
