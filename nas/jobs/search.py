@@ -336,6 +336,14 @@ def _cli(options: RunOptions, config: SearchConfig) -> int:
         f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
         f"{human(m['baseline_macs'])} MACs -> searched {m['searched_acc']:.2f} % at "
         f"{human(m['macs'])} MACs ({m['macs_ratio']:.1%})"
+        + (" on average per image (conditional network)" if m.get("conditional") else "")
+        + (
+            f", {m['latency_ms']:.2f} ms measured ({m['latency_ratio']:.1%} of full; "
+            f"{m['predicted_latency_ms']:.2f} ms predicted, target "
+            f"{m['target_latency_ms']:.2f} ms)"
+            if "latency_ms" in m
+            else ""
+        )
         + (
             f"; uniform width {m['uniform_acc']:.2f} % at {human(m['uniform_macs'])} MACs "
             f"({m['uniform_macs_ratio']:.1%})"
@@ -351,7 +359,8 @@ def _cli(options: RunOptions, config: SearchConfig) -> int:
 COMMAND = Command(
     options=(RunOptions, SearchConfig),
     run=_cli,
-    description="Gumbel-softmax width search under a MAC budget. Options may also come from "
+    description="Gumbel-softmax width search under a MAC budget (or a measured latency: --cost "
+    "latency). Options may also come from "
     "--config file.yaml (keys as the option names; args.yaml of a run works).",
     config_file=True,
     resumable=True,
