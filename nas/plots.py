@@ -253,33 +253,38 @@ def read_run_point(d: Path, cost: str = "macs") -> SweepPoints:
 
 
 def read_points(d: Path, cost: str = "macs") -> SweepPoints:
-    """A sweep directory's points (:func:`read_sweep_points`; MACs only), else a run's
+    """A sweep directory's points (:func:`read_sweep_points`), else a run's
     (:func:`read_run_point`)."""
     if not (d / "pareto.csv").is_file():
         return read_run_point(d, cost)
-    if cost != "macs":
-        raise ConfigError(f"{d} is a sweep: its fronts are in MACs (plot it without --cost)")
-    return read_sweep_points(d)
+    return read_sweep_points(d, cost)
 
 
-def read_sweep_points(d: Path) -> SweepPoints:
-    """The points of the sweep in ``d``; a missing ``pareto.csv``, a table without the needed
-    columns or with a cell that is not a number, or a corrupt ``metrics.json`` raise a one-line
-    :class:`~nas.errors.ConfigError` (``trials.csv``, ``uniform.csv`` and ``metrics.json`` may
-    be absent)."""
+def read_sweep_points(d: Path, cost: str = "macs") -> SweepPoints:
+    """The points of the sweep in ``d`` at their ``cost`` ratio (MACs, or for a ``--cost
+    latency`` sweep the measured latency); a missing ``pareto.csv``, a table without the needed
+    columns or with a cell that is not a number, a corrupt ``metrics.json`` or a sweep without
+    that cost raise a one-line :class:`~nas.errors.ConfigError` (``trials.csv``,
+    ``uniform.csv`` and ``metrics.json`` may be absent)."""
     if not (d / "pareto.csv").is_file():
         raise ConfigError(f"{d} is not a sweep directory (no pareto.csv)")
     trials = [r for r in _table(d / "trials.csv", ("state",)) if r["state"] == "COMPLETE"]
     full_acc = None
+    swept = "macs"
     if (d / "metrics.json").is_file():
-        value = read_json(d / "metrics.json", "sweep metrics").get("full_acc")
+        metrics = read_json(d / "metrics.json", "sweep metrics")
+        value = metrics.get("full_acc")
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(f"{d / 'metrics.json'} has no number full_acc")
         full_acc = float(value)
+        swept = str(metrics.get("cost", "macs"))
+    if cost != "macs" and swept != cost:
+        raise ConfigError(f"{d} is a sweep of {swept} budgets: plot it with --cost {swept}")
+    x = PARETO_AXES[cost][0]
     return SweepPoints(
-        trials=_points(d / "trials.csv", trials, "searched_acc"),
-        front=_points(d / "pareto.csv", _table(d / "pareto.csv", ()), "searched_acc"),
-        uniform=_points(d / "uniform.csv", _table(d / "uniform.csv", ()), "test_acc"),
+        trials=_points(d / "trials.csv", trials, "searched_acc", x),
+        front=_points(d / "pareto.csv", _table(d / "pareto.csv", ()), "searched_acc", x),
+        uniform=_points(d / "uniform.csv", _table(d / "uniform.csv", ()), "test_acc", x),
         full_acc=full_acc,
     )
 
@@ -296,11 +301,13 @@ def _table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
     return rows
 
 
-def _points(path: Path, rows: Sequence[dict[str, str]], acc: str) -> list[tuple[float, float]]:
+def _points(
+    path: Path, rows: Sequence[dict[str, str]], acc: str, x: str = "macs_ratio"
+) -> list[tuple[float, float]]:
     points = []
     for i, row in enumerate(rows, start=2):
         pair = []
-        for column in ("macs_ratio", acc):
+        for column in (x, acc):
             text = row.get(column)
             if text is None:
                 raise ConfigError(f"{path} has no {column} column (not a sweep table)")

@@ -140,7 +140,9 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # latency tables: one of another space, a corrupt one
     from tests.conftest import synthetic_latency_table
 
-    synthetic_latency_table(resnet32).save(root / "table_resnet32.json")
+    table = synthetic_latency_table(resnet32)
+    table.env["threads"] = 1  # as the cases that need it run
+    table.save(root / "table_resnet32.json")
     (root / "table_corrupt.json").write_text('{"format": "channel-nas/latency-table-1", "spa')
     # configs
     (root / "malformed.yaml").write_text("epochs: [1, 2\nlr: 0.1\n")
@@ -591,14 +593,23 @@ CASES = [
         "was measured for resnet32",
     ),
     Case(
-        "a sweep under a latency budget",
+        "a latency sweep with a table of another space",
         lambda a, t: [
             "sweep",
-            *("--cost", "latency", "--target-latency", "0.5"),
-            *("--latency-table", str(a / "table_resnet32.json"), "--budgets", "0.5"),
+            *("--cost", "latency", "--budgets", "0.5"),
+            *("--latency-table", str(a / "table_resnet32.json")),
             *("--trials", "1", "--out", _out(t)),
         ],
-        "sweeps MAC budgets",
+        "was measured for resnet32",
+    ),
+    Case(
+        "a latency search without its target",
+        lambda a, t: [
+            "search",
+            *("--cost", "latency", "--latency-table", str(a / "table_resnet32.json")),
+            *("--space", "resnet32", "--threads", "1", "--out", _out(t)),
+        ],
+        "needs --target-latency",
     ),
     Case(
         "a corrupt latency table",

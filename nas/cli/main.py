@@ -7,13 +7,14 @@ exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 from nas.cli.base import Parser, argv_command
 from nas.cli.commands import COMMANDS
 
-__all__ = ["main", "top_parser"]
+__all__ = ["main", "quiet_idle_threads", "top_parser"]
 
 
 def top_parser() -> Parser:
@@ -29,6 +30,14 @@ def top_parser() -> Parser:
     return parser
 
 
+def quiet_idle_threads() -> None:
+    """OpenMP threads waiting for work sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``,
+    unless the environment already chose), so that processes sharing the cores do not slow
+    each other down by spinning against each other (``experiments/benchmarks/concurrency.py``).
+    Effective only before torch is first imported: the command line calls it first."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     found = argv_command(args)
@@ -41,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: name a command (see nas --help)", file=sys.stderr)
         return 2
     index, name = found
+    quiet_idle_threads()
     from nas.cli.run import run_command  # the command's own modules load only now
 
     return run_command(name, args[index + 1 :])

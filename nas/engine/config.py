@@ -5,13 +5,14 @@ Torch-free at import, so the command line's help stays fast.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import ClassVar
 
 from nas.errors import ConfigError
 from nas.options import MAX_EPOCHS, Options, option
 
-__all__ = ["Distillation", "ThreadOptions", "TrainConfig", "check_device"]
+__all__ = ["Distillation", "ThreadOptions", "TrainConfig", "check_device", "usable_cores"]
 
 
 @dataclass
@@ -83,14 +84,23 @@ class ThreadOptions(Options):
 
     threads: int | None = option(
         None,
-        "torch threads (default: torch's own count, divided among the worker processes a sweep "
-        "starts); recorded in args.yaml, kept by --resume and --config: results depend on it",
+        "torch threads (default: the cores this process may use, divided among the worker "
+        "processes it starts); recorded in args.yaml, kept by --resume and --config: results "
+        "depend on it",
         ge=1,
         le=1024,
     )
 
     def thread_count(self, workers: int = 1) -> int:
-        """``threads``, else torch's default count shared among ``workers`` processes."""
-        import torch
+        """``threads``, else the cores this process may use (:func:`usable_cores`) shared among
+        ``workers`` processes."""
+        return self.threads or max(1, usable_cores() // max(1, workers))
 
-        return self.threads or max(1, torch.get_num_threads() // max(1, workers))
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, as ``taskset`` or a container
+    sets it; ``os.cpu_count()`` where the platform has no masks)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1

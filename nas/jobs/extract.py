@@ -12,13 +12,14 @@ from typing import Any, ClassVar
 
 import torch
 
+from nas.engine.config import ThreadOptions
 from nas.extraction import check_full_weights, extract, save_model
 from nas.importance import channel_order
 from nas.io import load_state_dict_file, write_json, write_yaml
 from nas.jobs.base import Command
-from nas.jobs.common import environment
+from nas.jobs.common import environment, resolve_threads, torch_threads
 from nas.jobs.format import human
-from nas.options import Options, option
+from nas.options import option
 from nas.rundir import prepare_out_dir, run_output
 from search_spaces import WidthSpec
 
@@ -26,7 +27,7 @@ __all__ = ["COMMAND", "ExtractOptions", "extract_to_dir"]
 
 
 @dataclass
-class ExtractOptions(Options):
+class ExtractOptions(ThreadOptions):
     """What ``nas extract`` reads and writes."""
 
     group: ClassVar[str] = "extract"
@@ -50,22 +51,26 @@ def extract_to_dir(
     *,
     order: str = "l1",
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Slice the full network in ``weights`` down to the spec in ``arch``; save to ``out_dir``.
 
     ``order``: the weight-only criterion that picks the kept channels of each unit.
+    ``threads``: torch threads (default: the cores this process may use).
     """
     out = prepare_out_dir(out_dir, overwrite=overwrite, inputs=(weights, arch))
     spec = WidthSpec.load(arch)
     space = spec.get_space()
     state = load_state_dict_file(weights)
     check_full_weights(space, state, source=f"weights {weights}")
-    full = space.build()
-    full.load_state_dict(state)
-    full.eval()
-    pruned = extract(full, spec, channel_order(full, space, order))
-    with run_output(out, overwrite=overwrite, inputs=(weights, arch)):
-        return _save_extracted(pruned, spec, out, weights, arch, order)
+    count = resolve_threads(threads)
+    with torch_threads(count):
+        full = space.build()
+        full.load_state_dict(state)
+        full.eval()
+        pruned = extract(full, spec, channel_order(full, space, order))
+        with run_output(out, overwrite=overwrite, inputs=(weights, arch)):
+            return _save_extracted(pruned, spec, out, weights, arch, order, count)
 
 
 def _save_extracted(
@@ -75,6 +80,7 @@ def _save_extracted(
     weights: str | Path,
     arch: str | Path,
     order: str,
+    threads: int,
 ) -> dict[str, Any]:
     space = spec.get_space()
     save_model(pruned, spec, out)
@@ -85,6 +91,7 @@ def _save_extracted(
             "weights": str(weights),
             "arch": str(arch),
             "order": order,
+            "threads": threads,
             "environment": environment(),
         },
     )
@@ -110,6 +117,7 @@ def _cli(options: ExtractOptions) -> int:
         options.out_dir,
         order=options.order,
         overwrite=options.overwrite,
+        threads=options.threads,
     )
     print(
         f"extracted {report['space']}: {human(report['macs'])} MACs "

@@ -32,6 +32,7 @@ from nas.plots import plot_rank_scatter
 from nas.rundir import prepare_out_dir, run_output
 from nas.selection import (
     RankConfig,
+    cost_key,
     ranking_evidence,
     sample_pool,
     select_with_predictor,
@@ -102,12 +103,17 @@ def run_rank(
     data, space = search_data(options, search_config.seed)
     assert data.val is not None  # search_data refuses data without a validation split
     supernet, strategy = load_supernet(run, space, search_config)
-    target = search_config.target_for(space)
+    count = resolve_threads(threads, run)
+    # the search's budget: MACs, or (--cost latency) its table's predicted milliseconds
+    cost_model = search_config.cost_model(space, count)
+    target = search_config.cost_target(space, cost_model)
+    cost = None if cost_model.name == "macs" else cost_model
     encoder = GraphEncoder.for_space(space)
-    pool = sample_pool(encoder, strategy.choices, target, search_config.tolerance, config)
+    pool = sample_pool(
+        encoder, strategy.choices, target, search_config.tolerance, config, cost=cost
+    )
     teacher = load_model(run / "baseline") if (run / "baseline" / "arch.json").is_file() else None
     calibration = take_batches(data.train, CALIBRATION_BATCHES)
-    count = resolve_threads(threads, run)
     with run_output(out, overwrite=overwrite, inputs=inputs), torch_threads(count):
         write_yaml(
             out / "args.yaml",
@@ -134,17 +140,27 @@ def run_rank(
             distill=search_config.distill(),
             pool=pool,
             progress=progress,
+            cost=cost,
         )
         selection.predictor.save(out / "predictor.pt")
         selection.spec.save(out / "arch.json")
         write_json(out / "selection.json", selection.summary())
         metrics: dict[str, Any] = {
             "space": space.name,
-            "target_macs": target,
-            "target_macs_ratio": target / space.macs(),
+            "cost": cost_model.name,
+            f"target_{cost_key(cost_model)}": target,
+            f"target_{cost_model.name}_ratio": target / cost_model.full(),
             "tolerance": search_config.tolerance,
             "selected_macs": selection.spec.macs(),
             "selected_macs_ratio": selection.spec.macs_ratio(),
+            **(
+                {
+                    "selected_predicted_latency_ms": cost.exact(dict(selection.spec.widths)),
+                    "selected_latency_ratio": cost.exact(dict(selection.spec.widths)) / cost.full(),
+                }
+                if cost is not None
+                else {}
+            ),
             "selected_val_acc": max(c["val_acc"] for c in selection.candidates),
             "sampling": config.sampling,
             "samples": config.samples,
@@ -179,6 +195,7 @@ def run_rank(
                 config,
                 exclude=selection.sample_widths,
                 progress=progress,
+                cost=cost,
             )
             note = undefined_note(evidence["table"])
             metrics |= {

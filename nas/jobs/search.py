@@ -195,10 +195,11 @@ def select_network(
     """The final widths by ``config.select`` (:data:`~nas.selection.SELECTIONS`): the outcome
     with the chosen spec, and what the method returned (None for the projected argmax)."""
     space = outcome.spec.get_space()
+    cost = outcome.cost if outcome.cost is not None and outcome.cost.name != "macs" else None
     request = SelectionRequest(
         supernet=outcome.supernet,
         choices=outcome.strategy.choices,
-        target=config.target_for(space),
+        target=config.cost_target(space, outcome.cost),
         tolerance=config.tolerance,
         calibration=outcome.calibration,
         train_loader=train_loader,
@@ -208,6 +209,7 @@ def select_network(
         distill=config.distill(),
         rank=config.rank_config(),
         progress=progress,
+        cost=cost,
     )
     selection = SELECTIONS.get(config.select)(request)
     if selection is None:
@@ -250,7 +252,8 @@ def run_search(
     elif c.compare:
         uniform_twin_at_cost(cost, target, target, c.tolerance, multiple=c.width_multiple)
     if c.select == "predictor":
-        check_pool_band(space, c.choices(space), c.target_for(space), c.tolerance, c.rank_config())
+        priced = None if cost.name == "macs" else cost
+        check_pool_band(space, c.choices(space), target, c.tolerance, c.rank_config(), priced)
     initial = initial_weights(o.weights, space)
     resolved = resolved_args(o, c, data.describe())
     with (

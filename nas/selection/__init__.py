@@ -11,7 +11,12 @@ training) and ``methods`` (the :data:`SELECTIONS` registry: ``argmax``, ``predic
 from nas.selection.config import MIN_HOLDOUT, MIN_SAMPLES, SAMPLING, RankConfig
 from nas.selection.evidence import ranking_evidence, undefined_note
 from nas.selection.methods import SELECTIONS, SelectionRequest
-from nas.selection.predictor import Selection, delivered_quality, select_with_predictor
+from nas.selection.predictor import (
+    Selection,
+    cost_key,
+    delivered_quality,
+    select_with_predictor,
+)
 from nas.selection.proxies import synflow
 from nas.selection.sampler import (
     WidthSampler,
@@ -35,6 +40,7 @@ __all__ = [
     "WidthSampler",
     "as_dict",
     "check_pool_band",
+    "cost_key",
     "delivered_quality",
     "fit_on_supernet",
     "pool_band",

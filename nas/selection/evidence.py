@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +21,9 @@ from nas.selection.sampler import as_dict, pool_band, sample_widths
 from nas.selection.scoring import score_subnets
 from nas.supernet import Supernet
 from predictors import Predictor, rank_correlations
+
+if TYPE_CHECKING:
+    from nas.cost import CostModel
 
 __all__ = ["ranking_evidence", "undefined_note"]
 
@@ -43,11 +46,13 @@ def ranking_evidence(
     *,
     exclude: Tensor | None = None,
     progress: bool = True,
+    cost: CostModel | None = None,
 ) -> dict[str, Any]:
     """Rank correlations, per method, with the quality each held-out sub-network really gets.
 
-    The held-out networks are drawn where the selection ranks (exact MACs in the pool band
-    under the budget, none of ``exclude``). Their "truth" is the product's own pipeline
+    The held-out networks are drawn where the selection ranks (exact costs in the pool band
+    under the budget: MACs, or ``cost``'s with ``target`` in its unit; none of ``exclude``).
+    Their "truth" is the product's own pipeline
     (:func:`~nas.selection.predictor.delivered_quality`: inherited weights, distillation
     fine-tune) measured as the test loss (fewer ties than accuracy; accuracy is reported too),
     once with ``config.seed`` and once more with the next seed: the rank correlation of the two
@@ -57,10 +62,12 @@ def ranking_evidence(
     space = supernet.space
     gen = torch.Generator().manual_seed(config.seed + 2)
     band = pool_band(target, tolerance)
-    held = sample_widths(encoder, choices, config.holdout, gen, band=band, exclude=exclude)
+    held = sample_widths(
+        encoder, choices, config.holdout, gen, band=band, exclude=exclude, cost=cost
+    )
     if len(held) < MIN_HOLDOUT:
         raise ConfigError(
-            f"only {len(held)} held-out sub-networks with MACs in the pool band could be drawn "
+            f"only {len(held)} held-out sub-networks in the pool band could be drawn "
             f"apart from the scored ones; the evidence needs at least {MIN_HOLDOUT} (widen the "
             "search's --tolerance or change its --width-ratios)"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -20,13 +20,17 @@ from nas.selection.config import RankConfig
 from nas.selection.predictor import Selection, select_with_predictor
 from nas.supernet import Supernet
 
+if TYPE_CHECKING:
+    from nas.cost import CostModel
+
 __all__ = ["SELECTIONS", "SelectionRequest"]
 
 
 @dataclass
 class SelectionRequest:
-    """What a selection method may use: the searched supernet and its width choices, the budget,
-    the data, the teacher and the fine-tuning options."""
+    """What a selection method may use: the searched supernet and its width choices, the budget
+    (``target`` in the unit of ``cost``: MACs when it is None), the data, the teacher and the
+    fine-tuning options."""
 
     supernet: Supernet
     choices: Mapping[str, Sequence[int]]
@@ -40,6 +44,7 @@ class SelectionRequest:
     distill: Distillation
     rank: RankConfig
     progress: bool = True
+    cost: CostModel | None = None
 
 
 SelectionMethod = Callable[[SelectionRequest], Selection | None]
@@ -69,4 +74,5 @@ def predictor(request: SelectionRequest) -> Selection | None:
         r.rank,
         distill=r.distill,
         progress=r.progress,
+        cost=r.cost,
     )

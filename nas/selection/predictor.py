@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -29,7 +29,10 @@ from nas.supernet import Supernet, extract_at
 from predictors import GraphEncoder, Predictor
 from search_spaces import WidthSpec
 
-__all__ = ["Selection", "delivered_quality", "select_with_predictor"]
+if TYPE_CHECKING:
+    from nas.cost import CostModel
+
+__all__ = ["Selection", "cost_key", "delivered_quality", "select_with_predictor"]
 
 
 # -- predictor-based selection -----------------------------------------------------------------
@@ -45,7 +48,8 @@ class Selection:
     seconds: float
     config: RankConfig
     pool_size: int  # distinct candidates ranked (config.pool, or fewer where the band holds fewer)
-    pool_band: tuple[float, float]  # their MACs range
+    pool_band: tuple[float, float]  # their cost range (MACs, or the cost model's unit)
+    cost: str = "macs"  # the cost's name with its unit: macs, latency_ms
 
     def summary(self) -> dict[str, Any]:
         """What ``selection.json`` holds: the settings used, the pool and the top-k."""
@@ -55,7 +59,7 @@ class Selection:
                     "rank": asdict(self.config),
                     "samples_scored": len(self.sample_scores),
                     "pool_ranked": self.pool_size,
-                    "pool_macs": list(self.pool_band),
+                    f"pool_{self.cost}": list(self.pool_band),
                     "candidates": self.candidates,
                     "seconds": round(self.seconds, 2),
                 }
@@ -78,10 +82,12 @@ def select_with_predictor(
     distill: Distillation | None = None,
     pool: Tensor | None = None,
     progress: bool = True,
+    cost: CostModel | None = None,
 ) -> Selection:
     """Fit the GCN on supernet scores, rank a pool under the budget, fine-tune the top-k
     briefly (each extracted with BN statistics recalibrated for its widths) and return the best
-    by validation accuracy. Its exact MACs are in ``[target * (1 - tolerance), target]``.
+    by validation accuracy. Its exact cost is in ``[target * (1 - tolerance), target]``: MACs,
+    or with ``cost`` that model's (``target`` in its unit, e.g. predicted milliseconds).
 
     ``pool``: the candidates from :func:`sample_pool` if the caller drew them already (to refuse
     an unreachable budget before writing anything); ``distill``: the distillation from
@@ -92,10 +98,10 @@ def select_with_predictor(
     space = supernet.space
     encoder = GraphEncoder.for_space(space)
     if pool is None:  # drawn first: an unreachable budget is refused before any scoring
-        pool = sample_pool(encoder, choices, target, tolerance, config)
+        pool = sample_pool(encoder, choices, target, tolerance, config, cost=cost)
     device = finetune.device
     predictor, widths, scores = fit_on_supernet(
-        supernet, choices, target, calibration, val_loader, config, device, progress
+        supernet, choices, target, calibration, val_loader, config, device, progress, cost
     )
     predicted = predictor.predict(pool)
     top = torch.argsort(predicted, descending=True)[: config.top_k]
@@ -121,6 +127,7 @@ def select_with_predictor(
                 "val_loss": result.loss,
                 "macs": spec.macs(),
                 "macs_ratio": spec.macs_ratio(),
+                **_cost_fields(cost, spec),
                 "widths": dict(spec.widths),
             }
         )
@@ -136,7 +143,21 @@ def select_with_predictor(
         config,
         len(pool),
         pool_band(target, tolerance),
+        "macs" if cost is None else cost_key(cost),
     )
+
+
+def cost_key(cost: CostModel) -> str:
+    """The cost's name with its unit, as file keys spell it (``macs``, ``latency_ms``)."""
+    return cost.name if cost.name == "macs" else f"{cost.name}_{cost.unit}"
+
+
+def _cost_fields(cost: CostModel | None, spec: WidthSpec) -> dict[str, float]:
+    """A candidate's cost under a model other than MACs (its predicted value and ratio)."""
+    if cost is None or cost.name == "macs":
+        return {}
+    value = cost.exact(dict(spec.widths))
+    return {f"predicted_{cost_key(cost)}": value, f"{cost.name}_ratio": value / cost.full()}
 
 
 def delivered_quality(

@@ -1,9 +1,11 @@
-"""Distinct width assignments on the grid of width choices: uniform, or in a MAC band."""
+"""Distinct width assignments on the grid of width choices: uniform, or in a cost band (MACs,
+or another cost model's unit such as predicted latency)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -12,6 +14,9 @@ from nas.errors import ConfigError
 from nas.selection.config import RankConfig
 from predictors import GraphEncoder
 from search_spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from nas.cost import CostModel
 
 __all__ = [
     "WidthSampler",
@@ -38,7 +43,7 @@ def _one_thread() -> Iterator[None]:
 
 
 class WidthSampler:
-    """Distinct width assignments on the grid of width choices: uniform, or in a MAC band.
+    """Distinct width assignments on the grid of width choices: uniform, or in a cost band.
 
     Band sampling needs no rejection over the whole space: it lands in narrow bands at any
     budget the grid reaches, and finds every assignment of a small band (the tests compare with
@@ -54,7 +59,9 @@ class WidthSampler:
        in the band, or move one that is still under it upwards without passing the band: this
        lands candidates whose last shift step jumped over a narrow band, and mixes the widths.
 
-    MACs are :meth:`GraphEncoder.macs`, the space's one formula, exact on integers. Sampling
+    The cost is exact MACs (:meth:`GraphEncoder.macs`, the space's one formula) unless a
+    ``cost`` model is given (its :meth:`~nas.cost.CostModel.batched` prices; the steps above
+    need it to grow with the widths, as MACs and measured latencies do). Sampling
     stops once ``n`` distinct assignments are found, or when three successive batches add none:
     the band then holds fewer than ``n`` on the grid (near the smallest network or the full one)
     and all that were found are returned, possibly none.
@@ -65,8 +72,16 @@ class WidthSampler:
     patience = 3
     max_batches = 64
 
-    def __init__(self, encoder: GraphEncoder, choices: Mapping[str, Sequence[int]]) -> None:
+    def __init__(
+        self,
+        encoder: GraphEncoder,
+        choices: Mapping[str, Sequence[int]],
+        cost: CostModel | None = None,
+    ) -> None:
         self.encoder = encoder
+        self._price: Callable[[Tensor], Tensor] = (
+            encoder.macs if cost is None else lambda w: cost.batched(w)
+        )
         names = [u.name for u in encoder.space.units]
         lists = [sorted({int(w) for w in choices[u]}) for u in names]
         widest = max(len(c) for c in lists)
@@ -74,16 +89,16 @@ class WidthSampler:
         self.table = torch.tensor([c + [c[-1]] * (widest - len(c)) for c in lists])  # (U, K)
         self._units = torch.arange(len(lists))
         ends = torch.stack([torch.zeros_like(self.counts), self.counts - 1])
-        low, high = self._macs(ends).tolist()
-        self.min_macs: int = low
-        self.max_macs: int = high
+        low, high = self._cost(ends).tolist()
+        self.min_cost: float = low
+        self.max_cost: float = high
 
     def widths(self, index: Tensor) -> Tensor:
         """Choice indices ``(B, U)`` as widths ``(B, U)``."""
         return self.table[self._units, index]
 
-    def _macs(self, index: Tensor) -> Tensor:
-        return self.encoder.macs(self.widths(index))
+    def _cost(self, index: Tensor) -> Tensor:
+        return self._price(self.widths(index))
 
     def sample(
         self,
@@ -94,7 +109,7 @@ class WidthSampler:
         exclude: Tensor | None = None,
     ) -> Tensor:
         """Up to ``n`` distinct widths ``(m, U)`` (int64, ``m <= n``), uniform over the choices
-        or with exact MACs in ``band = (low, high)``; none of the rows of ``exclude``."""
+        or with exact costs in ``band = (low, high)``; none of the rows of ``exclude``."""
         seen = {tuple(r) for r in exclude.tolist()} if exclude is not None else set()
         rows: list[list[int]] = []
         stale = 0
@@ -124,7 +139,7 @@ class WidthSampler:
         if band is None:
             return (t * k).long()
         low, high = band
-        if self.min_macs > high or self.max_macs < low:
+        if self.min_cost > high or self.max_cost < low:
             return torch.zeros(0, u, dtype=torch.int64)
         level = low + torch.rand(size, generator=generator, dtype=torch.float64) * (high - low)
         top = self.counts - 1
@@ -136,11 +151,11 @@ class WidthSampler:
         above = torch.ones(size, 1, dtype=torch.float64)
         for _ in range(self.bisection_steps):
             mid = (below + above) / 2
-            ok = (self._macs(shifted(mid)) <= level)[:, None]
+            ok = (self._cost(shifted(mid)) <= level)[:, None]
             below = torch.where(ok, mid, below)
             above = torch.where(ok, above, mid)
         index = shifted(below)
-        macs = self._macs(index)
+        macs = self._cost(index)
         rows = torch.arange(size)
         for _ in range(max(16, u)):
             unit = torch.randint(u, (size,), generator=generator)
@@ -148,7 +163,7 @@ class WidthSampler:
             step = torch.where(macs < low, 1, up_down)
             moved = index.clone()
             moved[rows, unit] = (index[rows, unit] + step).clamp(min=0).minimum(top[unit])
-            new = self._macs(moved)
+            new = self._cost(moved)
             accept = (new <= high) & ((new >= low) | (macs < low))
             index = torch.where(accept[:, None], moved, index)
             macs = torch.where(accept, new, macs)
@@ -163,19 +178,21 @@ def sample_widths(
     *,
     band: tuple[float, float] | None = None,
     exclude: Tensor | None = None,
+    cost: CostModel | None = None,
 ) -> Tensor:
     """Up to ``n`` distinct width assignments (rows of ``(m, U)``, unit order), uniform over the
-    choices or with exact MACs in ``band = (low, high)``; see :class:`WidthSampler`."""
-    return WidthSampler(encoder, choices).sample(n, generator, band=band, exclude=exclude)
+    choices or with exact costs (MACs, or ``cost``'s) in ``band = (low, high)``; see
+    :class:`WidthSampler`."""
+    return WidthSampler(encoder, choices, cost).sample(n, generator, band=band, exclude=exclude)
 
 
 def pool_band(target: float, tolerance: float) -> tuple[float, float]:
-    """MACs of the candidates: under the budget, by at most ``tolerance``."""
+    """Costs of the candidates: under the budget, by at most ``tolerance``."""
     return target * (1 - tolerance), target
 
 
 def scoring_band(target: float, config: RankConfig) -> tuple[float, float] | None:
-    """MACs of the scored (and held-out) sub-networks: ``target * (1 +- band)``, or None for
+    """Costs of the scored (and held-out) sub-networks: ``target * (1 +- band)``, or None for
     uniform sampling."""
     if config.sampling != "band":
         return None
@@ -190,21 +207,23 @@ def sample_pool(
     config: RankConfig,
     *,
     limit: int | None = None,
+    cost: CostModel | None = None,
 ) -> Tensor:
     """The candidates the predictor ranks: up to ``config.pool`` (or ``limit``) distinct
-    assignments with MACs in :func:`pool_band` (fewer where the grid holds fewer); refuses a
-    band it cannot reach."""
-    sampler = WidthSampler(encoder, choices)
+    assignments with costs (MACs, or ``cost``'s, ``target`` in its unit) in :func:`pool_band`
+    (fewer where the grid holds fewer); refuses a band it cannot reach."""
+    sampler = WidthSampler(encoder, choices, cost)
     low, high = pool_band(target, tolerance)
     gen = torch.Generator().manual_seed(config.seed + 1)
     pool = sampler.sample(limit or config.pool, gen, band=(low, high))
     if len(pool) == 0:
-        full = encoder.space.macs()
+        full = encoder.space.macs() if cost is None else cost.full()
+        what, flag = ("MACs", "--target-macs") if cost is None else (cost.unit, "--target-latency")
         raise ConfigError(
-            f"no sub-network of the width choices has MACs in [{low:,.0f}, {high:,.0f}] "
+            f"no sub-network of the width choices has {what} in [{low:,.4g}, {high:,.4g}] "
             f"(at most {tolerance:.1%} under the budget of {target / full:.1%} of full; the "
-            f"choices reach {sampler.min_macs / full:.1%}-100%): change the search's "
-            "--target-macs, --tolerance or --width-ratios"
+            f"choices reach {sampler.min_cost / full:.1%}-100%): change the search's "
+            f"{flag}, --tolerance or --width-ratios"
         )
     return pool
 
@@ -215,10 +234,12 @@ def check_pool_band(
     target: float,
     tolerance: float,
     config: RankConfig,
+    cost: CostModel | None = None,
 ) -> None:
     """Refuse, before any work, a budget whose pool band holds no sub-network of the width
     choices (a search with predictor selection would find out only at its end)."""
-    sample_pool(GraphEncoder.for_space(space), choices, target, tolerance, config, limit=1)
+    encoder = GraphEncoder.for_space(space)
+    sample_pool(encoder, choices, target, tolerance, config, limit=1, cost=cost)
 
 
 def as_dict(encoder: GraphEncoder, row: Tensor) -> dict[str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -15,6 +15,9 @@ from nas.selection.config import MIN_SAMPLES, RankConfig
 from nas.selection.sampler import _one_thread, as_dict, sample_widths, scoring_band
 from nas.supernet import Supernet, recalibrate_bn
 from predictors import GraphEncoder, Predictor, fit_predictor
+
+if TYPE_CHECKING:
+    from nas.cost import CostModel
 
 __all__ = ["fit_on_supernet", "score_subnets"]
 
@@ -52,11 +55,14 @@ def fit_on_supernet(
     config: RankConfig,
     device: torch.device | str,
     progress: bool = True,
+    cost: CostModel | None = None,
 ) -> tuple[Predictor, Tensor, Tensor]:
-    """Sample and score sub-networks, fit the GCN on the scores."""
+    """Sample and score sub-networks (in the band of ``target``, in MACs or ``cost``'s unit),
+    fit the GCN on the scores."""
     encoder = GraphEncoder.for_space(supernet.space)
     gen = torch.Generator().manual_seed(config.seed)
-    widths = sample_widths(encoder, choices, config.samples, gen, band=scoring_band(target, config))
+    band = scoring_band(target, config)
+    widths = sample_widths(encoder, choices, config.samples, gen, band=band, cost=cost)
     if len(widths) < MIN_SAMPLES:
         where = (
             f"within {config.band:.0%} of the budget"

@@ -44,11 +44,17 @@ baseline as teacher. Cached in ``DIR/uniform``.
 
 **Failures.** Optuna's pruners raise ``NotImplementedError`` in multi-objective studies, so no
 trial is pruned. A trial that fails or is interrupted is marked FAIL (one left RUNNING by a
-process that died is marked FAIL by the next process on that machine that asks for a trial);
+process that died is marked FAIL, and queued again, by the next process that asks for a trial:
+on its machine when the process is gone, on any machine once it missed 4 heartbeats, see
+:mod:`nas.sweep.lock`);
 FAIL trials do not count towards ``trials``. The process whose trial failed stops with its error
 (one line for bad input); with ``workers > 1`` the other processes it started finish their
 current trial and stop as well, while processes started separately go on and replace it.
 Running the same sweep again replaces every failed or interrupted trial.
+
+**Latency budgets.** With ``SearchConfig(cost="latency", latency_table=...)`` the budgets are
+ratios of the full network's predicted latency (trial parameter ``target_latency``) and the
+second objective is the predicted latency (:data:`nas.sweep.config.AXES`).
 
 **Storage and several processes.** By default a journal file ``DIR/journal.log``; ``storage``
 takes an Optuna RDB URL (PostgreSQL/MySQL; SQLite for one process at a time). Running the same
@@ -64,7 +70,7 @@ study while another live process runs one of its trials is refused (use the jour
 PostgreSQL/MySQL for several processes).
 
 Modules: ``config`` (:class:`SweepConfig`), ``study`` (storage, sampler, recorded options,
-drawing trials), ``lock`` (the directory lock, dead processes), ``pareto`` (tables, front,
+drawing trials), ``lock`` (the directory lock, heartbeats, dead workers), ``pareto`` (tables, front,
 hypervolume), ``uniform`` (the uniform-width curve), ``workers`` (the processes that run trials)
 and ``run`` (:func:`run_sweep`, the ``nas sweep`` job). The package sits above :mod:`nas.jobs`:
 every trial is a search job.

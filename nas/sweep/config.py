@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from nas.width_search import SearchConfig
 
-__all__ = ["SAMPLERS", "TUNABLE", "SweepConfig"]
+__all__ = ["AXES", "SAMPLERS", "TUNABLE", "CostAxis", "SweepConfig"]
 
 TUNABLE: dict[str, tuple[float, float]] = {  # log-uniform ranges of the tunable knobs
     "budget_weight": (0.5, 8.0),
@@ -21,6 +21,26 @@ TUNABLE: dict[str, tuple[float, float]] = {  # log-uniform ranges of the tunable
     "arch_lr": (0.005, 0.2),
 }
 SAMPLERS = ("nsga2", "tpe")
+
+
+@dataclass(frozen=True)
+class CostAxis:
+    """What a sweep under one cost of the search (``--cost``) calls its budgets and minimises."""
+
+    param: str  # the trial parameter holding the budget: a ratio of the full network's cost
+    value: str  # the second objective, minimised: a key of a trial's metrics.json
+    ratio: str  # the same as a ratio of the full network's
+    label: str
+
+
+AXES: dict[str, CostAxis] = {
+    "macs": CostAxis("target_macs", "macs", "macs_ratio", "MACs"),
+    # the predicted latency: deterministic, whatever else runs beside a worker (measured
+    # latencies of trials run side by side are not); each trial also records the measured one
+    "latency": CostAxis(
+        "target_latency", "predicted_latency_ms", "predicted_latency_ratio", "predicted latency"
+    ),
+}
 
 
 @dataclass
@@ -32,11 +52,16 @@ class SweepConfig(Options):
 
     trials: int = option(6, "trials (searches) in the study", ge=1)
     macs_range: tuple[float, float] | None = option(
-        (0.2, 0.9), "MAC targets drawn from LO,HI (ratios)", gt=0, le=1, metavar="LO,HI"
+        (0.2, 0.9),
+        "targets drawn from LO,HI: ratios of the full network's MACs (with --cost latency: of "
+        "its predicted latency)",
+        gt=0,
+        le=1,
+        metavar="LO,HI",
     )
     budgets: tuple[float, ...] | None = option(
         None,
-        "MAC targets from this list instead, e.g. 0.25,0.5,0.75",
+        "targets from this list instead (ratios, as --macs-range), e.g. 0.25,0.5,0.75",
         gt=0,
         le=1,
         metavar="B,B,...",
@@ -60,6 +85,13 @@ class SweepConfig(Options):
         "processes this command starts (not with SQLite); when one stops on an error, the "
         "others finish their trial and stop",
         ge=1,
+    )
+    heartbeat: float = option(
+        30.0,
+        "seconds between a worker's heartbeats: a trial on another machine that misses 4 is "
+        "taken as dead (its machine stopped), failed and run again by a live worker",
+        gt=0,
+        metavar="SECONDS",
     )
     uniform: bool = option(True, "skip the uniform-width baseline curve", flag="--no-uniform")
 
@@ -92,13 +124,15 @@ class SweepConfig(Options):
         return bool(self.storage) and str(self.storage).startswith("sqlite")
 
     def suggest(self, trial: optuna.Trial, base: SearchConfig) -> SearchConfig:
-        """The search configuration of one trial."""
+        """The search configuration of one trial: its budget in the search's cost
+        (:data:`AXES`) and its knobs."""
+        param = AXES[base.cost].param
         if self.budgets is not None:
-            target = float(trial.suggest_categorical("target_macs", list(self.budgets)))
+            target = float(trial.suggest_categorical(param, list(self.budgets)))
         else:
             assert self.macs_range is not None
-            target = trial.suggest_float("target_macs", *self.macs_range)
-        values: dict[str, Any] = {"target_macs": f"{target:.6g}", "seed": base.seed}
+            target = trial.suggest_float(param, *self.macs_range)
+        values: dict[str, Any] = {param: f"{target:.6g}", "seed": base.seed}
         for name in self.tune:
             lo, hi = TUNABLE[name]
             values[name] = trial.suggest_float(name, lo, hi, log=True)

@@ -11,8 +11,18 @@ from typing import Any
 import optuna
 
 from nas.io import atomic_write_text
+from nas.sweep.config import AXES, CostAxis
 
-__all__ = ["OBJECTIVE", "TRIAL_METRICS", "hypervolume", "pareto_rows", "trial_rows", "write_csv"]
+__all__ = [
+    "LATENCY_METRICS",
+    "OBJECTIVE",
+    "TRIAL_METRICS",
+    "hypervolume",
+    "pareto_rows",
+    "trial_metrics",
+    "trial_rows",
+    "write_csv",
+]
 
 # what a trial records of its run's metrics.json (as user attributes, and in trials.csv)
 TRIAL_METRICS = (
@@ -24,7 +34,17 @@ TRIAL_METRICS = (
     "baseline_acc",
     "relaxation_gap",
 )
+# and, from a --cost latency search, its predicted and measured latency
+LATENCY_METRICS = ("predicted_latency_ms", "predicted_latency_ratio", "latency_ms", "latency_ratio")
 OBJECTIVE = "searched_val_acc"  # what the study maximises: never the test accuracy
+
+
+def trial_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What a trial records of its run's metrics (:data:`TRIAL_METRICS`, and the latency ones
+    where the run has them)."""
+    return {k: metrics[k] for k in TRIAL_METRICS} | {
+        k: metrics[k] for k in LATENCY_METRICS if k in metrics
+    }
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -33,28 +53,31 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"number": t.number, "state": t.state.name}
         row |= {k: v for k, v in t.params.items()}
         row |= {k: t.user_attrs.get(k) for k in (*TRIAL_METRICS, "seconds", "run_dir", "same_as")}
+        row |= {k: t.user_attrs[k] for k in LATENCY_METRICS if k in t.user_attrs}
         rows.append(row)
     return rows
 
 
-def pareto_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Completed trials that no other completed trial dominates (accuracy up, MACs down), by
-    increasing MACs. A trial that reused another's result (``same_as``) is that result again:
-    it is left out, so every row is a distinct network."""
+def pareto_rows(
+    rows: Sequence[dict[str, Any]], axis: CostAxis = AXES["macs"]
+) -> list[dict[str, Any]]:
+    """Completed trials that no other completed trial dominates (accuracy up, cost down: MACs,
+    or ``axis``'s), by increasing cost. A trial that reused another's result (``same_as``) is
+    that result again: it is left out, so every row is a distinct network."""
     done = [r for r in rows if r["state"] == "COMPLETE" and r.get("same_as") in (None, "")]
-    front = [r for r in done if not any(_dominates(o, r) for o in done)]
-    return sorted(front, key=lambda r: r["macs"])
+    front = [r for r in done if not any(_dominates(o, r, axis.value) for o in done)]
+    return sorted(front, key=lambda r: r[axis.value])
 
 
-def _dominates(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    better_or_equal = a[OBJECTIVE] >= b[OBJECTIVE] and a["macs"] <= b["macs"]
-    strictly = a[OBJECTIVE] > b[OBJECTIVE] or a["macs"] < b["macs"]
+def _dominates(a: dict[str, Any], b: dict[str, Any], cost: str) -> bool:
+    better_or_equal = a[OBJECTIVE] >= b[OBJECTIVE] and a[cost] <= b[cost]
+    strictly = a[OBJECTIVE] > b[OBJECTIVE] or a[cost] < b[cost]
     return better_or_equal and strictly
 
 
 def hypervolume(points: Sequence[tuple[float, float]], ref_ratio: float = 1.0) -> float:
-    """Area dominated by (MAC ratio, accuracy/100) points against the reference (ref_ratio, 0):
-    in [0, 1] when every MAC ratio is at most 1; larger is better."""
+    """Area dominated by (cost ratio, accuracy/100) points against the reference (ref_ratio,
+    0): in [0, 1] when every cost ratio is at most 1; larger is better."""
     pts = sorted((m, a / 100.0) for m, a in points if m <= ref_ratio)
     area, best = 0.0, 0.0
     for i, (m, acc) in enumerate(pts):

@@ -29,7 +29,7 @@ from nas.jobs.common import (
 from nas.options import record
 from nas.plots import plot_pareto
 from nas.rundir import check_writable, written_by
-from nas.sweep.config import SweepConfig
+from nas.sweep.config import AXES, SweepConfig
 from nas.sweep.lock import LOCK_FILE, fail_orphans, sweep_lock
 from nas.sweep.pareto import OBJECTIVE, hypervolume, pareto_rows, trial_rows, write_csv
 from nas.sweep.study import (
@@ -77,11 +77,8 @@ def run_sweep(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> 
     options.validate()
     sweep.validate()
     search.validate()
-    if search.cost != "macs":
-        raise ConfigError(
-            "nas sweep sweeps MAC budgets (its Pareto front is accuracy against MACs) in this "
-            "release; search one latency budget with nas search --cost latency"
-        )
+    axis = AXES[search.cost]
+    budgets = sweep.budgets or sweep.macs_range or ()
     if options.overwrite:
         raise ConfigError(
             "nas sweep does not overwrite: running it again resumes the sweep in --out; to start "
@@ -91,12 +88,15 @@ def run_sweep(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> 
     _check_out_dir(out)
     search_spaces.get_entry(options.space)
     data, space = search_data(options, search.seed)
-    for budget in sweep.budgets or sweep.macs_range or ():
-        replace(search, target_macs=str(budget)).target_for(space)
-    initial = initial_weights(options.weights, space)
     threads = resolve_threads(
         options.threads, out if written_by(out) == "sweep" else None, workers=sweep.workers
     )
+    # every budget reachable, a latency table of this machine and of the workers' threads
+    cost = search.cost_model(space, threads)
+    for budget in budgets:
+        at: dict[str, Any] = {axis.param: f"{budget:g}"}
+        replace(search, **at).cost_target(space, cost)
+    initial = initial_weights(options.weights, space)
     options = replace(options, threads=threads)
     sweep_record = record(sweep) | {"storage": storage_label(out, sweep) if sweep.storage else None}
     resolved = resolved_args(options, search, data.describe()) | {"command": "sweep"} | sweep_record
@@ -180,7 +180,7 @@ def _set_up(
     if search.warmup_epochs:
         _shared_warmup(options, search, space, out)
     if study is None:
-        create_study(storage, out, sweep, search.seed, fingerprint)
+        create_study(storage, out, sweep, search.seed, fingerprint, AXES[search.cost].param)
     return baseline
 
 
@@ -219,14 +219,15 @@ def _sweep_outputs(
     uniform-width networks and the writing all happen under the lock, so the last process
     to finish writes the newest outputs and a uniform network is trained once."""
     full_acc = evaluate(baseline, data.test, device=search.device).accuracy
+    axis = AXES[search.cost]
     with sweep_lock(out):
         study = load_sweep_study(open_storage(out, sweep), sweep, search.seed)
         rows = trial_rows(study)
-        front = pareto_rows(rows)
+        front = pareto_rows(rows, axis)
         uniform_rows = (
             [
                 uniform_point(out, ratio, trial, options, search, space, baseline, options.progress)
-                for ratio, trial in uniform_sources(rows, front, sweep)
+                for ratio, trial in uniform_sources(rows, front, sweep, axis)
             ]
             if sweep.uniform
             else []
@@ -241,18 +242,20 @@ def _sweep_outputs(
             "pareto_points": len(front),
             "full_acc": full_acc,
             "full_macs": space.macs(),
-            # the front is chosen on validation; its test accuracies are reported
-            "hypervolume": hypervolume([(r["macs_ratio"], r["searched_acc"]) for r in front]),
-            "val_hypervolume": hypervolume([(r["macs_ratio"], r[OBJECTIVE]) for r in front]),
+            "cost": search.cost,
+            # the front is chosen on validation; its test accuracies are reported (hypervolumes
+            # over the cost's ratio: MACs, or predicted latency)
+            "hypervolume": hypervolume([(r[axis.ratio], r["searched_acc"]) for r in front]),
+            "val_hypervolume": hypervolume([(r[axis.ratio], r[OBJECTIVE]) for r in front]),
             "uniform_hypervolume": hypervolume(
-                [(u["macs_ratio"], u["test_acc"]) for u in uniform_rows]
+                [(u[axis.ratio], u["test_acc"]) for u in uniform_rows]
             ),
             "objectives": list(OBJECTIVES),
             "sampler": sweep.sampler,
             "study": sweep.study,
         }
         write_json(out / "metrics.json", metrics)
-        plot_pareto([(out.name, out)], out / "pareto.png")
+        plot_pareto([(out.name, out)], out / "pareto.png", cost=search.cost)
     return metrics
 
 
@@ -269,10 +272,11 @@ def _cli(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> int:
 COMMAND = Command(
     options=(RunOptions, SearchConfig, SweepConfig),
     run=_cli,
-    description="Runs searches at many MAC budgets and hyper-parameters as one Optuna study "
+    description="Runs searches at many MAC (or, --cost latency, latency) budgets and "
+    "hyper-parameters as one Optuna study "
     "sharing one baseline; re-running the same command resumes it and replaces failed or "
     "interrupted trials.",
-    exclude=frozenset({"target_macs", "resume"}),
+    exclude=frozenset({"target_macs", "target_latency", "resume"}),
     defaults={"out_dir": "runs/sweep"},
     config_file=True,
 )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +17,7 @@ from nas.errors import ConfigError, first_line
 from nas.io import read_json, write_json
 from nas.options import record
 from nas.sweep.config import SweepConfig
-from nas.sweep.lock import RETRY_ATTR, check_sqlite_alone, fail_orphans, sweep_lock
+from nas.sweep.lock import RETRY_ATTR, check_sqlite_alone, fail_orphans, mark_owner, sweep_lock
 
 if TYPE_CHECKING:
     from nas.jobs.common import RunOptions
@@ -51,7 +49,7 @@ STUDY_FILE = "study.json"  # in the sweep directory: which study (by its id) the
 OPTIONS_ATTR = "nas_sweep_options"  # study user attribute: the options of the sweep
 SWEEP_ID_ATTR = "nas_sweep_id"  # study user attribute: the id in DIR/study.json
 KEY_ATTR = "options_key"  # trial user attribute: hash of the sweep options and the device
-SWEEP_VOLATILE = ("trials", "workers")  # may change when a sweep is run again
+SWEEP_VOLATILE = ("trials", "workers", "heartbeat")  # may change when a sweep is run again
 
 
 # -- the study -------------------------------------------------------------------------------------
@@ -229,7 +227,12 @@ def _read_study_file(out: Path) -> dict[str, Any]:
 
 
 def create_study(
-    storage: BaseStorage, out: Path, config: SweepConfig, seed: int, fingerprint: dict[str, Any]
+    storage: BaseStorage,
+    out: Path,
+    config: SweepConfig,
+    seed: int,
+    fingerprint: dict[str, Any],
+    param: str = "target_macs",
 ) -> optuna.Study:
     """A new study recording the sweep's options and directory; with ``budgets``, its first
     trials take the listed budgets in order (the sampler draws their other knobs)."""
@@ -249,18 +252,19 @@ def create_study(
     study.set_user_attr(OPTIONS_ATTR, fingerprint)
     study.set_user_attr(SWEEP_ID_ATTR, sweep_id)
     write_json(out / STUDY_FILE, {"study": config.study, "sweep_id": sweep_id})
-    cover_budgets(study, config)
+    cover_budgets(study, config, param)
     return study
 
 
-def cover_budgets(study: optuna.Study, config: SweepConfig) -> None:
-    """With ``--budgets``, a new study's first trials take the listed budgets in order, one
-    each (the sampler draws their other knobs), so every budget is searched; the sampler
-    chooses the budgets of the later trials. Call under :func:`sweep_lock`."""
+def cover_budgets(study: optuna.Study, config: SweepConfig, param: str = "target_macs") -> None:
+    """With ``--budgets``, a new study's first trials take the listed budgets (trial parameter
+    ``param``) in order, one each (the sampler draws their other knobs), so every budget is
+    searched; the sampler chooses the budgets of the later trials. Call under
+    :func:`sweep_lock`."""
     if config.budgets is None or study.get_trials(deepcopy=False):
         return
     for budget in config.budgets:
-        study.enqueue_trial({"target_macs": budget})
+        study.enqueue_trial({param: budget})
 
 
 def counted(study: optuna.Study) -> int:
@@ -296,8 +300,7 @@ def next_trial(
             check_sqlite_alone(study, config)
         study = load_sweep_study(storage, config, seed, draws(study))
         trial = study.ask()
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
+        mark_owner(trial, config.heartbeat)
         trial.set_user_attr(KEY_ATTR, key)
         return trial
 

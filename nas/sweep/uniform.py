@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 
-from nas.engine import evaluate, seed_everything
+from nas.engine import evaluate, seed_everything, uniform_twin_at_cost
 from nas.extraction import save_model
 from nas.io import read_json, write_json
 from nas.jobs.common import RunOptions, load_search_run, load_supernet
 from nas.supernet import CALIBRATION_BATCHES, extract_at, take_batches
-from nas.sweep.config import SweepConfig
-from nas.sweep.pareto import OBJECTIVE
+from nas.sweep.config import AXES, CostAxis, SweepConfig
+from nas.sweep.pareto import LATENCY_METRICS, OBJECTIVE
 from nas.width_search import SearchConfig, finetune
 from search_spaces import SearchSpace
 
@@ -25,20 +25,22 @@ __all__ = ["uniform_point", "uniform_sources"]
 
 # -- uniform-width baseline curve -----------------------------------------------------------------
 def uniform_sources(
-    rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]], sweep: SweepConfig
+    rows: Sequence[dict[str, Any]],
+    front: Sequence[dict[str, Any]],
+    sweep: SweepConfig,
+    axis: CostAxis = AXES["macs"],
 ) -> list[tuple[float, dict[str, Any]]]:
-    """(MAC ratio, trial) of each point of the uniform curve: each listed budget (or each Pareto
-    target rounded to 0.01) with the best completed trial searched at that target. A budget
-    with no completed trial yet has no point."""
+    """(budget ratio, trial) of each point of the uniform curve: each listed budget (or each
+    Pareto target rounded to 0.01) with the best completed trial searched at that target. A
+    budget with no completed trial yet has no point."""
     done = [r for r in rows if r["state"] == "COMPLETE" and r.get("same_as") in (None, "")]
+    param = axis.param
     if sweep.budgets:
-        groups = {
-            float(b): [r for r in done if float(r["target_macs"]) == b] for b in sweep.budgets
-        }
+        groups = {float(b): [r for r in done if float(r[param]) == b] for b in sweep.budgets}
     else:
         groups = {}
         for r in front:
-            groups.setdefault(round(float(r["target_macs"]), 2), []).append(r)
+            groups.setdefault(round(float(r[param]), 2), []).append(r)
     return [
         (ratio, min(trials, key=lambda r: (-r[OBJECTIVE], r["number"])))
         for ratio, trials in sorted(groups.items())
@@ -56,17 +58,25 @@ def uniform_point(
     teacher: torch.nn.Module,
     progress: bool,
 ) -> dict[str, Any]:
-    """A uniform-width network at ``ratio`` of the MACs, trained as ``trial``'s network was:
-    inherited from its supernet (BN recalibrated for these widths on training batches; built
-    anew with ``from_scratch``), then fine-tuned with its options, distilled from ``teacher``
-    (the baseline). Cached in ``DIR/uniform/macs-R-trial-NNNN``."""
+    """A uniform-width network at ``ratio`` of the MACs (with ``--cost latency``: the uniform
+    width whose predicted latency comes closest to ``ratio`` of the full network's), trained as
+    ``trial``'s network was: inherited from its supernet (BN recalibrated for these widths on
+    training batches; built anew with ``from_scratch``), then fine-tuned with its options,
+    distilled from ``teacher`` (the baseline). Cached in ``DIR/uniform/COST-R-trial-NNNN``."""
     run_dir = out / str(trial["run_dir"])
-    d = out / "uniform" / f"macs-{ratio:.4f}-{run_dir.name}"
+    d = out / "uniform" / f"{search.cost}-{ratio:.4f}-{run_dir.name}"
     if (d / "metrics.json").is_file():
         return read_json(d / "metrics.json", "uniform-width metrics")
     _, stored = load_search_run(run_dir)
     config = replace(stored, device=search.device)
-    spec = space.spec(space.uniform_widths_for_macs(ratio, config.width_multiple))
+    cost = config.cost_model(space) if config.cost != "macs" else None
+    if cost is None:
+        spec = space.spec(space.uniform_widths_for_macs(ratio, config.width_multiple))
+    else:
+        target = ratio * cost.full()
+        spec = uniform_twin_at_cost(
+            cost, target, target, config.tolerance, multiple=config.width_multiple
+        )
     data = options.load(config.seed)  # fresh loaders: a point does not depend on the others
     if config.from_scratch:
         seed_everything(config.seed)
@@ -85,6 +95,13 @@ def uniform_point(
         "test_acc": evaluate(small, data.test, device=config.device).accuracy,
         "supernet_of": int(trial["number"]),
     }
+    if cost is not None:
+        from nas.cost.latency import LatencyCost
+        from nas.cost.timing import latency_report
+
+        assert isinstance(cost, LatencyCost)
+        report = latency_report(cost, dict(spec.widths))
+        point |= {k: report[k] for k in LATENCY_METRICS}
     save_model(small, spec, d, torchscript=False)
     write_json(d / "metrics.json", point)
     return point

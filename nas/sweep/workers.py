@@ -26,9 +26,9 @@ from nas.errors import (
 from nas.jobs.common import RunOptions
 from nas.jobs.search import run_search
 from nas.rundir import written_by
-from nas.sweep.config import SweepConfig
-from nas.sweep.lock import RETRY_ATTR, retry, sweep_lock
-from nas.sweep.pareto import OBJECTIVE, TRIAL_METRICS
+from nas.sweep.config import AXES, SweepConfig
+from nas.sweep.lock import RETRY_ATTR, heartbeat, retry, sweep_lock
+from nas.sweep.pareto import LATENCY_METRICS, OBJECTIVE, TRIAL_METRICS, trial_metrics
 from nas.sweep.study import (
     counted,
     finished_twin,
@@ -145,22 +145,25 @@ def sweep_worker(
     study = load_sweep_study(storage, sweep, search.seed)
     key = options_key(study, search.device)
     weights = str(out / "baseline" / "model.pt")
+    axis = AXES[search.cost]
     with progress_bar(sweep.trials, counted(study), progress) as bar:
         while not (stop is not None and stop.is_set()):
             trial = next_trial(storage, out, sweep, search.seed, key)
             if trial is None:
                 break
             try:
-                config = sweep.suggest(trial, search)
-                twin = finished_twin(trial.study, trial)
-                if twin is not None:  # a seeded search repeats its result: not run again
-                    attrs = {k: twin.user_attrs[k] for k in (*TRIAL_METRICS, "run_dir")}
-                    attrs |= {"seconds": 0.0, "same_as": twin.number}
-                else:
-                    attrs = _run_trial(options, search, config, out, trial, weights)
-                for name, value in attrs.items():
-                    trial.set_user_attr(name, value)
-                trial.study.tell(trial, [attrs[OBJECTIVE], attrs["macs"]])
+                with heartbeat(trial, sweep.heartbeat):
+                    config = sweep.suggest(trial, search)
+                    twin = finished_twin(trial.study, trial)
+                    if twin is not None:  # a seeded search repeats its result: not run again
+                        kept = (*TRIAL_METRICS, *LATENCY_METRICS, "run_dir")
+                        attrs = {k: twin.user_attrs[k] for k in kept if k in twin.user_attrs}
+                        attrs |= {"seconds": 0.0, "same_as": twin.number}
+                    else:
+                        attrs = _run_trial(options, search, config, out, trial, weights)
+                    for name, value in attrs.items():
+                        trial.set_user_attr(name, value)
+                    trial.study.tell(trial, [attrs[OBJECTIVE], attrs[axis.value]])
             except BaseException as exc:
                 with contextlib.suppress(Exception):
                     trial.study.tell(trial, state=TrialState.FAIL)
@@ -170,7 +173,7 @@ def sweep_worker(
                 raise
             bar.n = counted(trial.study)
             bar.set_postfix(
-                val_acc=f"{attrs[OBJECTIVE]:.2f}", macs=f"{attrs['macs_ratio']:.2f}", refresh=True
+                val_acc=f"{attrs[OBJECTIVE]:.2f}", cost=f"{attrs[axis.ratio]:.2f}", refresh=True
             )
 
 
@@ -197,7 +200,7 @@ def _run_trial(
     )
     warmup = out / SWEEP_WARMUP if search.warmup_epochs else None
     metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
-    return {k: metrics[k] for k in TRIAL_METRICS} | {
+    return trial_metrics(metrics) | {
         "seconds": round(seconds, 2),
         "run_dir": str(run_dir.relative_to(out)),
     }

@@ -192,8 +192,8 @@ class SearchConfig(FinetuneConfig):
             if self.target_latency is not None:
                 raise ConfigError("--target-latency needs --cost latency")
             return
-        if self.latency_table is None or self.target_latency is None:
-            raise ConfigError("--cost latency needs --latency-table TABLE and --target-latency")
+        if self.latency_table is None:
+            raise ConfigError("--cost latency needs --latency-table TABLE")
         from nas.gates import STRATEGIES, GateStrategy
 
         kind = STRATEGIES.get(self.strategy)
@@ -203,8 +203,6 @@ class SearchConfig(FinetuneConfig):
                 f"--cost latency prices static widths with the search's budget; --strategy "
                 f"{self.strategy} has its own MAC activation loss (use width-gumbel or scp)"
             )
-        if self.select == "predictor":
-            raise ConfigError("--select predictor ranks pools in a MAC band: use --cost macs")
 
     def cost_model(self, space: SearchSpace, threads: int | None = None) -> CostModel:
         """The budget's cost model for ``space``; a latency table is checked against this run's
@@ -219,6 +217,7 @@ class SearchConfig(FinetuneConfig):
 
         assert self.latency_table is not None
         table = _load_table(self.latency_table)
+        table.check_space(space)  # another network first: the more basic mismatch
         here = environment(self.device, threads or torch.get_num_threads(), table.env["batch"])
         check_environment(table, here, self.latency_table)
         return LatencyCost(space, table=table)
@@ -229,8 +228,9 @@ class SearchConfig(FinetuneConfig):
             return self.target_for(space)
         from nas.cost import parse_target_latency
 
+        if self.target_latency is None:  # nas sweep sets it per trial
+            raise ConfigError("--cost latency needs --target-latency")
         cost = cost or self.cost_model(space)
-        assert self.target_latency is not None
         target = parse_target_latency(self.target_latency, cost.full())
         floor = cost.exact({u: min(c) for u, c in self.choices(space).items()})
         if target < floor * (1 - self.tolerance):

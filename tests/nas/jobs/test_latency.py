@@ -97,12 +97,14 @@ def test_profile_predicts_and_measures_with_a_table(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("select", ["argmax", "predictor"])
 def test_a_latency_search_reports_its_latency_and_plots_against_it(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    select: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """nas search --cost latency on digits with a (synthetic) table for this process: the
-    predicted latency lands in the band, metrics.json reports predicted and measured latency of
-    the network and its uniform twin, and nas plot pareto --cost latency draws it."""
+    """nas search --cost latency on digits with a (synthetic) table for this process, its
+    widths chosen by either selection: the predicted latency lands in the band, metrics.json
+    reports predicted and measured latency of the network and its uniform twin, and nas plot
+    pareto --cost latency draws it. The predictor ranks a pool in the latency band."""
     from dataclasses import replace
 
     from tests.conftest import synthetic_latency_table
@@ -115,7 +117,9 @@ def test_a_latency_search_reports_its_latency_and_plots_against_it(
     argv = ["search", "--cost", "latency", "--latency-table", str(tmp_path / "table.json")]
     argv += ["--target-latency", "0.5", "--threads", "1", "--compare", "--quiet"]
     argv += ["--baseline-epochs", "1", "--warmup-epochs", "1", "--search-epochs", "2"]
-    argv += ["--finetune-epochs", "1", "--arch-lr", "0.3", "--out", str(out)]
+    argv += ["--finetune-epochs", "1", "--arch-lr", "0.3", "--out", str(out), "--select", select]
+    if select == "predictor":
+        argv += ["--rank-samples", "12", "--rank-pool", "200", "--rank-top-k", "2"]
     code, _, err = run(capsys, *argv)
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
@@ -128,6 +132,16 @@ def test_a_latency_search_reports_its_latency_and_plots_against_it(
         m["latency_ms"] / m["full_latency_ms"]
     )
     assert abs(m["uniform_predicted_latency_ms"] / m["target_latency_ms"] - 1) <= 0.02
+    if select == "predictor":
+        selection = json.loads((out / "selection.json").read_text())
+        low, high = selection["pool_latency_ms"]
+        assert low == pytest.approx(0.98 * m["target_latency_ms"])
+        assert high == pytest.approx(m["target_latency_ms"])
+        assert low <= m["predicted_latency_ms"] <= high  # under the budget, in the band
+        for c in selection["candidates"]:
+            assert c["predicted_latency_ms"] == pytest.approx(cost.exact(c["widths"]))
+            assert low <= c["predicted_latency_ms"] <= high
+        assert m_widths(out) in [c["widths"] for c in selection["candidates"]]
     code, _, err = run(
         capsys, "plot", "pareto", str(out), "--cost", "latency", "--out", str(tmp_path / "p.png")
     )

@@ -116,7 +116,7 @@ def test_small_bands_near_the_smallest_network_are_sampled_completely(
     space = search_spaces.create(name)
     encoder = GraphEncoder.for_space(space)
     sampler = WidthSampler(encoder, _choices(space))
-    high = factor * sampler.min_macs
+    high = factor * sampler.min_cost
     grid = _grid_under(sampler, high)
     macs = encoder.macs(grid)
     truth = {tuple(r) for r in grid[(macs >= 0.98 * high) & (macs <= high)].tolist()}
@@ -173,3 +173,22 @@ def test_uniform_sampling_covers_the_choices() -> None:
     assert len({tuple(r) for r in rows.tolist()}) == 500
     for j, unit in enumerate(space.units):
         assert set(rows[:, j].tolist()) == set(_choices(space)[unit.name])
+
+
+def test_a_latency_pool_lies_in_the_latency_band_and_an_unreachable_one_is_refused() -> None:
+    from nas.cost import LatencyCost
+    from tests.conftest import synthetic_latency_table
+
+    space = search_spaces.create("resnet20_b")
+    encoder = GraphEncoder.for_space(space)
+    cost = LatencyCost(space, table=synthetic_latency_table(space))
+    choices = _choices(space)
+    target = 0.5 * cost.full()
+    pool = sample_pool(encoder, choices, target, 0.02, RankConfig(pool=500), cost=cost)
+    assert len(pool) == 500 and len({tuple(r.tolist()) for r in pool}) == 500
+    predicted = torch.tensor([cost.exact(as_dict(encoder, row)) for row in pool])
+    assert bool((predicted <= target).all() and (predicted >= 0.98 * target).all())
+    floor = cost.exact({u: min(c) for u, c in choices.items()})
+    with pytest.raises(ConfigError, match="--target-latency") as err:
+        sample_pool(encoder, choices, 0.9 * floor, 0.02, RankConfig(), cost=cost)
+    assert "\n" not in str(err.value) and "ms in" in str(err.value)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from nas.jobs.common import RunOptions
@@ -49,9 +52,39 @@ def sweep(out: Path, trials: int, *, uniform: bool = False) -> dict[str, Any]:
     )
 
 
-def load_study(out: Path, name: str = "channel-nas") -> optuna.Study:
-    storage = JournalStorage(JournalFileBackend(str(out / "journal.log")))
+def load_study(out: Path, name: str = "channel-nas", url: str | None = None) -> optuna.Study:
+    """The study of the sweep in ``out``: its journal file, or the database at ``url``."""
+    storage = (
+        optuna.storages.RDBStorage(url)
+        if url
+        else JournalStorage(JournalFileBackend(str(out / "journal.log")))
+    )
     return optuna.load_study(study_name=name, storage=storage)
+
+
+STORAGES = ("journal", "postgresql")
+
+
+@pytest.fixture(params=STORAGES)
+def storage(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Each storage a sweep runs on: the default journal file, and a real PostgreSQL server
+    (``source .ci/postgres`` starts one and exports ``NAS_TEST_POSTGRES_URL``; CI sets
+    ``NAS_REQUIRE_POSTGRES``, so there the tests fail rather than skip without it). Gives
+    ``url`` ("" for the journal) and a fresh study ``name``."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    if request.param == "journal":
+        return {"url": "", "name": name}
+    url = os.environ.get("NAS_TEST_POSTGRES_URL", "")
+    if not url:
+        if os.environ.get("NAS_REQUIRE_POSTGRES"):
+            pytest.fail("NAS_REQUIRE_POSTGRES is set but NAS_TEST_POSTGRES_URL is not")
+        pytest.skip("no PostgreSQL server (source .ci/postgres to start one)")
+    return {"url": url, "name": name}
+
+
+def storage_args(storage: dict[str, str]) -> list[str]:
+    """``nas sweep`` options for ``storage``."""
+    return ["--study", storage["name"], *(["--storage", storage["url"]] if storage["url"] else [])]
 
 
 def trial_dirs(out: Path) -> list[str]:

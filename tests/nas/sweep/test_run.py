@@ -434,3 +434,64 @@ def test_the_sweeps_choice_does_not_depend_on_the_test_labels(tmp_path: Path) ->
     assert fronts[0] == fronts[1]
     sources = [[u["supernet_of"] for u in read_csv(runs[n] / "uniform.csv")] for n in runs]
     assert sources[0] == sources[1] and len(sources[0]) == len(BUDGETS)
+
+
+# -- a sweep of latency budgets --------------------------------------------------------------------
+@slow
+def test_a_latency_sweep_searches_latency_budgets_and_fronts_accuracy_against_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nas sweep --cost latency (a synthetic table of this process at 1 thread): each budget is
+    a ratio of the full network's predicted latency, every trial lands in its band, the front
+    trades accuracy against predicted latency, the uniform curve stands at the same latencies,
+    and nas plot pareto --cost latency reads it (a MAC sweep it refuses)."""
+    from dataclasses import replace
+
+    import search_spaces
+    from nas.cost import LatencyCost
+    from tests.conftest import synthetic_latency_table
+
+    space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
+    table = synthetic_latency_table(space)
+    table = replace(table, env={**table.env, "threads": 1})
+    table.save(tmp_path / "table.json")
+    cost = LatencyCost(space, table=table)
+    out = tmp_path / "run"
+    argv = [*cli_sweep(out, "--trials", "3", "--threads", "1", "--arch-lr", "0.3")]
+    argv = [a for a in argv if a != "--no-uniform"]
+    argv += ["--cost", "latency", "--latency-table", str(tmp_path / "table.json")]
+    assert main(argv) == 0, capsys.readouterr().err
+    rows = [r for r in read_csv(out / "trials.csv") if r["state"] == "COMPLETE"]
+    assert len(rows) == 3 and {float(r["target_latency"]) for r in rows} == set(BUDGETS)
+    for r in rows:
+        target = float(r["target_latency"]) * cost.full()
+        widths = WidthSpec.load(out / r["run_dir"] / "arch.json").widths
+        assert float(r["predicted_latency_ms"]) == pytest.approx(cost.exact(dict(widths)))
+        assert abs(float(r["predicted_latency_ms"]) / target - 1) <= 0.02
+        assert float(r["latency_ms"]) > 0
+    front = read_csv(out / "pareto.csv")
+    costs = [float(r["predicted_latency_ms"]) for r in front]
+    assert costs == sorted(costs) and front
+    for a in rows:  # nothing off the front beats a point on it in both
+        for b in front:
+            better = float(a["searched_val_acc"]) > float(b["searched_val_acc"])
+            cheaper = float(a["predicted_latency_ms"]) < float(b["predicted_latency_ms"])
+            assert not (better and cheaper)
+    uniform = read_csv(out / "uniform.csv")
+    assert sorted(round(float(u["predicted_latency_ratio"]), 1) for u in uniform) == [0.3, 0.6]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cost"] == "latency" and 0 < metrics["hypervolume"] <= 1
+    png = tmp_path / "p.png"
+    capsys.readouterr()
+    assert main(["plot", "pareto", str(out), "--cost", "latency", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+@slow
+def test_a_mac_sweep_is_not_plotted_against_latency(
+    swept: Swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "p.png"
+    code = main(["plot", "pareto", str(swept[0]), "--cost", "latency", "--out", str(png)])
+    _one_line_error(code, capsys.readouterr().err, "--cost macs")
+    assert not png.exists()

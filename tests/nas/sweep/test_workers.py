@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from tests.nas.sweep.conftest import (
     TINY,
     load_study,
     options,
+    storage_args,
     sweep,
     trial_dirs,
 )
@@ -83,24 +87,35 @@ def test_an_interrupted_trial_is_failed_and_replaced(
             assert (out / r["run_dir"] / "model.pt").is_file()
 
 
-def _cli(out: Path, *extra: str) -> subprocess.Popen[str]:
+def _cli(out: Path, *extra: str, machine: str | None = None) -> subprocess.Popen[str]:
+    """``nas sweep`` in a process of its own; with ``machine``, as if on another machine (a
+    UTS namespace with that host name, where ``unshare`` may make one)."""
     env = os.environ | {"OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "nas.cli", "sweep", "--out", str(out), *extra, *CLI_SWEEP]
+    if machine is not None:
+        argv = ["unshare", "--uts", "sh", "-c", f'hostname {machine} && exec "$@"', "sh", *argv]
     return subprocess.Popen(
-        [sys.executable, "-m", "nas.cli", "sweep", "--out", str(out), *extra, *CLI_SWEEP],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
-def _check_study(out: Path, trials: int) -> None:
-    study = load_study(out)
+def _can_pose_as_another_machine() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "--uts", "sh", "-c", "hostname nas-probe"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+def _check_study(out: Path, trials: int, name: str = "channel-nas", url: str = "") -> None:
+    """The sweep in ``out`` has exactly ``trials`` complete trials, each in its own directory
+    with its files, none left running, and trials.csv lists them."""
+    study = load_study(out, name, url)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     numbers = [t.number for t in done]
     assert len(done) == trials and len(set(numbers)) == trials
-    assert len(study.get_trials()) == trials  # nothing failed, nothing left running
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     run_dirs = {t.user_attrs["run_dir"] for t in done}
     assert len(run_dirs) == trials
     assert trial_dirs(out) == sorted(Path(d).name for d in run_dirs)
@@ -111,18 +126,69 @@ def _check_study(out: Path, trials: int) -> None:
 
 
 @slow
-def test_two_processes_share_one_study(tmp_path: Path) -> None:
+def test_two_processes_share_one_study(tmp_path: Path, storage: dict[str, str]) -> None:
     out = tmp_path / "run"
-    procs = [_cli(out, "--trials", "4"), _cli(out, "--trials", "4")]
-    results = [p.communicate(timeout=600) for p in procs]
+    args = ["--trials", "6", *storage_args(storage)]
+    procs = [_cli(out, *args), _cli(out, *args)]
+    results = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err
-    _check_study(out, 4)
+    _check_study(out, 6, storage["name"], storage["url"])
+    trials = load_study(out, storage["name"], storage["url"]).get_trials()
+    assert len(trials) == 6  # none failed, none lost
     trained = sorted(p.parent for p in out.rglob("baseline/summary.csv"))
     assert trained == [out / "baseline"]
-    # the two processes drew distinct knobs (no trial is a twin of another's)
-    knobs = [tuple(sorted(t.params.items())) for t in load_study(out).get_trials()]
-    assert len(set(knobs)) == len(knobs) == 4
+    # the two processes drew distinct knobs (no trial is a twin of another's), and both worked
+    knobs = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(knobs)) == len(knobs)
+    assert len({t.user_attrs["pid"] for t in trials}) == 2
+
+
+@slow
+def test_a_worker_killed_in_a_trial_has_its_trial_failed_and_run_again(
+    tmp_path: Path, storage: dict[str, str]
+) -> None:
+    # the victim runs as if on another machine where it can (then only its missed heartbeats
+    # tell that it died), beside a surviving worker; it is killed with SIGKILL in a trial
+    out = tmp_path / "run"
+    args = ["--trials", "6", "--heartbeat", "0.5", *storage_args(storage)]
+    elsewhere = "nas-other-machine" if _can_pose_as_another_machine() else None
+    victim = _cli(out, *args, machine=elsewhere)
+    survivor = _cli(out, *args)
+    study = None
+    killed = None
+    deadline = time.monotonic() + 600
+    while killed is None and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.2)
+        try:
+            study = load_study(out, storage["name"], storage["url"])
+        except Exception:  # not made yet
+            continue
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if (
+                t.user_attrs.get("host") == (elsewhere or socket.gethostname())
+                and (out / "trials" / f"trial-{t.number:04d}").is_dir()
+            ):
+                if elsewhere is None and t.user_attrs.get("pid") != victim.pid:
+                    continue
+                os.kill(victim.pid, signal.SIGKILL)
+                killed = t.number
+                break
+    victim.wait()
+    _, err = survivor.communicate(timeout=900)
+    assert killed is not None, "the victim never ran a trial"
+    assert survivor.returncode == 0, err
+    _check_study(out, 6, storage["name"], storage["url"])
+    trials = load_study(out, storage["name"], storage["url"]).get_trials()
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [killed]
+    # its retry ran with its parameters, in its directory (from its checkpoint)
+    (again,) = [t for t in trials if t.user_attrs.get("retry_of") == killed]
+    assert again.state == TrialState.COMPLETE and again.params == failed[0].params
+    assert again.user_attrs["run_dir"] == str(Path("trials") / f"trial-{killed:04d}")
+    # every budget was searched
+    done = {t.params["target_macs"] for t in trials if t.state == TrialState.COMPLETE}
+    assert done == set(BUDGETS)
 
 
 @slow

@@ -62,15 +62,6 @@ def test_latency_options_are_checked_before_any_work(
             },
             "own MAC activation loss",
         ),
-        (
-            {
-                "cost": "latency",
-                "latency_table": table,
-                "target_latency": "0.5",
-                "select": "predictor",
-            },
-            "use --cost macs",
-        ),
     ]
     for changes, message in bad:
         with pytest.raises(ConfigError, match=message):
