@@ -20,12 +20,19 @@ import torch
 import yaml
 
 from nas.errors import ConfigError, WeightsError
-from search_spaces.files import atomic_torch_save, atomic_write_bytes, atomic_write_text, torch_load
+from search_spaces.files import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    atomic_write_text,
+    is_writer,
+    torch_load,
+)
 
 __all__ = [
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
+    "is_writer",
     "json_safe",
     "load_state_dict_file",
     "read_csv",

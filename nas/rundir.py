@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from nas.errors import ConfigError, NasError
+from search_spaces.files import is_writer
 
 __all__ = [
     "LOCK_NAME",
@@ -84,8 +85,11 @@ def prepare_out_dir(
 ) -> Path:
     """Check that ``path`` can receive a run's outputs, without creating or changing anything
     (see the module's promises). ``command``: the command resuming (its runs only);
-    ``inputs``: the files and folders the run reads."""
+    ``inputs``: the files and folders the run reads. Rank 0 of a run of several processes
+    checks (and alone writes); the other ranks take the path as it is."""
     p = Path(path)
+    if not is_writer():
+        return p
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     if p.exists() and not p.is_dir():
@@ -141,6 +145,9 @@ def run_output(
     removed again if the run stops on a :class:`NasError` and the directory was new or empty.
     """
     p = Path(path)
+    if not is_writer():  # rank 0 of several processes makes, locks and cleans the directory
+        yield p
+        return
     inputs = list(inputs)
     prepare_out_dir(p, overwrite=overwrite, resume=resume, command=command, inputs=inputs)
     fresh = not _entries(p)

@@ -3,7 +3,8 @@
 Every file the toolkit writes goes through :func:`atomic_write_bytes` (write to a temporary file in
 the same directory, then ``os.replace``), so an interrupted run never leaves a half-written file.
 Every tensor file it reads goes through :func:`torch_load` (``weights_only=True``: a file that
-would run code is refused, not executed).
+would run code is refused, not executed). In a run of several processes (torchrun) only rank 0
+writes (:func:`is_writer`): the writes of the others do nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +22,19 @@ import torch
 
 from search_spaces.errors import WeightsError, WriteError, first_line
 
-__all__ = ["atomic_torch_save", "atomic_write_bytes", "atomic_write_text", "torch_load"]
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "is_writer",
+    "torch_load",
+]
+
+
+def is_writer() -> bool:
+    """Whether this process writes files: rank 0 of a run of several processes (torchrun sets
+    ``RANK``), or any process not launched as one of several."""
+    return os.environ.get("RANK", "0") in ("", "0")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -49,7 +62,10 @@ def _umask() -> int:
 def _atomic(path: Path, write: Callable[[Any], object]) -> None:
     """Write to a temporary file beside ``path``, then rename it over ``path``: the old file
     stays whole until the new one is complete on disk. A failed write (a full disk) is a
-    one-line :class:`WriteError`, and leaves no temporary file behind."""
+    one-line :class:`WriteError`, and leaves no temporary file behind. Nothing on a rank
+    other than 0 (:func:`is_writer`)."""
+    if not is_writer():
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 from nas.cli.base import Parser, argv_command
 from nas.cli.commands import COMMANDS
 from nas.cli.parser import command_parser, load_command, parse_configs
-from nas.errors import NasError
+from nas.engine.distributed import RankStopped, launched
+from nas.errors import ConfigError, NasError
+from nas.jobs.base import Command
+from nas.options import Options
+from search_spaces.files import is_writer
 
-__all__ = ["one_line", "run_command"]
+__all__ = ["one_line", "run_command", "several_processes"]
 
 
 def one_line(exc: NasError) -> str:
@@ -49,7 +55,8 @@ def run_command(name: str, rest: Sequence[str]) -> int:
         namespace = command_parser(prog, command).parse_args(rest)
         configs = parse_configs(name, command, namespace, {k: v[0] for k, v in COMMANDS.items()})
         assert command.run is not None
-        return int(command.run(*configs))
+        with several_processes(prog, command, configs) as configs:
+            return int(command.run(*configs))
     except SystemExit as exc:  # --help (0) or a usage error (2, one line already printed)
         return exc.code if isinstance(exc.code, int) else 2
     except NasError as exc:
@@ -58,7 +65,43 @@ def run_command(name: str, rest: Sequence[str]) -> int:
     except BrokenPipeError:  # the reader went away (nas profile ... | head): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except RankStopped as exc:  # a run of several processes lost one: nothing is removed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = " (continue with --resume)" if resumable else ""
         print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return 130
+
+
+@contextlib.contextmanager
+def several_processes(
+    prog: str, command: Command, configs: list[Options]
+) -> Iterator[list[Options]]:
+    """Under torchrun (several ranks): the command must take it (``Command.distributed``);
+    this process joins the group (on the configs' ``device``, with their ``sync_bn``) and
+    leaves it at the end; ranks other than 0 print nothing and show no progress (they write
+    nothing either: :mod:`nas.engine.distributed`). Otherwise the configs as they are."""
+    if not launched():
+        yield configs
+        return
+    if not command.distributed:
+        raise ConfigError(
+            f"{prog} does not run as several processes (torchrun started "
+            f"{os.environ.get('WORLD_SIZE')}); run it as one process"
+        )
+    from nas.engine.distributed import start, stop
+
+    device = next((str(c.device) for c in configs if hasattr(c, "device")), "cpu")
+    sync_bn = any(bool(getattr(c, "sync_bn", False)) for c in configs)
+    if not is_writer():
+        configs = [
+            replace(c, progress=False) if hasattr(c, "progress") else c  # type: ignore[type-var]
+            for c in configs
+        ]
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+    start(device, sync_bn=sync_bn)
+    try:
+        yield configs
+    finally:
+        stop()

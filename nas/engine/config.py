@@ -12,7 +12,14 @@ from typing import ClassVar
 from nas.errors import ConfigError
 from nas.options import MAX_EPOCHS, Options, option
 
-__all__ = ["Distillation", "ThreadOptions", "TrainConfig", "check_device", "usable_cores"]
+__all__ = [
+    "Distillation",
+    "ParallelOptions",
+    "ThreadOptions",
+    "TrainConfig",
+    "check_device",
+    "usable_cores",
+]
 
 
 @dataclass
@@ -95,6 +102,19 @@ class ThreadOptions(Options):
         """``threads``, else the cores this process may use (:func:`usable_cores`) shared among
         ``workers`` processes."""
         return self.threads or max(1, usable_cores() // max(1, workers))
+
+
+@dataclass
+class ParallelOptions(Options):
+    """How the processes of a torchrun run share the work (:mod:`nas.engine.distributed`)."""
+
+    group: ClassVar[str] = "run"
+
+    sync_bn: bool = option(
+        False,
+        "under torchrun: BatchNorm in training normalises with the statistics of the global "
+        "batch of all processes, as one process would (default: each process's share)",
+    )
 
 
 def usable_cores() -> int:

@@ -30,6 +30,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from nas.engine.config import Distillation, TrainConfig
+from nas.engine.distributed import reduce_step, shard, synced_batch_norm
 from nas.engine.evaluation import evaluate
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
@@ -82,16 +83,22 @@ class _Loop:
     distill: Distillation
 
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """One SGD step; returns the (detached) batch loss and number of correct predictions."""
+        """One SGD step; returns the (detached) batch loss and number of correct predictions.
+        In a run of several processes, on this rank's share of the batch, with the gradients
+        and both results of the whole batch (:mod:`nas.engine.distributed`)."""
         self.optimizer.zero_grad(set_to_none=True)
+        x, y, n = shard(x, y)
         logits = self.model(x)
         loss = self._loss(logits, x, y)
         loss.backward()
+        hits = (logits.detach().argmax(dim=1) == y).sum()
+        m = int(y.shape[0])
+        total = reduce_step(self.model.parameters(), m, n, loss.detach() * m, hits)
         if self.config.bn_sparsity > 0:
             sparsify_bn(self.model, self.config.bn_sparsity)
         self.optimizer.step()
         self.scheduler.step()
-        return loss.detach(), (logits.detach().argmax(dim=1) == y).sum()
+        return (total[0] / n).to(loss.dtype), total[1].round().long()
 
     def _loss(self, logits: Tensor, x: Tensor, y: Tensor) -> Tensor:
         c, d = self.config, self.distill
@@ -153,6 +160,7 @@ def train_model(
         write_summary_csv(Path(out_dir) / SUMMARY_NAME, records)  # also creates out_dir
     with (
         _teacher_in_eval_mode(teacher),
+        synced_batch_norm(),
         tqdm(
             total=config.epochs * steps,
             initial=len(records) * steps,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nas.errors import WeightsError, first_line
-from nas.io import atomic_torch_save, torch_load
+from nas.io import atomic_torch_save, is_writer, torch_load
 
 if TYPE_CHECKING:
     from nas.data import DataBundle
@@ -111,6 +111,8 @@ def has_checkpoint(path: Path) -> bool:
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write a checkpoint atomically, keeping the one it replaces as the previous one: a
     process killed anywhere leaves at least one complete checkpoint."""
+    if not is_writer():  # rank 0 of several processes writes it
+        return
     tmp = path.with_name(f".{path.name}.new")
     atomic_torch_save(state, tmp)  # complete on disk before anything is renamed
     if path.is_file():

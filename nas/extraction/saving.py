@@ -17,7 +17,7 @@ from torch import nn
 
 from nas.errors import WeightsError
 from nas.extraction.weights import check_spec_weights
-from nas.io import atomic_torch_save, atomic_write_bytes, load_state_dict_file
+from nas.io import atomic_torch_save, atomic_write_bytes, is_writer, load_state_dict_file
 from search_spaces import WidthSpec
 
 __all__ = ["MODEL_FILES", "load_model", "save_model", "to_torchscript"]
@@ -29,7 +29,10 @@ MODEL_FILES = ("arch.json", "model.pt", "model.ts")
 def save_model(
     model: nn.Module, spec: WidthSpec, out_dir: str | Path, *, torchscript: bool = True
 ) -> None:
-    """Write ``arch.json``, ``model.pt`` (state_dict) and ``model.ts`` (TorchScript)."""
+    """Write ``arch.json``, ``model.pt`` (state_dict) and ``model.ts`` (TorchScript); nothing
+    on a rank other than 0 of several processes."""
+    if not is_writer():
+        return
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

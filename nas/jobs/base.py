@@ -26,7 +26,9 @@ class Command:
     defaults); ``required``: fields that must be given (by a flag or ``--config``);
     ``defaults``: this command's own defaults for some fields; ``config_file``: it
     accepts ``--config FILE.yaml``; ``resumable``: an interrupted run continues with
-    ``--resume``; ``subcommands``: kinds (``nas plot pareto``) instead of options.
+    ``--resume``; ``subcommands``: kinds (``nas plot pareto``) instead of options;
+    ``distributed``: it runs as several processes under torchrun
+    (:mod:`nas.engine.distributed`), else torchrun is refused with one line.
     """
 
     options: tuple[type[Options], ...] = ()
@@ -38,3 +40,4 @@ class Command:
     config_file: bool = False
     resumable: bool = False
     subcommands: Mapping[str, tuple[str, Command]] = field(default_factory=dict)
+    distributed: bool = False

@@ -27,6 +27,7 @@ from nas.engine import (
     restore_loaders,
     uniform_twin_at_cost,
 )
+from nas.engine.config import ParallelOptions
 from nas.extraction import save_model
 from nas.gates.deploy import conditional_macs, save_conditional
 from nas.io import write_json
@@ -333,7 +334,7 @@ def _search_to_dir(
     return metrics
 
 
-def _cli(options: RunOptions, config: SearchConfig) -> int:
+def _cli(options: RunOptions, config: SearchConfig, parallel: ParallelOptions) -> int:
     m = run_search(options, config)
     print(
         f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
@@ -360,11 +361,12 @@ def _cli(options: RunOptions, config: SearchConfig) -> int:
 
 
 COMMAND = Command(
-    options=(RunOptions, SearchConfig),
+    options=(RunOptions, SearchConfig, ParallelOptions),
     run=_cli,
     description="Gumbel-softmax width search under a MAC budget (or a measured latency: --cost "
     "latency). Options may also come from "
     "--config file.yaml (keys as the option names; args.yaml of a run works).",
     config_file=True,
     resumable=True,
+    distributed=True,
 )

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import search_spaces
 from nas.data import DataBundle, DataOptions
 from nas.engine import ThreadOptions, TrainConfig, evaluate, read_summary
+from nas.engine.config import ParallelOptions
 from nas.io import write_json
 from nas.jobs.base import Command
 from nas.jobs.common import (
@@ -127,7 +128,7 @@ def _train_to_dir(
     return metrics
 
 
-def _cli(options: TrainOptions, config: TrainConfig) -> int:
+def _cli(options: TrainOptions, config: TrainConfig, parallel: ParallelOptions) -> int:
     m = train_baseline(
         out_dir=options.out_dir,
         space=options.space,
@@ -146,10 +147,11 @@ def _cli(options: TrainOptions, config: TrainConfig) -> int:
 
 
 COMMAND = Command(
-    options=(TrainOptions, TrainConfig),
+    options=(TrainOptions, TrainConfig, ParallelOptions),
     run=_cli,
     description="Trains the full-width network of a space: the baseline and teacher of a search.",
     config_file=True,
     resumable=True,
     required=frozenset({"out_dir"}),
+    distributed=True,
 )

@@ -39,6 +39,7 @@ from nas.engine import (
     save_checkpoint,
     seed_everything,
 )
+from nas.engine.distributed import synced_batch_norm
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy
 from nas.importance import CRITERIA, channel_order
@@ -155,7 +156,8 @@ def _run_epochs(
         dynamic_ncols=True,
     ) as bar:
         while len(run.records) < until:
-            record = run.epoch(len(run.records) + 1)
+            with synced_batch_norm():
+                record = run.epoch(len(run.records) + 1)
             run.seconds = time.perf_counter() - start
             bar.update(1)
             bar.set_postfix(

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from nas.cost import PROJECTIONS, CostModel, MacsCost, create_budget
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
+from nas.engine.distributed import reduce_step, shard
 from nas.errors import ConfigError
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy, temperature
@@ -148,6 +149,7 @@ class SearchRun:
         (of the largest network for the sandwich rule)."""
         self.supernet.train()
         x, y = x.to(self.device), y.to(self.device)
+        x, y, n = shard(x, y)  # several processes: this rank's share of the batch
         self.w_opt.zero_grad(set_to_none=True)
         if self.config.weight_sampling == "sandwich":
             loss = self._sandwich(x, y, tau)
@@ -157,9 +159,11 @@ class SearchRun:
                 self.strategy.gate(mode, tau)
             loss = F.cross_entropy(self.supernet(x), y)
             loss.backward()
+        m = int(y.shape[0])
+        total = reduce_step(self.supernet.weights(), m, n, loss.detach() * m)
         self.w_opt.step()
         self.w_sched.step()
-        return float(loss.detach())
+        return float(total[0]) / n
 
     def _sandwich(self, x: Tensor, y: Tensor, tau: float) -> Tensor:
         """Largest network on the labels; the smallest and hard samples distilled in place from
@@ -184,6 +188,7 @@ class SearchRun:
         """One Adam step on the architecture parameters; returns (cross-entropy, budget loss).
         BN running statistics and the weights' gradients are left as they were."""
         x, y = x.to(self.device), y.to(self.device)
+        x, y, n = shard(x, y)
         self.strategy.set_progress(progress)
         with frozen_bn_statistics(self.supernet):
             self.supernet.train()
@@ -193,19 +198,24 @@ class SearchRun:
         crisp = self.config.entropy_weight * progress * self.strategy.entropy()
         loss = ce + budget + crisp + self.strategy.regularizer()
         params = self.strategy.arch_parameters()
+        m = int(y.shape[0])
         if params and self.a_opt is not None:
             self.a_opt.zero_grad(set_to_none=True)
             loss.backward(inputs=params)  # gradients for the architecture parameters only
+            total = reduce_step(params, m, n, ce.detach() * m)
             self.a_opt.step()
+        else:
+            total = reduce_step([], m, n, ce.detach() * m)
         update()
         self.supernet.set_masks(None)
-        return float(ce.detach()), float(budget.detach())
+        return float(total[0]) / n, float(budget.detach())
 
     def joint_step(self, x: Tensor, y: Tensor, tau: float, progress: float) -> tuple[float, float]:
         """Single-level training (strategies with ``bilevel = False``): one step of the weights
         and the gates together on a weights' batch, at the strategy's ``train_mode`` masks, with
         the budget, crispness and the strategy's regulariser; returns (cross-entropy, budget)."""
         x, y = x.to(self.device), y.to(self.device)
+        x, y, n = shard(x, y)
         self.supernet.train()
         self.strategy.set_progress(progress)
         self.w_opt.zero_grad(set_to_none=True)
@@ -216,13 +226,16 @@ class SearchRun:
         budget, update = self._budget_terms()
         crisp = self.config.entropy_weight * progress * self.strategy.entropy()
         (ce + budget + crisp + self.strategy.regularizer()).backward()
+        m = int(y.shape[0])
+        both = [*self.supernet.weights(), *self.strategy.arch_parameters()]
+        ce_sum = reduce_step(list({id(p): p for p in both}.values()), m, n, ce.detach() * m)[0]
         self.w_opt.step()
         if self.a_opt is not None:
             self.a_opt.step()
         self.w_sched.step()
         update()
         self.supernet.set_masks(None)
-        return float(ce.detach()), float(budget.detach())
+        return float(ce_sum) / n, float(budget.detach())
 
     def _budget_terms(self) -> tuple[Tensor, Callable[[], None]]:
         """The budget loss (the strategy's own, weighted by ``budget_weight``, else
