@@ -15,7 +15,7 @@ Measured side by side in one run, each job a fresh ``nas`` process in its own di
    the cores: one thread each on 2 cores). Printed: wall seconds and the speed-up.
 
     python experiments/benchmarks/concurrency.py                # about 8 minutes on 2 cores
-    python experiments/benchmarks/concurrency.py --skip-active  # without the spinning pair
+    python experiments/benchmarks/concurrency.py --policies passive spin=10000 --skip-sweep
 
 Run it on a quiet machine: anything else running skews every figure.
 """
@@ -69,16 +69,30 @@ def run_together(commands: list[list[str]], env: dict[str, str]) -> tuple[float,
     return time.perf_counter() - start, cpu_seconds() - cpu0
 
 
+def policy_env(policy: str) -> dict[str, str]:
+    """The environment of an OpenMP idle-thread setting (see ``--policies``)."""
+    if policy.startswith("spin="):
+        return {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": policy.split("=", 1)[1]}
+    return {"OMP_WAIT_POLICY": policy.upper()}
+
+
 def nas(*args: str) -> list[str]:
     return [sys.executable, "-m", "nas", *args]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--skip-active", action="store_true", help="no spinning-threads pair")
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        default=["passive", "active"],
+        help="OpenMP idle-thread settings to compare: passive, active, or spin=N "
+        "(OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=N: spin N rounds, then sleep)",
+    )
     parser.add_argument("--skip-sweep", action="store_true")
     args = parser.parse_args()
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    drop = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")
+    base = {k: v for k, v in os.environ.items() if k not in drop}
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{cores} usable cores; python {sys.version.split()[0]}", flush=True)
     with tempfile.TemporaryDirectory(prefix="nas-concurrency-") as tmp:
@@ -88,9 +102,8 @@ def main() -> None:
             return nas("search", "--out", str(root / name), "--quiet")
 
         rows = []
-        policies = ["passive"] + ([] if args.skip_active else ["active"])
-        for policy in policies:
-            env = base | {"OMP_WAIT_POLICY": policy.upper()}
+        for policy in args.policies:
+            env = base | policy_env(policy)
             alone, alone_cpu = run_together([search(f"{policy}-alone")], env)
             pair, pair_cpu = run_together([search(f"{policy}-a"), search(f"{policy}-b")], env)
             rows.append((policy, alone, alone_cpu, pair, pair_cpu))
