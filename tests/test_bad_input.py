@@ -716,8 +716,19 @@ CASES = [
     ),
     Case(
         "sweep storage without its driver",
-        lambda a, t: ["sweep", "--storage", "postgresql://u@localhost/db", "--out", _out(t)],
-        r"driver psycopg is not installed \(pip install -e \"\.\[postgres\]\"\)",
+        lambda a, t: ["sweep", "--storage", "postgresql+psycopg2://u@h/db", "--out", _out(t)],
+        r"driver psycopg2 is not installed \(write postgresql\+psycopg://",
+    ),
+    Case(
+        "sweep storage that cannot be reached",
+        lambda a, t: [
+            "sweep",
+            "--storage",
+            "postgresql+psycopg://u@127.0.0.1:1/db",
+            "--out",
+            _out(t),
+        ],
+        r"cannot open --storage postgresql\+psycopg://u@127.0.0.1:1/db: .*onnection",
     ),
 ]
 

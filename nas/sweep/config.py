@@ -75,9 +75,10 @@ class SweepConfig(Options):
     sampler: str = option("nsga2", "Optuna sampler", choices=SAMPLERS)
     storage: str | None = option(
         None,
-        "Optuna RDB storage URL, e.g. postgresql://host/db (default: a journal file in --out). "
-        "Processes on other machines must use the same --out directory (a shared filesystem "
-        "with working file locks) and the same options; SQLite serves one process at a time",
+        "Optuna RDB storage URL, e.g. postgresql+psycopg://user@host/db (default: a journal "
+        "file in --out). Processes on other machines must use the same --out directory (a "
+        "shared filesystem with working file locks) and the same options; SQLite serves one "
+        "process at a time",
     )
     study: str = option("channel-nas", "study name")
     workers: int = option(

@@ -95,11 +95,15 @@ def _check_driver(out: Path, config: SweepConfig) -> None:
         dialect.import_dbapi()
     except ImportError as exc:
         name = getattr(exc, "name", None) or "its driver"
-        hint = (
-            'pip install -e ".[postgres]"'
-            if dialect.name == "postgresql"
-            else f"install the Python package that provides {name}"
-        )
+        if dialect.name == "postgresql" and dialect.driver != "psycopg":
+            hint = (
+                'write postgresql+psycopg://..., whose driver pip install -e ".[postgres]" '
+                f"installs, or install {name}"
+            )
+        elif dialect.name == "postgresql":
+            hint = 'pip install -e ".[postgres]"'
+        else:
+            hint = f"install the Python package that provides {name}"
         raise ConfigError(
             f"cannot open --storage {storage_label(out, config)}: the database driver {name} "
             f"is not installed ({hint})"
