@@ -10,6 +10,7 @@ fine-tuned beside it exactly the same way.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ import search_spaces
 from nas.data import DataBundle
 from nas.engine import TrainConfig, evaluate, loader_states, restore_loaders
 from nas.extraction import save_model
-from nas.io import atomic_torch_save, write_json
+from nas.io import atomic_torch_save, atomic_write_text, write_json
 from nas.jobs.base import Command
 from nas.jobs.common import (
     RunOptions,
@@ -188,22 +189,23 @@ def _prune_to_dir(
 def _write_unit_summary(path: Path, pruning: Pruning) -> None:
     """Per unit: full and kept width, and the mean score of the kept and the removed channels."""
     space = pruning.spec.get_space()
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["unit", "full_width", "width", "kept_score", "removed_score"])
-        for u in space.units:
-            width = pruning.spec.widths[u.name]
-            ranked = pruning.scores[u.name][pruning.order[u.name]]
-            kept, removed = ranked[:width], ranked[width:]
-            writer.writerow(
-                [
-                    u.name,
-                    u.max_width,
-                    width,
-                    f"{float(kept.mean()):.6g}",
-                    f"{float(removed.mean()):.6g}" if removed.numel() else "",
-                ]
-            )
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["unit", "full_width", "width", "kept_score", "removed_score"])
+    for u in space.units:
+        width = pruning.spec.widths[u.name]
+        ranked = pruning.scores[u.name][pruning.order[u.name]]
+        kept, removed = ranked[:width], ranked[width:]
+        writer.writerow(
+            [
+                u.name,
+                u.max_width,
+                width,
+                f"{float(kept.mean()):.6g}",
+                f"{float(removed.mean()):.6g}" if removed.numel() else "",
+            ]
+        )
+    atomic_write_text(path, buf.getvalue())
 
 
 def _cli(options: RunOptions, config: PruneConfig) -> int:

@@ -202,15 +202,17 @@ def _rank_pid(tag: str, rank: int) -> int:
 
 @slow
 def test_commands_that_do_not_run_as_several_processes_refuse_torchrun(tmp_path: Path) -> None:
-    done = run(torchrun(tmp_path / "logs", "sweep", "--out", str(tmp_path / "s"), "--quiet"))
-    assert done.returncode != 0
-    for rank in (0, 1):
-        err = rank_output(tmp_path / "logs", rank, "stderr").strip().splitlines()
-        assert err == [
-            "error: nas sweep does not run as several processes (torchrun started 2); run it "
-            "as one process"
-        ]
-    assert not (tmp_path / "s").exists()
+    for command in ("sweep", "prune"):
+        logs, out = tmp_path / f"logs-{command}", tmp_path / command
+        done = run(torchrun(logs, command, "--out", str(out), "--quiet"))
+        assert done.returncode != 0
+        for rank in (0, 1):
+            err = rank_output(logs, rank, "stderr").strip().splitlines()
+            assert err == [
+                f"error: nas {command} does not run as several processes (torchrun started 2); "
+                "run it as one process"
+            ]
+        assert not out.exists()
 
 
 def test_one_process_steps_are_left_as_they_are() -> None:
