@@ -11,7 +11,7 @@ from dataclasses import replace
 from nas.cli.base import Parser, argv_command
 from nas.cli.commands import COMMANDS
 from nas.cli.parser import command_parser, load_command, parse_configs
-from nas.engine.distributed import RankStopped, launched
+from nas.engine.distributed import RankStopped, launched, start, stop
 from nas.errors import ConfigError, NasError
 from nas.jobs.base import Command
 from nas.options import Options
@@ -90,8 +90,6 @@ def several_processes(
             f"{prog} does not run as several processes (torchrun started "
             f"{os.environ.get('WORLD_SIZE')}); run it as one process"
         )
-    from nas.engine.distributed import start, stop
-
     device = next((str(c.device) for c in configs if hasattr(c, "device")), "cpu")
     sync_bn = any(bool(getattr(c, "sync_bn", False)) for c in configs)
     if not is_writer():

@@ -40,12 +40,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from search_spaces.files import is_writer
-
 __all__ = [
     "RankStopped",
     "active",
-    "is_writer",
     "rank",
     "reduce_step",
     "shard",
@@ -162,16 +159,6 @@ def reduce_step(params: Iterable[Tensor], n_local: int, n_global: int, *stats: T
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
     return flat[offset:]
-
-
-def all_sum(values: Tensor) -> Tensor:
-    """``values`` summed across ranks (a copy; the input itself without a group)."""
-    if not active():
-        return values
-    out = values.detach().clone()
-    with _collective("an all-reduce"):
-        torch.distributed.all_reduce(out)
-    return out
 
 
 # -- synchronised BatchNorm -----------------------------------------------------------------------

@@ -30,7 +30,7 @@ from nas.engine import (
 from nas.errors import ConfigError, WeightsError, first_line
 from nas.extraction import check_full_weights, check_initial_weights, load_fitting, save_model
 from nas.gates import GateStrategy
-from nas.io import is_writer, load_state_dict_file, write_yaml
+from nas.io import load_state_dict_file, write_yaml
 from nas.options import MAX_EPOCHS, Options, build, option, record
 from nas.rundir import prepare_out_dir
 from nas.supernet import Supernet
@@ -176,9 +176,7 @@ def write_or_check_args(
             )
         if not any(stored.get(k) != resolved.get(k) for k in volatile):
             return
-    if is_writer():  # rank 0 of several processes
-        out.mkdir(parents=True, exist_ok=True)
-        write_yaml(path, resolved)
+    write_yaml(path, resolved)  # creates the directory; on rank 0 only of several processes
 
 
 def read_args(path: Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from nas.plots import plot_rank_scatter
 from nas.rundir import prepare_out_dir, run_output
 from nas.selection import (
     RankConfig,
+    cost_fields,
     cost_key,
     ranking_evidence,
     sample_pool,
@@ -105,9 +106,8 @@ def run_rank(
     supernet, strategy = load_supernet(run, space, search_config)
     count = resolve_threads(threads, run)
     # the search's budget: MACs, or (--cost latency) its table's predicted milliseconds
-    cost_model = search_config.cost_model(space, count)
-    target = search_config.cost_target(space, cost_model)
-    cost = None if cost_model.name == "macs" else cost_model
+    cost = search_config.cost_model(space, count)
+    target = search_config.cost_target(space, cost)
     encoder = GraphEncoder.for_space(space)
     pool = sample_pool(
         encoder, strategy.choices, target, search_config.tolerance, config, cost=cost
@@ -147,20 +147,13 @@ def run_rank(
         write_json(out / "selection.json", selection.summary())
         metrics: dict[str, Any] = {
             "space": space.name,
-            "cost": cost_model.name,
-            f"target_{cost_key(cost_model)}": target,
-            f"target_{cost_model.name}_ratio": target / cost_model.full(),
+            "cost": cost.name,
+            f"target_{cost_key(cost)}": target,
+            f"target_{cost.name}_ratio": target / cost.full(),
             "tolerance": search_config.tolerance,
             "selected_macs": selection.spec.macs(),
             "selected_macs_ratio": selection.spec.macs_ratio(),
-            **(
-                {
-                    "selected_predicted_latency_ms": cost.exact(dict(selection.spec.widths)),
-                    "selected_latency_ratio": cost.exact(dict(selection.spec.widths)) / cost.full(),
-                }
-                if cost is not None
-                else {}
-            ),
+            **{f"selected_{k}": v for k, v in cost_fields(cost, selection.spec).items()},
             "selected_val_acc": max(c["val_acc"] for c in selection.candidates),
             "sampling": config.sampling,
             "samples": config.samples,

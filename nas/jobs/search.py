@@ -196,7 +196,6 @@ def select_network(
     """The final widths by ``config.select`` (:data:`~nas.selection.SELECTIONS`): the outcome
     with the chosen spec, and what the method returned (None for the projected argmax)."""
     space = outcome.spec.get_space()
-    cost = outcome.cost if outcome.cost is not None and outcome.cost.name != "macs" else None
     request = SelectionRequest(
         supernet=outcome.supernet,
         choices=outcome.strategy.choices,
@@ -210,7 +209,7 @@ def select_network(
         distill=config.distill(),
         rank=config.rank_config(),
         progress=progress,
-        cost=cost,
+        cost=outcome.cost,
     )
     selection = SELECTIONS.get(config.select)(request)
     if selection is None:
@@ -253,8 +252,7 @@ def run_search(
     elif c.compare:
         uniform_twin_at_cost(cost, target, target, c.tolerance, multiple=c.width_multiple)
     if c.select == "predictor":
-        priced = None if cost.name == "macs" else cost
-        check_pool_band(space, c.choices(space), target, c.tolerance, c.rank_config(), priced)
+        check_pool_band(space, c.choices(space), target, c.tolerance, c.rank_config(), cost)
     initial = initial_weights(o.weights, space)
     resolved = resolved_args(o, c, data.describe())
     with (

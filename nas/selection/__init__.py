@@ -13,6 +13,7 @@ from nas.selection.evidence import ranking_evidence, undefined_note
 from nas.selection.methods import SELECTIONS, SelectionRequest
 from nas.selection.predictor import (
     Selection,
+    cost_fields,
     cost_key,
     delivered_quality,
     select_with_predictor,
@@ -40,6 +41,7 @@ __all__ = [
     "WidthSampler",
     "as_dict",
     "check_pool_band",
+    "cost_fields",
     "cost_key",
     "delivered_quality",
     "fit_on_supernet",

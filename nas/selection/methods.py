@@ -29,8 +29,8 @@ __all__ = ["SELECTIONS", "SelectionRequest"]
 @dataclass
 class SelectionRequest:
     """What a selection method may use: the searched supernet and its width choices, the budget
-    (``target`` in the unit of ``cost``: MACs when it is None), the data, the teacher and the
-    fine-tuning options."""
+    (``target`` in the unit of ``cost``: MACs when it is None or counts MACs), the data, the
+    teacher and the fine-tuning options."""
 
     supernet: Supernet
     choices: Mapping[str, Sequence[int]]

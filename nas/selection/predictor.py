@@ -32,7 +32,7 @@ from search_spaces import WidthSpec
 if TYPE_CHECKING:
     from nas.cost import CostModel
 
-__all__ = ["Selection", "cost_key", "delivered_quality", "select_with_predictor"]
+__all__ = ["Selection", "cost_fields", "cost_key", "delivered_quality", "select_with_predictor"]
 
 
 # -- predictor-based selection -----------------------------------------------------------------
@@ -127,7 +127,7 @@ def select_with_predictor(
                 "val_loss": result.loss,
                 "macs": spec.macs(),
                 "macs_ratio": spec.macs_ratio(),
-                **_cost_fields(cost, spec),
+                **cost_fields(cost, spec),
                 "widths": dict(spec.widths),
             }
         )
@@ -152,7 +152,7 @@ def cost_key(cost: CostModel) -> str:
     return cost.name if cost.name == "macs" else f"{cost.name}_{cost.unit}"
 
 
-def _cost_fields(cost: CostModel | None, spec: WidthSpec) -> dict[str, float]:
+def cost_fields(cost: CostModel | None, spec: WidthSpec) -> dict[str, float]:
     """A candidate's cost under a model other than MACs (its predicted value and ratio)."""
     if cost is None or cost.name == "macs":
         return {}

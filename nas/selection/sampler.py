@@ -22,6 +22,7 @@ __all__ = [
     "WidthSampler",
     "as_dict",
     "check_pool_band",
+    "other_than_macs",
     "pool_band",
     "sample_pool",
     "sample_widths",
@@ -30,6 +31,12 @@ __all__ = [
 
 
 # -- sampling --------------------------------------------------------------------------------------
+def other_than_macs(cost: CostModel | None) -> CostModel | None:
+    """``cost`` unless it counts MACs (None then): MACs are priced by the encoder's own exact
+    formula, on integers."""
+    return None if cost is None or cost.name == "macs" else cost
+
+
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Tiny tensors (sampling, the GCN's fit): one thread is as fast and never stalls on a busy
@@ -79,8 +86,9 @@ class WidthSampler:
         cost: CostModel | None = None,
     ) -> None:
         self.encoder = encoder
+        priced = other_than_macs(cost)
         self._price: Callable[[Tensor], Tensor] = (
-            encoder.macs if cost is None else lambda w: cost.batched(w)
+            encoder.macs if priced is None else lambda w: priced.batched(w)
         )
         names = [u.name for u in encoder.space.units]
         lists = [sorted({int(w) for w in choices[u]}) for u in names]
@@ -212,6 +220,7 @@ def sample_pool(
     """The candidates the predictor ranks: up to ``config.pool`` (or ``limit``) distinct
     assignments with costs (MACs, or ``cost``'s, ``target`` in its unit) in :func:`pool_band`
     (fewer where the grid holds fewer); refuses a band it cannot reach."""
+    cost = other_than_macs(cost)
     sampler = WidthSampler(encoder, choices, cost)
     low, high = pool_band(target, tolerance)
     gen = torch.Generator().manual_seed(config.seed + 1)

@@ -30,16 +30,13 @@ class CostAxis:
     param: str  # the trial parameter holding the budget: a ratio of the full network's cost
     value: str  # the second objective, minimised: a key of a trial's metrics.json
     ratio: str  # the same as a ratio of the full network's
-    label: str
 
 
 AXES: dict[str, CostAxis] = {
-    "macs": CostAxis("target_macs", "macs", "macs_ratio", "MACs"),
+    "macs": CostAxis("target_macs", "macs", "macs_ratio"),
     # the predicted latency: deterministic, whatever else runs beside a worker (measured
     # latencies of trials run side by side are not); each trial also records the measured one
-    "latency": CostAxis(
-        "target_latency", "predicted_latency_ms", "predicted_latency_ratio", "predicted latency"
-    ),
+    "latency": CostAxis("target_latency", "predicted_latency_ms", "predicted_latency_ratio"),
 }
 
 
