@@ -4,6 +4,7 @@ its trials."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -189,6 +190,10 @@ def _run_trial(
     # a retry of an interrupted trial continues in that trial's directory
     run_dir = out / "trials" / f"trial-{trial.user_attrs.get(RETRY_ATTR, trial.number):04d}"
     resume = written_by(run_dir) == "search"  # a trial's search goes on where it stopped
+    if RETRY_ATTR in trial.user_attrs and not resume:
+        # its worker died before the search recorded itself (args.yaml): what it left there
+        # (a half-written temporary file) is the sweep's own, and the trial starts anew
+        shutil.rmtree(run_dir, ignore_errors=True)
     trial_options = replace(
         options,
         out_dir=str(run_dir),

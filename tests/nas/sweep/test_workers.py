@@ -87,6 +87,36 @@ def test_an_interrupted_trial_is_failed_and_replaced(
             assert (out / r["run_dir"] / "model.pt").is_file()
 
 
+@slow
+def test_a_trial_killed_before_its_search_recorded_itself_is_run_again_from_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real = nas.sweep.workers.run_search
+    calls: list[str] = []
+
+    def killed_while_starting(o: RunOptions, c: SearchConfig, **kwargs: Any) -> dict[str, Any]:
+        calls.append(o.out_dir)
+        if len(calls) == 2:  # the directory and a half-written args.yaml, nothing else
+            Path(o.out_dir).mkdir(parents=True)
+            (Path(o.out_dir) / ".args.yaml.x1y2.tmp").write_text("command: sea")
+            raise KeyboardInterrupt
+        return real(o, c, **kwargs)
+
+    monkeypatch.setattr(nas.sweep.workers, "run_search", killed_while_starting)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(out, 2)
+    monkeypatch.setattr(nas.sweep.workers, "run_search", real)
+    metrics = sweep(out, 2)
+
+    trials = load_study(out).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert metrics["complete"] == 2 and trials[2].user_attrs["retry_of"] == 1
+    retried = out / trials[2].user_attrs["run_dir"]
+    assert retried.name == "trial-0001" and (retried / "model.pt").is_file()
+    assert not list(retried.glob(".args.yaml.*.tmp"))
+
+
 def _cli(out: Path, *extra: str, machine: str | None = None) -> subprocess.Popen[str]:
     """``nas sweep`` in a process of its own; with ``machine``, as if on another machine (a
     UTS namespace with that host name, where ``unshare`` may make one)."""
