@@ -56,6 +56,8 @@ WARMUP_INDEPENDENT = frozenset(
         "budget_band",
         "entropy_weight",
         "tolerance",
+        "static",  # how a per-input strategy delivers is decided after the search
+        "static_share",
     }
 )
 
@@ -119,14 +121,17 @@ def load_checkpoint(run: SearchRun, path: Path) -> None:
     _restore(run, state, arch_optimizer=True)
 
 
-def warm_start(run: SearchRun, path: Path) -> None:
+def warm_start(run: SearchRun, path: Path, *, unfinished: bool = False) -> None:
     """Continue from a shared warm-up (:func:`nas.width_search.warm_up`) of a search whose
-    options differ from this one's in :data:`WARMUP_INDEPENDENT` options at most."""
+    options differ from this one's in :data:`WARMUP_INDEPENDENT` options at most; one that
+    stopped before its last warm-up epoch only with ``unfinished`` (the warm-up itself
+    resuming)."""
     state = read_checkpoint(path, SEARCH_FORMAT, "warm-up")
     done = [r["phase"] for r in state["records"]]
-    if (
-        warmup_dict(state["config"]) != warmup_dict(config_dict(run.config))
-        or done != ["warmup"] * run.config.warmup_epochs
+    epochs = run.config.warmup_epochs
+    whole = done == ["warmup"] * epochs
+    if warmup_dict(state["config"]) != warmup_dict(config_dict(run.config)) or not (
+        whole or (unfinished and done == ["warmup"] * len(done) and len(done) < epochs)
     ):
         raise ConfigError(
             f"cannot start from the warm-up {path}: it was written with other options "

@@ -104,8 +104,8 @@ def warm_up(
     """
     path = Path(path)
     run = start_run(model, space, train_loader, val_loader, config)
-    if has_checkpoint(path):
-        load_checkpoint(run, path)
+    if has_checkpoint(path):  # finished or not, by a search that may differ after it
+        warm_start(run, path, unfinished=True)
     _run_epochs(run, config.warmup_epochs, path, None, "warm-up", progress)
     return path
 

@@ -98,3 +98,12 @@ def test_a_shared_warm_up_gives_the_result_of_a_search_alone(
     for other in (tiny(warmup_epochs=1, search_epochs=1, lr=0.01), tiny(warmup_epochs=2)):
         with pytest.raises(ConfigError, match="warm-up"):
             search_widths(model, space, *fresh_loaders(), config=other, warmup=path, progress=False)
+
+    # warming up again for another search of the same warm-up finds it done and leaves it
+    before = path.read_bytes()
+    assert warm_up(model, space, *fresh_loaders(), config=config, path=path, progress=False)
+    assert path.read_bytes() == before
+    with pytest.raises(ConfigError, match="warm-up"):
+        warm_up(
+            model, space, *fresh_loaders(), config=tiny(lr=0.01), path=path, progress=False
+        )
