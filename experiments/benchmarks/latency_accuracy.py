@@ -7,7 +7,12 @@ For every ``SPACE:BATCH`` configuration: the table is built here (``nas latency-
 calibration did not use) are measured whole (eager, eval mode, interleaved rounds, medians,
 ``--threads`` threads) and predicted from the table. Reported per configuration: the mean and
 largest absolute relative error of the table, and, to compare, of the MAC-proportional guess
-(full network's measured latency x MAC ratio). Rows go to ``--out/latency_accuracy.csv``.
+(full network's measured latency x MAC ratio). Also the error of the latency *ratio* to the
+full network (each network against the full one timed in the same interleaved rounds, the
+table's prediction against its own full network): the number a ``--target-latency 0.5``
+search relies on, and one that a machine whose speed drifts between the table's build and the
+measurement (shared or throttled CPUs) leaves alone. Rows go to
+``--out/latency_accuracy.csv``, every network to ``--out/latency_specs-SPACE-bBATCH.csv``.
 
     python experiments/benchmarks/latency_accuracy.py --threads 2 \\
         --configs resnet20:1 resnet20:16 resnet56:1 resnet56:16 resnet56_b:1 resnet56_b:16
@@ -48,6 +53,7 @@ def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[st
     specs = random_specs(space, args.specs, seed=args.seed)
     shape = (space.in_channels, *space.input_size)
     measured: list[float] = []
+    ratios: list[float] = []  # measured latency / the full network's in the same rounds
     full_runs: list[float] = []
     for i in range(0, len(specs), CHUNK):
         chunk = specs[i : i + CHUNK]
@@ -61,11 +67,23 @@ def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[st
         )
         full_runs.append(times[0])
         measured += times[1:]
+        ratios += [t / times[0] for t in times[1:]]
     full = statistics.median(full_runs)
     predicted = [cost.exact(w) for w in specs]
     by_macs = [full * space.macs(w) / space.macs() for w in specs]
     table_err = [abs(p / m - 1) for p, m in zip(predicted, measured, strict=True)]
     macs_err = [abs(p / m - 1) for p, m in zip(by_macs, measured, strict=True)]
+    ratio_err = [abs(p / cost.full() / r - 1) for p, r in zip(predicted, ratios, strict=True)]
+    macs_ratio_err = [
+        abs(space.macs(w) / space.macs() / r - 1) for w, r in zip(specs, ratios, strict=True)
+    ]
+    with open(
+        out / f"latency_specs-{space_name}-b{batch}.csv", "w", newline="", encoding="utf-8"
+    ) as f:
+        writer = csv.writer(f)
+        writer.writerow(["predicted_ms", "measured_ms", "measured_ratio", "macs_ratio", "widths"])
+        for p, m, r, w in zip(predicted, measured, ratios, specs, strict=True):
+            writer.writerow([p, m, r, space.macs(w) / space.macs(), " ".join(map(str, w.values()))])
     return {
         "space": space_name,
         "batch": batch,
@@ -77,6 +95,10 @@ def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[st
         "table_max_err": max(table_err),
         "macs_mae": statistics.fmean(macs_err),
         "macs_max_err": max(macs_err),
+        "table_ratio_mae": statistics.fmean(ratio_err),
+        "table_ratio_max_err": max(ratio_err),
+        "macs_ratio_mae": statistics.fmean(macs_ratio_err),
+        "full_spread": max(full_runs) / min(full_runs) - 1,
         "fixed_ms": table.fixed_ms,
         "scale": table.scale,
         "grid_points": sum(len(e.grid_in) * len(e.grid_out) for e in table.entries.values()),
@@ -104,7 +126,9 @@ def main() -> None:
         print(
             f"{name} batch {row['batch']}: table error mean {row['table_mae']:.1%} (max "
             f"{row['table_max_err']:.1%}); MAC-proportional mean {row['macs_mae']:.1%} (max "
-            f"{row['macs_max_err']:.1%}); full {row['full_ms']:.2f} ms measured, "
+            f"{row['macs_max_err']:.1%}); ratio to full: table {row['table_ratio_mae']:.1%}, "
+            f"MACs {row['macs_ratio_mae']:.1%}; full {row['full_ms']:.2f} ms measured "
+            f"(chunks spread {row['full_spread']:.0%}), "
             f"{row['full_predicted_ms']:.2f} predicted; {row['grid_points']} grid points, "
             f"built in {row['build_s']:.0f} s",
             file=sys.stderr,
@@ -115,14 +139,16 @@ def main() -> None:
         writer.writerows(rows)
     print(
         "| space | batch | threads | full ms (measured / predicted) | table error mean / max | "
-        "MAC-proportional error mean / max | grid points | build s |"
+        "MAC-proportional error mean / max | ratio-to-full error, table / MACs | grid points | "
+        "build s |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         print(
             f"| {r['space']} | {r['batch']} | {r['threads']} | {r['full_ms']:.2f} / "
             f"{r['full_predicted_ms']:.2f} | {r['table_mae']:.1%} / {r['table_max_err']:.1%} | "
-            f"{r['macs_mae']:.1%} / {r['macs_max_err']:.1%} | {r['grid_points']} | "
+            f"{r['macs_mae']:.1%} / {r['macs_max_err']:.1%} | {r['table_ratio_mae']:.1%} / "
+            f"{r['macs_ratio_mae']:.1%} | {r['grid_points']} | "
             f"{r['build_s']:.0f} |"
         )
 

@@ -4,9 +4,10 @@ prices width assignments from it (:class:`LatencyCost`, registered as ``latency`
 A table holds, for every distinct layer configuration a space can produce (a conv followed by
 its BN and a ReLU, keyed by kernel, stride, padding, input resolution and the grids of input and
 output widths it can take; the classifier as a linear layer), the median latency in
-milliseconds on a grid of input x output widths (every ``step`` channels, plus 1 and the
-maximum), measured on one machine at one batch size and thread count (:mod:`nas.cost.timing`
-measures it; ``nas latency-table`` builds it). Between grid points the latency is bilinear in the
+milliseconds on a grid of input x output widths (every ``step`` channels, plus 1, the
+maximum and one past every multiple of the kernels' channel ``block``), measured on one
+machine at one batch size and thread count (:mod:`nas.cost.timing` measures it; ``nas
+latency-table`` builds it). Between grid points the latency is bilinear in the
 two widths: exact at grid points, monotone between neighbours, differentiable in real-valued
 widths (the search's expected widths).
 
@@ -52,10 +53,15 @@ __all__ = [
 TABLE_FORMAT = "channel-nas/latency-table-1"
 
 
-def width_grid(maximum: int, step: int) -> list[int]:
+def width_grid(maximum: int, step: int, block: int = 0) -> list[int]:
     """The widths a table measures for a unit of ``maximum`` channels: 1, every ``step``
-    channels, and the maximum (a fixed channel count: just itself)."""
-    return sorted({1, maximum, *range(step, maximum + 1, step)})
+    channels, the maximum, and, with a ``block`` at least as wide as ``step``, one past every
+    multiple of ``block``: vectorised kernels process channels in blocks, so latency climbs a
+    step just past each multiple and is flat across the rest of the block."""
+    points = {1, maximum, *range(step, maximum + 1, step)}
+    if block > 1 and step <= block:
+        points |= set(range(block + 1, maximum, block))
+    return sorted(points)
 
 
 def interpolate(
@@ -131,6 +137,7 @@ class LatencyTable:
     scale: float = 1.0
     calibration: list[dict[str, float]] = field(default_factory=list)
     complete: bool = False
+    block: int = 0  # grids also hold one past every multiple of it (0: none)
 
     # -- files --------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -143,6 +150,7 @@ class LatencyTable:
             "input_size": list(self.input_size),
             **self.env,
             "step": self.step,
+            "block": self.block,
             "complete": self.complete,
             "fixed_ms": self.fixed_ms,
             "scale": self.scale,
@@ -176,6 +184,7 @@ class LatencyTable:
                 input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
                 env={k: data[k] for k in ("device", "device_name", "threads", "torch", "batch")},
                 step=int(data["step"]),
+                block=int(data.get("block", 0)),
                 entries=entries,
                 layers=dict(data["layers"]),
                 fixed_ms=float(data["fixed_ms"]),

@@ -26,6 +26,7 @@ from nas.errors import ConfigError
 from search_spaces import SearchSpace
 
 __all__ = [
+    "auto_block",
     "auto_step",
     "build_table",
     "fit_network_cost",
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 CALIBRATION_RATIOS = (1.0, 0.75, 0.5, 0.25)
-CALIBRATION_RANDOM = 4  # random width assignments besides the uniform ones
+CALIBRATION_RANDOM = 12  # random width assignments besides the uniform ones
 
 
 def auto_step(maximum: int) -> int:
@@ -46,11 +47,21 @@ def auto_step(maximum: int) -> int:
     return max(4, 4 * math.ceil(maximum / 64))
 
 
+def auto_block(device: str | torch.device) -> int:
+    """The channel block of this device's convolution kernels: 16 floats per AVX-512 register
+    on a CPU that has it, otherwise 8 (AVX2 registers; CUDA's tensor-core tiles)."""
+    dev = torch.device(device)
+    if dev.type == "cpu" and "AVX512" in torch.backends.cpu.get_cpu_capability():
+        return 16
+    return 8
+
+
 def layer_configs(
-    space: SearchSpace, step: int = 0
+    space: SearchSpace, step: int = 0, block: int = 0
 ) -> tuple[dict[str, LayerEntry], dict[str, str]]:
     """Every distinct layer configuration of ``space`` (unmeasured entries, ``ms`` empty) and
-    which one each conv / linear layer is; ``step`` 0: :func:`auto_step` per unit."""
+    which one each conv / linear layer is; ``step`` 0: :func:`auto_step` per unit; ``block``:
+    see :func:`nas.cost.latency.width_grid` (0: none)."""
     model = space.build().eval()
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
@@ -68,8 +79,8 @@ def layer_configs(
         if la.kind not in ("conv", "linear"):
             continue
         module = model.get_submodule(la.name)
-        grid_in = _grid(la.in_channels, la.in_unit is not None, step)
-        grid_out = _grid(la.out_channels, la.out_unit is not None, step)
+        grid_in = _grid(la.in_channels, la.in_unit is not None, step, block)
+        grid_out = _grid(la.out_channels, la.out_unit is not None, step, block)
         if isinstance(module, nn.Conv2d):
             if module.groups != 1:
                 raise ConfigError(f"{la.name}: grouped convolutions are not timed by this table")
@@ -101,8 +112,10 @@ def _padding(value: Any) -> int:
     return int(value[0])
 
 
-def _grid(maximum: int, searchable: bool, step: int) -> list[int]:
-    return width_grid(maximum, step or auto_step(maximum)) if searchable else [maximum]
+def _grid(maximum: int, searchable: bool, step: int, block: int) -> list[int]:
+    if not searchable:
+        return [maximum]
+    return width_grid(maximum, step or auto_step(maximum), block)
 
 
 def _describe(grid: list[int], unit: str | None) -> str:
@@ -231,17 +244,20 @@ def build_table(
     batch: int,
     device: str = "cpu",
     step: int = 0,
+    block: int | None = None,
     rounds: int = 7,
     resume: bool = False,
     progress: bool = True,
 ) -> LatencyTable:
     """Measure every layer configuration of ``space`` and fit the per-network cost on whole
-    networks, writing ``out`` after every configuration (``resume`` continues a partial one)."""
+    networks, writing ``out`` after every configuration (``resume`` continues a partial one);
+    ``block`` None: :func:`auto_block`."""
     dev = torch.device(device)
+    block = auto_block(dev) if block is None else block
     env = environment(device, torch.get_num_threads(), batch)
-    entries, layers = layer_configs(space, step)
+    entries, layers = layer_configs(space, step, block)
     table = LatencyTable(
-        space.name, space.num_classes, space.in_channels, space.input_size, env, step
+        space.name, space.num_classes, space.in_channels, space.input_size, env, step, block=block
     )
     if resume and out.is_file():
         table = _resumable(LatencyTable.load(out), table, out)
@@ -272,10 +288,12 @@ def build_table(
 def _resumable(found: LatencyTable, fresh: LatencyTable, out: Path) -> LatencyTable:
     same = (found.space, found.num_classes, found.in_channels, tuple(found.input_size))
     wanted = (fresh.space, fresh.num_classes, fresh.in_channels, tuple(fresh.input_size))
-    if same != wanted or found.env != fresh.env or found.step != fresh.step:
+    grid, fresh_grid = (found.step, found.block), (fresh.step, fresh.block)
+    if same != wanted or found.env != fresh.env or grid != fresh_grid:
         raise ConfigError(
             f"--resume: {out} was measured with other settings ({found.space}, step "
-            f"{found.step}, {found.env}); use another --out or the same options"
+            f"{found.step}, block {found.block}, {found.env}); use another --out or the same "
+            "options"
         )
     found.complete = False
     return found

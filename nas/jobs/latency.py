@@ -29,6 +29,12 @@ class LatencyTableOptions(ThreadOptions, TaskOptions):
     step: int = option(
         0, "width grid step in channels (0: every 4 up to 64 channels, ~17 points above)", ge=0
     )
+    block: int = option(
+        -1,
+        "also measure one past every multiple of this many channels, where the kernels step up "
+        "(-1: by the device, 16 with AVX-512, else 8; 0: none)",
+        ge=-1,
+    )
     rounds: int = option(7, "interleaved timing rounds per grid point (the median is kept)", ge=3)
     out: str = option("latency_table.json", "where the table is written")
     resume: bool = option(False, "continue a partial table at --out")
@@ -64,6 +70,7 @@ def cmd_latency_table(o: LatencyTableOptions) -> int:
             batch=o.batch,
             device=o.device,
             step=o.step,
+            block=None if o.block < 0 else o.block,
             rounds=o.rounds,
             resume=o.resume,
             progress=o.progress,

@@ -41,6 +41,13 @@ def test_the_width_grid_holds_one_every_step_and_the_maximum() -> None:
     assert width_grid(18, 8) == [1, 8, 16, 18]
 
 
+def test_the_width_grid_brackets_every_kernel_block_where_the_latency_steps_up() -> None:
+    steps = [1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64]
+    assert width_grid(64, 4, 16) == sorted([*steps, 17, 33, 49])
+    assert width_grid(256, 16, 16)[:6] == [1, 16, 17, 32, 33, 48]
+    assert width_grid(2048, 128, 16) == width_grid(2048, 128)  # coarser than a block: no extra
+
+
 def test_expected_latency_grows_with_every_width() -> None:
     """The budget's gradient has the right sign: more channels, more predicted time."""
     space = small_space("resnet20_b")

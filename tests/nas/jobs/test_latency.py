@@ -9,6 +9,7 @@ import pytest
 
 import search_spaces
 from nas.cost import LatencyCost, LatencyTable
+from nas.cost.timing import CALIBRATION_RANDOM, CALIBRATION_RATIOS, auto_block
 from tests.nas.conftest import run
 
 TABLE_ARGS = ("--space", "resnet20", "--input-size", "3x8x8", "--batch", "2", "--rounds", "3")
@@ -33,7 +34,17 @@ def test_the_table_covers_every_layer_and_records_where_it_was_measured(table_pa
     timed = {la.name for la in space.layers if la.kind in ("conv", "linear")}
     assert set(table.layers) == timed
     assert all(v > 0 for e in table.entries.values() for row in e.ms for v in row)
-    assert len(table.calibration) == 8 and table.scale > 0 and table.fixed_ms >= 0
+    assert len(table.calibration) == len(CALIBRATION_RATIOS) + CALIBRATION_RANDOM
+    assert table.scale > 0
+    # every grid wider than one kernel block brackets the block's step
+    assert table.block == auto_block("cpu")
+    wide = [
+        g
+        for e in table.entries.values()
+        for g in (e.grid_in, e.grid_out)
+        if len(g) > 1 and g[-1] > 32
+    ]
+    assert wide and all(table.block + 1 in g for g in wide) and table.fixed_ms >= 0
     cost = LatencyCost(space, table=table)
     assert cost.full() > cost.exact({u.name: 1 for u in space.units}) > 0
 

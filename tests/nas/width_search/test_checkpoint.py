@@ -104,6 +104,4 @@ def test_a_shared_warm_up_gives_the_result_of_a_search_alone(
     assert warm_up(model, space, *fresh_loaders(), config=config, path=path, progress=False)
     assert path.read_bytes() == before
     with pytest.raises(ConfigError, match="warm-up"):
-        warm_up(
-            model, space, *fresh_loaders(), config=tiny(lr=0.01), path=path, progress=False
-        )
+        warm_up(model, space, *fresh_loaders(), config=tiny(lr=0.01), path=path, progress=False)
