@@ -3,19 +3,23 @@ width assignments, per space and batch size.
 
 For every ``SPACE:BATCH`` configuration: the table is built here (``nas latency-table``'s
 :func:`nas.cost.timing.build_table`, cached as ``--out/table-SPACE-bBATCH.json``), then
-``--specs`` random width assignments (every unit uniform in [max/8, max], a seed the table's
-calibration did not use) are measured whole (eager, eval mode, interleaved rounds, medians,
-``--threads`` threads) and predicted from the table. Reported per configuration: the mean and
-largest absolute relative error of the table, and, to compare, of the MAC-proportional guess
-(full network's measured latency x MAC ratio). Also the error of the latency *ratio* to the
+``--specs`` random width assignments (``--widths search``: every unit's width drawn from a
+default search's width choices, the networks a search can return; ``any``: uniform in
+[max/8, max], odd counts included; a seed the table's calibration did not use) are measured
+whole (eager, eval mode, interleaved rounds, medians, ``--threads`` threads) and predicted
+from the table. Reported per configuration: the mean and largest absolute relative error of
+the table, and, to compare, of the MAC-proportional guess (full network's measured latency x
+MAC ratio). Also the error of the latency *ratio* to the
 full network (each network against the full one timed in the same interleaved rounds, the
 table's prediction against its own full network): the number a ``--target-latency 0.5``
 search relies on, and one that a machine whose speed drifts between the table's build and the
 measurement (shared or throttled CPUs) leaves alone. Rows go to
-``--out/latency_accuracy.csv``, every network to ``--out/latency_specs-SPACE-bBATCH.csv``.
+``--out/latency_accuracy-WIDTHS.csv``, every network to
+``--out/latency_specs-SPACE-bBATCH-WIDTHS.csv``.
 
     python experiments/benchmarks/latency_accuracy.py --threads 2 \\
         --configs resnet20:1 resnet20:16 resnet56:1 resnet56:16 resnet56_b:1 resnet56_b:16
+    python experiments/benchmarks/latency_accuracy.py --threads 2 --widths any --configs ...
     python experiments/benchmarks/latency_accuracy.py --threads 2 --configs resnet50:1
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import random
 import statistics
 import sys
 import time
@@ -34,8 +39,24 @@ import torch
 import search_spaces
 from nas.cost import LatencyCost, LatencyTable
 from nas.cost.timing import build_table, network_latency_ms, random_specs
+from nas.supernet import width_choices
+from nas.width_search import SearchConfig
 
 CHUNK = 10  # networks timed together (interleaved) with the full one
+
+
+def _specs(space: search_spaces.SearchSpace, args: argparse.Namespace) -> list[dict[str, int]]:
+    """``--widths any``: every unit's width uniform in [max/8, max]; ``search``: drawn from the
+    width choices of a default ``nas search`` (what a search can return)."""
+    if args.widths == "any":
+        return random_specs(space, args.specs, seed=args.seed)
+    config = SearchConfig()
+    choices = {
+        u.name: width_choices(u.max_width, config.width_ratios, config.width_multiple)
+        for u in space.units
+    }
+    rng = random.Random(args.seed)
+    return [{u: rng.choice(c) for u, c in choices.items()} for _ in range(args.specs)]
 
 
 def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -50,7 +71,7 @@ def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[st
         table = build_table(space, path, batch=batch, resume=path.is_file(), progress=True)
         build_s = time.perf_counter() - start
     cost = LatencyCost(space, table=table)
-    specs = random_specs(space, args.specs, seed=args.seed)
+    specs = _specs(space, args)
     shape = (space.in_channels, *space.input_size)
     measured: list[float] = []
     ratios: list[float] = []  # measured latency / the full network's in the same rounds
@@ -78,7 +99,10 @@ def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[st
         abs(space.macs(w) / space.macs() / r - 1) for w, r in zip(specs, ratios, strict=True)
     ]
     with open(
-        out / f"latency_specs-{space_name}-b{batch}.csv", "w", newline="", encoding="utf-8"
+        out / f"latency_specs-{space_name}-b{batch}-{args.widths}.csv",
+        "w",
+        newline="",
+        encoding="utf-8",
     ) as f:
         writer = csv.writer(f)
         writer.writerow(["predicted_ms", "measured_ms", "measured_ratio", "macs_ratio", "widths"])
@@ -112,6 +136,12 @@ def main() -> None:
     parser.add_argument("--specs", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--widths",
+        choices=("search", "any"),
+        default="search",
+        help="random widths from a default search's choices, or any integer in [max/8, max]",
+    )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default="runs/latency")
     args = parser.parse_args()
@@ -133,7 +163,8 @@ def main() -> None:
             f"built in {row['build_s']:.0f} s",
             file=sys.stderr,
         )
-    with open(Path(args.out) / "latency_accuracy.csv", "w", newline="", encoding="utf-8") as f:
+    csv_path = Path(args.out) / f"latency_accuracy-{args.widths}.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -1,21 +1,26 @@
 """Several processes, one run: data parallelism under ``torchrun``.
 
-``torchrun --nproc-per-node N --no-python nas train ...`` (or ``nas search``) starts N copies of
-the command; each finds its place from the environment torchrun sets (``WORLD_SIZE``, ``RANK``,
-``LOCAL_RANK``, the rendezvous address) and joins the process group (:func:`start`: ``gloo`` on
-the CPU, ``nccl`` on GPUs, each rank on the GPU of its local rank).
+``torchrun --nproc-per-node N --no-python nas train ...`` (or ``nas search``, ``nas prune``,
+``nas transfer``) starts N copies of the command; each finds its place from the environment
+torchrun sets (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, the rendezvous address) and joins the
+process group (:func:`start`: ``gloo`` on the CPU, ``nccl`` on GPUs, each rank on the GPU of its
+local rank).
 
 **Steps.** Every rank iterates the same global batches (same seed, order and augmentation: the
 loaders are those of a 1-process run) and computes on its own contiguous share of each
-(:func:`shard`). After the backward pass the gradients of every parameter being stepped (the
-network's weights, and the architecture parameters of a search, which live outside the network
-module, so a plain ``DistributedDataParallel`` wrapper would not see them) are weighted by the
-rank's share of the batch and summed across ranks in one all-reduce (:func:`reduce_step`), with
-the batch's loss and hits: one step equals the 1-process step on the global batch, to float
-summation order, when the loss is a mean over the batch. Terms computed over the batch itself
-(BatchNorm statistics; the activation losses of per-input gates) see the rank's share only,
-unless ``--sync-bn`` makes every BatchNorm in training mode normalise with the mean and variance
-of the global batch (differentiable through the all-reduce).
+(:func:`shard`), and its loss is weighted by its share of the batch (:func:`share`) before the
+backward pass. Then the gradients of every parameter being stepped (the network's weights, and
+the architecture parameters of a search, which live outside the network module, so a plain
+``DistributedDataParallel`` wrapper would not see them) are summed across ranks in one
+all-reduce (:func:`reduce_step`), with the batch's loss and hits: one step equals the 1-process
+step on the global batch, to float summation order, when the loss is a mean over the batch. The
+weight goes on the loss, not on the gradients afterwards: with ``--sync-bn`` a rank's gradient
+also carries the other ranks' losses (through the shared BatchNorm statistics), which must
+enter with their own shares when the batch does not split evenly (its last one). Terms
+computed over the batch itself (BatchNorm statistics; the activation losses of per-input gates)
+see the rank's share only, unless ``--sync-bn`` makes every BatchNorm in training mode
+normalise with the mean and variance of the global batch (differentiable through the
+all-reduce).
 
 **Files.** Rank 0 alone writes (``search_spaces.files`` and :mod:`nas.rundir` do nothing on the
 other ranks), prints and shows progress. Every rank reads the same inputs and, with
@@ -46,9 +51,11 @@ __all__ = [
     "rank",
     "reduce_step",
     "shard",
+    "share",
     "start",
     "stop",
     "synced_batch_norm",
+    "syncs_bn",
     "world_size",
 ]
 
@@ -69,6 +76,11 @@ def launched() -> bool:
 def active() -> bool:
     """A process group of several ranks is up."""
     return bool(_GROUP["active"])
+
+
+def syncs_bn() -> bool:
+    """Under a group: ``--sync-bn`` is on."""
+    return active() and bool(_GROUP["sync_bn"])
 
 
 def world_size() -> int:
@@ -135,9 +147,15 @@ def shard(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int]:
     return x.tensor_split(w)[r], y.tensor_split(w)[r], n
 
 
-def reduce_step(params: Iterable[Tensor], n_local: int, n_global: int, *stats: Tensor) -> Tensor:
-    """Sum, across ranks, the gradients of ``params`` weighted by this rank's share of the
-    batch (``n_local / n_global``), in place: afterwards every rank holds the gradient of the
+def share(n_local: int, n_global: int) -> float:
+    """The weight of this rank's mean loss in the global batch's mean: ``n_local / n_global``
+    (1 without a group, so a 1-process step is exactly what it was)."""
+    return n_local / n_global if active() else 1.0
+
+
+def reduce_step(params: Iterable[Tensor], *stats: Tensor) -> Tensor:
+    """Sum, across ranks, the gradients of ``params`` in place: after every rank has
+    back-propagated its mean loss times its :func:`share`, every rank holds the gradient of the
     global batch's mean loss. ``stats`` (scalars, say the loss times ``n_local`` and the hits)
     are summed in the same all-reduce and returned, stacked. Without a group, the stats
     stacked."""
@@ -147,9 +165,8 @@ def reduce_step(params: Iterable[Tensor], n_local: int, n_global: int, *stats: T
     device = grads[0].device if grads else stats[0].device
     if not active():
         return torch.stack([s.detach().double().to(device) for s in stats])
-    weight = n_local / n_global
     flat = torch.cat(
-        [g.reshape(-1).double() * weight for g in grads]
+        [g.reshape(-1).double() for g in grads]
         + [torch.stack([s.detach().double().to(device) for s in stats])]
     )
     with _collective("the gradient all-reduce"):
@@ -207,7 +224,7 @@ def synced_batch_norm() -> Iterator[None]:
     """With ``--sync-bn`` in a run of several processes, every BatchNorm in training mode
     normalises with the statistics of the global batch for the duration (the training epochs;
     not while a model is exported, which must see torch's own function)."""
-    if not active() or not _GROUP["sync_bn"]:
+    if not syncs_bn():
         yield
         return
     torch.nn.functional.batch_norm = _synced_batch_norm

@@ -30,7 +30,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from nas.engine.config import Distillation, TrainConfig
-from nas.engine.distributed import reduce_step, shard, synced_batch_norm
+from nas.engine.distributed import reduce_step, shard, share, synced_batch_norm
 from nas.engine.evaluation import evaluate
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
@@ -88,12 +88,12 @@ class _Loop:
         and both results of the whole batch (:mod:`nas.engine.distributed`)."""
         self.optimizer.zero_grad(set_to_none=True)
         x, y, n = shard(x, y)
+        m = int(y.shape[0])
         logits = self.model(x)
         loss = self._loss(logits, x, y)
-        loss.backward()
+        (loss * share(m, n)).backward()
         hits = (logits.detach().argmax(dim=1) == y).sum()
-        m = int(y.shape[0])
-        total = reduce_step(self.model.parameters(), m, n, loss.detach() * m, hits)
+        total = reduce_step(self.model.parameters(), loss.detach() * m, hits)
         if self.config.bn_sparsity > 0:
             sparsify_bn(self.model, self.config.bn_sparsity)
         self.optimizer.step()

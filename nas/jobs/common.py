@@ -23,6 +23,7 @@ from nas.data import DataBundle, DataOptions
 from nas.engine import (
     ThreadOptions,
     TrainConfig,
+    distributed,
     read_checkpoint,
     seed_everything,
     train_model,
@@ -55,7 +56,8 @@ __all__ = [
 
 
 def environment() -> dict[str, str]:
-    """Versions recorded with every run."""
+    """Versions recorded with every run (and, under torchrun, the number of processes and
+    whether they synchronised BatchNorm)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import torchvision
@@ -64,12 +66,16 @@ def environment() -> dict[str, str]:
         own = version("channel-nas")
     except PackageNotFoundError:  # run from a source tree that is not installed
         own = "unknown"
-    return {
+    found = {
         "channel_nas": own,
         "torch": str(torch.__version__),
         "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),
     }
+    if distributed.active():  # a torchrun run: how many processes shared it, and how
+        found["processes"] = str(distributed.world_size())
+        found["sync_bn"] = str(distributed.syncs_bn()).lower()
+    return found
 
 
 def resolve_threads(

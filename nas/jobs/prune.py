@@ -22,6 +22,7 @@ from torch import nn
 import search_spaces
 from nas.data import DataBundle
 from nas.engine import TrainConfig, evaluate, loader_states, restore_loaders
+from nas.engine.config import ParallelOptions
 from nas.extraction import save_model
 from nas.io import atomic_torch_save, atomic_write_text, write_json
 from nas.jobs.base import Command
@@ -208,7 +209,7 @@ def _write_unit_summary(path: Path, pruning: Pruning) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def _cli(options: RunOptions, config: PruneConfig) -> int:
+def _cli(options: RunOptions, config: PruneConfig, parallel: ParallelOptions) -> int:
     m = run_prune(options, config)
     print(
         f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
@@ -226,11 +227,12 @@ def _cli(options: RunOptions, config: PruneConfig) -> int:
 
 
 COMMAND = Command(
-    options=(RunOptions, PruneConfig),
+    options=(RunOptions, PruneConfig, ParallelOptions),
     run=_cli,
     description="Prune a trained network with a channel-importance criterion under a MAC "
     "budget, fine-tune it with distillation. Options may also come from --config file.yaml.",
     defaults={"out_dir": "runs/prune"},
     config_file=True,
     resumable=True,
+    distributed=True,
 )

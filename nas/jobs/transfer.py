@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from nas.data import DataOptions
 from nas.engine import ThreadOptions, TrainConfig
+from nas.engine.config import ParallelOptions
 from nas.extraction import save_model
 from nas.io import load_state_dict_file, write_json, write_yaml
 from nas.jobs.base import Command
@@ -119,7 +120,7 @@ def run_transfer(
     return metrics
 
 
-def _cli(options: TransferOptions, config: TrainConfig) -> int:
+def _cli(options: TransferOptions, config: TrainConfig, parallel: ParallelOptions) -> int:
     m = run_transfer(
         options.arch,
         options.data_options(),
@@ -142,11 +143,12 @@ def _cli(options: TransferOptions, config: TrainConfig) -> int:
 
 
 COMMAND = Command(
-    options=(TransferOptions, TrainConfig),
+    options=(TransferOptions, TrainConfig, ParallelOptions),
     run=_cli,
     description="Trains a found width spec on another dataset (the stem and head are rebuilt "
     "for its channels, classes and input size).",
     defaults={"lr": 0.05},
     config_file=True,
     required=frozenset({"arch"}),
+    distributed=True,
 )

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from nas.cost import PROJECTIONS, CostModel, MacsCost, create_budget
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
-from nas.engine.distributed import reduce_step, shard
+from nas.engine.distributed import reduce_step, shard, share
 from nas.errors import ConfigError
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy, temperature
@@ -150,28 +150,29 @@ class SearchRun:
         self.supernet.train()
         x, y = x.to(self.device), y.to(self.device)
         x, y, n = shard(x, y)  # several processes: this rank's share of the batch
+        m = int(y.shape[0])
         self.w_opt.zero_grad(set_to_none=True)
         if self.config.weight_sampling == "sandwich":
-            loss = self._sandwich(x, y, tau)
+            loss = self._sandwich(x, y, tau, share(m, n))
         else:
             mode = "sample" if self.config.weight_sampling == "relaxed" else "hard"
             with torch.no_grad():  # a hard sample is then exactly one-hot
                 self.strategy.gate(mode, tau)
             loss = F.cross_entropy(self.supernet(x), y)
-            loss.backward()
-        m = int(y.shape[0])
-        total = reduce_step(self.supernet.weights(), m, n, loss.detach() * m)
+            (loss * share(m, n)).backward()
+        total = reduce_step(self.supernet.weights(), loss.detach() * m)
         self.w_opt.step()
         self.w_sched.step()
         return float(total[0]) / n
 
-    def _sandwich(self, x: Tensor, y: Tensor, tau: float) -> Tensor:
+    def _sandwich(self, x: Tensor, y: Tensor, tau: float, weight: float) -> Tensor:
         """Largest network on the labels; the smallest and hard samples distilled in place from
-        its outputs; gradients accumulated for one step."""
+        its outputs; gradients accumulated for one step (every loss times ``weight``, this
+        rank's share of the batch)."""
         self.supernet.set_masks(None)
         largest = self.supernet(x)
         loss = F.cross_entropy(largest, y)
-        loss.backward()
+        (loss * weight).backward()
         teacher = largest.detach()
         for i in range(1 + self.config.sandwich_samples):
             with torch.no_grad():
@@ -180,7 +181,7 @@ class SearchRun:
                 else:
                     self.strategy.gate("hard", tau)
             distill = kd_loss(self.supernet(x), teacher, y, alpha=1.0, temperature=1.0)
-            distill.backward()
+            (distill * weight).backward()
         self.supernet.set_masks(None)
         return loss
 
@@ -201,11 +202,12 @@ class SearchRun:
         m = int(y.shape[0])
         if params and self.a_opt is not None:
             self.a_opt.zero_grad(set_to_none=True)
-            loss.backward(inputs=params)  # gradients for the architecture parameters only
-            total = reduce_step(params, m, n, ce.detach() * m)
+            # gradients for the architecture parameters only
+            (loss * share(m, n)).backward(inputs=params)
+            total = reduce_step(params, ce.detach() * m)
             self.a_opt.step()
         else:
-            total = reduce_step([], m, n, ce.detach() * m)
+            total = reduce_step([], ce.detach() * m)
         update()
         self.supernet.set_masks(None)
         return float(total[0]) / n, float(budget.detach())
@@ -225,10 +227,10 @@ class SearchRun:
         ce = F.cross_entropy(self.supernet(x), y)
         budget, update = self._budget_terms()
         crisp = self.config.entropy_weight * progress * self.strategy.entropy()
-        (ce + budget + crisp + self.strategy.regularizer()).backward()
         m = int(y.shape[0])
+        ((ce + budget + crisp + self.strategy.regularizer()) * share(m, n)).backward()
         both = [*self.supernet.weights(), *self.strategy.arch_parameters()]
-        ce_sum = reduce_step(list({id(p): p for p in both}.values()), m, n, ce.detach() * m)[0]
+        ce_sum = reduce_step(list({id(p): p for p in both}.values()), ce.detach() * m)[0]
         self.w_opt.step()
         if self.a_opt is not None:
             self.a_opt.step()

@@ -1,7 +1,7 @@
-"""One weight step and one architecture step of a width search on fixed batches, run as one
-process or under torchrun (``python -m torch.distributed.run ... distributed_step.py OUT``):
-rank 0 saves the gradients each step left (after the all-reduce) to ``OUT``. The test compares
-the files of one and of two processes."""
+"""One weight step and one architecture step of a width search on a fixed batch the ranks split
+unevenly, run as one process or under torchrun (``python -m torch.distributed.run ...
+distributed_step.py OUT``): rank 0 saves the gradients each step left (after the all-reduce) to
+``OUT``. The test compares the files of one and of two processes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def main(out: str) -> None:
     model = space.build()
     config = SearchConfig(warmup_epochs=0, search_epochs=1, seed=0)
     run = start_run(model, space, data.train, data.val, config)
+    run.supernet.model.double()  # in float64: rounding far below the tolerance compared
+    run.strategy.double()
     x, y = next(iter(data.train))
+    x, y = x[:13].double(), y[:13]  # split 7 / 6: unequal shares, like an epoch's last batch
     with distributed.synced_batch_norm():
         weight_loss = run.weight_step(x, y, tau=1.0)
         weights = [p.grad.clone() for p in run.supernet.weights() if p.grad is not None]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from nas.engine import read_checkpoint
 from nas.engine.loop import CHECKPOINT_NAME
@@ -106,8 +107,11 @@ def test_two_processes_train_as_one_on_the_same_global_batches(tmp_path: Path) -
 @slow
 def test_a_search_step_of_two_processes_is_the_step_of_one(tmp_path: Path) -> None:
     """The weights' and the architecture parameters' gradients of one search step on two
-    processes (each on half the batch, --sync-bn) are those of one process on the whole batch:
-    the architecture parameters, which live outside the network module, are all-reduced too."""
+    processes (each on its share of the batch, 7 and 6 images, --sync-bn) are those of one
+    process on the whole batch: the architecture parameters, which live outside the network
+    module, are all-reduced too, and each rank's loss enters with its share. In float64, so the
+    summation order's rounding stays far below the tolerance (in float32 the gradients that
+    reach the gates through BatchNorm of nearly closed channels amplify it to percents)."""
     script = str(Path(__file__).with_name("distributed_step.py"))
     one = run([sys.executable, script, str(tmp_path / "one.pt")])
     assert one.returncode == 0, one.stderr
@@ -120,8 +124,8 @@ def test_a_search_step_of_two_processes_is_the_step_of_one(tmp_path: Path) -> No
     for kind in ("weights", "arch"):
         for g1, g2 in zip(a[kind], b[kind], strict=True):
             scale = float(g1.abs().max()) or 1.0
-            assert float((g1 - g2).abs().max()) <= 1e-4 * scale, kind
-    assert_close(a["losses"], b["losses"], 1e-5)
+            assert float((g1 - g2).abs().max()) <= 1e-8 * scale, kind
+    assert_close(a["losses"], b["losses"], 1e-8)
 
 
 @slow
@@ -129,7 +133,7 @@ def test_two_processes_search_like_one(tmp_path: Path, baseline: Path) -> None:
     """nas search on two processes: its warm-up epoch's losses agree with one process's within
     1e-4; afterwards the rounding of a batch summed in halves grows (Adam's first steps follow
     the gradients' signs, the widths are discrete), as it does between one process at 1 and at
-    2 threads, so the search epochs agree within 1e-2 and both networks meet the budget."""
+    2 threads, so the search epochs agree within 1e-2; both find the same widths, in the budget."""
     args = ["--weights", str(baseline), "--warmup-epochs", "1", "--search-epochs", "2"]
     args += ["--finetune-epochs", "1", "--lr", "0.002", "--threads", "1", "--quiet", "--sync-bn"]
     args += ["--weight-sampling", "relaxed"]  # hard samples: a rounding can flip a width
@@ -145,9 +149,72 @@ def test_two_processes_search_like_one(tmp_path: Path, baseline: Path) -> None:
     for d in ("one", "two"):
         m = json.loads((tmp_path / d / "metrics.json").read_text())
         assert 0.5 * 0.98 <= m["macs_ratio"] <= 0.5 * 1.02
+    found = [json.loads((tmp_path / d / "arch.json").read_text())["widths"] for d in ("one", "two")]
+    assert found[0] == found[1]  # the same widths
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(
         p.name for p in (tmp_path / "one").iterdir()
     )
+
+
+def _one_and_two(tmp_path: Path, name: str, *args: str) -> tuple[Path, Path]:
+    """``nas ARGS`` as one process in ``tmp_path/NAME-one`` and as two in ``.../NAME-two``;
+    rank 0 alone printed and wrote, one set of files."""
+    one, two, logs = (tmp_path / f"{name}-{k}" for k in ("one", "two", "logs"))
+    done = run(nas(*args, "--out", str(one)))
+    assert done.returncode == 0, done.stderr
+    done = run(torchrun(logs, *args, "--out", str(two)))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    assert rank_output(logs, 0, "stdout") and rank_output(logs, 1, "stdout") == ""
+    envs = [yaml.safe_load((d / "args.yaml").read_text())["environment"] for d in (one, two)]
+    assert "processes" not in envs[0] and (envs[1]["processes"], envs[1]["sync_bn"]) == (
+        "2",
+        "true",
+    )
+    return one, two
+
+
+@slow
+def test_two_processes_prune_and_transfer_like_one(tmp_path: Path, baseline: Path) -> None:
+    """nas prune's fine-tuning (distilled from the full network) and nas transfer on two
+    processes: their per-epoch losses agree with one process's within 1e-4, across the epoch's
+    last batch, which the ranks split unevenly (1,293 training images, batches of 128)."""
+    common = ["--threads", "1", "--quiet", "--sync-bn"]
+    one, two = _one_and_two(
+        tmp_path,
+        "prune",
+        "prune",
+        "--weights",
+        str(baseline),
+        "--finetune-epochs",
+        "3",
+        "--finetune-lr",
+        "0.0005",
+        *common,
+    )
+    for column in ("train_loss", "val_loss"):
+        assert_close(
+            losses(one / "finetune" / "summary.csv", column),
+            losses(two / "finetune" / "summary.csv", column),
+            1e-4,
+        )
+    found = one / "arch.json"
+    one, two = _one_and_two(
+        tmp_path,
+        "transfer",
+        "transfer",
+        "--arch",
+        str(found),
+        "--weights",
+        str(one / "model.pt"),
+        "--epochs",
+        "3",
+        "--lr",
+        "0.0005",
+        *common,
+    )
+    for column in ("train_loss", "val_loss"):
+        assert_close(losses(one / "summary.csv", column), losses(two / "summary.csv", column), 1e-4)
 
 
 @slow
@@ -202,7 +269,7 @@ def _rank_pid(tag: str, rank: int) -> int:
 
 @slow
 def test_commands_that_do_not_run_as_several_processes_refuse_torchrun(tmp_path: Path) -> None:
-    for command in ("sweep", "prune"):
+    for command in ("sweep", "latency-table"):
         logs, out = tmp_path / f"logs-{command}", tmp_path / command
         done = run(torchrun(logs, command, "--out", str(out), "--quiet"))
         assert done.returncode != 0
@@ -217,13 +284,14 @@ def test_commands_that_do_not_run_as_several_processes_refuse_torchrun(tmp_path:
 
 def test_one_process_steps_are_left_as_they_are() -> None:
     """Without a process group, a step's gradients are untouched and its stats stacked."""
-    from nas.engine.distributed import active, reduce_step, shard
+    from nas.engine.distributed import active, reduce_step, shard, share
 
     assert not active()
     x, y = torch.randn(6, 3), torch.arange(6)
     assert shard(x, y)[2] == 6 and shard(x, y)[0] is x
     p = torch.nn.Parameter(torch.ones(3))
     p.grad = torch.full((3,), 2.0)
-    stats = reduce_step([p], 6, 6, torch.tensor(1.5), torch.tensor(4))
+    assert share(3, 6) == 1.0  # a loss is back-propagated as it is
+    stats = reduce_step([p], torch.tensor(1.5), torch.tensor(4))
     assert torch.equal(p.grad, torch.full((3,), 2.0))
     assert stats.tolist() == [1.5, 4.0]
