@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +39,32 @@ slow = pytest.mark.slow  # end-to-end sweeps (seconds each on a CPU)
 REPO = Path(__file__).resolve().parents[3]
 
 
-@slow
-def test_an_interrupted_trial_is_failed_and_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "run"
+def _interrupt_second_search(
+    monkeypatch: pytest.MonkeyPatch, before: Callable[[Path], None] | None = None
+) -> Callable[..., dict[str, Any]]:
+    """The sweep's second trial search is interrupted (Ctrl-C) as it starts, after ``before``
+    did what it does to the trial's directory; returns the real search."""
     real = nas.sweep.workers.run_search
     calls: list[str] = []
 
     def interrupted_second(o: RunOptions, c: SearchConfig, **kwargs: Any) -> dict[str, Any]:
         calls.append(o.out_dir)
         if len(calls) == 2:
+            if before is not None:
+                before(Path(o.out_dir))
             raise KeyboardInterrupt
         return real(o, c, **kwargs)
 
     monkeypatch.setattr(nas.sweep.workers, "run_search", interrupted_second)
+    return real
+
+
+@slow
+def test_an_interrupted_trial_is_failed_and_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    real = _interrupt_second_search(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         sweep(out, 2)
     states = [t.state for t in load_study(out).get_trials()]
@@ -92,18 +104,12 @@ def test_a_trial_killed_before_its_search_recorded_itself_is_run_again_from_the_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    real = nas.sweep.workers.run_search
-    calls: list[str] = []
 
-    def killed_while_starting(o: RunOptions, c: SearchConfig, **kwargs: Any) -> dict[str, Any]:
-        calls.append(o.out_dir)
-        if len(calls) == 2:  # the directory and a half-written args.yaml, nothing else
-            Path(o.out_dir).mkdir(parents=True)
-            (Path(o.out_dir) / ".args.yaml.x1y2.tmp").write_text("command: sea")
-            raise KeyboardInterrupt
-        return real(o, c, **kwargs)
+    def half_started(run_dir: Path) -> None:  # the directory, a half-written args.yaml
+        run_dir.mkdir(parents=True)
+        (run_dir / ".args.yaml.x1y2.tmp").write_text("command: sea")
 
-    monkeypatch.setattr(nas.sweep.workers, "run_search", killed_while_starting)
+    real = _interrupt_second_search(monkeypatch, half_started)
     with pytest.raises(KeyboardInterrupt):
         sweep(out, 2)
     monkeypatch.setattr(nas.sweep.workers, "run_search", real)
