@@ -1,5 +1,5 @@
-"""nas.engine.distributed: torchrun runs of nas train and nas search on 2 CPU processes (gloo)
-against one process, a rank that dies, and the commands that refuse torchrun."""
+"""nas.engine.distributed: torchrun runs of nas train, search, prune and transfer on 2 CPU
+processes (gloo) against one process, a rank that dies, and the commands that refuse torchrun."""
 
 from __future__ import annotations
 
