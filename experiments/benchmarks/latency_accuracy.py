@@ -39,7 +39,6 @@ import torch
 import search_spaces
 from nas.cost import LatencyCost, LatencyTable
 from nas.cost.timing import build_table, network_latency_ms, random_specs
-from nas.supernet import width_choices
 from nas.width_search import SearchConfig
 
 CHUNK = 10  # networks timed together (interleaved) with the full one
@@ -50,11 +49,7 @@ def _specs(space: search_spaces.SearchSpace, args: argparse.Namespace) -> list[d
     width choices of a default ``nas search`` (what a search can return)."""
     if args.widths == "any":
         return random_specs(space, args.specs, seed=args.seed)
-    config = SearchConfig()
-    choices = {
-        u.name: width_choices(u.max_width, config.width_ratios, config.width_multiple)
-        for u in space.units
-    }
+    choices = SearchConfig().width_choices(space)
     rng = random.Random(args.seed)
     return [{u: rng.choice(c) for u, c in choices.items()} for _ in range(args.specs)]
 
@@ -91,13 +86,13 @@ def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[st
         ratios += [t / times[0] for t in times[1:]]
     full = statistics.median(full_runs)
     predicted = [cost.exact(w) for w in specs]
-    by_macs = [full * space.macs(w) / space.macs() for w in specs]
+    full_predicted, full_macs = cost.full(), space.macs()
+    macs_ratios = [space.macs(w) / full_macs for w in specs]
+    by_macs = [full * q for q in macs_ratios]
     table_err = [abs(p / m - 1) for p, m in zip(predicted, measured, strict=True)]
     macs_err = [abs(p / m - 1) for p, m in zip(by_macs, measured, strict=True)]
-    ratio_err = [abs(p / cost.full() / r - 1) for p, r in zip(predicted, ratios, strict=True)]
-    macs_ratio_err = [
-        abs(space.macs(w) / space.macs() / r - 1) for w, r in zip(specs, ratios, strict=True)
-    ]
+    ratio_err = [abs(p / full_predicted / r - 1) for p, r in zip(predicted, ratios, strict=True)]
+    macs_ratio_err = [abs(q / r - 1) for q, r in zip(macs_ratios, ratios, strict=True)]
     with open(
         out / f"latency_specs-{space_name}-b{batch}-{args.widths}.csv",
         "w",
@@ -106,15 +101,15 @@ def run_config(space_name: str, batch: int, args: argparse.Namespace) -> dict[st
     ) as f:
         writer = csv.writer(f)
         writer.writerow(["predicted_ms", "measured_ms", "measured_ratio", "macs_ratio", "widths"])
-        for p, m, r, w in zip(predicted, measured, ratios, specs, strict=True):
-            writer.writerow([p, m, r, space.macs(w) / space.macs(), " ".join(map(str, w.values()))])
+        for p, m, r, q, w in zip(predicted, measured, ratios, macs_ratios, specs, strict=True):
+            writer.writerow([p, m, r, q, " ".join(map(str, w.values()))])
     return {
         "space": space_name,
         "batch": batch,
         "threads": torch.get_num_threads(),
         "specs": len(specs),
         "full_ms": full,
-        "full_predicted_ms": cost.full(),
+        "full_predicted_ms": full_predicted,
         "table_mae": statistics.fmean(table_err),
         "table_max_err": max(table_err),
         "macs_mae": statistics.fmean(macs_err),

@@ -28,8 +28,7 @@ import torch
 
 import search_spaces
 from nas.selection import RankConfig, sample_pool, sample_widths
-from nas.supernet import width_choices
-from nas.width_search import DEFAULT_WIDTH_RATIOS
+from nas.width_search import SearchConfig
 from predictors import GraphEncoder, Predictor, PredictorConfig, fit_predictor
 
 SPACES = (("resnet20", (32, 32)), ("resnet56_b", (32, 32)), ("resnet50", (224, 224)))
@@ -43,7 +42,7 @@ def bench(
 ) -> dict[str, float]:
     space = search_spaces.create(name, input_size=size)
     encoder = GraphEncoder.for_space(space)
-    choices = {u.name: width_choices(u.max_width, DEFAULT_WIDTH_RATIOS) for u in space.units}
+    choices = SearchConfig().width_choices(space)
     gen = torch.Generator().manual_seed(0)
     train = sample_widths(encoder, choices, args.samples, gen)
     scores = encoder.macs(train).double().log() + torch.randn(len(train), generator=gen) * 0.1

@@ -246,16 +246,22 @@ class SearchConfig(FinetuneConfig):
 
         return strategy_options(self.strategy, self.strategy_option)
 
-    def create_strategy(self, space: SearchSpace) -> GateStrategy:
-        """The gate strategy of this search for ``space``, with its options."""
-        from nas.gates import create_strategy
+    def width_choices(self, space: SearchSpace) -> dict[str, list[int]]:
+        """The widths this search chooses from, per unit of ``space``."""
         from nas.supernet import width_choices
 
-        ratios = {
+        return {
             u.name: width_choices(u.max_width, self.width_ratios, self.width_multiple)
             for u in space.units
         }
-        return create_strategy(self.strategy, space, ratios, **self.strategy_options())
+
+    def create_strategy(self, space: SearchSpace) -> GateStrategy:
+        """The gate strategy of this search for ``space``, with its options."""
+        from nas.gates import create_strategy
+
+        return create_strategy(
+            self.strategy, space, self.width_choices(space), **self.strategy_options()
+        )
 
     def rank_config(self) -> RankConfig:
         """The GCN ranking options of ``--select predictor`` (the rest at their defaults)."""
