@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from nas.data.loaders import Loader, TensorLoader
+from nas.data.loaders import Loader, SampleLoader, TensorLoader, drop_last
 from nas.errors import DataError
 from nas.registry import Registry
 
@@ -81,9 +81,9 @@ class DataBundle:
 
 def num_samples(loader: Loader) -> int:
     """Number of samples a loader serves (one pass)."""
-    if isinstance(loader, TensorLoader):
+    if isinstance(loader, TensorLoader | SampleLoader):
         return loader.dataset_size
-    return len(cast(Sized, loader.dataset))
+    return len(cast(Sized, loader.dataset))  # a user's own torch DataLoader
 
 
 @dataclass(frozen=True)
@@ -240,11 +240,6 @@ def check_bundle(bundle: DataBundle) -> DataBundle:
     return bundle
 
 
-def drop_last(n: int, batch_size: int) -> bool:
-    """Drop a final training batch of a single sample only (BatchNorm cannot train on one)."""
-    return n > 1 and n % batch_size == 1
-
-
 def derived_seed(seed: int, purpose: str) -> int:
     """A seed for ``purpose`` derived from ``seed`` (independent of the seed's other uses)."""
     digest = hashlib.sha256(f"channel-nas {purpose} {seed}".encode()).digest()
@@ -264,6 +259,8 @@ def reseeded(loader: Loader, seed: int) -> Loader:
             derived_seed(seed, "reseeded"),
             drop_last=loader.drop_last,
         )
+    if isinstance(loader, SampleLoader):
+        return loader.subset(range(loader.dataset_size), derived_seed(seed, "reseeded"))
     return DataLoader(
         loader.dataset,
         batch_size=loader.batch_size,
@@ -300,7 +297,12 @@ def split_loader(loader: Loader, fraction: float, seed: int) -> tuple[Loader, Lo
             )
             for part, idx in enumerate((first, second))
         )
-    dataset = loader.dataset
+    if isinstance(loader, SampleLoader):
+        return tuple(  # type: ignore[return-value]
+            loader.subset(idx.tolist(), derived_seed(seed, f"search split {part}"))
+            for part, idx in enumerate((first, second))
+        )
+    dataset = loader.dataset  # a user's own torch DataLoader
     batch = loader.batch_size or 1
     return tuple(  # type: ignore[return-value]
         DataLoader(

@@ -1,21 +1,22 @@
 """Image folders: ``imagefolder:PATH``, an ImageNet-style tree read lazily.
 
 ``PATH/train/<class>/*`` plus ``PATH/val`` (or ``PATH/test``), read with torchvision
-``ImageFolder`` and a torch ``DataLoader``, with the usual ImageNet recipe: RandomResizedCrop +
-horizontal flip for training, Resize(1.14 x size) + CenterCrop for evaluation, ImageNet mean/std
-(0.5/0.5 for grayscale).
+``ImageFolder`` and served by a :class:`~nas.data.loaders.SampleLoader` (each sample transformed
+under its own seed; each process of a data-parallel run decodes only its share of a batch), with
+the usual ImageNet recipe: RandomResizedCrop + horizontal flip for training, Resize(1.14 x size)
++ CenterCrop for evaluation, ImageNet mean/std (0.5/0.5 for grayscale).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from nas.data.base import (
     DataBundle,
@@ -25,6 +26,7 @@ from nas.data.base import (
     register_kind,
     split_indices,
 )
+from nas.data.loaders import SampleLoader
 from nas.errors import DataError, first_line
 
 if TYPE_CHECKING:
@@ -97,15 +99,25 @@ def _folder_transforms(size: int, channels: int, augment: bool) -> tuple[T.Compo
     return train, evaluation
 
 
-def _folder_loader(dataset: Any, batch_size: int, shuffle: bool, opts: LoadOptions) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
+def _folder_loader(
+    dataset: tv_datasets.ImageFolder,
+    indices: Sequence[int] | None,
+    shape: tuple[int, int, int],
+    batch_size: int,
+    shuffle: bool,
+    opts: LoadOptions,
+) -> SampleLoader:
+    """Batches of ``dataset`` (of the samples at ``indices``; all: None)."""
+    labels = dataset.targets if indices is None else [dataset.targets[i] for i in indices]
+    return SampleLoader(
+        dataset if indices is None else Subset(dataset, list(indices)),
+        labels,
+        shape,
+        batch_size,
+        shuffle,
+        opts.seed,
+        drop_last=shuffle and drop_last(len(labels), batch_size),
         num_workers=opts.num_workers,
-        generator=torch.Generator().manual_seed(opts.seed),
-        drop_last=shuffle and drop_last(len(dataset), batch_size),
-        persistent_workers=opts.num_workers > 0,
     )
 
 
@@ -133,11 +145,12 @@ def _imagefolder_bundle(name: str, root: Path, opts: LoadOptions) -> DataBundle:
         ds.transform, ds.loader = tf, image_loader
     train_idx, val_idx = split_indices(len(base), opts.val_fraction, opts.seed)
     check_training_samples(name, len(train_idx))
-    train = _folder_loader(Subset(train_ds, train_idx.tolist()), opts.batch_size, True, opts)
+    shape = (channels, size, size)
+    train = _folder_loader(train_ds, train_idx.tolist(), shape, opts.batch_size, True, opts)
     val = None
     if len(val_idx) > 0:
-        val = _folder_loader(Subset(val_ds, val_idx.tolist()), opts.eval_batch_size, False, opts)
-    test = _folder_loader(test_ds, opts.eval_batch_size, False, opts)
+        val = _folder_loader(val_ds, val_idx.tolist(), shape, opts.eval_batch_size, False, opts)
+    test = _folder_loader(test_ds, None, shape, opts.eval_batch_size, False, opts)
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ((0.5,), (0.5,))
     return DataBundle(
         name=name,

@@ -8,8 +8,9 @@ local rank).
 
 **Steps.** Every rank iterates the same global batches (same seed, order and augmentation: the
 loaders are those of a 1-process run) and computes on its own contiguous share of each
-(:func:`shard`), and its loss is weighted by its share of the batch (:func:`share`) before the
-backward pass. Then the gradients of every parameter being stepped (the network's weights, and
+(:func:`shard`; a loader that reads images from disk decodes only that share,
+:func:`batches`), and its loss is weighted by its share of the batch (:func:`share`) before
+the backward pass. Then the gradients of every parameter being stepped (the network's weights, and
 the architecture parameters of a search, which live outside the network module, so a plain
 ``DistributedDataParallel`` wrapper would not see them) are summed across ranks in one
 all-reduce (:func:`reduce_step`), with the batch's loss and hits: one step equals the 1-process
@@ -40,14 +41,17 @@ import os
 import signal
 from collections.abc import Iterable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
+from nas.data.loaders import share_bounds
+
 __all__ = [
     "RankStopped",
     "active",
+    "batches",
     "rank",
     "reduce_step",
     "shard",
@@ -139,12 +143,30 @@ def _collective(what: str) -> Iterator[None]:
 
 
 def shard(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int]:
-    """This rank's contiguous share of a global batch, and the global batch size."""
+    """This rank's contiguous share of a global batch, and the global batch size. A batch from
+    :func:`batches` of a loader that decodes each rank's share only holds this rank's images
+    already (and every label)."""
     n = int(y.shape[0])
     if not active():
         return x, y, n
-    r, w = rank(), world_size()
-    return x.tensor_split(w)[r], y.tensor_split(w)[r], n
+    lo, hi = share_bounds(n, rank(), world_size())
+    if int(x.shape[0]) == n:
+        return x[lo:hi], y[lo:hi], n
+    if int(x.shape[0]) != hi - lo:
+        raise ValueError(f"a batch of {n} labels with {x.shape[0]} images, not {hi - lo}")
+    return x, y[lo:hi], n
+
+
+def batches(loader: Iterable[Any]) -> Iterator[Any]:
+    """An epoch of ``loader`` for training steps, which :func:`shard` each batch: from a loader
+    that can (:class:`~nas.data.loaders.SampleLoader`), under a group, batches that hold the
+    images of this rank's share only, so the ranks decode each image once between them. The
+    same batches as ``iter(loader)`` otherwise; where whole batches are read (evaluation,
+    BatchNorm recalibration, scoring), iterate the loader itself."""
+    shares = getattr(loader, "shares", None)
+    if active() and callable(shares):
+        return cast(Iterator[Any], shares(rank(), world_size()))
+    return iter(loader)
 
 
 def share(n_local: int, n_global: int) -> float:

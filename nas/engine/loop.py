@@ -30,7 +30,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from nas.engine.config import Distillation, TrainConfig
-from nas.engine.distributed import reduce_step, shard, share, synced_batch_norm
+from nas.engine.distributed import batches, reduce_step, shard, share, synced_batch_norm
 from nas.engine.evaluation import evaluate
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
@@ -241,7 +241,7 @@ def _train_epoch(
     loss_sum = torch.zeros((), device=loop.device)
     correct = torch.zeros((), dtype=torch.long, device=loop.device)
     seen = 0
-    for i, (x, y) in enumerate(loader, start=1):
+    for i, (x, y) in enumerate(batches(loader), start=1):
         x, y = x.to(loop.device, non_blocking=True), y.to(loop.device, non_blocking=True)
         loss, hits = loop.step(x, y)
         n = int(y.shape[0])

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from nas.cost import PROJECTIONS, CostModel, MacsCost, create_budget
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
-from nas.engine.distributed import reduce_step, shard, share
+from nas.engine.distributed import batches, reduce_step, shard, share
 from nas.errors import ConfigError
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy, temperature
@@ -126,7 +126,7 @@ class SearchRun:
         arch_batches = _cycle(self.arch_loader)
         tau = self.config.tau0
         joint = not warm and not self.strategy.bilevel
-        for step, (x, y) in enumerate(self.weight_loader):
+        for step, (x, y) in enumerate(batches(self.weight_loader)):
             tau = self.tau(epoch, step)
             if joint:  # single-level: weights and gates in one step on the weights' batch
                 ce, budget = self.joint_step(x, y, tau, self.progress(epoch, step))
@@ -390,7 +390,7 @@ def _position(width: int, options: Sequence[int]) -> float:
 def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
     while True:
         empty = True
-        for batch in loader:
+        for batch in batches(loader):
             empty = False
             yield batch
         if empty:

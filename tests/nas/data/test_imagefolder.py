@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 
 from nas.data import load_data
+from nas.data.loaders import SampleLoader
 from nas.errors import DataError
 from tests.nas.data.conftest import _first_batch
 
@@ -34,7 +34,7 @@ def test_imagefolder(tmp_path: Path) -> None:
     bundle = load_data(
         f"imagefolder:{tmp_path / 'imgs'}", image_size=8, batch_size=4, val_fraction=0.2
     )
-    assert isinstance(bundle.train, DataLoader)
+    assert isinstance(bundle.train, SampleLoader)
     assert (bundle.num_classes, bundle.in_channels, bundle.input_size) == (2, 3, (8, 8))
     assert bundle.classes == ("cat", "dog")
     assert bundle.describe()["n_train"] == 8
