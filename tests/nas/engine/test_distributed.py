@@ -157,22 +157,23 @@ def test_a_search_step_of_two_processes_is_the_step_of_one(tmp_path: Path) -> No
 
 @slow
 def test_two_processes_search_like_one(tmp_path: Path, baseline: Path) -> None:
-    """nas search on two processes: its warm-up epoch's losses agree with one process's within
-    1e-4; afterwards the rounding of a batch summed in halves grows (Adam's first steps follow
-    the gradients' signs, the widths are discrete), as it does between one process at 1 and at
-    2 threads, so the search epochs agree within 1e-2; both find the same widths, in the budget."""
+    """nas search on two processes: every epoch's weight, architecture and budget losses agree
+    with one process's within 1e-4, and both find the same widths, in the budget. At small
+    learning rates: a batch summed in two halves rounds differently, and at large ones (lr 0.05,
+    arch-lr 0.05) training amplifies that to about 1 % by the second search epoch, as it does
+    between one process at 1 and at 2 threads (Adam's first steps follow the gradients' signs,
+    and hard samples' widths are discrete)."""
     args = ["--weights", str(baseline), "--warmup-epochs", "1", "--search-epochs", "2"]
-    args += ["--finetune-epochs", "1", "--lr", "0.002", "--threads", "1", "--quiet", "--sync-bn"]
+    args += ["--finetune-epochs", "1", "--lr", "0.0005", "--arch-lr", "0.005"]
+    args += ["--threads", "1", "--quiet", "--sync-bn"]
     args += ["--weight-sampling", "relaxed"]  # hard samples: a rounding can flip a width
     one = run(nas("search", "--out", str(tmp_path / "one"), *args))
     assert one.returncode == 0, one.stderr
     two = run(torchrun(tmp_path / "logs", "search", "--out", str(tmp_path / "two"), *args))
     assert two.returncode == 0, two.stderr
-    train = [losses(tmp_path / d / "summary.csv", "train_loss") for d in ("one", "two")]
-    assert_close(train[0][:1], train[1][:1], 1e-4)
-    assert_close(train[0], train[1], 1e-2)
-    arch = [losses(tmp_path / d / "summary.csv", "arch_loss") for d in ("one", "two")]
-    assert_close(arch[0], arch[1], 1e-2)
+    for column in ("train_loss", "arch_loss", "budget_loss"):
+        found = [losses(tmp_path / d / "summary.csv", column) for d in ("one", "two")]
+        assert_close(found[0], found[1], 1e-4)
     for d in ("one", "two"):
         m = json.loads((tmp_path / d / "metrics.json").read_text())
         assert 0.5 * 0.98 <= m["macs_ratio"] <= 0.5 * 1.02
