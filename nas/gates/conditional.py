@@ -15,7 +15,10 @@ gates are hard straight-through samples in training, trained jointly with the we
   probabilities over the batch, sorted, against the CDF of a Beta(0.6, 0.4) prior, weight
   ``shaping_weight`` decayed to 0), then the activation loss toward the MAC target, ramped in.
 
-What they deliver here is a **static** network (``nas search --static``): after the search the
+What they deliver is their **conditional** network (gates per image; :mod:`nas.gates.deploy`),
+whose gates' threshold is calibrated (:func:`nas.gates.deploy.calibrate_gates`: one logit offset
+for every gate) so that its average MACs per training image land in the MAC band, or a **static**
+network (``nas search --static``): after the search the
 share of training images for which each channel was open is measured, a channel open for fewer
 than ``--static-share`` of them goes, and the projection brings the rest into the MAC band with
 those shares as keep probabilities (as the per-channel static strategies do). The per-input MACs
@@ -128,6 +131,12 @@ class ConditionalGates(ChannelGates):
                 return  # masks set by set_masks / set_widths (or a static gating) stand
             mode, _ = gating
             x = args[0]
+            # the gate networks' BatchNorm learns in the training steps only: a discrete pass
+            # (evaluation, BN recalibration, open shares) uses its running statistics, as the
+            # deployed conditional network does (whose gates are then those evaluated here)
+            training = module.training and mode != "discrete"
+            if self.nets.training != training:
+                self.nets.train(training)
             for u in units:
                 logits = self.nets[_key(u)](x)  # (N, G)
                 self._probs[u] = torch.sigmoid(logits)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,13 @@ from nas.errors import ConfigError, WeightsError, first_line
 from nas.extraction import save_model
 from nas.gates.conditional import gate_network
 from nas.io import atomic_write_text, load_state_dict_file
-from nas.supernet import Supernet
+from nas.supernet import Supernet, recalibrate_bn
 from search_spaces import SearchSpace, WidthSpec
 
 __all__ = [
     "CONDITIONAL_FORMAT",
     "GatedBasicBlock",
+    "calibrate_gates",
     "conditional_macs",
     "conditional_network",
     "gate_macs",
@@ -185,6 +186,82 @@ def conditional_macs(
             h.remove()
         model.train(was)
     return torch.cat(macs)
+
+
+CALIBRATION_STEPS = 24  # bisection steps of calibrate_gates at most
+_MAX_OFFSET = 64.0  # a logit offset beyond which every gate is open (or closed) for good
+
+
+@torch.no_grad()
+def calibrate_gates(
+    model: nn.Module,
+    space: SearchSpace,
+    batches: Sequence[Any],
+    device: torch.device | str,
+    target_ratio: float,
+    tolerance: float,
+    *,
+    recalibrate: bool = True,
+) -> tuple[float, float]:
+    """Shift the threshold of every gate of the conditional network ``model`` by one logit
+    offset (subtracted from the biases of the gate networks' last layers) so that its average
+    MACs per image over ``batches`` (training images) land in the band ``target_ratio * (1 +-
+    tolerance)`` of the full network's: the per-input analogue of the projection. A larger
+    offset closes first, for every image, the gates whose logits are nearest to it. With
+    ``recalibrate``, the BN statistics are re-estimated on ``batches`` at every offset tried,
+    before its MACs are counted (they move the later blocks' inputs, so their gates: the
+    network is left with the statistics of the offset returned).
+
+    Bisection on the offset (the average falls as it grows); no shift when the gates are in the
+    band already, and, when no offset lands in it (a step of the average over the band), the
+    one nearest to the target. Returns the offset and the average MAC ratio it gives."""
+    lasts = []
+    for block in model.modules():
+        if isinstance(block, GatedBasicBlock):
+            assert isinstance(block.gate, nn.Sequential)
+            last = block.gate[-1]
+            assert isinstance(last, nn.Linear) and last.bias is not None
+            lasts.append((last.bias, last.bias.detach().clone()))
+    full = float(space.macs())
+
+    def ratio(offset: float) -> float:
+        for bias, base in lasts:
+            bias.copy_(base - offset)
+        if recalibrate:
+            recalibrate_bn(model, batches, device)
+        return float(conditional_macs(model, space, batches, device).double().mean()) / full
+
+    offset, value = _bisect(ratio, target_ratio, tolerance)
+    ratio(offset)
+    return offset, value
+
+
+def _bisect(
+    ratio: Callable[[float], float], target: float, tolerance: float
+) -> tuple[float, float]:
+    """An offset whose ``ratio`` (non-increasing in it) is within ``target * (1 +- tolerance)``,
+    else the nearest one seen; 0 when that one is."""
+    low, high = target * (1 - tolerance), target * (1 + tolerance)
+    seen = [(0.0, ratio(0.0))]
+    if low <= seen[0][1] <= high:
+        return seen[0]
+    step = 1.0 if seen[0][1] > high else -1.0  # close gates (too many MACs) or open them
+    a, b = 0.0, step
+    while abs(b) <= _MAX_OFFSET:  # bracket: a on the starting side, b past the band's near end
+        seen.append((b, ratio(b)))
+        if seen[-1][1] <= high if step > 0 else seen[-1][1] >= low:
+            break
+        a, b = b, 2 * b
+    for _ in range(CALIBRATION_STEPS):
+        if low <= seen[-1][1] <= high:
+            break
+        mid = (a + b) / 2
+        seen.append((mid, ratio(mid)))
+        if (seen[-1][1] > high) == (step > 0):  # still on the starting side
+            a = mid
+        else:
+            b = mid
+    return min(seen, key=lambda s: (not low <= s[1] <= high, abs(s[1] - target)))
 
 
 def gate_macs(model: nn.Module) -> int:

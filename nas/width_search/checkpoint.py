@@ -58,6 +58,7 @@ WARMUP_INDEPENDENT = frozenset(
         "tolerance",
         "static",  # how a per-input strategy delivers is decided after the search
         "static_share",
+        "calibrate_gates",
     }
 )
 
@@ -77,6 +78,7 @@ _NOT_SEARCH = frozenset(
         "from_scratch",
         "compare",
         "projection",
+        "calibrate_gates",
     }
 )
 

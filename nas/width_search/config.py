@@ -48,6 +48,13 @@ class SearchConfig(FinetuneConfig):
     static_share: float = option(
         0.5, "--static: the share of training images a channel must be open for", gt=0, le=1
     )
+    calibrate_gates: bool = option(
+        True,
+        "per-input strategies' conditional network: shift every gate's threshold by one logit "
+        "offset so that its average MACs per training image land in the MAC band (the "
+        "per-input analogue of the projection); --no-calibrate-gates keeps the trained "
+        "thresholds (p > 0.5)",
+    )
     width_ratios: tuple[float, ...] = option(
         DEFAULT_WIDTH_RATIOS,
         "width choices per unit as ratios of its maximum",
@@ -173,6 +180,16 @@ class SearchConfig(FinetuneConfig):
             raise ConfigError(
                 f"--static turns per-input gates into a static pruning; --strategy "
                 f"{self.strategy} is static already (drop --static)"
+            )
+        if not self.calibrate_gates and (self.static or not per_input):
+            raise ConfigError(
+                "--no-calibrate-gates keeps the trained gate thresholds of a per-input "
+                "strategy's conditional network; "
+                + (
+                    "--static delivers a static network"
+                    if self.static
+                    else f"--strategy {self.strategy} has none"
+                )
             )
         if per_input and not self.static and self.from_scratch:
             raise ConfigError(

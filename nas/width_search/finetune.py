@@ -120,12 +120,24 @@ def per_input_metrics(
     device = torch.device(config.device)
     values = conditional_macs(model, space, test_loader, device).double()
     full = space.macs()
-    return {
-        "avg_macs": float(values.mean()),
-        "avg_macs_ratio": float(values.mean()) / full,
-        "p50_macs": float(values.quantile(0.5)),
-        "p95_macs": float(values.quantile(0.95)),
-        "p95_macs_ratio": float(values.quantile(0.95)) / full,
-        "gate_macs": gate_macs(model),
-        "conditional_acc": evaluate(model, test_loader, device=device).accuracy,
-    } | ({"static_share": config.static_share} if outcome.static else {})
+    calibration = (
+        {
+            "gate_offset": outcome.gate_offset,
+            "calibrated_macs_ratio": outcome.calibrated_macs_ratio,
+        }
+        if outcome.gate_offset is not None
+        else {}
+    )
+    return (
+        {
+            "avg_macs": float(values.mean()),
+            "avg_macs_ratio": float(values.mean()) / full,
+            "p50_macs": float(values.quantile(0.5)),
+            "p95_macs": float(values.quantile(0.95)),
+            "p95_macs_ratio": float(values.quantile(0.95)) / full,
+            "gate_macs": gate_macs(model),
+            "conditional_acc": evaluate(model, test_loader, device=device).accuracy,
+        }
+        | ({"static_share": config.static_share} if outcome.static else {})
+        | calibration
+    )

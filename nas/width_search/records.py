@@ -62,6 +62,10 @@ class SearchOutcome:
     conditional: Module | None = None
     static: bool = True  # False: the conditional network is the deliverable (no --static)
     cost: CostModel | None = None  # what the budget counted (None: MACs)
+    # a calibrated conditional network: its gates' logit offset, and the average MAC ratio it
+    # gives on the calibration (training) images
+    gate_offset: float | None = None
+    calibrated_macs_ratio: float | None = None
 
     @property
     def relaxation_gap(self) -> float:

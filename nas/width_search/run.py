@@ -35,7 +35,7 @@ from nas.engine.distributed import batches, reduce_step, shard, share
 from nas.errors import ConfigError
 from nas.extraction import permute_channels
 from nas.gates import GateStrategy, temperature
-from nas.gates.deploy import conditional_network
+from nas.gates.deploy import calibrate_gates, conditional_network
 from nas.supernet import (
     CALIBRATION_BATCHES,
     Supernet,
@@ -100,6 +100,8 @@ class SearchRun:
         self.calibration = take_batches(weight_loader, CALIBRATION_BATCHES)
         self.records: list[SearchRecord] = []
         self.seconds = 0.0
+        self.gate_offset: float | None = None  # calibrate_gates: the threshold's logit offset
+        self.calibrated_ratio: float | None = None  # and the average MAC ratio it gives
 
     # -- schedules ---------------------------------------------------------------------------
     def progress(self, epoch: int, step: int) -> float:
@@ -310,6 +312,9 @@ class SearchRun:
         conditional = self.conditional_network() if self.strategy.per_input else None
         if conditional is not None and not c.static:
             delivered = self.evaluate("discrete", final_tau)
+            if c.calibrate_gates:
+                self.calibrate_gates(conditional)
+                delivered = evaluate(conditional, self.val_loader, device=self.device)
             return SearchOutcome(
                 space.spec(),
                 self.supernet,
@@ -326,6 +331,8 @@ class SearchRun:
                 conditional=conditional,
                 static=False,
                 cost=self.cost,
+                gate_offset=self.gate_offset,
+                calibrated_macs_ratio=self.calibrated_ratio,
             )
         if self.strategy.per_input:  # --static: the gates as one static pruning
             self.strategy.make_static(self.weight_loader, c.static_share, self.device)
@@ -354,6 +361,21 @@ class SearchRun:
             seconds=self.seconds,
             conditional=conditional,
             cost=self.cost,
+        )
+
+    def calibrate_gates(self, conditional: nn.Module) -> None:
+        """The conditional network's gate threshold calibrated on the calibration (training)
+        images so that its average MACs land in the band, its BN statistics re-estimated under
+        the gates of each offset tried (:func:`nas.gates.deploy.calibrate_gates`); the offset
+        and the average MAC ratio it gives are kept in ``self.gate_offset`` and
+        ``self.calibrated_ratio``."""
+        self.gate_offset, self.calibrated_ratio = calibrate_gates(
+            conditional,
+            self.supernet.space,
+            self.calibration,
+            self.device,
+            self.target / self.full_macs,
+            self.config.tolerance,
         )
 
     @torch.no_grad()

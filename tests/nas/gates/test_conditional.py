@@ -1,6 +1,9 @@
-"""Input-conditional gates: batch shaping, per-image MACs, and the static pruning they give."""
+"""Input-conditional gates: batch shaping, per-image MACs, the calibrated threshold, and the
+static pruning they give."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
@@ -11,6 +14,7 @@ from nas.errors import ConfigError
 from nas.extraction import extract
 from nas.gates import BatchShaping, ConditionalGumbel
 from nas.gates.conditional import batch_shaping_loss, beta_cdf, open_shares
+from nas.gates.deploy import calibrate_gates, conditional_macs, conditional_network
 from nas.supernet import Supernet
 from nas.width_search import SearchConfig
 from tests.conftest import small_space
@@ -112,6 +116,8 @@ def test_batch_shaping_shapes_first_then_pulls_to_the_target() -> None:
         ({"strategy": "conditional-gumbel", "from_scratch": True}, "add --static"),
         ({"strategy": "width-gumbel", "static": True}, "static already"),
         ({"strategy": "batch-shaping", "static": True, "select": "predictor"}, "gates each input"),
+        ({"strategy": "channel-gumbel", "calibrate_gates": False}, "has none"),
+        ({"strategy": "batch-shaping", "static": True, "calibrate_gates": False}, "--static"),
     ],
 )
 def test_per_input_strategies_are_refused_where_they_cannot_apply(
@@ -136,3 +142,37 @@ def test_per_image_counting_after_a_static_pass_on_a_space_with_streams() -> Non
     strategy.frozen = None
     _, macs = open_shares(supernet, strategy, [(x, torch.zeros(4))], torch.device("cpu"))
     assert macs.shape == (4,) and bool((macs > 0).all())
+
+
+def test_a_calibrated_threshold_brings_the_average_macs_into_the_band() -> None:
+    """One logit offset for every gate of a conditional network: a positive one for a smaller
+    target (gates close), a negative one for a larger target, none when its gates are in the band
+    already; the network keeps the gates (and, recalibrated at every offset tried, the BN
+    statistics) of the offset returned."""
+    supernet, strategy = _conditional()
+    space = supernet.space
+    g = torch.Generator().manual_seed(2)
+    batches = [
+        (torch.randn(16, space.in_channels, *space.input_size, generator=g), torch.zeros(16))
+        for _ in range(2)
+    ]
+    cpu = torch.device("cpu")
+    model = conditional_network(supernet, strategy)
+    # the conditional network opens, per image, the gates the supernet's discrete pass opens
+    _, macs = open_shares(supernet, strategy, batches, cpu)
+    assert torch.equal(conditional_macs(model, space, batches, cpu), macs)
+    trained = float(macs.double().mean()) / space.macs()
+    assert calibrate_gates(model, space, batches, cpu, trained, 0.02, recalibrate=False) == (
+        0.0,
+        trained,
+    )
+    for (target, sign), recalibrate in itertools.product(
+        ((0.8 * trained, 1), ((1 + trained) / 2, -1)), (False, True)
+    ):
+        model = conditional_network(supernet, strategy)
+        offset, ratio = calibrate_gates(
+            model, space, batches, cpu, target, 0.02, recalibrate=recalibrate
+        )
+        assert abs(ratio / target - 1) <= 0.02 and offset * sign > 0
+        kept = conditional_macs(model, space, batches, cpu).double().mean()
+        assert float(kept) / space.macs() == pytest.approx(ratio, rel=1e-12)

@@ -476,8 +476,9 @@ def test_a_per_input_strategy_delivers_its_fine_tuned_conditional_network(
     tmp_path: Path, digits: DataBundle
 ) -> None:
     """Without --static, conditional-gumbel delivers the conditional network (DIR/conditional/):
-    fine-tuned under its gates, MACs per test image in metrics.json, no static model.pt, and
-    --compare's uniform twin at its average MACs."""
+    its gates' threshold calibrated into the MAC band, fine-tuned under its gates, MACs per test
+    image in metrics.json, no static model.pt, and --compare's uniform twin at its average
+    MACs."""
     from nas.engine import evaluate
     from nas.gates.deploy import conditional_macs, load_conditional
 
@@ -488,7 +489,18 @@ def test_a_per_input_strategy_delivers_its_fine_tuned_conditional_network(
     assert main([*argv, "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["conditional"] is True and "static_share" not in metrics
+    # its gates' threshold calibrated into the band on training images; the test images' average
+    # is near it (the same gates, other images)
+    assert abs(metrics["calibrated_macs_ratio"] / 0.6 - 1) <= 0.02, metrics
+    assert abs(metrics["avg_macs_ratio"] / 0.6 - 1) <= 0.05, metrics
     assert not (out / "model.pt").exists()  # nothing static was delivered
+    # --no-calibrate-gates: the gates as trained (at 45 % of the MACs on this run)
+    raw = tmp_path / "raw"
+    argv[argv.index("--compare")] = "--no-calibrate-gates"
+    assert main([*argv, "--out", str(raw)]) == 0
+    raw_metrics = json.loads((raw / "metrics.json").read_text())
+    assert "gate_offset" not in raw_metrics
+    assert abs(raw_metrics["avg_macs_ratio"] / 0.6 - 1) > 0.05, raw_metrics
     model = load_conditional(out / "conditional")
     space = WidthSpec.load(out / "conditional" / "arch.json").get_space()
     macs = conditional_macs(model, space, digits.test, torch.device("cpu")).double()
