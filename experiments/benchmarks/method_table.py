@@ -22,8 +22,10 @@ Methods (``nas prune --criterion C --allocation A`` in process, :func:`nas.pruni
   the table also gives its conditional network's average and p95 MAC ratios and accuracy, and
   ``methods_macs.png`` plots it at its average MACs with p95 as an error bar;
 * ``search:NAME/conditional`` for a per-input strategy: what it delivers without ``--static``,
-  its conditional network fine-tuned the same way under the gates it learned, at its average
-  MACs over the test images (its MAC ratio column; p95 beside it).
+  its conditional network (gate threshold calibrated into the MAC band on training images)
+  fine-tuned the same way under its gates, at its average MACs over the test images (its MAC
+  ratio column; p95 beside it); ``search:NAME/conditional-raw``: the same with the gates'
+  trained thresholds (``--no-calibrate-gates``).
 
 Seeds: the fine-tuning seed (batch order; for ``random`` also its scores). Every method is paired
 with ``uniform`` at the same seed: the table gives the mean test accuracy, the paired difference
@@ -73,11 +75,14 @@ METHODS: dict[str, tuple[str, str]] = {
 }
 # gate strategies searched here (search:NAME), as nas search --strategy NAME runs them
 # search:NAME/conditional: a per-input strategy's conditional network itself (no --static),
-# fine-tuned under its gates, at its average MACs
+# fine-tuned under its gates, at its average MACs; /conditional-raw: its gates' trained
+# thresholds (no calibration into the band)
+CONDITIONAL = ("conditional", "conditional-raw")
 STRATEGY_METHODS = tuple(f"search:{s}" for s in STRATEGIES.names()) + tuple(
-    f"search:{s}/conditional"
+    f"search:{s}/{d}"
     for s in STRATEGIES.names()
     if getattr(STRATEGIES.get(s), "per_input", False)
+    for d in CONDITIONAL
 )
 WARMUP_EPOCHS, SEARCH_EPOCHS = 5, 12  # as search_quality.py's runs
 
@@ -125,7 +130,7 @@ def strategy_row(
     method: str, space_name: str, target: float, seed: int, ctx: dict[str, Any], cache: Path
 ) -> dict[str, Any]:
     """``nas search --strategy NAME`` (``--static`` for a per-input one, unless the method is
-    ``search:NAME/conditional``) from the same baseline, fine-tuned the same way; its warm-up
+    ``search:NAME/conditional(-raw)``) from the same baseline, fine-tuned the same way; its warm-up
     shared by both targets and both deliverables."""
     name, _, deliverable = method.split(":", 1)[1].partition("/")
     per_input = bool(getattr(STRATEGIES.get(name), "per_input", False))
@@ -133,7 +138,8 @@ def strategy_row(
     assert data.val is not None
     base = SearchConfig(
         strategy=name,
-        static=per_input and deliverable != "conditional",
+        static=per_input and deliverable not in CONDITIONAL,
+        calibrate_gates=deliverable != "conditional-raw",
         seed=seed,
         warmup_epochs=WARMUP_EPOCHS,
         search_epochs=SEARCH_EPOCHS,
@@ -147,7 +153,13 @@ def strategy_row(
     start = time.perf_counter()
     m = search_run(ctx["space"], data, ctx["baseline"], ctx["baseline_acc"], config, path)
     row = search_row(m, space_name, target, method, seed, time.perf_counter() - start)
-    keys = ("avg_macs_ratio", "p95_macs_ratio", "conditional_acc")
+    keys = (
+        "avg_macs_ratio",
+        "p95_macs_ratio",
+        "conditional_acc",
+        "gate_offset",
+        "calibrated_macs_ratio",
+    )
     return row | {k: m[k] for k in keys if k in m}
 
 

@@ -70,7 +70,55 @@ class RandomCropFlip:
         return random_hflip(x, generator) if self.flip else x
 
 
-class TensorLoader:
+class _EpochLoader:
+    """What both loaders share: batches of ``len(labels)`` samples, an own generator from which
+    each epoch draws one seed (its order and augmentation come from that seed), and the
+    generator's state to replay the next epoch."""
+
+    def __init__(
+        self,
+        labels: Sequence[int] | Tensor,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool,
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        self.labels = labels
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self._generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def dataset_size(self) -> int:
+        """Number of samples (N)."""
+        return len(self.labels)
+
+    def __len__(self) -> int:
+        n, b = self.dataset_size, self.batch_size
+        return n // b if self.drop_last else math.ceil(n / b)
+
+    def _epoch(self) -> tuple[Tensor, torch.Generator]:
+        """The next epoch's sample order and the generator of its randomness."""
+        epoch_seed = int(torch.randint(0, 2**62, (1,), generator=self._generator))
+        generator = torch.Generator().manual_seed(epoch_seed)
+        n = self.dataset_size
+        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
+        return order, generator
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The generator state: restore it to replay the same data order from here on."""
+        return {"generator": self._generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        if "generator" not in state:
+            raise DataError("loader state has no 'generator' entry")
+        self._generator.set_state(state["generator"])
+
+
+class TensorLoader(_EpochLoader):
     """Batches of an in-memory dataset: ``(x, y)`` with x (B, C, H, W) float32, y (B,) int64.
 
     Each epoch (each ``iter()``) draws one fresh seed from the loader's generator, and that
@@ -94,31 +142,13 @@ class TensorLoader:
                 f"TensorLoader needs images (N, C, H, W) and labels (N,), got "
                 f"{tuple(images.shape)} and {tuple(labels.shape)}"
             )
-        if batch_size < 1:
-            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        super().__init__(labels, batch_size, shuffle, seed, drop_last)
         self.images = images
-        self.labels = labels
-        self.batch_size = batch_size
-        self.shuffle = shuffle
+        self.labels: Tensor = labels
         self.augment = augment
-        self.drop_last = drop_last
-        self._generator = torch.Generator().manual_seed(seed)
-
-    @property
-    def dataset_size(self) -> int:
-        """Number of samples (N)."""
-        return len(self.labels)
-
-    def __len__(self) -> int:
-        n, b = self.dataset_size, self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        epoch_seed = int(torch.randint(0, 2**62, (1,), generator=self._generator))
-        generator = torch.Generator().manual_seed(epoch_seed)
-        n = self.dataset_size
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
-        return self._batches(order, generator)
+        return self._batches(*self._epoch())
 
     def _batches(
         self, order: Tensor, generator: torch.Generator
@@ -129,15 +159,6 @@ class TensorLoader:
             if self.augment is not None:
                 x = self.augment(x, generator)
             yield x, self.labels.index_select(0, idx)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The generator state: restore it to replay the same data order from here on."""
-        return {"generator": self._generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        if "generator" not in state:
-            raise DataError("loader state has no 'generator' entry")
-        self._generator.set_state(state["generator"])
 
 
 def share_bounds(n: int, rank: int, world: int) -> tuple[int, int]:
@@ -197,7 +218,7 @@ def _collate(
     return x, torch.tensor([y for _, y in samples], dtype=torch.long)
 
 
-class SampleLoader:
+class SampleLoader(_EpochLoader):
     """Batches of a dataset read and transformed one sample at a time (an image folder):
     ``(x, y)`` with x (B, C, H, W) float32, y (B,) int64, decoded by ``num_workers`` worker
     processes (0: in this one).
@@ -225,16 +246,11 @@ class SampleLoader:
         drop_last: bool = False,
         num_workers: int = 0,
     ) -> None:
-        if batch_size < 1:
-            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        super().__init__(labels, batch_size, shuffle, seed, drop_last)
         self.dataset = dataset
-        self.labels = labels
+        self.labels: Sequence[int] = labels
         self.sample_shape = sample_shape
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
         self.num_workers = num_workers
-        self._generator = torch.Generator().manual_seed(seed)
         self._plan = _Plan()
         self._loader = DataLoader(
             _SeededSamples(dataset, labels),
@@ -245,25 +261,14 @@ class SampleLoader:
             generator=torch.Generator(),  # its draws (workers' base seeds) are not the training's
         )
 
-    @property
-    def dataset_size(self) -> int:
-        """Number of samples (N)."""
-        return len(self.labels)
-
-    def __len__(self) -> int:
-        n, b = self.dataset_size, self.batch_size
-        return n // b if self.drop_last else math.ceil(n / b)
-
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.shares(0, 1)
 
     def shares(self, rank: int, world: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The next epoch's batches (the same as ``iter()``'s, drawing the same seed), with the
         images of rank ``rank`` of ``world``'s rows only and every label."""
-        epoch_seed = int(torch.randint(0, 2**62, (1,), generator=self._generator))
-        generator = torch.Generator().manual_seed(epoch_seed)
+        order, generator = self._epoch()
         n = self.dataset_size
-        order = torch.randperm(n, generator=generator) if self.shuffle else torch.arange(n)
         seeds = torch.randint(0, 2**62, (n,), generator=generator).tolist()
         plan = []
         for i in range(len(self)):
@@ -286,15 +291,6 @@ class SampleLoader:
             drop_last=drop_last(len(indices), self.batch_size),
             num_workers=self.num_workers,
         )
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The generator state: restore it to replay the same data order from here on."""
-        return {"generator": self._generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        if "generator" not in state:
-            raise DataError("loader state has no 'generator' entry")
-        self._generator.set_state(state["generator"])
 
 
 def drop_last(n: int, batch_size: int) -> bool:
