@@ -50,10 +50,10 @@ class SearchConfig(FinetuneConfig):
     )
     calibrate_gates: bool = option(
         True,
-        "per-input strategies' conditional network: shift every gate's threshold by one logit "
-        "offset so that its average MACs per training image land in the MAC band (the "
-        "per-input analogue of the projection); --no-calibrate-gates keeps the trained "
-        "thresholds (p > 0.5)",
+        "keep the trained gate thresholds (p > 0.5) of a per-input strategy's conditional "
+        "network (by default one logit offset shifts every gate's threshold so that its "
+        "average MACs per training image land in the MAC band, the per-input analogue of the "
+        "projection)",
     )
     width_ratios: tuple[float, ...] = option(
         DEFAULT_WIDTH_RATIOS,
