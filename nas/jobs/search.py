@@ -29,7 +29,7 @@ from nas.engine import (
 )
 from nas.engine.config import ParallelOptions
 from nas.extraction import save_model
-from nas.gates.deploy import conditional_macs, save_conditional
+from nas.gates.deploy import calibrate_gates, conditional_macs, save_conditional
 from nas.io import write_json
 from nas.jobs.base import Command
 from nas.jobs.common import (
@@ -153,6 +153,8 @@ def deliver(
         resume=resume,
         progress=progress,
     )
+    if conditional is not None and config.calibrate_gates:
+        recalibrate_gates(outcome, config)
     metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config)
     if twin_spec is not None and "latency_ms" in metrics:  # the twin's latency too
         from nas.cost.latency import LatencyCost
@@ -165,6 +167,27 @@ def deliver(
             for k in ("latency_ms", "latency_ratio", "predicted_latency_ms")
         }
     return small, metrics | compared
+
+
+def recalibrate_gates(outcome: SearchOutcome, config: SearchConfig) -> None:
+    """The fine-tuned conditional network's gate threshold calibrated again on the calibration
+    (training) images: fine-tuning moved its gates' inputs, so their average MACs (BN
+    statistics as fine-tuned). Adds the shift to ``outcome.gate_offset``."""
+    model = outcome.conditional
+    assert model is not None
+    space = outcome.spec.get_space()
+    target = config.target_for(space) / space.macs()
+    shift, ratio = calibrate_gates(
+        model,
+        space,
+        outcome.calibration,
+        config.device,
+        target,
+        config.tolerance,
+        recalibrate=False,
+    )
+    outcome.gate_offset = (outcome.gate_offset or 0.0) + shift
+    outcome.calibrated_macs_ratio = ratio
 
 
 def _twin(outcome: SearchOutcome, val_loader: Iterable[Any], config: SearchConfig) -> WidthSpec:
