@@ -160,13 +160,17 @@ def shard(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, int]:
 def batches(loader: Iterable[Any]) -> Iterator[Any]:
     """An epoch of ``loader`` for training steps, which :func:`shard` each batch: from a loader
     that can (:class:`~nas.data.loaders.SampleLoader`), under a group, batches that hold the
-    images of this rank's share only, so the ranks decode each image once between them. The
-    same batches as ``iter(loader)`` otherwise; where whole batches are read (evaluation,
-    BatchNorm recalibration, scoring), iterate the loader itself."""
+    images of this rank's share only, so the ranks decode each image once between them. Under a
+    group, a batch with fewer images than ranks (an epoch's last) is skipped by every rank: some
+    rank's share would be empty. The same batches as ``iter(loader)`` otherwise; where whole
+    batches are read (evaluation, BatchNorm recalibration, scoring), iterate the loader
+    itself."""
+    if not active():
+        return iter(loader)
     shares = getattr(loader, "shares", None)
-    if active() and callable(shares):
-        return cast(Iterator[Any], shares(rank(), world_size()))
-    return iter(loader)
+    epoch = shares(rank(), world_size()) if callable(shares) else iter(loader)
+    ranks = world_size()
+    return (batch for batch in cast(Iterator[Any], epoch) if int(batch[1].shape[0]) >= ranks)
 
 
 def share(n_local: int, n_global: int) -> float:

@@ -323,3 +323,32 @@ def test_one_process_steps_are_left_as_they_are() -> None:
     stats = reduce_step([p], torch.tensor(1.5), torch.tensor(4))
     assert torch.equal(p.grad, torch.full((3,), 2.0))
     assert stats.tolist() == [1.5, 4.0]
+
+
+@pytest.mark.parametrize("rank", [0, 2])
+def test_each_rank_steps_on_its_rows_and_skips_a_batch_too_small_to_share(
+    rank: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a group of 3 ranks, a training epoch of 11 images in batches of 3: every rank gets
+    the same batches (from an in-memory loader, the whole batch, of which shard keeps its row;
+    from a loader that decodes per rank, its row only) and skips the last batch of 2, in which
+    one rank would have nothing to compute on."""
+    from nas.data import TensorLoader
+    from nas.data.loaders import SampleLoader
+    from nas.engine import distributed
+
+    monkeypatch.setitem(distributed._GROUP, "active", True)
+    monkeypatch.setattr(distributed, "world_size", lambda: 3)
+    monkeypatch.setattr(distributed, "rank", lambda: rank)
+    images, labels = torch.arange(11.0).view(11, 1, 1, 1), torch.arange(11)
+    dataset = torch.utils.data.TensorDataset(images, labels)
+    loaders = [
+        TensorLoader(images, labels, 3, True, None, seed=5),
+        SampleLoader(dataset, labels.tolist(), (1, 1, 1), 3, True, seed=5),
+    ]
+    for loader in loaders:
+        steps = [distributed.shard(x, y) for x, y in distributed.batches(loader)]
+        assert len(steps) == 3 and len(loader) == 4
+        for x, y, n in steps:
+            assert n == 3 and x.shape[0] == y.shape[0] == 1
+            assert int(x.flatten()[0]) == int(y[0])  # its own image and label
