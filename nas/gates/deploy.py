@@ -196,21 +196,21 @@ _MAX_OFFSET = 64.0  # a logit offset beyond which every gate is open (or closed)
 def calibrate_gates(
     model: nn.Module,
     space: SearchSpace,
-    batches: Sequence[Any],
+    batches: Iterable[Any],
     device: torch.device | str,
     target_ratio: float,
     tolerance: float,
     *,
-    recalibrate: bool = True,
+    bn_batches: Sequence[tuple[Tensor, Tensor]] | None = None,
 ) -> tuple[float, float]:
     """Shift the threshold of every gate of the conditional network ``model`` by one logit
     offset (subtracted from the biases of the gate networks' last layers) so that its average
-    MACs per image over ``batches`` (training images) land in the band ``target_ratio * (1 +-
-    tolerance)`` of the full network's: the per-input analogue of the projection. A larger
-    offset closes first, for every image, the gates whose logits are nearest to it. With
-    ``recalibrate``, the BN statistics are re-estimated on ``batches`` at every offset tried,
-    before its MACs are counted (they move the later blocks' inputs, so their gates: the
-    network is left with the statistics of the offset returned).
+    MACs per image over ``batches`` land in the band ``target_ratio * (1 +- tolerance)`` of the
+    full network's: the per-input analogue of the projection. A larger offset closes first, for
+    every image, the gates whose logits are nearest to it. With ``bn_batches`` (training
+    images), the BN statistics are re-estimated on them at every offset tried, before the MACs
+    are counted (they move the later blocks' inputs, so their gates: the network is left with
+    the statistics of the offset returned).
 
     Bisection on the offset (the average falls as it grows); no shift when the gates are in the
     band already, and, when no offset lands in it (a step of the average over the band), the
@@ -227,8 +227,8 @@ def calibrate_gates(
     def ratio(offset: float) -> float:
         for bias, base in lasts:
             bias.copy_(base - offset)
-        if recalibrate:
-            recalibrate_bn(model, batches, device)
+        if bn_batches is not None:
+            recalibrate_bn(model, bn_batches, device)
         return float(conditional_macs(model, space, batches, device).double().mean()) / full
 
     offset, value = _bisect(ratio, target_ratio, tolerance)

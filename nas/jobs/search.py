@@ -154,7 +154,7 @@ def deliver(
         progress=progress,
     )
     if conditional is not None and config.calibrate_gates:
-        recalibrate_gates(outcome, config)
+        recalibrate_gates(outcome, val_loader, config)
     metrics = summarize(outcome, small, baseline_acc, test_loader, val_loader, config)
     if twin_spec is not None and "latency_ms" in metrics:  # the twin's latency too
         from nas.cost.latency import LatencyCost
@@ -169,22 +169,18 @@ def deliver(
     return small, metrics | compared
 
 
-def recalibrate_gates(outcome: SearchOutcome, config: SearchConfig) -> None:
-    """The fine-tuned conditional network's gate threshold calibrated again on the calibration
-    (training) images: fine-tuning moved its gates' inputs, so their average MACs (BN
-    statistics as fine-tuned). Adds the shift to ``outcome.gate_offset``."""
+def recalibrate_gates(
+    outcome: SearchOutcome, val_loader: Iterable[Any], config: SearchConfig
+) -> None:
+    """The fine-tuned conditional network's gate threshold calibrated again on the validation
+    images: fine-tuning moved its gates' inputs, so their average MACs (BN statistics as
+    fine-tuned). Adds the shift to ``outcome.gate_offset``."""
     model = outcome.conditional
     assert model is not None
     space = outcome.spec.get_space()
     target = config.target_for(space) / space.macs()
     shift, ratio = calibrate_gates(
-        model,
-        space,
-        outcome.calibration,
-        config.device,
-        target,
-        config.tolerance,
-        recalibrate=False,
+        model, space, val_loader, config.device, target, config.tolerance
     )
     outcome.gate_offset = (outcome.gate_offset or 0.0) + shift
     outcome.calibrated_macs_ratio = ratio

@@ -364,18 +364,19 @@ class SearchRun:
         )
 
     def calibrate_gates(self, conditional: nn.Module) -> None:
-        """The conditional network's gate threshold calibrated on the calibration (training)
-        images so that its average MACs land in the band, its BN statistics re-estimated under
-        the gates of each offset tried (:func:`nas.gates.deploy.calibrate_gates`); the offset
-        and the average MAC ratio it gives are kept in ``self.gate_offset`` and
-        ``self.calibrated_ratio``."""
+        """The conditional network's gate threshold calibrated so that its average MACs over the
+        validation images (not augmented; the split that trained nothing) land in the band, its
+        BN statistics re-estimated on the calibration (training) images under the gates of each
+        offset tried (:func:`nas.gates.deploy.calibrate_gates`); the offset and the average MAC
+        ratio it gives are kept in ``self.gate_offset`` and ``self.calibrated_ratio``."""
         self.gate_offset, self.calibrated_ratio = calibrate_gates(
             conditional,
             self.supernet.space,
-            self.calibration,
+            self.val_loader,
             self.device,
             self.target / self.full_macs,
             self.config.tolerance,
+            bn_batches=self.calibration,
         )
 
     @torch.no_grad()

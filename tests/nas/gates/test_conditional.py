@@ -147,8 +147,8 @@ def test_per_image_counting_after_a_static_pass_on_a_space_with_streams() -> Non
 def test_a_calibrated_threshold_brings_the_average_macs_into_the_band() -> None:
     """One logit offset for every gate of a conditional network: a positive one for a smaller
     target (gates close), a negative one for a larger target, none when its gates are in the band
-    already; the network keeps the gates (and, recalibrated at every offset tried, the BN
-    statistics) of the offset returned."""
+    already; the network keeps the gates (and, with BN statistics re-estimated at every offset
+    tried on other images, those statistics) of the offset returned."""
     supernet, strategy = _conditional()
     space = supernet.space
     g = torch.Generator().manual_seed(2)
@@ -162,16 +162,14 @@ def test_a_calibrated_threshold_brings_the_average_macs_into_the_band() -> None:
     _, macs = open_shares(supernet, strategy, batches, cpu)
     assert torch.equal(conditional_macs(model, space, batches, cpu), macs)
     trained = float(macs.double().mean()) / space.macs()
-    assert calibrate_gates(model, space, batches, cpu, trained, 0.02, recalibrate=False) == (
-        0.0,
-        trained,
-    )
+    assert calibrate_gates(model, space, batches, cpu, trained, 0.02) == (0.0, trained)
     for (target, sign), recalibrate in itertools.product(
         ((0.8 * trained, 1), ((1 + trained) / 2, -1)), (False, True)
     ):
         model = conditional_network(supernet, strategy)
+        bn_batches = batches[:1] if recalibrate else None
         offset, ratio = calibrate_gates(
-            model, space, batches, cpu, target, 0.02, recalibrate=recalibrate
+            model, space, batches, cpu, target, 0.02, bn_batches=bn_batches
         )
         assert abs(ratio / target - 1) <= 0.02 and offset * sign > 0
         kept = conditional_macs(model, space, batches, cpu).double().mean()
