@@ -1,7 +1,9 @@
-"""The standalone conditional network: sliced per image at batch size 1, saved and reloaded."""
+"""The standalone conditional network: sliced per image at batch size 1, its threshold
+calibrated into the MAC band, saved and reloaded."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from nas.gates import ConditionalGumbel
 from nas.gates.conditional import open_shares
 from nas.gates.deploy import (
     GatedBasicBlock,
+    calibrate_gates,
     conditional_macs,
     conditional_network,
     gate_macs,
@@ -120,3 +123,33 @@ def test_fine_tuning_the_conditional_network_leaves_its_gates_as_learned() -> No
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in gates.items())
     assert any(not torch.equal(state[k], v) for k, v in weights.items())
+
+
+def test_a_calibrated_threshold_brings_the_average_macs_into_the_band() -> None:
+    """One logit offset for every gate of a conditional network: a positive one for a smaller
+    target (gates close), a negative one for a larger target, none when its gates are in the band
+    already; the network keeps the gates (and, with BN statistics re-estimated at every offset
+    tried on other images, those statistics) of the offset returned."""
+    supernet, strategy = _gated()
+    space = supernet.space
+    g = torch.Generator().manual_seed(2)
+    batches = [
+        (torch.randn(16, space.in_channels, *space.input_size, generator=g), torch.zeros(16))
+        for _ in range(2)
+    ]
+    cpu = torch.device("cpu")
+    model = conditional_network(supernet, strategy)
+    macs = conditional_macs(model, space, batches, cpu)
+    trained = float(macs.double().mean()) / space.macs()
+    assert calibrate_gates(model, space, batches, cpu, trained, 0.02) == (0.0, trained)
+    for (target, sign), recalibrate in itertools.product(
+        ((0.8 * trained, 1), ((1 + trained) / 2, -1)), (False, True)
+    ):
+        model = conditional_network(supernet, strategy)
+        bn_batches = batches[:1] if recalibrate else None
+        offset, ratio = calibrate_gates(
+            model, space, batches, cpu, target, 0.02, bn_batches=bn_batches
+        )
+        assert abs(ratio / target - 1) <= 0.02 and offset * sign > 0
+        kept = conditional_macs(model, space, batches, cpu).double().mean()
+        assert float(kept) / space.macs() == pytest.approx(ratio, rel=1e-12)
