@@ -23,6 +23,17 @@ from search_spaces import SearchSpace, WidthSpec
 from tests.conftest import randomize_bn, small_space
 
 
+def random_batches(
+    space: SearchSpace, count: int = 2, size: int = 16, seed: int = 2
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """``count`` batches of ``size`` random images of the space's input shape (labels 0)."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (torch.randn(size, space.in_channels, *space.input_size, generator=g), torch.zeros(size))
+        for _ in range(count)
+    ]
+
+
 def choices_of(space: SearchSpace) -> dict[str, list[int]]:
     return {u.name: width_choices(u.max_width, DEFAULT_WIDTH_RATIOS) for u in space.units}
 

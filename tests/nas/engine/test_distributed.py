@@ -342,7 +342,7 @@ def test_each_rank_steps_on_its_rows_and_skips_a_batch_too_small_to_share(
     monkeypatch.setattr(distributed, "rank", lambda: rank)
     images, labels = torch.arange(11.0).view(11, 1, 1, 1), torch.arange(11)
     dataset = torch.utils.data.TensorDataset(images, labels)
-    loaders = [
+    loaders: list[TensorLoader | SampleLoader] = [
         TensorLoader(images, labels, 3, True, None, seed=5),
         SampleLoader(dataset, labels.tolist(), (1, 1, 1), 3, True, seed=5),
     ]

@@ -15,7 +15,7 @@ from nas.gates.deploy import conditional_macs, conditional_network
 from nas.supernet import Supernet
 from nas.width_search import SearchConfig
 from tests.conftest import small_space
-from tests.nas.conftest import choices_of, prepared
+from tests.nas.conftest import choices_of, prepared, random_batches
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -147,11 +147,7 @@ def test_a_discrete_pass_gates_with_the_running_statistics_as_the_deployed_netwo
     and leaves them, so it opens, per image, the gates the deployed conditional network opens."""
     supernet, strategy = _conditional()
     space = supernet.space
-    g = torch.Generator().manual_seed(2)
-    batches = [
-        (torch.randn(16, space.in_channels, *space.input_size, generator=g), torch.zeros(16))
-        for _ in range(2)
-    ]
+    batches = random_batches(space)
     cpu = torch.device("cpu")
     before = {k: v.clone() for k, v in strategy.nets.state_dict().items()}
     _, macs = open_shares(supernet, strategy, batches, cpu)

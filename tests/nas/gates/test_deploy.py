@@ -23,7 +23,7 @@ from nas.gates.deploy import (
 )
 from nas.supernet import Supernet
 from tests.conftest import small_space
-from tests.nas.conftest import choices_of, prepared
+from tests.nas.conftest import choices_of, prepared, random_batches
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -132,11 +132,7 @@ def test_a_calibrated_threshold_brings_the_average_macs_into_the_band() -> None:
     tried on other images, those statistics) of the offset returned."""
     supernet, strategy = _gated()
     space = supernet.space
-    g = torch.Generator().manual_seed(2)
-    batches = [
-        (torch.randn(16, space.in_channels, *space.input_size, generator=g), torch.zeros(16))
-        for _ in range(2)
-    ]
+    batches = random_batches(space)
     cpu = torch.device("cpu")
     model = conditional_network(supernet, strategy)
     macs = conditional_macs(model, space, batches, cpu)
