@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 import search_spaces
 from nas.cost import smallest_macs
 from nas.errors import ConfigError
+from nas.options import option_fields
 from nas.width_search import MIN_TOLERANCE, SearchConfig
 
 
@@ -75,8 +75,8 @@ def test_bad_option_values_are_one_line_config_errors(changes: dict[str, Any], f
 def test_every_option_is_type_checked() -> None:
     """A value of the wrong type in any field (a new field included) is a ConfigError that
     names its flag, never a TypeError later in the run."""
-    for f in fields(SearchConfig):
-        with pytest.raises(ConfigError, match="--" + f.name.replace("_", "-")):
+    for f in option_fields(SearchConfig):
+        with pytest.raises(ConfigError, match=f.flag):
             wrong: dict[str, Any] = {f.name: object()}
             SearchConfig(**wrong).validate()
 
