@@ -22,7 +22,7 @@ Methods (``nas prune --criterion C --allocation A`` in process, :func:`nas.pruni
   the table also gives its conditional network's average and p95 MAC ratios and accuracy, and
   ``methods_macs.png`` plots it at its average MACs with p95 as an error bar;
 * ``search:NAME/conditional`` for a per-input strategy: what it delivers without ``--static``,
-  its conditional network (gate threshold calibrated into the MAC band on training images)
+  its conditional network (gate threshold calibrated into the MAC band on validation images)
   fine-tuned the same way under its gates, at its average MACs over the test images (its MAC
   ratio column; p95 beside it); ``search:NAME/conditional-raw``: the same with the gates'
   trained thresholds (``--no-calibrate-gates``).

@@ -195,21 +195,6 @@ class _SeededSamples(Dataset[tuple[Tensor | None, int]]):
         return len(self.labels)
 
 
-class _Plan:
-    """The batch sampler of a :class:`SampleLoader`'s DataLoader: the batches of the epoch
-    being served (set before each pass; iterated in the main process, so persistent workers
-    see each epoch's plan)."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[_Item]] = []
-
-    def __iter__(self) -> Iterator[list[_Item]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
 def _collate(
     samples: list[tuple[Tensor | None, int]], shape: tuple[int, ...]
 ) -> tuple[Tensor, Tensor]:
@@ -251,7 +236,9 @@ class SampleLoader(_EpochLoader):
         self.labels: Sequence[int] = labels
         self.sample_shape = sample_shape
         self.num_workers = num_workers
-        self._plan = _Plan()
+        # the batch sampler: the epoch being served, replaced in place before each pass (iterated
+        # in the main process, so persistent workers see each epoch's batches)
+        self._plan: list[list[_Item]] = []
         self._loader = DataLoader(
             _SeededSamples(dataset, labels),
             batch_sampler=self._plan,
@@ -275,7 +262,7 @@ class SampleLoader(_EpochLoader):
             positions = range(i * self.batch_size, min(n, (i + 1) * self.batch_size))
             lo, hi = share_bounds(len(positions), rank, world)
             plan.append([(int(order[p]), seeds[p], lo <= j < hi) for j, p in enumerate(positions)])
-        self._plan.batches = plan
+        self._plan[:] = plan
         return iter(self._loader)
 
     def subset(self, indices: Sequence[int], seed: int) -> SampleLoader:

@@ -17,13 +17,13 @@ gates are hard straight-through samples in training, trained jointly with the we
 
 What they deliver is their **conditional** network (gates per image; :mod:`nas.gates.deploy`),
 whose gates' threshold is calibrated (:func:`nas.gates.deploy.calibrate_gates`: one logit offset
-for every gate) so that its average MACs per training image land in the MAC band, or a **static**
-network (``nas search --static``): after the search the
-share of training images for which each channel was open is measured, a channel open for fewer
-than ``--static-share`` of them goes, and the projection brings the rest into the MAC band with
-those shares as keep probabilities (as the per-channel static strategies do). The per-input MACs
-of the conditional network (mean, p50, p95 over the test images, counted exactly from the gates
-open for each image, and the gate networks' own MACs) are reported beside it.
+for every gate) so that its average MACs per validation image land in the MAC band, or a
+**static** network (``nas search --static``): after the search the share of training images for
+which each channel was open is measured, a channel open for fewer than ``--static-share`` of them
+goes, and the projection brings the rest into the MAC band with those shares as keep
+probabilities (as the per-channel static strategies do). The per-input MACs of the conditional
+network (mean, p50, p95 over the test images, counted exactly from the gates open for each
+image, and the gate networks' own MACs) are reported beside it.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class SearchConfig(FinetuneConfig):
         True,
         "keep the trained gate thresholds (p > 0.5) of a per-input strategy's conditional "
         "network (by default one logit offset shifts every gate's threshold so that its "
-        "average MACs per training image land in the MAC band, the per-input analogue of the "
+        "average MACs per validation image land in the MAC band, the per-input analogue of the "
         "projection)",
     )
     width_ratios: tuple[float, ...] = option(

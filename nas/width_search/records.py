@@ -63,7 +63,7 @@ class SearchOutcome:
     static: bool = True  # False: the conditional network is the deliverable (no --static)
     cost: CostModel | None = None  # what the budget counted (None: MACs)
     # a calibrated conditional network: its gates' logit offset, and the average MAC ratio it
-    # gives on the calibration (training) images
+    # gives on the validation images
     gate_offset: float | None = None
     calibrated_macs_ratio: float | None = None
 

@@ -100,8 +100,6 @@ class SearchRun:
         self.calibration = take_batches(weight_loader, CALIBRATION_BATCHES)
         self.records: list[SearchRecord] = []
         self.seconds = 0.0
-        self.gate_offset: float | None = None  # calibrate_gates: the threshold's logit offset
-        self.calibrated_ratio: float | None = None  # and the average MAC ratio it gives
 
     # -- schedules ---------------------------------------------------------------------------
     def progress(self, epoch: int, step: int) -> float:
@@ -311,10 +309,12 @@ class SearchRun:
         final_tau = self.records[-1].tau if self.records else c.tau_min
         conditional = self.conditional_network() if self.strategy.per_input else None
         if conditional is not None and not c.static:
-            delivered = self.evaluate("discrete", final_tau)
+            offset, calibrated = None, None
             if c.calibrate_gates:
-                self.calibrate_gates(conditional)
+                offset, calibrated = self.calibrate_gates(conditional)
                 delivered = evaluate(conditional, self.val_loader, device=self.device)
+            else:
+                delivered = self.evaluate("discrete", final_tau)
             return SearchOutcome(
                 space.spec(),
                 self.supernet,
@@ -331,8 +331,8 @@ class SearchRun:
                 conditional=conditional,
                 static=False,
                 cost=self.cost,
-                gate_offset=self.gate_offset,
-                calibrated_macs_ratio=self.calibrated_ratio,
+                gate_offset=offset,
+                calibrated_macs_ratio=calibrated,
             )
         if self.strategy.per_input:  # --static: the gates as one static pruning
             self.strategy.make_static(self.weight_loader, c.static_share, self.device)
@@ -363,13 +363,13 @@ class SearchRun:
             cost=self.cost,
         )
 
-    def calibrate_gates(self, conditional: nn.Module) -> None:
+    def calibrate_gates(self, conditional: nn.Module) -> tuple[float, float]:
         """The conditional network's gate threshold calibrated so that its average MACs over the
         validation images (not augmented; the split that trained nothing) land in the band, its
         BN statistics re-estimated on the calibration (training) images under the gates of each
-        offset tried (:func:`nas.gates.deploy.calibrate_gates`); the offset and the average MAC
-        ratio it gives are kept in ``self.gate_offset`` and ``self.calibrated_ratio``."""
-        self.gate_offset, self.calibrated_ratio = calibrate_gates(
+        offset tried (:func:`nas.gates.deploy.calibrate_gates`); returns the offset and the
+        average MAC ratio it gives."""
+        return calibrate_gates(
             conditional,
             self.supernet.space,
             self.val_loader,
