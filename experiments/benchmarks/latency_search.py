@@ -10,9 +10,12 @@ trained full network (cached as ``--out/baseline-SPACE.pt``), and per seed:
    ``R`` (its latency / the full network's, both measured here);
 
 both from the same baseline and warm-up, fine-tuned the same way (epochs, distillation,
-batches). Reported per seed and as mean +- SE of the paired differences: test accuracy, measured
-latency, the table's prediction, the MAC ratio, and the latency/MAC ratio (measured latency ratio
-over MAC ratio: 1 = as fast as the MACs promise). Rows are appended to ``--out/results.jsonl``
+batches), each beside its ``--compare`` twin: the uniform-width network of the same MACs, and of
+the same predicted latency (where the latency staircase of uniform widths leaves one within
+the band; a unit one channel past a kernel block costs the whole next block). Reported per
+seed and as mean +- SE of the paired differences: test accuracy, measured latency, the
+table's prediction, the MAC ratio, and the latency/MAC ratio (measured latency ratio over MAC
+ratio: 1 = as fast as the MACs promise). Rows are appended to ``--out/results.jsonl``
 (re-running resumes).
 
     python experiments/benchmarks/latency_search.py --threads 2 --seeds 0 1 2
@@ -37,7 +40,9 @@ import search_spaces
 from nas.cost import LatencyCost, LatencyTable
 from nas.cost.timing import build_table, latency_report
 from nas.data import load_data, reseeded
+from nas.engine import uniform_twin_at_cost
 from nas.width_search import SearchConfig, warm_up
+from search_spaces.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_quality import run as search_run  # the search and what it delivers
@@ -61,51 +66,84 @@ def one_seed(seed: int, ctx: dict[str, Any], args: argparse.Namespace) -> dict[s
         search_epochs=args.search_epochs,
         finetune_epochs=args.finetune_epochs,
         target_macs=f"{args.target_macs:g}",
+        compare=True,
     )
     path = Path(args.out) / f"warmup-{seed}.pt"
     warm_up(ctx["baseline"], space, data.train, data.val, config=base, path=path, progress=False)
     row: dict[str, Any] = {"seed": seed}
     start = time.perf_counter()
     m = search_run(space, data, ctx["baseline"], ctx["baseline_acc"], base, path)
-    mac_widths = m["widths"]
-    row["macs"] = {"acc": m["searched_acc"], **measure(cost, mac_widths)}
+    row["macs"] = {"acc": m["searched_acc"], **measure(cost, m["widths"])}
+    row["macs_uniform"] = {"acc": m["uniform_acc"], **measure(cost, m["uniform_widths"])}
     # the latency that network measured, as a share of the full network's measured latency
     # (the table's scale: its prediction of the full network may differ from this run's timing)
     target = row["macs"]["latency_ratio"]
     latency = replace(
         base, cost="latency", latency_table=str(ctx["table_path"]), target_latency=f"{target:.6g}"
     )
+    # the latency staircase of uniform widths (a unit one channel past a kernel block costs a
+    # block more) can leave no uniform network within the band: then no uniform twin for it
+    try:
+        goal = latency.cost_target(space, cost)
+        uniform_twin_at_cost(cost, goal, goal, latency.tolerance)
+    except ConfigError as e:
+        print(f"seed {seed}: no uniform twin of the latency search ({e})", file=sys.stderr)
+        latency = replace(latency, compare=False)
     m = search_run(space, data, ctx["baseline"], ctx["baseline_acc"], latency, path)
     row["latency"] = {
         "acc": m["searched_acc"],
         "target_ratio": target,
         **measure(cost, m["widths"]),
     }
+    if latency.compare:
+        row["latency_uniform"] = {"acc": m["uniform_acc"], **measure(cost, m["uniform_widths"])}
     row["seconds"] = round(time.perf_counter() - start, 1)
     return row
 
 
+KINDS = {
+    "macs": "MAC budget",
+    "macs_uniform": "uniform, same MACs",
+    "latency": "latency budget",
+    "latency_uniform": "uniform, same predicted latency",
+}
+
+
+def paired(rows: list[dict[str, Any]], a: str, b: str, key: str) -> str:
+    """``a - b`` of ``key`` over the seeds: mean +- standard error (and per seed)."""
+    diffs = [r[a][key] - r[b][key] for r in rows if a in r and b in r]
+    if not diffs:
+        return "n/a"
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    each = ", ".join(f"{d:+.2f}" for d in diffs)
+    return f"{statistics.fmean(diffs):+.2f} +- {se:.2f} ({each}; {len(diffs)} seeds)"
+
+
 def report(rows: list[dict[str, Any]]) -> None:
     print(
-        "| seed | budget | test acc % | measured ms | predicted ms | latency ratio | MAC ratio "
+        "| seed | network | test acc % | measured ms | predicted ms | latency ratio | MAC ratio "
         "| latency/MAC |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        for kind in ("macs", "latency"):
+        for kind, label in KINDS.items():
+            if kind not in r:
+                continue
             e = r[kind]
             print(
-                f"| {r['seed']} | {kind} | {e['acc']:.2f} | {e['latency_ms']:.2f} | "
+                f"| {r['seed']} | {label} | {e['acc']:.2f} | {e['latency_ms']:.2f} | "
                 f"{e['predicted_latency_ms']:.2f} | {e['latency_ratio']:.3f} | "
                 f"{e['macs_ratio']:.3f} | {e['latency_per_mac']:.2f} |"
             )
-    for key, label in (("acc", "test acc (points)"), ("latency_ms", "measured latency (ms)")):
-        diffs = [r["latency"][key] - r["macs"][key] for r in rows]
-        se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-        print(
-            f"latency budget - MAC budget, {label}: {statistics.fmean(diffs):+.3f} +- {se:.3f} "
-            f"(SE, {len(diffs)} seeds)"
-        )
+    for a, b in (("latency", "macs"), ("macs", "macs_uniform"), ("latency", "latency_uniform")):
+        for key, unit in (("acc", "test acc, points"), ("latency_ratio", "measured latency ratio")):
+            print(f"{KINDS[a]} - {KINDS[b]}, {unit}: {paired(rows, a, b, key)}")
+    errors = [r["latency"]["latency_ratio"] / r["latency"]["target_ratio"] - 1 for r in rows]
+    print(
+        "latency budget, measured latency ratio / target - 1: "
+        + ", ".join(f"{e:+.1%}" for e in errors)
+        + " (target: within +-7 %)"
+    )
 
 
 def main() -> None:
