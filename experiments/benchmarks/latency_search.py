@@ -40,8 +40,7 @@ import search_spaces
 from nas.cost import LatencyCost, LatencyTable
 from nas.cost.timing import build_table, latency_report
 from nas.data import load_data, reseeded
-from nas.engine import uniform_twin_at_cost
-from nas.width_search import SearchConfig, warm_up
+from nas.width_search import SearchConfig, check_compare, warm_up
 from search_spaces.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -84,8 +83,7 @@ def one_seed(seed: int, ctx: dict[str, Any], args: argparse.Namespace) -> dict[s
     # the latency staircase of uniform widths (a unit one channel past a kernel block costs a
     # block more) can leave no uniform network within the band: then no uniform twin for it
     try:
-        goal = latency.cost_target(space, cost)
-        uniform_twin_at_cost(cost, goal, goal, latency.tolerance)
+        check_compare(space, cost, latency)
     except ConfigError as e:
         print(f"seed {seed}: no uniform twin of the latency search ({e})", file=sys.stderr)
         latency = replace(latency, compare=False)

@@ -99,7 +99,9 @@ def several_processes(
         ]
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
     start(device, sync_bn=sync_bn)
+    clean = False
     try:
         yield configs
+        clean = True
     finally:
-        stop()
+        stop(clean=clean)

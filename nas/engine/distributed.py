@@ -112,15 +112,28 @@ def start(device: str, *, sync_bn: bool = False) -> None:
     signal.signal(signal.SIGTERM, _stopped_by_signal)
 
 
-def stop() -> None:
-    """Leave the process group (the end of the command)."""
+def stop(*, clean: bool = True) -> None:
+    """Leave the process group (the end of the command). After a ``clean`` end every rank first
+    waits for the others at a barrier: a rank that tore its connections down while a peer was
+    still finishing its last collective or writing the run's files could make gloo abort the
+    process on either side (SIGABRT from its background thread; seen once in CI). After an
+    error no rank waits: the others stop at their next collective or by torchrun's SIGTERM."""
     if active():
         with contextlib.suppress(Exception):
+            if clean:
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
         _GROUP.update(active=False, sync_bn=False)
 
 
+def _stopping() -> None:
+    """This rank is ending after a failure: a later SIGTERM (torchrun stopping the ranks it
+    has not yet seen end) must not interrupt the one error line and the exit."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _stopped_by_signal(signum: int, frame: FrameType | None) -> None:
+    _stopping()
     raise RankStopped(
         f"rank {os.environ.get('RANK', '?')} stopped: another process of this run ended (its "
         "error says why); the last complete checkpoint is kept"
@@ -135,6 +148,7 @@ def _collective(what: str) -> Iterator[None]:
     except RankStopped:
         raise
     except Exception as exc:  # gloo and nccl raise RuntimeError subclasses on a lost peer
+        _stopping()
         raise RankStopped(
             f"rank {rank()} stopped: another process of this run is gone ({what} failed: "
             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "

@@ -51,6 +51,7 @@ from nas.width_search import (
     SearchConfig,
     SearchOutcome,
     SearchRecord,
+    check_compare,
     search_widths,
     starting_network,
     summarize,
@@ -94,8 +95,7 @@ def search(
     if space is None:
         size = input_size or _batch_size_hw(train_loader)
         space = search_spaces.identify(model, input_size=size)
-    if cfg.compare:  # a target no uniform width reaches is refused before any work
-        uniform_twin(space, cfg.target_for(space), cfg, multiple=cfg.width_multiple)
+    check_compare(space, cfg.cost_model(space), cfg)  # refused before any work
     eval_loader = test_loader if test_loader is not None else val_loader
     baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
     outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
@@ -266,10 +266,7 @@ def run_search(
     # impossible budgets and foreign latency tables fail before anything is written
     cost = c.cost_model(space, threads)
     target = c.cost_target(space, cost)
-    if c.compare and cost.name == "macs":
-        uniform_twin(space, target, c, multiple=c.width_multiple)
-    elif c.compare:
-        uniform_twin_at_cost(cost, target, target, c.tolerance, multiple=c.width_multiple)
+    check_compare(space, cost, c)
     if c.select == "predictor":
         check_pool_band(space, c.choices(space), target, c.tolerance, c.rank_config(), cost)
     initial = initial_weights(o.weights, space)

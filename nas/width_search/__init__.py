@@ -10,6 +10,7 @@ argmax and predictor-based selection, is :mod:`nas.jobs.search`.
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, SEARCH_FORMAT, WARMUP_INDEPENDENT
 from nas.width_search.config import DEFAULT_WIDTH_RATIOS, MIN_TOLERANCE, SearchConfig
 from nas.width_search.finetune import (
+    check_compare,
     extract_searched,
     finetune,
     starting_network,
@@ -32,6 +33,7 @@ __all__ = [
     "SearchRecord",
     "SearchRun",
     "build_supernet",
+    "check_compare",
     "extract_searched",
     "finetune",
     "projection_shift",

@@ -8,14 +8,36 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.cost import CostModel
 from nas.engine import evaluate, seed_everything
-from nas.engine.finetuning import finetune, uniform_twin
+from nas.engine.finetuning import finetune, uniform_twin, uniform_twin_at_cost
 from nas.supernet import extract_at
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchOutcome
-from search_spaces import WidthSpec
+from search_spaces import SearchSpace, WidthSpec
 
-__all__ = ["extract_searched", "finetune", "starting_network", "summarize", "uniform_twin"]
+__all__ = [
+    "check_compare",
+    "extract_searched",
+    "finetune",
+    "starting_network",
+    "summarize",
+    "uniform_twin",
+]
+
+
+# -- before the search ---------------------------------------------------------------------------
+def check_compare(space: SearchSpace, cost: CostModel, config: SearchConfig) -> None:
+    """With ``--compare``: refuses (:class:`ConfigError`, before any work) a target at which no
+    uniform-width network lies within the tolerance, in MACs or in ``cost``'s unit (the latency
+    of uniform widths is a staircase that can step over the whole band)."""
+    if not config.compare:
+        return
+    target = config.cost_target(space, cost)
+    if cost.name == "macs":
+        uniform_twin(space, target, config, multiple=config.width_multiple)
+    else:
+        uniform_twin_at_cost(cost, target, target, config.tolerance, multiple=config.width_multiple)
 
 
 # -- after the search ----------------------------------------------------------------------------

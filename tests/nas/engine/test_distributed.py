@@ -145,7 +145,7 @@ def test_a_search_step_of_two_processes_is_the_step_of_one(tmp_path: Path) -> No
     argv = torchrun(tmp_path / "logs", str(tmp_path / "two.pt"))
     argv[argv.index("-m", 3) : argv.index("-m", 3) + 2] = [script]  # run the script, not nas
     two = run(argv)
-    assert two.returncode == 0, two.stderr
+    assert two.returncode == 0, two.stderr + rank_output(tmp_path / "logs", 1, "stderr")
     a, b = (torch.load(tmp_path / f, weights_only=True) for f in ("one.pt", "two.pt"))
     assert len(a["arch"]) == len(b["arch"]) > 0 and len(a["weights"]) == len(b["weights"]) > 0
     for kind in ("weights", "arch"):
