@@ -83,7 +83,7 @@ def one_seed(seed: int, ctx: dict[str, Any], args: argparse.Namespace) -> dict[s
     # the latency staircase of uniform widths (a unit one channel past a kernel block costs a
     # block more) can leave no uniform network within the band: then no uniform twin for it
     try:
-        check_compare(space, cost, latency)
+        check_compare(space, latency, cost)
     except ConfigError as e:
         print(f"seed {seed}: no uniform twin of the latency search ({e})", file=sys.stderr)
         latency = replace(latency, compare=False)

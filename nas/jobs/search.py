@@ -95,7 +95,7 @@ def search(
     if space is None:
         size = input_size or _batch_size_hw(train_loader)
         space = search_spaces.identify(model, input_size=size)
-    check_compare(space, cfg.cost_model(space), cfg)  # refused before any work
+    check_compare(space, cfg)  # refused before any work
     eval_loader = test_loader if test_loader is not None else val_loader
     baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
     outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
@@ -266,7 +266,7 @@ def run_search(
     # impossible budgets and foreign latency tables fail before anything is written
     cost = c.cost_model(space, threads)
     target = c.cost_target(space, cost)
-    check_compare(space, cost, c)
+    check_compare(space, c, cost)
     if c.select == "predictor":
         check_pool_band(space, c.choices(space), target, c.tolerance, c.rank_config(), cost)
     initial = initial_weights(o.weights, space)

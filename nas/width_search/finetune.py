@@ -27,12 +27,14 @@ __all__ = [
 
 
 # -- before the search ---------------------------------------------------------------------------
-def check_compare(space: SearchSpace, cost: CostModel, config: SearchConfig) -> None:
+def check_compare(space: SearchSpace, config: SearchConfig, cost: CostModel | None = None) -> None:
     """With ``--compare``: refuses (:class:`ConfigError`, before any work) a target at which no
-    uniform-width network lies within the tolerance, in MACs or in ``cost``'s unit (the latency
-    of uniform widths is a staircase that can step over the whole band)."""
+    uniform-width network lies within the tolerance, in MACs or in the unit of ``cost`` (default:
+    the config's, built only when --compare asks; the latency of uniform widths is a staircase
+    that can step over the whole band)."""
     if not config.compare:
         return
+    cost = cost or config.cost_model(space)
     target = config.cost_target(space, cost)
     if cost.name == "macs":
         uniform_twin(space, target, config, multiple=config.width_multiple)

@@ -42,6 +42,6 @@ def test_compare_is_refused_before_any_work_where_no_uniform_width_meets_the_tar
 
     between = tiny(**options, **{key: f"{(low + high) / 2 / full:.8g}"})
     with pytest.raises(ConfigError, match="--compare: no uniform width"):
-        check_compare(space, model, between)
-    check_compare(space, model, replace(between, compare=False))
-    check_compare(space, model, tiny(**options, **{key: f"{high / full:.8g}"}))
+        check_compare(space, between, model)
+    check_compare(space, replace(between, compare=False), model)
+    check_compare(space, tiny(**options, **{key: f"{high / full:.8g}"}))  # its own cost model
