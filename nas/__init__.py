@@ -11,7 +11,8 @@ The public API, in the order a user meets it::
     nas.train_model(model, data.train, config=nas.TrainConfig(epochs=10), val_loader=data.val)
     spec = space.spec(space.uniform_widths(0.5))                     # a WidthSpec
     nas.count_macs(spec)                                             # exact, analytic
-    small = nas.extract(model, spec, nas.channel_order(model, space))
+    small = nas.extract(model, spec, nas.channel_order(model, space), recalibrate=data.train)
+    # recalibrate=: BN statistics for the new widths, = nas.recalibrate_bn(small, data.train)
     nas.save_model(small, spec, "out/")                              # arch.json + model.pt + .ts
     same = nas.load_model("out/")
     result = nas.search(model, data.train, data.val, config=nas.SearchConfig(target_macs="0.5"))
@@ -53,6 +54,7 @@ _API: dict[str, str] = {
     "TrainConfig": "nas.engine",
     "evaluate": "nas.engine",
     "kd_loss": "nas.engine",
+    "recalibrate_bn": "nas.engine",
     "train_model": "nas.engine",
     # compute
     "count_macs": "nas.cost",
@@ -143,6 +145,7 @@ __all__ = [
     "mask_channels",
     "measure_macs",
     "prune",
+    "recalibrate_bn",
     "register_strategy",
     "run_prune",
     "run_rank",
@@ -185,6 +188,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         TrainConfig,
         evaluate,
         kd_loss,
+        recalibrate_bn,
         train_model,
     )
     from nas.errors import ConfigError, DataError, NasError, SpaceError, SpecError, WeightsError

@@ -1,12 +1,14 @@
 """The training engine: one train loop (:func:`train_model`) and what it is made of.
 
 Modules: ``config`` (:class:`TrainConfig`, :class:`Distillation`), ``losses`` (cross-entropy,
-distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``, ``state``
-(seeds, RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``), ``loop``, and
-``finetuning`` (the budget, fine-tuning and ``--compare`` options and run that every method
-delivering a smaller network shares: the search and the criteria pruning).
+distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``, ``batchnorm``
+(:func:`recalibrate_bn`: BatchNorm statistics recomputed for a network cut from a larger one),
+``state`` (seeds, RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``),
+``loop``, and ``finetuning`` (the budget, fine-tuning and ``--compare`` options and run that
+every method delivering a smaller network shares: the search and the criteria pruning).
 """
 
+from nas.engine.batchnorm import DEFAULT_CALIBRATION_IMAGES, first_images, recalibrate_bn
 from nas.engine.config import Distillation, ThreadOptions, TrainConfig
 from nas.engine.evaluation import EvalResult, evaluate
 from nas.engine.finetuning import (
@@ -41,6 +43,7 @@ from nas.engine.summary import (
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "DEFAULT_CALIBRATION_IMAGES",
     "SUMMARY_COLUMNS",
     "SUMMARY_NAME",
     "Distillation",
@@ -53,6 +56,7 @@ __all__ = [
     "evaluate",
     "finetune",
     "finetune_and_compare",
+    "first_images",
     "has_checkpoint",
     "kd_loss",
     "loader_state",
@@ -61,6 +65,7 @@ __all__ = [
     "make_scheduler",
     "read_checkpoint",
     "read_summary",
+    "recalibrate_bn",
     "restore_loader",
     "restore_loaders",
     "restore_rng",

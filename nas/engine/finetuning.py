@@ -2,8 +2,9 @@
 
 A width search (``nas search``) and a criterion pruning (``nas prune``) both end the same way: a
 network of the target MACs, fine-tuned (or retrained from scratch) with distillation from the
-full network, and optionally beside the uniform-width network of the same MACs trained exactly
-the same way (``--compare``). :class:`FinetuneConfig` declares those options once; both methods'
+full network, and optionally beside a reference trained exactly the same way (``--compare``):
+the uniform-width network of the same MACs, or what the method says it is (``reference`` in
+``metrics.json``). :class:`FinetuneConfig` declares those options once; both methods'
 configurations extend it, so ``nas search`` and ``nas prune`` take the same flags with the same
 meaning and defaults.
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_TOLERANCE",
     "FinetuneConfig",
+    "default_reference",
     "finetune",
     "finetune_and_compare",
     "parse_target",
@@ -89,8 +91,9 @@ class FinetuneConfig(Distillation):
     )
     compare: bool = option(
         False,
-        "also build the uniform-width network of the same MACs from the same weights and "
-        "fine-tune it exactly like the found one (uniform_acc in metrics.json)",
+        "also fine-tune a reference exactly like the found network: the uniform-width network "
+        "of the same MACs from the same weights (nas prune --allocation uniform: the same "
+        "widths with seeded random channels); reference and uniform_acc in metrics.json",
     )
     seed: int = option(0, "seed for everything")
     device: str = option("cpu", "cpu, cuda, cuda:1, mps...")
@@ -205,6 +208,15 @@ def uniform_twin_at_cost(
     return space.spec(min(fitting, key=lambda cw: abs(cw[0] - value))[1])
 
 
+def default_reference(config: FinetuneConfig) -> str:
+    """What a search's ``--compare`` fine-tunes beside the found network, in words (the
+    ``reference`` of its ``metrics.json``)."""
+    cost = getattr(config, "cost", "macs")  # a search's --cost (FinetuneConfig has none)
+    measure = "MACs" if cost == "macs" else f"predicted {cost}"
+    how = "trained from scratch" if config.from_scratch else "cut from the same supernet"
+    return f"uniform widths of the same {measure}, {how}"
+
+
 def finetune_and_compare(
     start: Callable[[WidthSpec], nn.Module],
     spec: WidthSpec,
@@ -216,17 +228,22 @@ def finetune_and_compare(
     *,
     multiple: int = 1,
     twin: WidthSpec | None = None,
+    twin_start: Callable[[WidthSpec], nn.Module] | None = None,
+    reference: str | None = None,
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """``start(spec)`` fine-tuned (into ``out/finetune``); with ``config.compare`` also
-    ``start(uniform twin)``, the uniform-width network of the same cost (``twin``, default the
-    uniform widths of the spec's MACs), fine-tuned exactly the
-    same way (into ``out/uniform``): the same options, teacher, seed and batches (the loader is
-    rewound to where the first fine-tuning began). Returns the fine-tuned network and the
-    twin's numbers (``uniform_acc``, ``uniform_val_acc``, ``uniform_macs``, ...; none without
-    ``compare``)."""
+    """``start(spec)`` fine-tuned (into ``out/finetune``); with ``config.compare`` also a
+    reference network fine-tuned exactly the same way (into ``out/uniform``): the same options,
+    teacher, seed and batches (the loader is rewound to where the first fine-tuning began).
+
+    The reference is ``twin_start(twin)`` (default ``start``; ``twin``: default the uniform
+    widths of the spec's MACs), and ``reference`` says in words what it is (default
+    :func:`default_reference`, a search's uniform twin). Returns the fine-tuned network and the
+    reference's numbers (``reference``, ``uniform_acc``, ``uniform_val_acc``, ``uniform_macs``,
+    ...; the keys keep their historical ``uniform_`` names whatever the reference; none
+    without ``compare``)."""
     begin = loader_state(train_loader)
     small = start(spec)
     finetune(
@@ -242,7 +259,7 @@ def finetune_and_compare(
     if not config.compare:
         return small, {}
     twin_spec = twin or uniform_twin(spec.get_space(), spec.macs(), config, multiple=multiple)
-    other = start(twin_spec)
+    other = (twin_start or start)(twin_spec)
     restore_loader(train_loader, begin)
     finetune(
         other,
@@ -255,6 +272,7 @@ def finetune_and_compare(
         progress=progress,
     )
     return small, {
+        "reference": reference if reference is not None else default_reference(config),
         "uniform_acc": evaluate(other, test_loader, device=config.device).accuracy,
         "uniform_val_acc": evaluate(other, val_loader, device=config.device).accuracy,
         "uniform_macs": twin_spec.macs(),

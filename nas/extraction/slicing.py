@@ -9,12 +9,14 @@ the first ``w`` channels of its order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from nas.engine.batchnorm import DEFAULT_CALIBRATION_IMAGES, recalibrate_bn
 from nas.errors import SpecError
 from nas.extraction.weights import check_full_weights
 from search_spaces import Layer, SearchSpace, WidthSpec
@@ -88,12 +90,23 @@ def extract(
     model: nn.Module | Mapping[str, torch.Tensor],
     spec: WidthSpec,
     order: ChannelOrder | None = None,
+    *,
+    recalibrate: Iterable[Any] | None = None,
+    recalibrate_images: int | None = DEFAULT_CALIBRATION_IMAGES,
 ) -> nn.Module:
-    """The standalone network of ``spec`` with weights sliced from the full ``model``.
+    """The standalone network of ``spec`` with weights sliced from the full ``model`` (on the
+    CPU).
 
     ``model`` is the full-width network of the spec's space (or its state_dict). ``order`` maps
     units to channel orders (most important first); without it the first channels are kept.
     The result is in eval mode if ``model`` is a module in eval mode.
+
+    The sliced BatchNorm layers keep the full network's running statistics, which no longer
+    fit the smaller network's activations (evaluated as it is, it can fall to chance).
+    ``recalibrate``: ``(x, y)`` batches (say the training loader) on whose first
+    ``recalibrate_images`` images the statistics are recomputed for the new widths, exactly as
+    :func:`nas.engine.recalibrate_bn` does (to do that on a GPU, move the result there and call
+    it yourself).
     """
     spec.validate()
     space = spec.get_space()
@@ -108,6 +121,8 @@ def extract(
     pruned.load_state_dict(new_state)
     if isinstance(model, nn.Module):
         pruned.train(model.training)
+    if recalibrate is not None:
+        recalibrate_bn(pruned, recalibrate, images=recalibrate_images)
     return pruned
 
 

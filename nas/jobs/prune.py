@@ -3,8 +3,10 @@
 The job: the full network (``--weights``, else a baseline trained here), the channel scores of
 ``--criterion``, the widths of ``--allocation`` at ``--target-macs``, extraction of the
 best-scored channels and fine-tuning with distillation (:func:`nas.pruning.prune_network`), and
-the files a search writes. With ``--compare`` the uniform-width network of the same MACs is
-fine-tuned beside it exactly the same way.
+the files a search writes. With ``--compare`` a reference is fine-tuned beside it exactly the
+same way (:func:`nas.pruning.compare_reference`): the uniform-width network of the same MACs
+with the criterion's channels, or, where the pruned widths are the uniform ones, the same widths
+with seeded random channels; ``metrics.json`` says which (``reference``).
 """
 
 from __future__ import annotations
@@ -108,11 +110,12 @@ def prune(
 
 
 def _check_before_work(config: PruneConfig, space: SearchSpace, spec: WidthSpec | None) -> None:
-    """Every refusal that needs the space: budget, spec, a --compare twin."""
+    """Every refusal that needs the space: budget, spec, a --compare twin of uniform widths
+    (with ``uniform`` allocation the reference has the pruned widths themselves)."""
     from nas.engine import uniform_twin
 
     target = config.check_space(space, spec)
-    if config.compare:
+    if config.compare and config.allocation != "uniform":
         uniform_twin(space, target, config)
 
 
@@ -216,14 +219,20 @@ def _cli(options: RunOptions, config: PruneConfig, parallel: ParallelOptions) ->
         f"{human(m['baseline_macs'])} MACs -> {m['criterion']}/{m['allocation']} "
         f"{m['pruned_acc']:.2f} % at {human(m['macs'])} MACs ({m['macs_ratio']:.1%})"
         + (
-            f"; uniform width {m['uniform_acc']:.2f} % at {human(m['uniform_macs'])} MACs "
-            f"({m['uniform_macs_ratio']:.1%})"
+            f"; {_reference_label(m)} {m['uniform_acc']:.2f} % at {human(m['uniform_macs'])} "
+            f"MACs ({m['uniform_macs_ratio']:.1%})"
             if "uniform_acc" in m
             else ""
         )
         + f"; scoring {m['scoring_seconds']:.1f} s -> {options.out_dir}"
     )
     return 0
+
+
+def _reference_label(metrics: dict[str, Any]) -> str:
+    """The ``--compare`` reference in a word or two: the same widths (random channels) or the
+    uniform widths of the same MACs."""
+    return "random channels" if metrics["uniform_widths"] == metrics["widths"] else "uniform width"
 
 
 COMMAND = Command(

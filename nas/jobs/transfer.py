@@ -138,6 +138,8 @@ def _cli(options: TransferOptions, config: TrainConfig, parallel: ParallelOption
             f"{row.get('network', 'found'):<8} {row['test_acc']:6.2f} %  "
             f"{human(row['macs'])} MACs ({row['macs_ratio']:.1%})"
         )
+    if "reference" in m:
+        print(f"reference: {m['reference']}")
     print(f"-> {options.out_dir}")
     return 0
 

@@ -16,15 +16,24 @@ from nas.pruning.allocation import (
     marginal_macs,
 )
 from nas.pruning.evaluation import masked_accuracy
-from nas.pruning.prune import PruneConfig, Pruning, prune_network, score_and_allocate
+from nas.pruning.prune import (
+    PruneConfig,
+    Pruning,
+    Reference,
+    compare_reference,
+    prune_network,
+    score_and_allocate,
+)
 
 __all__ = [
     "ALLOCATIONS",
     "Allocation",
     "PruneConfig",
     "Pruning",
+    "Reference",
     "allocate",
     "check_reachable",
+    "compare_reference",
     "marginal_macs",
     "masked_accuracy",
     "prune_network",

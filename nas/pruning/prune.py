@@ -9,9 +9,12 @@
 3. **extract** the standalone network keeping each unit's best-scored channels, its BN
    statistics re-estimated on a few training batches for its widths (the one-shot accuracy
    before fine-tuning is reported), or a seeded new network with ``from_scratch``;
-4. **fine-tune** with distillation from the full network, and with ``compare`` the uniform-width
-   network of the same MACs (the same criterion's channels, from the same full weights) trained
-   exactly the same way (:func:`nas.engine.finetune_and_compare`).
+4. **fine-tune** with distillation from the full network, and with ``compare`` a reference
+   (:func:`compare_reference`) trained exactly the same way
+   (:func:`nas.engine.finetune_and_compare`): the uniform-width network of the same MACs with
+   the same criterion's channels, from the same full weights; or, where the pruned widths are
+   the uniform ones (``uniform`` allocation), the same widths with seeded random channels, the
+   control the criterion must beat.
 
 Reading training batches for scoring, allocation and calibration leaves the loader's shuffling
 state as it was, so the fine-tuning sees the same batches whatever the criterion.
@@ -37,17 +40,25 @@ from nas.engine import (
     loader_state,
     restore_loader,
     seed_everything,
+    uniform_twin,
 )
 from nas.errors import ConfigError
 from nas.extraction import extract
-from nas.importance import CRITERIA, channel_scores
+from nas.importance import CRITERIA, channel_order, channel_scores
 from nas.options import option
 from nas.pruning.allocation import allocate, check_reachable
 from nas.pruning.evaluation import masked_accuracy
 from nas.supernet import CALIBRATION_BATCHES, recalibrate_bn, take_batches
 from search_spaces import SearchSpace, WidthSpec
 
-__all__ = ["PruneConfig", "Pruning", "prune_network", "score_and_allocate"]
+__all__ = [
+    "PruneConfig",
+    "Pruning",
+    "Reference",
+    "compare_reference",
+    "prune_network",
+    "score_and_allocate",
+]
 
 
 @dataclass
@@ -87,6 +98,8 @@ class PruneConfig(FinetuneConfig):
                 f"--arch gives the widths of --allocation spec; with --allocation "
                 f"{self.allocation} the widths come from the scores (drop --arch)"
             )
+        if self.compare and self.from_scratch and self.allocation == "uniform":
+            raise ConfigError(_NOTHING_TO_COMPARE)
 
     def check_space(self, space: SearchSpace, spec: WidthSpec | None = None) -> float:
         """The target in MACs, refused (one line) where no network of ``space`` reaches it or
@@ -100,6 +113,13 @@ class PruneConfig(FinetuneConfig):
                 f"--arch {self.arch} is a width spec of {spec.space}, not {space.name}"
             )
         return target
+
+
+_NOTHING_TO_COMPARE = (
+    "--compare with --from-scratch: the pruned widths are the uniform ones, and retrained from "
+    "scratch no choice of channels changes the network, so its reference would be the same "
+    "network (drop --compare or --from-scratch)"
+)
 
 
 @dataclass
@@ -161,6 +181,48 @@ def score_and_allocate(
     return Pruning(space.spec(widths), scores, order, scoring_seconds, allocation_seconds)
 
 
+@dataclass
+class Reference:
+    """What ``--compare`` fine-tunes beside the pruned network: its widths, channels (the
+    order extraction keeps from) and, in words, what it is."""
+
+    spec: WidthSpec
+    order: dict[str, Tensor]
+    description: str
+
+
+def compare_reference(
+    model: nn.Module, space: SearchSpace, pruning: Pruning, config: PruneConfig
+) -> Reference:
+    """The reference of ``--compare``: the network the criterion and the allocation must beat.
+
+    Where the pruned widths differ from the uniform widths of the same MACs, it is those
+    uniform widths with the criterion's channels (what the allocation gains). Where they are
+    the same (``uniform`` allocation, or a spec or allocation that lands there), the uniform
+    network would be the pruned network itself; the reference is then the same widths with
+    seeded random channels (the ``random`` criterion at ``config.seed``, or the next seed when
+    the criterion is ``random`` itself): what the criterion's choice of channels gains."""
+    if config.allocation == "uniform":
+        uniform = pruning.spec
+    else:
+        uniform = uniform_twin(space, pruning.spec.macs(), config)
+    if dict(uniform.widths) != dict(pruning.spec.widths):
+        if config.from_scratch:
+            channels = "trained from scratch"
+        elif config.criterion in ("uniform", "first"):
+            channels = "the first channels"
+        else:
+            channels = f"{config.criterion} channels"
+        return Reference(
+            uniform, dict(pruning.order), f"uniform widths of the same MACs, {channels}"
+        )
+    if config.from_scratch:
+        raise ConfigError(_NOTHING_TO_COMPARE)
+    seed = config.seed + 1 if config.criterion == "random" else config.seed
+    order = channel_order(model, space, "random", seed=seed)
+    return Reference(pruning.spec, order, f"same widths, seeded random channels (seed {seed})")
+
+
 def prune_network(
     model: nn.Module,
     space: SearchSpace,
@@ -181,17 +243,22 @@ def prune_network(
     device = torch.device(config.device)
     model = copy.deepcopy(model).to(device).eval()  # the caller's network keeps mode and device
     pruning = score_and_allocate(model, space, train_loader, val_loader, config, spec=spec)
+    reference = compare_reference(model, space, pruning, config) if config.compare else None
     begin = loader_state(train_loader)
     calibration = take_batches(train_loader, CALIBRATION_BATCHES)
     restore_loader(train_loader, begin)
 
-    def start(widths: WidthSpec) -> nn.Module:
+    def start(widths: WidthSpec, order: dict[str, Tensor] = pruning.order) -> nn.Module:
         if config.from_scratch:
             seed_everything(config.seed)
             return space.build(widths.widths).to(device)
-        small = extract(model, widths, pruning.order).to(device)
+        small = extract(model, widths, order).to(device)
         recalibrate_bn(small, calibration, device)
         return small.eval()
+
+    def start_reference(widths: WidthSpec) -> nn.Module:
+        assert reference is not None  # called with --compare only
+        return start(widths, reference.order)
 
     oneshot = (  # the cut network before fine-tuning (nothing to say of a random one)
         None
@@ -206,6 +273,9 @@ def prune_network(
         val_loader,
         test_loader,
         config,
+        twin=reference.spec if reference is not None else None,
+        twin_start=start_reference,
+        reference=reference.description if reference is not None else None,
         out=out,
         resume=resume,
         progress=progress,

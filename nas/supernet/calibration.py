@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nas.engine.batchnorm import first_images
+from nas.engine.batchnorm import recalibrate_bn as engine_recalibrate_bn
 from nas.extraction import extract
 from nas.supernet.network import Supernet
 from search_spaces import WidthSpec
@@ -24,36 +26,32 @@ __all__ = [
     "frozen_bn_statistics",
     "recalibrate_bn",
     "take_batches",
+    "take_images",
 ]
 
 CALIBRATION_BATCHES = 4
 
 
-@torch.no_grad()
 def recalibrate_bn(
-    model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]], device: torch.device | str = "cpu"
+    model: nn.Module,
+    batches: Iterable[Any],
+    device: torch.device | str | None = None,
 ) -> None:
-    """Re-estimate every BN layer's running statistics on ``batches`` (a few training batches).
+    """Re-estimate every BN layer's running statistics on all of ``batches`` (a few fixed
+    training batches; ``device``: default the model's): :func:`nas.engine.recalibrate_bn`
+    without a limit on the images.
 
     A sub-network that shares weights with many others needs its own BN statistics before it
     is evaluated: the running averages collected while training under changing masks fit none
     of them.
     """
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    momenta = [m.momentum for m in bns]
-    modes = [(module, module.training) for module in model.modules()]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    try:
-        for x, _ in batches:
-            model(x.to(device))
-    finally:
-        for m, momentum in zip(bns, momenta, strict=True):
-            m.momentum = momentum
-        for module, was_training in modes:
-            module.training = was_training
+    engine_recalibrate_bn(model, batches, device, images=None)
+
+
+def take_images(loader: Iterable[Any], n: int) -> list[tuple[Tensor, Tensor]]:
+    """The first ``n`` images of one pass, in the loader's batches (the last one cut to size;
+    all of them if the loader holds fewer): fixed BN-calibration data."""
+    return list(first_images(loader, n))
 
 
 def take_batches(loader: Iterable[Any], n: int) -> list[tuple[Tensor, Tensor]]:

@@ -92,7 +92,8 @@ def transfer(
     """Build ``spec``'s widths for the new task, train (``scratch``) or fine-tune (from
     ``weights``, the found network's state_dict) on your loaders, and evaluate on
     ``test_loader``. With ``compare`` the full and a uniform-width network of the same MACs are
-    trained with the same ``config`` too (``metrics["compare"]``)."""
+    trained from scratch with the same ``config`` too (``metrics["compare"]``, and in words
+    ``metrics["reference"]``)."""
     mode = check_mode(mode, has_weights=weights is not None)
     if mode == "scratch":
         weights = None
@@ -141,6 +142,10 @@ def transfer(
                 )
             )
         metrics["compare"] = rows
+        metrics["reference"] = (
+            "the full widths and the uniform widths of the same MACs, trained from scratch "
+            "with the same options"
+        )
     return TransferResult(new, model, metrics)
 
 

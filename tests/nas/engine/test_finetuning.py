@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import search_spaces
-from nas.engine.finetuning import FinetuneConfig, uniform_twin
+from nas.engine.finetuning import FinetuneConfig, default_reference, uniform_twin
 from nas.errors import ConfigError
 
 
@@ -26,3 +26,18 @@ def test_no_uniform_width_near_the_target_is_one_line() -> None:
     config = FinetuneConfig(target_macs="0.84")
     with pytest.raises(ConfigError, match="no uniform width of resnet20 lies within"):
         uniform_twin(space, 0.84 * space.macs(), config, multiple=16)
+
+
+def test_a_search_s_compare_says_what_its_reference_is() -> None:
+    from nas.width_search import SearchConfig
+
+    assert default_reference(FinetuneConfig()) == (
+        "uniform widths of the same MACs, cut from the same supernet"
+    )
+    assert default_reference(FinetuneConfig(from_scratch=True, finetune_epochs=1)) == (
+        "uniform widths of the same MACs, trained from scratch"
+    )
+    latency = SearchConfig(cost="latency")  # its twin has the same predicted latency
+    assert default_reference(latency) == (
+        "uniform widths of the same predicted latency, cut from the same supernet"
+    )

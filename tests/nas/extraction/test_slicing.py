@@ -6,8 +6,10 @@ import pytest
 import torch
 import torchvision
 
+import nas
 import search_spaces
 from nas.cost import count_model_params
+from nas.data import DataBundle
 from nas.extraction import extract, mask_channels, permute_channels, spec_masks
 from nas.importance import channel_order
 from tests.conftest import random_widths, randomize_bn, small_space
@@ -85,3 +87,20 @@ def test_permute_channels_preserves_the_function(name: str) -> None:
         assert (model(x) - before).abs().max().item() <= 1e-9
     for unit_name, perm in channel_order(model, space, "l1").items():
         assert torch.equal(perm, torch.arange(space.max_widths[unit_name])), unit_name
+
+
+def test_extract_with_recalibrate_is_extract_then_recalibrate_bn_and_beats_the_stale_one(
+    trained: tuple[search_spaces.SearchSpace, torch.nn.Module], digits: DataBundle
+) -> None:
+    """A cut network keeps the full network's BN statistics, which do not fit it;
+    ``recalibrate=`` recomputes them, exactly as ``nas.recalibrate_bn`` does."""
+    space, model = trained
+    spec = space.spec(space.uniform_widths_for_macs(0.5))
+    order = channel_order(model, space, "l1")
+    stale = extract(model, spec, order)
+    small = extract(model, spec, order, recalibrate=digits.train, recalibrate_images=500)
+    by_hand = extract(model, spec, order)
+    nas.recalibrate_bn(by_hand, digits.train, images=500)
+    assert all(torch.equal(v, by_hand.state_dict()[k]) for k, v in small.state_dict().items())
+    assert not small.training  # the full network's mode, as without recalibrate
+    assert nas.evaluate(small, digits.test).accuracy > nas.evaluate(stale, digits.test).accuracy + 5

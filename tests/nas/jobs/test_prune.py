@@ -56,6 +56,7 @@ def test_prune_writes_what_a_search_writes(tmp_path: Path) -> None:
     metrics = _strict_json(out / "metrics.json")
     assert set(metrics) >= METRIC_KEYS | {"uniform_acc", "uniform_macs"}
     assert metrics["criterion"] == "chip" and metrics["allocation"] == "global"
+    assert metrics["reference"] == "uniform widths of the same MACs, chip channels"
     assert abs(metrics["macs"] / (0.4 * metrics["baseline_macs"]) - 1) <= 0.02
     assert abs(metrics["uniform_macs"] / (0.4 * metrics["baseline_macs"]) - 1) <= 0.02
     assert metrics["flops"] == 2 * metrics["macs"]
@@ -78,6 +79,22 @@ def test_prune_writes_what_a_search_writes(tmp_path: Path) -> None:
     again = tmp_path / "again"
     assert main(["prune", "--config", str(out / "args.yaml"), "--quiet", "--out", str(again)]) == 0
     assert _strict_json(again / "metrics.json")["widths"] == metrics["widths"]
+
+
+@slow
+def test_compare_with_uniform_allocation_says_its_reference_is_random_channels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    argv = ["prune", *FAST, "--criterion", "l1", "--allocation", "uniform", "--compare"]
+    assert main([*argv, "--out", str(out)]) == 0
+    metrics = _strict_json(out / "metrics.json")
+    assert metrics["reference"] == "same widths, seeded random channels (seed 0)"
+    assert metrics["uniform_widths"] == metrics["widths"]  # the same widths...
+    printed = capsys.readouterr().out
+    assert f"l1/uniform {metrics['pruned_acc']:.2f} %" in printed
+    assert f"; random channels {metrics['uniform_acc']:.2f} %" in printed  # ...other channels
+    assert "uniform width" not in printed
 
 
 @slow

@@ -215,6 +215,11 @@ def test_compare_trains_full_and_uniform_networks(
     metrics = json.loads((out / "metrics.json").read_text())
     rows = metrics["compare"]
     assert [r["network"] for r in rows] == ["found", "full", "uniform"]
+    assert metrics["reference"] == (
+        "the full widths and the uniform widths of the same MACs, trained from scratch with "
+        "the same options"
+    )
+    assert f"reference: {metrics['reference']}" in stdout
     found, full, uniform = rows
     assert found["mode"] == metrics["mode"] == "scratch"
     assert found["macs"] == metrics["macs"] and found["test_acc"] == metrics["test_acc"]

@@ -11,8 +11,9 @@ from torch import nn
 from nas.data import DataBundle
 from nas.engine import loader_state, restore_loader
 from nas.errors import ConfigError
+from nas.extraction import kept_channels
 from nas.importance import channel_order
-from nas.pruning import PruneConfig, prune_network, score_and_allocate
+from nas.pruning import PruneConfig, compare_reference, prune_network, score_and_allocate
 from search_spaces import SearchSpace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,6 +85,56 @@ def test_compare_fine_tunes_the_uniform_twin_from_the_same_weights(
     assert metrics["uniform_widths"] != pruning.spec.widths
     assert 0 <= metrics["uniform_acc"] <= 100
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # untouched
+    # the allocation is what differs: the reference keeps the criterion's channels
+    assert metrics["reference"] == "uniform widths of the same MACs, bn channels"
+    reference = compare_reference(model, space, pruning, config)
+    assert dict(reference.spec.widths) == metrics["uniform_widths"]
+    assert all(torch.equal(reference.order[u], o) for u, o in pruning.order.items())
+
+
+def test_with_uniform_widths_the_reference_is_the_same_widths_with_random_channels(
+    trained: tuple[SearchSpace, nn.Module], digits: DataBundle
+) -> None:
+    """The uniform twin of a uniform allocation would be the pruned network itself; the
+    reference is then the random criterion's network of the same widths and seed."""
+    space, model = trained
+    assert digits.val is not None and digits.test is not None
+    config = replace(QUICK, criterion="l1", allocation="uniform", compare=True)
+    _, pruning, metrics = prune_network(
+        model, space, digits.train, digits.val, digits.test, config, baseline_acc=0.0
+    )
+    assert metrics["reference"] == "same widths, seeded random channels (seed 0)"
+    assert metrics["uniform_widths"] == metrics["widths"] == pruning.spec.widths
+    reference = compare_reference(model, space, pruning, config)
+    mine, theirs = (
+        kept_channels(pruning.spec, pruning.order),
+        kept_channels(reference.spec, reference.order),
+    )
+    assert any(not torch.equal(mine[u], theirs[u]) for u in mine)  # other channels
+    # the network fine-tuned beside it (here: no epochs) is the random criterion's at seed 0
+    random = replace(config, criterion="random", compare=False)
+    _, _, control = prune_network(
+        model, space, digits.train, digits.val, digits.test, random, baseline_acc=0.0
+    )
+    assert metrics["uniform_acc"] == control["pruned_acc"]
+    assert metrics["uniform_val_acc"] == control["pruned_val_acc"]
+    assert metrics["pruned_acc"] != metrics["uniform_acc"]  # the old twin: the same network
+
+
+def test_the_random_criterion_is_compared_with_random_channels_of_another_seed(
+    trained: tuple[SearchSpace, nn.Module], digits: DataBundle
+) -> None:
+    space, model = trained
+    config = replace(QUICK, criterion="random", allocation="uniform", compare=True, seed=3)
+    assert digits.val is not None
+    pruning = score_and_allocate(model, space, digits.train, digits.val, config)
+    reference = compare_reference(model, space, pruning, config)
+    assert reference.description == "same widths, seeded random channels (seed 4)"
+    mine, theirs = (
+        kept_channels(pruning.spec, pruning.order),
+        kept_channels(reference.spec, reference.order),
+    )
+    assert any(not torch.equal(mine[u], theirs[u]) for u in mine)
 
 
 def test_spec_allocation_keeps_the_given_widths(
@@ -105,10 +156,14 @@ def test_spec_allocation_keeps_the_given_widths(
         ({"allocation": "spec"}, "--allocation spec needs --arch"),
         ({"arch": "arch.json"}, "drop --arch"),
         ({"target_macs": "0.0001"}, "below the smallest resnet20"),
+        (
+            {"compare": True, "from_scratch": True, "finetune_epochs": 1},
+            "its reference would be the same network",
+        ),
     ],
 )
 def test_refusals_come_before_any_work(
-    trained: tuple[SearchSpace, nn.Module], change: dict[str, str], message: str
+    trained: tuple[SearchSpace, nn.Module], change: dict[str, object], message: str
 ) -> None:
     space, _ = trained
     with pytest.raises(ConfigError, match=message):
