@@ -45,9 +45,16 @@ WIDTH_LABELS = {
 }
 
 
-def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) -> None:
+def plot_widths(
+    spec: WidthSpec,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    uniform: WidthSpec | None = None,
+) -> None:
     """Kept width of every unit against its full width, in network order; one colour per kind
-    of unit the space has."""
+    of unit the space has; with ``uniform``, the uniform widths of the same budget beside (a
+    black step line), so one sees which stages the search thinned or widened."""
     from matplotlib.patches import Patch
 
     space = spec.get_space()
@@ -58,6 +65,16 @@ def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) 
     xs = range(len(units))
     ax.bar(xs, [u.max_width for u in units], color="lightgray")
     ax.bar(xs, [spec.widths[u.name] for u in units], color=[WIDTH_COLORS[u.kind] for u in units])
+    if uniform is not None:
+        ax.plot(
+            xs,
+            [uniform.widths[u.name] for u in units],
+            color="black",
+            marker="_",
+            markersize=14,
+            linestyle="none",
+            label=f"uniform width ({uniform.macs_ratio():.1%} of the MACs)",
+        )
     ax.set_xticks(list(xs))
     ax.set_xticklabels([u.name for u in units], rotation=90, fontsize=7)
     ax.set_xlim(-0.6, len(units) - 0.4)
@@ -72,7 +89,8 @@ def plot_widths(spec: WidthSpec, path: str | Path, *, title: str | None = None) 
     kinds = [k for k in WIDTH_COLORS if any(u.kind == k for u in units)]
     handles = [Patch(color="lightgray", label="full width")]
     handles += [Patch(color=WIDTH_COLORS[k], label=WIDTH_LABELS[k]) for k in kinds]
-    ax.legend(handles=handles, fontsize=8, loc="upper left", framealpha=0.9)
+    lines, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, *lines], fontsize=8, loc="upper left", framealpha=0.9)
     save_figure(fig, path)
 
 

@@ -75,6 +75,16 @@ class WidthSpec:
         space = self.get_space()
         return space.macs(self.widths) / space.macs()
 
+    def stage_width_ratios(self) -> dict[str, float]:
+        """Where the channels went: per stage (``stem``, ``layer1``, ...), the mean over its units
+        of width / full width, in network order (informational in ``arch.json``)."""
+        space = self.get_space()
+        groups: dict[str, list[float]] = {}
+        for u in space.units:
+            stage = u.name.split(".")[0] if u.name.startswith("layer") else "stem"
+            groups.setdefault(stage, []).append(self.widths[u.name] / u.max_width)
+        return {stage: sum(r) / len(r) for stage, r in groups.items()}
+
     # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +95,7 @@ class WidthSpec:
             "in_channels": self.in_channels,
             "input_size": list(self.input_size),
             "widths": dict(self.widths),
+            "stage_width_ratios": {k: round(v, 4) for k, v in self.stage_width_ratios().items()},
         }
 
     @classmethod

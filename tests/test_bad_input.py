@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,11 @@ from PIL import Image
 
 import search_spaces
 from nas.cli import main
+from nas.cost import MacsCost
+from nas.errors import ConfigError
 from nas.extraction import extract
+from nas.selection import Band, check_band
+from nas.width_search import SearchConfig
 
 DIGITS: dict[str, Any] = {"num_classes": 10, "in_channels": 1, "input_size": (8, 8)}
 FAST = ["--quiet", "--epochs", "1"]
@@ -45,6 +50,13 @@ SEARCH_FAST = [
     "--finetune-epochs",
     "1",
 ]
+
+
+# A budget above the smallest network that no assignment of the width choices reaches: with two
+# widths per unit (50 % and 100 %), ResNet-20's grid has no network between 50.2 % and 54.6 % of
+# the MACs, and 52.4 % +- 0.5 % lies in that gap (the argmax projection lands there off the grid;
+# test_the_band_gap_is_off_the_grid checks it).
+BAND_GAP = ["--width-ratios", "0.5,1", "--tolerance", "0.005", "--target-macs", "0.524"]
 
 
 class _Payload:
@@ -633,6 +645,32 @@ CASES = [
         ],
         "gates each input",
     ),
+    # -- choosing the final widths (--select) ------------------------------------------------
+    Case(
+        "unknown chooser",
+        lambda a, t: ["search", "--select", "nosuch", "--out", _out(t)],
+        "unknown --select 'nosuch'; choose one of: .*evolution",
+    ),
+    Case(
+        "--select evolution with a population of 1",
+        lambda a, t: ["search", "--select", "evolution", "--population", "1", "--out", _out(t)],
+        "--population must be >= 2, got 1",
+    ),
+    Case(
+        "no calibration images",
+        lambda a, t: ["search", "--calib-images", "0", "--out", _out(t)],
+        "--calib-images must be >= 1, got 0",
+    ),
+    Case(
+        "--select greedy with a budget no narrowing reaches",
+        lambda a, t: ["search", "--select", "greedy", *BAND_GAP, "--out", _out(t), *SEARCH_FAST],
+        r"--select greedy: no narrowing of the width choices reaches the budget \(52\.1%-52\.7%",
+    ),
+    Case(
+        "--select evolution with a budget no candidate reaches",
+        lambda a, t: ["search", "--select", "evolution", *BAND_GAP, "--out", _out(t), *SEARCH_FAST],
+        r"--select evolution: no candidate of the width choices reaches the budget",
+    ),
     # -- criteria pruning (nas prune, nas criteria compare) ------------------------------------
     Case(
         "unknown criterion",
@@ -694,6 +732,15 @@ CASES = [
             _out(t),
         ],
         "below the smallest resnet20",
+    ),
+    Case(
+        "compare a from-scratch uniform pruning with itself",
+        lambda a, t: [
+            "prune",
+            *("--weights", str(a / "full.pt"), "--allocation", "uniform", "--from-scratch"),
+            *("--compare", "--out", _out(t)),
+        ],
+        "its reference would be the same network",
     ),
     Case(
         "prune weights of another space",
@@ -770,6 +817,21 @@ def test_the_catalogue_covers_every_command(assets: Path, tmp_path: Path) -> Non
     expected = {"train", "search", "extract", "rank", "sweep", "transfer", "plot", "profile"}
     expected |= {"prune", "criteria"}
     assert expected <= commands
+
+
+def test_the_band_gap_is_off_the_grid() -> None:
+    """The premise of the --select cases on BAND_GAP: the generic budget check accepts the
+    target (above the smallest network), only the choosers' band check refuses it."""
+    space = search_spaces.create("resnet20", **DIGITS)
+    config = SearchConfig(width_ratios=(0.5, 1.0), tolerance=0.005, target_macs="0.524")
+    target = config.target_for(space)  # not refused
+    choices = config.choices(space)
+    grid = [space.macs(dict(zip(choices, c, strict=True))) for c in product(*choices.values())]
+    band = Band(MacsCost(space), choices, target, config.tolerance)
+    assert min(grid) < band.low and not [m for m in grid if band.low <= m <= band.high]
+    for method in ("evolution", "greedy"):
+        with pytest.raises(ConfigError, match=f"--select {method}: no"):
+            check_band(band, method)
 
 
 # -- a full disk -----------------------------------------------------------------------------

@@ -2,46 +2,53 @@
 
 On real CIFAR-10 images (``cifar10-5k.npz``: 5,085 training and 1,017 test images; see
 ``experiments/make_cifar_subset.py``), for ``resnet20_b`` (stage widths searchable) and
-``resnet20`` (option A: only the block-internal widths), at 50 % and 25 % of the MACs, for
-several seeds and search configurations:
+``resnet20`` (option A: only the block-internal widths), at 25 % and 50 % of the MACs:
 
 1. the full baseline of each space is trained once (``nas search``'s baseline: 30 epochs, lr
-   0.1), on the training split of data seed 0 (so every seed's validation split is unseen by it);
-2. per seed and configuration, one warm-up of the supernet is shared by both targets (the
-   warm-up does not depend on the target: ``nas sweep`` shares it the same way);
-3. per target, the search (``nas.width_search.search_widths``) and what ``nas search
-   --compare`` delivers (``nas.jobs.search.deliver``): the found network fine-tuned with
-   distillation from the baseline, and the **uniform-width network of the same MACs extracted
-   from the same final supernet** (BN statistics recalibrated for its widths), fine-tuned with
-   exactly the same options, teacher, seed and batches. The only difference is the widths.
+   0.1, seed 0; cached);
+2. per space, seed and weight sampling (``--samplings``: ``hard``, ``relaxed``, ``sandwich``)
+   one warm-up of the supernet is shared by the targets (it does not depend on the target), then
+   one search per target (cached and resumable: every chooser of a seed reuses it);
+3. per chooser (``--select``: ``argmax``, ``evolution``, ``greedy``, ``predictor``) the widths
+   are chosen on the validation split (one-shot scores on the supernet, BN statistics recomputed
+   for each candidate), and the delivered network is compared with the **uniform-width network
+   of the same MACs** under two protocols (``--protocols``):
 
-Splits: the search trains its weights on one half of the training split and the architecture
-on the other; the validation split (10 %) trains neither and serves the relaxed/argmax/delivered
-comparison; the **test accuracies are only reported** (nothing here is chosen on them).
+   * ``inherited``: both extracted from the same final supernet (BN recalibrated for their
+     widths) and fine-tuned with distillation from the baseline, the same epochs, options, seed
+     and batches (what ``nas search --compare`` does);
+   * ``scratch`` (Liu et al. 2019, "Rethinking the value of network pruning"): both trained from
+     the same random initialisation seed, the same ``--scratch-epochs``, distillation, options
+     and batches: only the widths differ.
 
-Configurations: ``default`` (this release), ``previous`` (the previous release's search: the
-TAS budget rule with weight 2 and its 5 % band, relaxed Gumbel samples in the weight steps,
-architecture weight decay 1e-3, no crispness term, the greedy projection; run with this
-release's data splits, BN handling and architecture-only backward) and ``sandwich`` (this
-release with ``--weight-sampling sandwich``).
+Splits: the search trains its weights on one half of the training split and its architecture on
+the other; the validation split (10 %) trains nothing and serves every choice; the **test
+accuracies are only reported** (nothing here is chosen on them).
 
-Printed: per space, target and configuration the test accuracy of the searched and the
-uniform network (mean and standard deviation over seeds), the paired difference (mean and
-standard error, and per seed), the MAC ratios, the search diagnostics (argmax MACs before the
-projection, arch_confidence, projection_shift, relaxation gap); then the targets' verdicts.
-Every result is also appended to ``--out/results.jsonl`` as it comes (re-running resumes).
+Printed (and written to ``--out/report.md``): per space, target, sampling, chooser and protocol
+the paired difference delivered - uniform on test (mean, standard error, 95 % confidence
+interval from the t distribution, every seed), the same on validation, the MAC ratios and where
+the channels went (mean width ratio per stage); then the targets' verdicts. Every finished row is
+appended to ``--out/results.jsonl`` with the commit, date, machine, threads, torch version and
+command (re-running resumes: finished rows are skipped). Baselines, warm-ups and searches are
+cached under ``--cache``.
 
-    python experiments/benchmarks/search_quality.py --dataset npz:../shared/data/cifar10-5k.npz
-    python experiments/benchmarks/search_quality.py --dataset npz:../shared/data/cifar10-5k.npz \
-        --spaces resnet20_b --configs default sandwich --seeds 0 1 2     # hard vs sandwich
+    python experiments/benchmarks/search_quality.py --spaces resnet20_b --targets 0.25 \\
+        --seeds 0 1 2 3 4 5 --select argmax evolution
+    python experiments/benchmarks/search_quality.py --report          # the table of what is done
+    python experiments/benchmarks/search_quality.py --quick --dataset digits --out /tmp/sq
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
+import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -54,27 +61,18 @@ from torch import nn
 import nas
 from nas.data import DataBundle, load_data, reseeded
 from nas.engine import loader_state, restore_loader, seed_everything
-from nas.jobs.search import deliver
-from nas.width_search import SearchConfig, search_widths, warm_up
-from search_spaces import SearchSpace
+from nas.jobs.search import deliver, select_network
+from nas.selection import SELECTIONS
+from nas.width_search import SearchConfig, SearchOutcome, search_widths, uniform_twin, warm_up
+from nas.width_search.config import WEIGHT_SAMPLING
+from search_spaces import SearchSpace, WidthSpec
 
+ROOT = Path(__file__).resolve().parents[2]
 SPACES = ("resnet20_b", "resnet20")
-TARGETS = (0.5, 0.25)
-SEEDS = (0, 1, 2)
-CONFIGS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "previous": {
-        "budget": "tas",
-        "budget_weight": 2.0,
-        "budget_band": 0.05,
-        "arch_weight_decay": 1e-3,
-        "weight_sampling": "relaxed",
-        "entropy_weight": 0.0,
-        "projection": "greedy",
-    },
-    "sandwich": {"weight_sampling": "sandwich"},
-}
+TARGETS = (0.25, 0.5)
+PROTOCOLS = ("inherited", "scratch")
 BASELINE_LR = 0.1
+KEY = ("space", "target", "sampling", "select", "protocol", "seed")
 
 
 def train_baseline(space: SearchSpace, data: DataBundle, epochs: int, path: Path) -> nn.Module:
@@ -98,16 +96,29 @@ def run(
     baseline_acc: float,
     config: SearchConfig,
     warmup: Path,
+    search_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """One search at ``config`` and what it delivers with its uniform twin."""
+    """One search at ``config`` and what ``nas search --compare`` delivers with its uniform twin
+    (used by ``method_table.py``)."""
     assert data.val is not None
     fresh = loader_state(data.train)
     start = time.perf_counter()
     outcome = search_widths(
-        baseline, space, data.train, data.val, config=config, warmup=warmup, progress=False
+        baseline,
+        space,
+        data.train,
+        data.val,
+        config=config,
+        warmup=warmup,
+        out_dir=search_dir,
+        resume=search_dir is not None,
+        progress=False,
     )
     search_s = time.perf_counter() - start
     restore_loader(data.train, fresh)
+    outcome, chosen = select_network(
+        outcome, baseline, data.train, data.val, config, progress=False
+    )
     start = time.perf_counter()
     _, metrics = deliver(
         outcome,
@@ -119,7 +130,7 @@ def run(
         baseline_acc=baseline_acc,
         progress=False,
     )
-    metrics |= {
+    metrics |= (chosen.metrics() if chosen is not None else {}) | {
         "search_s": round(search_s, 1),
         "finetune_s": round(time.perf_counter() - start, 1),
         "widths": dict(outcome.spec.widths),
@@ -127,75 +138,190 @@ def run(
     return metrics
 
 
-def mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def report(rows: list[dict[str, Any]]) -> None:
-    keys = sorted({(r["space"], r["target"], r["config"]) for r in rows}, key=str)
-    print()
-    print(
-        "| space | target | config | seeds | searched % | uniform % | searched - uniform "
-        "(mean +- SE) | per seed | MAC ratio searched / uniform | argmax MACs | confidence "
-        "| shift |"
+def trained(
+    outcome: SearchOutcome,
+    spec: WidthSpec,
+    baseline: nn.Module,
+    data: DataBundle,
+    config: SearchConfig,
+    start: dict[str, Any],
+) -> dict[str, Any]:
+    """``spec`` delivered as the product delivers the found network (inherited and fine-tuned,
+    or with ``config.from_scratch`` trained from the seed's initialisation), from the loader
+    state ``start``: test and validation accuracy."""
+    assert data.val is not None
+    restore_loader(data.train, start)
+    t0 = time.perf_counter()
+    _, m = deliver(
+        replace(outcome, spec=spec),
+        baseline,
+        data.train,
+        data.val,
+        data.test,
+        replace(config, compare=False),
+        baseline_acc=0.0,
+        progress=False,
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    verdicts = []
-    for space, target, config in keys:
-        group = sorted(
-            (r for r in rows if (r["space"], r["target"], r["config"]) == (space, target, config)),
-            key=lambda r: r["seed"],
-        )
-        diffs = [r["searched_acc"] - r["uniform_acc"] for r in group]
-        d_mean, d_sd = mean_sd(diffs)
-        se = d_sd / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-        s_mean, s_sd = mean_sd([r["searched_acc"] for r in group])
-        u_mean, u_sd = mean_sd([r["uniform_acc"] for r in group])
-        ratios = [r["macs_ratio"] for r in group]
-        u_ratios = [r["uniform_macs_ratio"] for r in group]
-        print(
-            f"| {space} | {target:g} | {config} | {len(group)} | {s_mean:.2f} +- {s_sd:.2f} | "
-            f"{u_mean:.2f} +- {u_sd:.2f} | {d_mean:+.2f} +- {se:.2f} | "
-            f"{', '.join(f'{d:+.2f}' for d in diffs)} | "
-            f"{min(ratios):.3f}-{max(ratios):.3f} / {statistics.fmean(u_ratios):.3f} | "
-            f"{statistics.fmean(r['argmax_macs_ratio'] for r in group):.3f} | "
-            f"{statistics.fmean(r['arch_confidence'] for r in group):.2f} | "
-            f"{statistics.fmean(r['projection_shift'] for r in group):.2f} |"
-        )
-        if config == "default":
-            goal, rule = (1.0, ">= +1.00") if target <= 0.25 else (0.0, ">= 0.00")
-            verdicts.append(
-                f"target {space} @ {target:g} MACs: searched - uniform {d_mean:+.2f} +- {se:.2f} "
-                f"points ({rule}): {'met' if d_mean >= goal else 'MISSED'}"
-            )
-    print()
-    for line in verdicts:
-        print(line)
+    return {
+        "acc": m["searched_acc"],
+        "val_acc": m["searched_val_acc"],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
+def provenance(threads: int) -> dict[str, Any]:
+    """Where a row was measured: commit, date, machine, threads, torch version, command."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        commit += "-dirty" if dirty else ""
+    except OSError:
+        commit = ""
+    return {
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or platform.node()}",
+        "threads": threads,
+        "torch": torch.__version__,
+        "command": " ".join(["python", "experiments/benchmarks/search_quality.py", *sys.argv[1:]]),
+    }
+
+
+# -- the report -----------------------------------------------------------------------------------
+def t_interval(diffs: Sequence[float]) -> tuple[float, float, float, float]:
+    """Mean, standard error and the 95 % confidence interval (t distribution) of ``diffs``."""
+    from scipy import stats
+
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return mean, math.nan, math.nan, math.nan
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    half = float(stats.t.ppf(0.975, len(diffs) - 1)) * se
+    return mean, se, mean - half, mean + half
+
+
+def report(rows: list[dict[str, Any]]) -> str:
+    """The markdown report of ``rows``: paired differences, validation, where channels went."""
+    out: list[str] = []
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in KEY[:-1]), []).append(r)
+    out.append(
+        "| space | target | sampling | select | protocol | seeds | delivered % | uniform % | "
+        "delivered - uniform, test (mean +- SE) | 95 % CI | per seed | delivered - uniform, "
+        "validation | one-shot beats uniform | MAC ratio delivered / uniform |"
+    )
+    out.append("| --- " * 14 + "|")
+    for key in sorted(groups, key=str):
+        g = sorted(groups[key], key=lambda r: r["seed"])
+        diffs = [r["acc"] - r["uniform_acc"] for r in g]
+        vdiffs = [r["val_acc"] - r["uniform_val_acc"] for r in g]
+        mean, se, lo, hi = t_interval(diffs)
+        vmean, vse, _, _ = t_interval(vdiffs)
+        wins = sum(bool(r.get("beats_uniform_oneshot")) for r in g)
+        out.append(
+            f"| {key[0]} | {key[1]:g} | {key[2]} | {key[3]} | {key[4]} | {len(g)} | "
+            f"{statistics.fmean(r['acc'] for r in g):.2f} | "
+            f"{statistics.fmean(r['uniform_acc'] for r in g):.2f} | "
+            f"**{mean:+.2f}** +- {se:.2f} | [{lo:+.2f}, {hi:+.2f}] | "
+            f"{', '.join(f'{d:+.2f}' for d in diffs)} | {vmean:+.2f} +- {vse:.2f} | "
+            f"{wins}/{len(g)} | {min(r['macs_ratio'] for r in g):.3f}-"
+            f"{max(r['macs_ratio'] for r in g):.3f} / "
+            f"{statistics.fmean(r['uniform_macs_ratio'] for r in g):.3f} |"
+        )
+    out.append("")
+    out.append(
+        "Where the channels went (mean width ratio per stage, delivered / uniform; inherited rows):"
+    )
+    out.append("")
+    for key in sorted(groups, key=str):
+        if key[4] != "inherited":
+            continue
+        g = groups[key]
+        stages = list(g[0]["stage_width_ratios"])
+        cells = []
+        for s in stages:
+            d = statistics.fmean(r["stage_width_ratios"][s] for r in g)
+            u = statistics.fmean(r["uniform_stage_width_ratios"][s] for r in g)
+            cells.append(f"{s} {d:.2f} / {u:.2f}")
+        out.append(f"- {key[0]} @ {key[1]:g}, {key[2]}/{key[3]}: " + ", ".join(cells))
+    return "\n".join(out) + "\n"
+
+
+# -- the benchmark -------------------------------------------------------------------------------
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--dataset", default="npz:../shared/data/cifar10-5k.npz")
     parser.add_argument("--spaces", nargs="+", default=list(SPACES))
     parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--configs", nargs="+", default=["default", "previous"], choices=CONFIGS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--samplings", nargs="+", default=["sandwich"], choices=WEIGHT_SAMPLING)
+    parser.add_argument(
+        "--select", nargs="+", default=["argmax", "evolution"], choices=SELECTIONS.names()
+    )
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--baseline-epochs", type=int, default=30)
     parser.add_argument("--warmup-epochs", type=int, default=5)
-    parser.add_argument("--search-epochs", type=int, default=15)
-    parser.add_argument("--finetune-epochs", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--out", default="runs/search_quality", help="results and caches")
+    parser.add_argument("--search-epochs", type=int, default=12)
+    parser.add_argument("--finetune-epochs", type=int, default=10)
+    parser.add_argument(
+        "--scratch-epochs",
+        type=int,
+        default=20,
+        help="epochs of the from-scratch protocol (both networks)",
+    )
+    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--calib-images", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "experiments/results/search_quality"),
+        help="results.jsonl and report.md (committed)",
+    )
+    parser.add_argument(
+        "--cache",
+        default="runs/search_quality",
+        help="baselines, warm-ups and searches (not committed)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 2/1/1/1 epochs, one seed, a small evolution",
+    )
+    parser.add_argument("--report", action="store_true", help="only print the report")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    if args.quick:
+        args.baseline_epochs, args.warmup_epochs, args.search_epochs = 2, 1, 1
+        args.finetune_epochs, args.scratch_epochs, args.seeds = 1, 1, args.seeds[:1]
+        args.population, args.generations = 4, 1
+    torch.set_num_threads(args.threads)
+    out, cache = Path(args.out), Path(args.cache)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     rows = (
-        [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+        [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+        if results.is_file()
+        else []
     )
-    done = {(r["space"], r["target"], r["config"], r["seed"]) for r in rows}
+    if args.report:
+        text = report(rows)
+        (out / "report.md").write_text(text)
+        print(text)
+        return
+    done = {tuple(r[k] for k in KEY) for r in rows}
     data = load_data(args.dataset, seed=0)
     started = time.perf_counter()
     for space_name in args.spaces:
@@ -206,18 +332,21 @@ def main() -> None:
             input_size=data.input_size,
         )
         baseline = train_baseline(
-            space, data, args.baseline_epochs, out / f"baseline-{space_name}.pt"
+            space, data, args.baseline_epochs, cache / f"baseline-{space_name}.pt"
         )
         baseline_acc = nas.evaluate(baseline, data.test).accuracy
-        print(
-            f"{space_name}: baseline {baseline_acc:.2f} % ({time.perf_counter() - started:.0f} s)",
-            flush=True,
-        )
+        print(f"{space_name}: baseline {baseline_acc:.2f} %", flush=True)
         for seed in args.seeds:
-            # the same splits (data seed 0), the training batches in the order of this seed
             seeded = replace(data, train=reseeded(data.train, seed))
-            for name in args.configs:
-                todo = [t for t in args.targets if (space_name, t, name, seed) not in done]
+            assert seeded.val is not None
+            for sampling in args.samplings:
+                todo = [
+                    (t, s, p)
+                    for t in args.targets
+                    for s in args.select
+                    for p in args.protocols
+                    if (space_name, t, sampling, s, p, seed) not in done
+                ]
                 if not todo:
                     continue
                 base = SearchConfig(
@@ -225,38 +354,111 @@ def main() -> None:
                     warmup_epochs=args.warmup_epochs,
                     search_epochs=args.search_epochs,
                     finetune_epochs=args.finetune_epochs,
-                    compare=True,
-                    **CONFIGS[name],
+                    weight_sampling=sampling,
+                    population=args.population,
+                    generations=args.generations,
+                    calib_images=args.calib_images,
                 )
-                path = out / f"warmup-{space_name}-{name}-{seed}.pt"
-                assert seeded.val is not None
+                warm = cache / f"warmup-{space_name}-{sampling}-{seed}.pt"
                 warm_up(
                     baseline,
                     space,
                     seeded.train,
                     seeded.val,
                     config=base,
-                    path=path,
+                    path=warm,
                     progress=False,
                 )
-                for target in todo:
+                for target in args.targets:
+                    jobs = [(s, p) for t, s, p in todo if t == target]
+                    if not jobs:
+                        continue
                     config = replace(base, target_macs=f"{target:g}")
-                    m = run(space, seeded, baseline, baseline_acc, config, path)
-                    row = {"space": space_name, "target": target, "config": name, "seed": seed, **m}
-                    rows.append(row)
-                    with results.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
-                    print(
-                        f"{space_name} @ {target:g} {name} seed {seed}: searched "
-                        f"{m['searched_acc']:.2f} % ({m['macs_ratio']:.3f}) vs uniform "
-                        f"{m['uniform_acc']:.2f} % ({m['uniform_macs_ratio']:.3f}); confidence "
-                        f"{m['arch_confidence']:.2f}, shift {m['projection_shift']:.2f}, "
-                        f"search {m['search_s']:.0f} s, fine-tune {m['finetune_s']:.0f} s "
-                        f"({time.perf_counter() - started:.0f} s in all)",
-                        flush=True,
+                    fresh = loader_state(seeded.train)
+                    t0 = time.perf_counter()
+                    outcome = search_widths(
+                        baseline,
+                        space,
+                        seeded.train,
+                        seeded.val,
+                        config=config,
+                        warmup=warm,
+                        out_dir=cache / f"search-{space_name}-{sampling}-{target:g}-{seed}",
+                        resume=True,
+                        progress=False,
                     )
-    print(f"\n{time.perf_counter() - started:.0f} s in all")
-    report([r for r in rows if r["space"] in args.spaces and r["config"] in args.configs])
+                    search_s = time.perf_counter() - t0
+                    restore_loader(seeded.train, fresh)
+                    twins: dict[tuple[Any, ...], dict[str, Any]] = {}
+                    for select in dict.fromkeys(s for s, _ in jobs):
+                        chosen_config = replace(config, select=select)
+                        picked, chosen = select_network(
+                            outcome,
+                            baseline,
+                            seeded.train,
+                            seeded.val,
+                            chosen_config,
+                            progress=False,
+                        )
+                        assert chosen is not None
+                        twin = uniform_twin(space, picked.spec.macs(), config)
+                        for protocol in [p for s, p in jobs if s == select]:
+                            pconf = (
+                                replace(
+                                    config, from_scratch=True, finetune_epochs=args.scratch_epochs
+                                )
+                                if protocol == "scratch"
+                                else config
+                            )
+                            mine = trained(outcome, picked.spec, baseline, seeded, pconf, fresh)
+                            tkey = (protocol, tuple(twin.widths.values()))
+                            if tkey not in twins:
+                                twins[tkey] = trained(outcome, twin, baseline, seeded, pconf, fresh)
+                            ref = twins[tkey]
+                            row = {
+                                "space": space_name,
+                                "target": target,
+                                "sampling": sampling,
+                                "select": select,
+                                "protocol": protocol,
+                                "seed": seed,
+                                "acc": mine["acc"],
+                                "val_acc": mine["val_acc"],
+                                "uniform_acc": ref["acc"],
+                                "uniform_val_acc": ref["val_acc"],
+                                "macs_ratio": picked.spec.macs_ratio(),
+                                "uniform_macs_ratio": twin.macs_ratio(),
+                                "widths": dict(picked.spec.widths),
+                                "uniform_widths": dict(twin.widths),
+                                "stage_width_ratios": picked.spec.stage_width_ratios(),
+                                "uniform_stage_width_ratios": twin.stage_width_ratios(),
+                                "baseline_acc": baseline_acc,
+                                "arch_confidence": outcome.arch_confidence,
+                                "argmax_macs_ratio": space.macs(outcome.argmax_widths)
+                                / space.macs(),
+                                "search_s": round(search_s, 1),
+                                "train_s": mine["seconds"],
+                                "epochs": pconf.finetune_epochs,
+                                **chosen.metrics(),
+                                **provenance(args.threads),
+                            }
+                            rows.append(row)
+                            with results.open("a") as f:
+                                f.write(json.dumps(row) + "\n")
+                            print(
+                                f"{space_name} @ {target:g} {sampling}/{select} {protocol} seed "
+                                f"{seed}: delivered {row['acc']:.2f} % ({row['macs_ratio']:.3f})"
+                                f" vs uniform {row['uniform_acc']:.2f} % (val "
+                                f"{row['val_acc']:.2f} vs {row['uniform_val_acc']:.2f}; one-shot"
+                                f" loss {row['oneshot_val_loss']:.3f} vs "
+                                f"{row['uniform_oneshot_val_loss']:.3f}) "
+                                f"({time.perf_counter() - started:.0f} s in all)",
+                                flush=True,
+                            )
+    text = report(rows)
+    (out / "report.md").write_text(text)
+    print(f"\n{time.perf_counter() - started:.0f} s in all\n")
+    print(text)
 
 
 if __name__ == "__main__":

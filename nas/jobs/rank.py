@@ -39,7 +39,7 @@ from nas.selection import (
     select_with_predictor,
     undefined_note,
 )
-from nas.supernet import CALIBRATION_BATCHES, take_batches
+from nas.supernet import take_images
 from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchConfig
 from predictors import GraphEncoder
 
@@ -113,7 +113,7 @@ def run_rank(
         encoder, strategy.choices, target, search_config.tolerance, config, cost=cost
     )
     teacher = load_model(run / "baseline") if (run / "baseline" / "arch.json").is_file() else None
-    calibration = take_batches(data.train, CALIBRATION_BATCHES)
+    calibration = take_images(data.train, search_config.calib_images)
     with run_output(out, overwrite=overwrite, inputs=inputs), torch_threads(count):
         write_yaml(
             out / "args.yaml",

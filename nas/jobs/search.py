@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 import search_spaces
+from nas.cost import CostModel, MacsCost
 from nas.data import DataBundle
 from nas.engine import (
     TrainConfig,
@@ -28,6 +29,7 @@ from nas.engine import (
     uniform_twin_at_cost,
 )
 from nas.engine.config import ParallelOptions
+from nas.errors import ConfigError
 from nas.extraction import save_model
 from nas.gates.deploy import calibrate_gates, conditional_macs, save_conditional
 from nas.io import write_json
@@ -46,7 +48,7 @@ from nas.jobs.common import (
 from nas.jobs.format import human
 from nas.plots import plot_search_curves, plot_widths
 from nas.rundir import run_output
-from nas.selection import SELECTIONS, Selection, SelectionRequest, check_pool_band
+from nas.selection import Band, Choice, SelectionRequest, check_band, check_pool_band, choose
 from nas.width_search import (
     SearchConfig,
     SearchOutcome,
@@ -96,10 +98,13 @@ def search(
         size = input_size or _batch_size_hw(train_loader)
         space = search_spaces.identify(model, input_size=size)
     check_compare(space, cfg)  # refused before any work
+    check_select(space, cfg, cfg.cost_model(space))
     eval_loader = test_loader if test_loader is not None else val_loader
     baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
     outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
-    outcome = select_network(outcome, model, train_loader, val_loader, cfg, progress=progress)[0]
+    outcome, chosen = select_network(
+        outcome, model, train_loader, val_loader, cfg, progress=progress
+    )
     small, metrics = deliver(
         outcome,
         model,
@@ -110,6 +115,8 @@ def search(
         baseline_acc=baseline_acc,
         progress=progress,
     )
+    if chosen is not None:
+        metrics |= chosen.metrics()
     return SearchResult(outcome.spec, small, metrics, outcome.records)
 
 
@@ -211,14 +218,20 @@ def select_network(
     config: SearchConfig,
     *,
     progress: bool = True,
-) -> tuple[SearchOutcome, Selection | None]:
-    """The final widths by ``config.select`` (:data:`~nas.selection.SELECTIONS`): the outcome
-    with the chosen spec, and what the method returned (None for the projected argmax)."""
+) -> tuple[SearchOutcome, Choice | None]:
+    """The final widths by ``config.select`` (:data:`~nas.selection.SELECTIONS`), scored on the
+    supernet beside the uniform width of the budget: the outcome with the chosen spec, and the
+    :class:`~nas.selection.Choice` (None for a conditional network, whose widths change per
+    input)."""
+    if not outcome.static and outcome.conditional is not None:
+        return outcome, None
     space = outcome.spec.get_space()
+    cost = outcome.cost
+    target = config.cost_target(space, cost)
     request = SelectionRequest(
         supernet=outcome.supernet,
         choices=outcome.strategy.choices,
-        target=config.cost_target(space, outcome.cost),
+        target=target,
         tolerance=config.tolerance,
         calibration=outcome.calibration,
         train_loader=train_loader,
@@ -227,13 +240,52 @@ def select_network(
         finetune=config.finetune_config(),
         distill=config.distill(),
         rank=config.rank_config(),
+        initial=outcome.spec,
+        uniform=uniform_reference(space, config, cost),
+        log_probs=outcome.strategy.choice_log_probs(),
+        population=config.population,
+        generations=config.generations,
+        seed=config.seed,
         progress=progress,
-        cost=outcome.cost,
+        cost=cost,
     )
-    selection = SELECTIONS.get(config.select)(request)
-    if selection is None:
-        return outcome, None
-    return replace(outcome, spec=selection.spec), selection
+    chosen = choose(config.select, request)
+    return replace(outcome, spec=chosen.spec), chosen
+
+
+def uniform_reference(
+    space: SearchSpace, config: SearchConfig, cost: CostModel | None = None
+) -> WidthSpec:
+    """The uniform widths of the budget that a chooser's pick is scored beside: ``--compare``'s
+    twin at the target where one lies in the band, else the nearest uniform widths in MACs."""
+    try:
+        if cost is None or cost.name == "macs":
+            return uniform_twin(
+                space, config.target_for(space), config, multiple=config.width_multiple
+            )
+        target = config.cost_target(space, cost)
+        return uniform_twin_at_cost(
+            cost, target, target, config.tolerance, multiple=config.width_multiple
+        )
+    except ConfigError:  # none in the band: the uniform widths nearest to the target
+        cost = cost or MacsCost(space)
+        target = config.cost_target(space, cost)
+        nearest = min(
+            (space.uniform_widths_for_macs(i / 200, config.width_multiple) for i in range(1, 201)),
+            key=lambda w: abs(cost.exact(w) - target),
+        )
+        return space.spec(nearest)
+
+
+def check_select(space: SearchSpace, config: SearchConfig, cost: CostModel) -> None:
+    """Refuse, before any work, a budget the ``--select`` chooser cannot land in: no assignment
+    of the width choices in its band (the predictor's pool band, or the projection's)."""
+    target = config.cost_target(space, cost)
+    choices = config.choices(space)
+    if config.select == "predictor":
+        check_pool_band(space, choices, target, config.tolerance, config.rank_config(), cost)
+    elif config.select in ("evolution", "greedy"):
+        check_band(Band(cost, choices, target, config.tolerance), config.select)
 
 
 def _batch_size_hw(loader: Iterable[Any]) -> tuple[int, int]:
@@ -265,10 +317,8 @@ def run_search(
     data, space = search_data(o, c.seed)
     # impossible budgets and foreign latency tables fail before anything is written
     cost = c.cost_model(space, threads)
-    target = c.cost_target(space, cost)
+    check_select(space, c, cost)  # the target too (cost_target refuses what no network reaches)
     check_compare(space, c, cost)
-    if c.select == "predictor":
-        check_pool_band(space, c.choices(space), target, c.tolerance, c.rank_config(), cost)
     initial = initial_weights(o.weights, space)
     resolved = resolved_args(o, c, data.describe())
     with (
@@ -313,12 +363,12 @@ def _search_to_dir(
         warmup=warmup,
         progress=o.progress,
     )
-    outcome, selection = select_network(
+    outcome, chosen = select_network(
         outcome, baseline, data.train, data.val, c, progress=o.progress
     )
-    if selection is not None:
-        selection.predictor.save(out / "predictor.pt")
-        write_json(out / "selection.json", selection.summary())  # rank settings, pool, top-k
+    if chosen is not None and chosen.predictor is not None:
+        chosen.predictor.save(out / "predictor.pt")
+        write_json(out / "selection.json", chosen.details)  # rank settings, pool, top-k
     small, metrics = deliver(
         outcome,
         baseline,
@@ -331,6 +381,8 @@ def _search_to_dir(
         resume=o.resume,
         progress=o.progress,
     )
+    if chosen is not None:
+        metrics |= chosen.metrics()
     metrics |= {
         "dataset": o.dataset,
         "baseline_macs": space.macs(),
@@ -343,7 +395,8 @@ def _search_to_dir(
         save_conditional(outcome.conditional, space, group, out / "conditional")
     write_json(out / "metrics.json", metrics)
     if outcome.static:
-        plot_widths(outcome.spec, out / "widths.png")
+        uniform = chosen.uniform_spec if chosen is not None else None
+        plot_widths(outcome.spec, out / "widths.png", uniform=uniform)
     plot_search_curves(outcome.records, metrics["target_macs_ratio"], out / "search_curves.png")
     return metrics
 
@@ -366,6 +419,12 @@ def _cli(options: RunOptions, config: SearchConfig, parallel: ParallelOptions) -
             f"; uniform width {m['uniform_acc']:.2f} % at {human(m['uniform_macs'])} MACs "
             f"({m['uniform_macs_ratio']:.1%})"
             if "uniform_acc" in m
+            else ""
+        )
+        + (
+            f"; on validation nothing beat uniform width (one-shot loss "
+            f"{m['oneshot_val_loss']:.3f} against uniform's {m['uniform_oneshot_val_loss']:.3f})"
+            if m.get("beats_uniform_oneshot") is False
             else ""
         )
         + f"; relaxation gap {m['relaxation_gap']:+.2f} points; search "

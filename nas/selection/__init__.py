@@ -5,12 +5,17 @@ Scoring a sub-network with inherited supernet weights is cheap but noisy; a GCN 
 2021). Modules: ``config`` (:class:`RankConfig`), ``sampler`` (distinct widths, uniform or in a
 MAC band), ``scoring`` (supernet scores, fitting the GCN), ``proxies`` (synflow),
 ``predictor`` (:func:`select_with_predictor`), ``evidence`` (rank correlations with stand-alone
-training) and ``methods`` (the :data:`SELECTIONS` registry: ``argmax``, ``predictor``).
+training), ``candidates`` (:class:`CandidateScorer`: one-shot validation scores of width
+assignments, BN statistics recomputed for each), ``choosers`` (evolution, greedy slimming) and
+``methods`` (the :data:`SELECTIONS` registry: ``argmax``, ``evolution``, ``greedy``,
+``predictor``; :func:`choose`).
 """
 
+from nas.selection.candidates import CandidateScorer
+from nas.selection.choosers import Band, check_band
 from nas.selection.config import MIN_HOLDOUT, MIN_SAMPLES, SAMPLING, RankConfig
 from nas.selection.evidence import ranking_evidence, undefined_note
-from nas.selection.methods import SELECTIONS, SelectionRequest
+from nas.selection.methods import SELECTIONS, Choice, SelectionRequest, choose
 from nas.selection.predictor import (
     Selection,
     cost_fields,
@@ -35,12 +40,17 @@ __all__ = [
     "MIN_SAMPLES",
     "SAMPLING",
     "SELECTIONS",
+    "Band",
+    "CandidateScorer",
+    "Choice",
     "RankConfig",
     "Selection",
     "SelectionRequest",
     "WidthSampler",
     "as_dict",
+    "check_band",
     "check_pool_band",
+    "choose",
     "cost_fields",
     "cost_key",
     "delivered_quality",

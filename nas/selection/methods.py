@@ -1,36 +1,52 @@
-"""How the final widths of a search are chosen: the registry of selection methods.
+"""How the final widths of a search are chosen: the registry of choosers (``--select``).
 
-``argmax`` keeps the strategy's most probable widths, projected onto the budget (the search
-already did that: nothing to do); ``predictor`` picks the best of a GCN predictor's top-k
-(:func:`~nas.selection.predictor.select_with_predictor`). The search job looks the method up
-here by the ``--select`` name.
+* ``argmax``: the strategy's most probable widths, projected onto the budget (what the search
+  itself delivers);
+* ``evolution``: an evolution of candidates scored on the supernet, seeded with the argmax, the
+  uniform width and samples of the learned distribution (:func:`~nas.selection.choosers.evolve`);
+* ``greedy``: AutoSlim's slimming from the full width (:func:`~nas.selection.choosers.slim`);
+* ``predictor``: the best of a GCN predictor's top-k, each fine-tuned briefly
+  (:func:`~nas.selection.predictor.select_with_predictor`).
+
+Whatever the chooser, the delivered widths and the **uniform width of the same budget** are both
+scored on the supernet (validation loss and accuracy, BN statistics recomputed for each): the
+:class:`Choice` says whether the search found anything better than uniform width on validation.
+The search job looks the chooser up here by the ``--select`` name.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
-from nas.engine import Distillation, TrainConfig
+from nas.cost import MacsCost
+from nas.engine import Distillation, EvalResult, TrainConfig
 from nas.registry import Registry
+from nas.selection.candidates import CandidateScorer
+from nas.selection.choosers import Band, evolve, slim
 from nas.selection.config import RankConfig
-from nas.selection.predictor import Selection, select_with_predictor
+from nas.selection.predictor import select_with_predictor
 from nas.supernet import Supernet
+from predictors import Predictor
+from search_spaces import WidthSpec
 
 if TYPE_CHECKING:
     from nas.cost import CostModel
 
-__all__ = ["SELECTIONS", "SelectionRequest"]
+__all__ = ["SELECTIONS", "Choice", "SelectionRequest", "choose"]
 
 
 @dataclass
 class SelectionRequest:
-    """What a selection method may use: the searched supernet and its width choices, the budget
-    (``target`` in the unit of ``cost``: MACs when it is None or counts MACs), the data, the
-    teacher and the fine-tuning options."""
+    """What a chooser may use: the searched supernet and its width choices, the search's
+    projected argmax (``initial``) and its learned log-probabilities, the uniform-width spec of
+    the budget, the budget (``target`` in the unit of ``cost``: MACs when it is None or counts
+    MACs), the data, the teacher and the fine-tuning options."""
 
     supernet: Supernet
     choices: Mapping[str, Sequence[int]]
@@ -43,25 +59,136 @@ class SelectionRequest:
     finetune: TrainConfig
     distill: Distillation
     rank: RankConfig
+    initial: WidthSpec | None = None  # the projected argmax (default: the uniform spec)
+    uniform: WidthSpec | None = None  # the uniform widths of the budget (default: of the MACs)
+    log_probs: Mapping[str, Tensor] | None = None  # per unit over its choices (default: flat)
+    population: int = 16
+    generations: int = 8
+    seed: int = 0
     progress: bool = True
     cost: CostModel | None = None
+    scorer: CandidateScorer | None = None  # made on first use
+
+    def get_cost(self) -> CostModel:
+        return self.cost if self.cost is not None else MacsCost(self.supernet.space)
+
+    def get_scorer(self) -> CandidateScorer:
+        if self.scorer is None:
+            self.scorer = CandidateScorer(
+                self.supernet, self.calibration, self.val_loader, self.finetune.device
+            )
+        return self.scorer
+
+    def band(self) -> Band:
+        return Band(self.get_cost(), self.choices, self.target, self.tolerance)
+
+    def uniform_spec(self) -> WidthSpec:
+        if self.uniform is not None:
+            return self.uniform
+        space = self.supernet.space
+        cost = self.get_cost()
+        return space.spec(space.uniform_widths_for_macs(min(1.0, self.target / cost.full())))
+
+    def initial_spec(self) -> WidthSpec:
+        return self.initial if self.initial is not None else self.uniform_spec()
 
 
-SelectionMethod = Callable[[SelectionRequest], Selection | None]
-SELECTIONS: Registry[SelectionMethod] = Registry("selection method")
+@dataclass
+class Choice:
+    """The chosen widths, how they compare with uniform width on the supernet (validation loss
+    and accuracy, BN statistics recomputed for each), and what the chooser did."""
+
+    method: str
+    spec: WidthSpec
+    delivered: EvalResult  # one-shot validation score of the chosen widths
+    uniform: EvalResult  # ... of the uniform widths of the budget
+    uniform_spec: WidthSpec
+    scored: int  # distinct candidates scored on the supernet (the uniform one included)
+    seconds: float
+    details: dict[str, Any] = field(default_factory=dict)  # selection.json (predictor)
+    predictor: Predictor | None = None
+
+    @property
+    def beats_uniform(self) -> bool:
+        """Whether the chosen widths score better than uniform width (lower validation loss)."""
+        return self.delivered.loss < self.uniform.loss
+
+    def metrics(self) -> dict[str, Any]:
+        """What ``metrics.json`` gains."""
+        return {
+            "select": self.method,
+            "oneshot_val_acc": self.delivered.accuracy,
+            "oneshot_val_loss": self.delivered.loss,
+            "uniform_oneshot_val_acc": self.uniform.accuracy,
+            "uniform_oneshot_val_loss": self.uniform.loss,
+            "beats_uniform_oneshot": self.beats_uniform,
+            "candidates_scored": self.scored,
+            "selection_seconds": round(self.seconds, 2),
+        }
+
+
+Chooser = Callable[[SelectionRequest], tuple[WidthSpec, dict[str, Any], Predictor | None]]
+SELECTIONS: Registry[Chooser] = Registry("selection method")
+
+
+def choose(name: str, request: SelectionRequest) -> Choice:
+    """The widths chooser ``name`` picks, scored beside the uniform width on the supernet."""
+    start = time.perf_counter()
+    spec, details, predictor = SELECTIONS.get(name)(request)
+    scorer = request.get_scorer()
+    uniform_spec = request.uniform_spec()
+    uniform = scorer.score(uniform_spec)
+    delivered = scorer.score(spec)
+    return Choice(
+        name,
+        spec,
+        delivered,
+        uniform,
+        uniform_spec,
+        scorer.scored,
+        time.perf_counter() - start,
+        details,
+        predictor,
+    )
 
 
 @SELECTIONS.register("argmax")
-def argmax(request: SelectionRequest) -> Selection | None:
+def argmax(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Predictor | None]:
     """The projected argmax of the strategy (the search's own result)."""
-    return None
+    return request.initial_spec(), {}, None
+
+
+@SELECTIONS.register("evolution")
+def evolution(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Predictor | None]:
+    """The best candidate of an evolution scored on the supernet (validation loss)."""
+    r = request
+    space = r.supernet.space
+    flat = {u: _flat(len(c)) for u, c in r.choices.items()}
+    widths = evolve(
+        r.get_scorer(),
+        r.band(),
+        [dict(r.initial_spec().widths), dict(r.uniform_spec().widths)],
+        r.log_probs if r.log_probs is not None else flat,
+        population=r.population,
+        generations=r.generations,
+        seed=r.seed,
+        progress=r.progress,
+    )
+    return space.spec(widths), {}, None
+
+
+@SELECTIONS.register("greedy")
+def greedy(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Predictor | None]:
+    """AutoSlim's greedy slimming from the full width, scored on the supernet."""
+    widths = slim(request.get_scorer(), request.band(), progress=request.progress)
+    return request.supernet.space.spec(widths), {}, None
 
 
 @SELECTIONS.register("predictor")
-def predictor(request: SelectionRequest) -> Selection | None:
+def predictor(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Predictor | None]:
     """The best of a GCN predictor's top-k, each fine-tuned briefly."""
     r = request
-    return select_with_predictor(
+    selection = select_with_predictor(
         r.supernet,
         r.choices,
         r.target,
@@ -75,4 +202,10 @@ def predictor(request: SelectionRequest) -> Selection | None:
         distill=r.distill,
         progress=r.progress,
         cost=r.cost,
+        scorer=r.get_scorer(),
     )
+    return selection.spec, selection.summary(), selection.predictor
+
+
+def _flat(n: int) -> Tensor:
+    return torch.full((n,), -float(torch.tensor(n).log()))

@@ -22,6 +22,7 @@ from nas.engine import (
     train_model,
 )
 from nas.io import json_safe
+from nas.selection.candidates import CandidateScorer
 from nas.selection.config import RankConfig
 from nas.selection.sampler import as_dict, pool_band, sample_pool
 from nas.selection.scoring import fit_on_supernet
@@ -83,6 +84,7 @@ def select_with_predictor(
     pool: Tensor | None = None,
     progress: bool = True,
     cost: CostModel | None = None,
+    scorer: CandidateScorer | None = None,
 ) -> Selection:
     """Fit the GCN on supernet scores, rank a pool under the budget, fine-tune the top-k
     briefly (each extracted with BN statistics recalibrated for its widths) and return the best
@@ -101,7 +103,7 @@ def select_with_predictor(
         pool = sample_pool(encoder, choices, target, tolerance, config, cost=cost)
     device = finetune.device
     predictor, widths, scores = fit_on_supernet(
-        supernet, choices, target, calibration, val_loader, config, device, progress, cost
+        supernet, choices, target, calibration, val_loader, config, device, progress, cost, scorer
     )
     predicted = predictor.predict(pool)
     top = torch.argsort(predicted, descending=True)[: config.top_k]

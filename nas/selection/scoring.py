@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
-from nas.engine import evaluate
 from nas.errors import ConfigError
+from nas.selection.candidates import CandidateScorer
 from nas.selection.config import MIN_SAMPLES, RankConfig
 from nas.selection.sampler import _one_thread, as_dict, sample_widths, scoring_band
-from nas.supernet import Supernet, recalibrate_bn
+from nas.supernet import Supernet
 from predictors import GraphEncoder, Predictor, fit_predictor
 
 if TYPE_CHECKING:
@@ -23,7 +22,6 @@ __all__ = ["fit_on_supernet", "score_subnets"]
 
 
 # -- scores --------------------------------------------------------------------------------------
-@torch.no_grad()
 def score_subnets(
     supernet: Supernet,
     encoder: GraphEncoder,
@@ -33,17 +31,16 @@ def score_subnets(
     device: torch.device | str,
     *,
     progress: bool = True,
+    scorer: CandidateScorer | None = None,
 ) -> Tensor:
     """The score of each sub-network with the supernet's weights: its negative mean validation
     loss (higher = better; a loss has far fewer ties than an accuracy on a few hundred images),
-    each after recalibrating BN statistics on ``calibration`` batches."""
-    scores = []
-    for row in tqdm(widths, desc="score sub-networks", disable=not progress, leave=False):
-        supernet.set_widths(as_dict(encoder, row))
-        recalibrate_bn(supernet, calibration, device)
-        scores.append(-evaluate(supernet, val_loader, device=device).loss)
-    supernet.set_masks(None)
-    return torch.tensor(scores)
+    each after recomputing its BN statistics on ``calibration`` batches
+    (:class:`~nas.selection.candidates.CandidateScorer`; pass one to share its cache)."""
+    scorer = scorer or CandidateScorer(supernet, calibration, val_loader, device)
+    rows = [as_dict(encoder, row) for row in widths]
+    results = scorer.score_many(rows, progress=progress, desc="score sub-networks")
+    return torch.tensor([-r.loss for r in results])
 
 
 def fit_on_supernet(
@@ -56,6 +53,7 @@ def fit_on_supernet(
     device: torch.device | str,
     progress: bool = True,
     cost: CostModel | None = None,
+    scorer: CandidateScorer | None = None,
 ) -> tuple[Predictor, Tensor, Tensor]:
     """Sample and score sub-networks (in the band of ``target``, in MACs or ``cost``'s unit),
     fit the GCN on the scores."""
@@ -75,7 +73,7 @@ def fit_on_supernet(
             "uniformly, --sampling uniform; or change the search's --width-ratios)"
         )
     scores = score_subnets(
-        supernet, encoder, widths, calibration, val_loader, device, progress=progress
+        supernet, encoder, widths, calibration, val_loader, device, progress=progress, scorer=scorer
     )
     with _one_thread():
         predictor = fit_predictor(encoder, widths, scores, config.predictor())

@@ -11,6 +11,7 @@ from nas.supernet.calibration import (
     frozen_bn_statistics,
     recalibrate_bn,
     take_batches,
+    take_images,
 )
 from nas.supernet.masked_bn import MaskedBatchNorm2d
 from nas.supernet.network import Supernet, make_maskable, nested_masks, width_choices
@@ -25,5 +26,6 @@ __all__ = [
     "nested_masks",
     "recalibrate_bn",
     "take_batches",
+    "take_images",
     "width_choices",
 ]

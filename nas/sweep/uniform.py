@@ -14,7 +14,7 @@ from nas.engine import evaluate, seed_everything, uniform_twin_at_cost
 from nas.extraction import save_model
 from nas.io import read_json, write_json
 from nas.jobs.common import RunOptions, load_search_run, load_supernet
-from nas.supernet import CALIBRATION_BATCHES, extract_at, take_batches
+from nas.supernet import extract_at, take_images
 from nas.sweep.config import AXES, CostAxis, SweepConfig
 from nas.sweep.pareto import LATENCY_METRICS, OBJECTIVE
 from nas.width_search import SearchConfig, finetune
@@ -83,7 +83,7 @@ def uniform_point(
         small = space.build(spec.widths)
     else:
         supernet, _ = load_supernet(run_dir, space, config)
-        small = extract_at(supernet, spec, take_batches(data.train, CALIBRATION_BATCHES))
+        small = extract_at(supernet, spec, take_images(data.train, config.calib_images))
         del supernet
     seed_everything(config.seed)
     finetune(small, teacher, data.train, data.val, config=config, progress=progress)

@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from nas.engine.batchnorm import DEFAULT_CALIBRATION_IMAGES
 from nas.engine.finetuning import MIN_TOLERANCE, FinetuneConfig
 from nas.errors import ConfigError
 from nas.options import MAX_EPOCHS, option
@@ -72,10 +73,11 @@ class SearchConfig(FinetuneConfig):
     schedule: str = option("exponential", "temperature schedule", choices="nas.gates:SCHEDULES")
     hard: bool = option(False, "straight-through hard Gumbel samples in the architecture steps")
     weight_sampling: str = option(
-        "hard",
-        "widths of the weight steps: one hard (discrete) sample from the distribution, a relaxed "
-        "(soft) one, or the sandwich rule (largest, smallest and --sandwich-samples hard samples, "
-        "distilled in place from the largest)",
+        "sandwich",
+        "widths of the weight steps: the sandwich rule (largest, smallest and --sandwich-samples "
+        "networks with every unit's width drawn at random, distilled in place from the "
+        "largest), one hard (discrete) sample from the learned distribution, or a relaxed "
+        "(soft) one",
         choices=WEIGHT_SAMPLING,
     )
     sandwich_samples: int = option(
@@ -151,9 +153,20 @@ class SearchConfig(FinetuneConfig):
     )
     select: str = option(
         "argmax",
-        "final widths: projected argmax of the logits, or the best of a GCN predictor's top-k "
-        "(see nas rank)",
+        "how the final widths are chosen: the projected argmax of the logits, evolution or "
+        "greedy slimming on candidates scored on the supernet (validation loss), or the best "
+        "of a GCN predictor's top-k (see nas rank)",
         choices="nas.selection:SELECTIONS",
+    )
+    calib_images: int = option(
+        DEFAULT_CALIBRATION_IMAGES,
+        "training images on which a candidate's BatchNorm statistics are recomputed before it "
+        "is scored or extracted from the supernet",
+        ge=1,
+    )
+    population: int = option(16, "--select evolution: candidates per generation", ge=2)
+    generations: int = option(
+        8, "--select evolution: generations after the first", ge=0, le=MAX_EPOCHS
     )
     rank_samples: int = option(
         200, "--select predictor: sub-networks scored to fit the GCN", ge=MIN_SAMPLES
@@ -197,10 +210,10 @@ class SearchConfig(FinetuneConfig):
                 "a conditional network whose gates were learned with its weights (add --static)"
             )
         self._check_cost(per_input)
-        if per_input and self.select == "predictor":
+        if per_input and self.select != "argmax":
             raise ConfigError(
-                f"--select predictor ranks static width assignments; --strategy {self.strategy} "
-                "gates each input (use --select argmax)"
+                f"--select {self.select} chooses static width assignments; --strategy "
+                f"{self.strategy} gates each input (use --select argmax)"
             )
         super().check()
 

@@ -90,6 +90,7 @@ def summarize(
             "target_macs_ratio": None if target is None else target / space.macs(),
             "params": space.params(outcome.spec.widths),
             "params_ratio": space.params(outcome.spec.widths) / space.params(),
+            "stage_width_ratios": outcome.spec.stage_width_ratios(),
             "arch_confidence": outcome.arch_confidence,
             "argmax_macs_ratio": space.macs(outcome.argmax_widths) / space.macs(),
             "projection_shift": outcome.projection_shift,

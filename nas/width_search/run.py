@@ -8,8 +8,10 @@ the other (``arch_fraction`` of it, shuffled, a fresh batch every step); the val
 * **weight step** (SGD on the weights): the masks of a hard (discrete) sample of the width
   distribution (``weight_sampling="hard"``), a relaxed Gumbel-softmax sample (``"relaxed"``),
   or the sandwich rule (``"sandwich"``: the largest network on the labels, the smallest and
-  ``sandwich_samples`` hard samples distilled in place from the largest, as in AutoSlim and
-  BigNAS, one SGD step for all);
+  ``sandwich_samples`` random networks distilled in place from the largest, as in AutoSlim and
+  BigNAS, one SGD step for all; each random member draws every unit's width uniformly and
+  independently over its choices, so the supernet trains the whole space, not the one network
+  the learned distribution concentrates on, and not only uniform networks);
 * **architecture step** (Adam on the architecture parameters): a Gumbel-softmax sample at the
   annealed temperature (straight-through hard with ``hard``), BN normalising with the batch's
   statistics but leaving the running ones untouched, and a backward pass into the architecture
@@ -37,11 +39,10 @@ from nas.extraction import permute_channels
 from nas.gates import GateStrategy, temperature
 from nas.gates.deploy import calibrate_gates, conditional_network
 from nas.supernet import (
-    CALIBRATION_BATCHES,
     Supernet,
     frozen_bn_statistics,
     recalibrate_bn,
-    take_batches,
+    take_images,
 )
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchOutcome, SearchRecord
@@ -97,7 +98,7 @@ class SearchRun:
         )
         self.full_macs = supernet.space.macs()
         self.smallest = {u: min(c) for u, c in strategy.choices.items()}
-        self.calibration = take_batches(weight_loader, CALIBRATION_BATCHES)
+        self.calibration = take_images(weight_loader, config.calib_images)
         self.records: list[SearchRecord] = []
         self.seconds = 0.0
 
@@ -166,24 +167,25 @@ class SearchRun:
         return float(total[0]) / n
 
     def _sandwich(self, x: Tensor, y: Tensor, tau: float, weight: float) -> Tensor:
-        """Largest network on the labels; the smallest and hard samples distilled in place from
-        its outputs; gradients accumulated for one step (every loss times ``weight``, this
-        rank's share of the batch)."""
+        """Largest network on the labels; the smallest and ``sandwich_samples`` random members
+        (:meth:`random_widths`) distilled in place from its outputs; gradients accumulated for
+        one step (every loss times ``weight``, this rank's share of the batch)."""
         self.supernet.set_masks(None)
         largest = self.supernet(x)
         loss = F.cross_entropy(largest, y)
         (loss * weight).backward()
         teacher = largest.detach()
         for i in range(1 + self.config.sandwich_samples):
-            with torch.no_grad():
-                if i == 0:
-                    self.supernet.set_widths(self.smallest)
-                else:
-                    self.strategy.gate("hard", tau)
+            self.supernet.set_widths(self.smallest if i == 0 else self.random_widths())
             distill = kd_loss(self.supernet(x), teacher, y, alpha=1.0, temperature=1.0)
             (distill * weight).backward()
         self.supernet.set_masks(None)
         return loss
+
+    def random_widths(self) -> dict[str, int]:
+        """One random member of the sandwich: every unit's width drawn uniformly and
+        independently over its choices (torch's generator: seeded, checkpointed)."""
+        return {u: c[int(torch.randint(len(c), ()))] for u, c in self.strategy.choices.items()}
 
     def arch_step(self, x: Tensor, y: Tensor, tau: float, progress: float) -> tuple[float, float]:
         """One Adam step on the architecture parameters; returns (cross-entropy, budget loss).

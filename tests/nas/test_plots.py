@@ -174,3 +174,23 @@ def test_pareto_refuses_a_run_that_is_not_a_search_or_prune(
     err = capsys.readouterr().err
     assert code == 2 and "not written by nas search or nas prune" in err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_the_widths_plot_draws_the_uniform_widths_beside(
+    tmp_path: Path, figures: list[Figure]
+) -> None:
+    sp = search_spaces.create("resnet20_b")
+    found = sp.spec({u.name: max(1, u.max_width // (2 + i % 3)) for i, u in enumerate(sp.units)})
+    uniform = sp.spec(sp.uniform_widths(0.5))
+    plot_widths(found, tmp_path / "widths.png", uniform=uniform)
+    (fig,) = figures
+    ax = fig.axes[0]
+    (line,) = ax.get_lines()  # one marker per unit at its uniform width
+    assert [float(v) for v in np.asarray(line.get_ydata())] == [
+        uniform.widths[u.name] for u in sp.units
+    ]
+    legend = ax.get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[-1].startswith("uniform width")
+    _nothing_touches_the_edge(tmp_path / "widths.png")

@@ -86,3 +86,19 @@ def test_a_spec_built_in_python_is_validated_too(widths: dict, message: str) -> 
     # a spec that exists is valid: no count of MACs or extraction ever sees a bad one
     with pytest.raises(SpecError, match=message):
         WidthSpec("resnet20_b", widths, 4, 1, (8, 8))
+
+
+def test_stage_width_ratios_say_where_the_channels_went(tmp_path: Path) -> None:
+    space = search_spaces.create("resnet20_b")
+    widths = dict(space.max_widths)
+    for name in widths:  # stage 1 (its stream and its blocks) at a quarter, the rest full
+        if name.startswith("layer1"):
+            widths[name] = space.max_widths[name] // 4
+    spec = space.spec(widths)
+    assert spec.stage_width_ratios() == {"layer1": 0.25, "layer2": 1.0, "layer3": 1.0}
+    spec.save(tmp_path / "arch.json")
+    saved = json.loads((tmp_path / "arch.json").read_text())
+    assert saved["stage_width_ratios"] == {"layer1": 0.25, "layer2": 1.0, "layer3": 1.0}
+    assert WidthSpec.load(tmp_path / "arch.json") == spec  # informational: read back unchanged
+    stem = search_spaces.create("resnet50", num_classes=10, in_channels=3, input_size=(32, 32))
+    assert next(iter(stem.spec(stem.uniform_widths(0.5)).stage_width_ratios())) == "stem"

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -24,10 +25,11 @@ from nas.engine import CHECKPOINT_NAME
 from nas.errors import ConfigError
 from nas.extraction import load_model
 from nas.jobs.common import RunOptions
-from nas.jobs.search import run_search, search
+from nas.jobs.search import run_search, search, uniform_reference
+from nas.selection import SELECTIONS
 from nas.width_search import SEARCH_CHECKPOINT, SearchConfig, SearchRun
 from search_spaces import SearchSpace, WidthSpec
-from tests.nas.conftest import interrupt_on_call
+from tests.nas.conftest import interrupt_on_call, run
 from tests.nas.jobs.conftest import _strict_json
 
 slow = pytest.mark.slow  # end-to-end runs (a few seconds each on a CPU)
@@ -306,6 +308,7 @@ def test_cli_search_writes_every_output(cli_run: Path, digits: DataBundle) -> No
         metrics["relaxed_val_acc"] - metrics["delivered_val_acc"]
     )
     # --compare: the uniform network of the same MACs, fine-tuned the same way
+    assert metrics["reference"] == "uniform widths of the same MACs, cut from the same supernet"
     assert abs(metrics["uniform_macs"] / metrics["target_macs"] - 1) <= 0.02  # in the band
     assert 0 <= metrics["uniform_acc"] <= 100 and 0 <= metrics["uniform_val_acc"] <= 100
     uniform = WidthSpec(spec.space, metrics["uniform_widths"], 10, 1, (8, 8))
@@ -468,6 +471,137 @@ def test_search_with_predictor_refuses_an_empty_pool_band_before_any_work(
     err = capsys.readouterr().err
     assert code == 2 and "no sub-network of the width choices" in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+# -- --select: every chooser, scored beside uniform width on the supernet -----------------------
+SELECT_FLAGS = [
+    "--quiet",
+    *("--threads", "1"),  # more threads only contend on a busy machine
+    *("--baseline-epochs", "1", "--warmup-epochs", "1", "--search-epochs", "1"),
+    *("--finetune-epochs", "1", "--calib-images", "200"),
+    *("--population", "4", "--generations", "1"),  # evolution
+    *("--rank-samples", "10", "--rank-pool", "50", "--rank-top-k", "1"),  # predictor
+]
+
+# two widths per unit and a budget near the full network: greedy slimming scores every unit's
+# narrowing at each of a few steps; the uniform width of 90 % (14 of 16 channels...) is off the
+# grid, so it is never the delivered network
+SELECT_BUDGET: dict[str, Any] = {"width_ratios": (0.5, 1.0), "target_macs": "0.9"}
+SELECT_BUDGET_FLAGS = ["--width-ratios", "0.5,1", "--target-macs", "0.9"]
+
+SELECT_KEYS = {
+    "select",
+    "oneshot_val_acc",
+    "oneshot_val_loss",
+    "uniform_oneshot_val_acc",
+    "uniform_oneshot_val_loss",
+    "beats_uniform_oneshot",
+    "candidates_scored",
+    "selection_seconds",
+    "stage_width_ratios",
+}
+
+NOTHING_BEAT = "on validation nothing beat uniform width"
+
+
+@pytest.fixture(scope="module")
+def baseline_weights(
+    trained: tuple[SearchSpace, nn.Module], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The digits baseline (one epoch) as a --weights file: the --select runs share it."""
+    _, model = trained
+    path = tmp_path_factory.mktemp("baseline") / "full.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@slow
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("method", SELECTIONS.names())
+def test_every_chooser_is_scored_beside_the_uniform_width(
+    method: str, tmp_path: Path, baseline_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever ``--select`` chose, metrics.json says how it scored on the supernet beside the
+    uniform width of the budget, and the printed line says so when it did not beat it."""
+    out = tmp_path / "run"
+    argv = ["search", "--select", method, "--weights", str(baseline_weights), "--out", str(out)]
+    code, printed, err = run(capsys, *argv, *SELECT_FLAGS, *SELECT_BUDGET_FLAGS)
+    assert code == 0, err
+    metrics = _strict_json(out / "metrics.json")
+    assert set(metrics) >= SELECT_KEYS | METRIC_KEYS, SELECT_KEYS - set(metrics)
+    assert metrics["select"] == method
+    spec = WidthSpec.load(out / "arch.json")
+    assert metrics["macs"] == spec.macs()
+    arch = json.loads((out / "arch.json").read_text())
+    stages = metrics["stage_width_ratios"]
+    assert arch["stage_width_ratios"] == pytest.approx(stages, abs=1e-4)  # rounded in arch.json
+    # the delivered network lies in the budget's band
+    config = SearchConfig(**SELECT_BUDGET)
+    assert abs(metrics["macs"] / metrics["target_macs"] - 1) <= config.tolerance, metrics
+    # the uniform width and the delivered widths are both scored (once: the cache)
+    space = spec.get_space()
+    uniform = uniform_reference(space, config)
+    both = 1 if dict(uniform.widths) == dict(spec.widths) else 2
+    if method == "argmax":
+        assert metrics["candidates_scored"] == both  # nothing else is scored
+    else:
+        assert metrics["candidates_scored"] >= 2
+    if both == 1:
+        assert metrics["oneshot_val_loss"] == metrics["uniform_oneshot_val_loss"]
+    for key in ("oneshot_val_acc", "uniform_oneshot_val_acc"):
+        assert 0 <= metrics[key] <= 100, key
+    for key in ("oneshot_val_loss", "uniform_oneshot_val_loss", "selection_seconds"):
+        assert metrics[key] >= 0, key
+    beats = metrics["beats_uniform_oneshot"]
+    assert isinstance(beats, bool)
+    assert beats == (metrics["oneshot_val_loss"] < metrics["uniform_oneshot_val_loss"])
+    assert (NOTHING_BEAT in printed) == (not beats), printed
+    if not beats:
+        losses = (metrics["oneshot_val_loss"], metrics["uniform_oneshot_val_loss"])
+        assert "(one-shot loss {:.3f} against uniform's {:.3f})".format(*losses) in printed
+    assert len(printed.strip().splitlines()) == 1
+
+
+def _digits_npz(path: Path, *, shuffle_test_labels: bool) -> str:
+    """A small digits task as ``npz:PATH`` (NHW floats in [0, 1]): 600 training images, 200
+    test images, whose labels are permuted with ``shuffle_test_labels``."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)
+    y = d.target.astype(np.int64)
+    y_test = y[600:800]
+    if shuffle_test_labels:
+        y_test = np.random.default_rng(0).permutation(y_test)
+    np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[600:800], y_test=y_test)
+    return f"npz:{path}"
+
+
+@slow
+@pytest.mark.usefixtures("one_thread")
+def test_the_chosen_widths_never_read_the_test_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two datasets identical but for a permutation of the test labels: the search, the
+    evolution's choice (on the validation split) and the fine-tuning deliver the same network;
+    only the test accuracies differ."""
+    runs = {}
+    for shuffled in (False, True):
+        name = "shuffled" if shuffled else "plain"
+        data = _digits_npz(tmp_path / f"{name}.npz", shuffle_test_labels=shuffled)
+        out = tmp_path / name
+        argv = ["search", "--dataset", data, "--select", "evolution", "--out", str(out)]
+        code, _, err = run(capsys, *argv, *SELECT_FLAGS)
+        assert code == 0, err
+        runs[shuffled] = out
+    plain, shuffled_run = runs[False], runs[True]
+    assert (plain / "arch.json").read_text() == (shuffled_run / "arch.json").read_text()
+    same_state(plain, shuffled_run)
+    a = _strict_json(plain / "metrics.json")
+    b = _strict_json(shuffled_run / "metrics.json")
+    for key in ("oneshot_val_loss", "uniform_oneshot_val_loss", "candidates_scored"):
+        assert a[key] == b[key], key
+    assert a["baseline_acc"] != b["baseline_acc"]  # the test labels did differ
 
 
 @slow

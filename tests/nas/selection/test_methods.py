@@ -1,4 +1,5 @@
-"""nas.selection.methods: every registered selection method returns widths under the budget."""
+"""nas.selection.methods: every registered chooser picks widths in the budget band, and the
+uniform width of the budget is always scored beside them."""
 
 from __future__ import annotations
 
@@ -6,23 +7,25 @@ import pytest
 import torch
 
 from nas.engine import Distillation, TrainConfig
-from nas.selection import SELECTIONS, RankConfig, SelectionRequest
-from nas.supernet import CALIBRATION_BATCHES
+from nas.selection import SELECTIONS, RankConfig, SelectionRequest, choose
 from tests.nas.conftest import attached, choices_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("name", SELECTIONS.names())
-def test_every_selection_method_keeps_or_picks_widths_under_the_budget(name: str) -> None:
-    supernet, _ = attached("resnet20_b")
+def test_every_chooser_picks_widths_in_the_band_and_scores_uniform_width_beside(
+    name: str,
+) -> None:
+    supernet, strategy = attached("resnet20_b")
     space = supernet.space
     g = torch.Generator().manual_seed(0)
     batches = [
         (torch.randn(8, space.in_channels, *space.input_size, generator=g), torch.arange(8) % 4)
-        for _ in range(CALIBRATION_BATCHES)
+        for _ in range(3)
     ]
     target, tolerance = 0.5 * space.macs(), 0.05
+    initial = space.spec(space.uniform_widths_for_macs(0.49))
     request = SelectionRequest(
         supernet=supernet,
         choices=choices_of(space),
@@ -35,11 +38,25 @@ def test_every_selection_method_keeps_or_picks_widths_under_the_budget(name: str
         finetune=TrainConfig(epochs=1, lr=0.01),
         distill=Distillation(),
         rank=RankConfig(samples=10, pool=20, top_k=2, topk_epochs=0, predictor_epochs=2),
+        initial=initial,
+        log_probs=strategy.choice_log_probs(),
+        population=4,
+        generations=1,
         progress=False,
     )
-    selection = SELECTIONS.get(name)(request)
-    if selection is None:  # the method keeps the search's own (projected argmax) widths
-        return
-    macs = selection.spec.macs()
-    assert target * (1 - tolerance) <= macs <= target
-    assert len(selection.candidates) == 2
+    choice = choose(name, request)
+    macs = choice.spec.macs()
+    assert target * (1 - tolerance) <= macs <= target * (1 + tolerance)
+    if name == "argmax":
+        assert choice.spec == initial  # the search's own projected argmax
+    if name == "predictor":
+        assert len(choice.details["candidates"]) == 2 and choice.predictor is not None
+    scorer = request.get_scorer()
+    assert scorer.key(choice.uniform_spec.widths) in scorer.cache  # uniform always scored
+    assert choice.uniform == scorer.score(choice.uniform_spec)
+    assert choice.delivered == scorer.score(choice.spec)
+    assert choice.scored == scorer.scored >= 2
+    assert choice.beats_uniform == (choice.delivered.loss < choice.uniform.loss)
+    metrics = choice.metrics()
+    assert metrics["uniform_oneshot_val_loss"] == choice.uniform.loss
+    assert metrics["candidates_scored"] == choice.scored

@@ -17,7 +17,7 @@ from nas.gates import STRATEGIES, GateStrategy, WidthGumbel, register_strategy
 from nas.supernet import Supernet, recalibrate_bn
 from nas.width_search import SearchConfig, SearchRun, extract_searched, search_widths, start_run
 from search_spaces import SearchSpace
-from tests.nas.conftest import attached
+from tests.nas.conftest import ESSENTIAL, attached, known_answer_task
 from tests.nas.width_search.conftest import tiny
 
 slow = pytest.mark.slow  # end-to-end runs (a few seconds each on a CPU)
@@ -325,39 +325,6 @@ def test_a_new_gate_strategy_runs_through_the_unchanged_search(
 
 
 # -- a task whose answer is known --------------------------------------------------------------
-ESSENTIAL = "layer2.1.conv1"
-
-
-def known_answer_task() -> tuple[SearchSpace, nn.Module, TensorLoader, TensorLoader]:
-    """ResNet-20 (option A) whose residual branches are all switched off (their last conv
-    zeroed) but one, strengthened; labels are the network's own predictions. So every unit's
-    width is useless (its branch adds nothing at any width) except the unit of that one block,
-    whose channels carry what decides the labels."""
-    # ten classes: with batch statistics in the architecture step, a narrower essential unit
-    # changes the labels' decisions only where the classes are close; with four, hardly at all
-    space = search_spaces.create("resnet20", num_classes=10, in_channels=3, input_size=(8, 8))
-    torch.manual_seed(0)
-    model = space.build()
-    with torch.no_grad():
-        for unit in space.units:
-            block = unit.name.rsplit(".", 1)[0]
-            conv2 = model.get_submodule(f"{block}.conv2")
-            bn2 = model.get_submodule(f"{block}.bn2")
-            assert isinstance(conv2, nn.Conv2d) and isinstance(bn2, nn.BatchNorm2d)
-            if unit.name == ESSENTIAL:
-                bn2.weight.fill_(6.0)
-            else:
-                conv2.weight.zero_()
-        g = torch.Generator().manual_seed(1)
-        x = torch.randn(512, 3, 8, 8, generator=g)
-        model.train()
-        y = model(x).argmax(1)  # the labels: the network's own decisions
-    model.eval()
-    train = TensorLoader(x[:384], y[:384], 32, True, None, seed=0)
-    val = TensorLoader(x[384:], y[384:], 128, False, None, seed=0)
-    return space, model, train, val
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_search_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(seed: int) -> None:
     space, model, train, val = known_answer_task()

@@ -1,0 +1,245 @@
+"""Choosing widths by scoring candidates on the supernet: evolution and greedy slimming.
+
+Both search the grid of width choices inside the budget band (exact cost within
+``target * (1 +- tolerance)``, as the search's projection delivers) and judge a candidate by its
+one-shot validation loss (:class:`~nas.selection.candidates.CandidateScorer`).
+
+* :func:`evolve` (OFA, MetaPruning): a population seeded with the search's projected argmax, the
+  uniform width and samples of the learned Gumbel distribution (the search's logits are the
+  prior); each generation keeps the better half and breeds the other half by uniform crossover of
+  two parents and mutation of their units, every child repaired into the band by the dynamic
+  program of the projection (the assignment of fewest choice steps from the child that lands in
+  the band); the best candidate scored is returned.
+* :func:`slim` (AutoSlim): from the full width, repeatedly narrow, by one choice, the unit whose
+  narrowing costs the least validation loss per unit of cost saved, until the cost is in the band
+  (a last step that would jump under it is repaired the same way).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from nas.cost import CostModel, project_most_probable
+from nas.engine import EvalResult
+from nas.errors import ConfigError
+from nas.selection.candidates import CandidateScorer
+from nas.selection.sampler import WidthSampler
+from predictors import GraphEncoder
+
+__all__ = ["Band", "check_band", "evolve", "nearest_choice", "repair", "slim"]
+
+
+@dataclass(frozen=True)
+class Band:
+    """The budget band of the chosen widths, in the unit of ``cost``."""
+
+    cost: CostModel
+    choices: Mapping[str, Sequence[int]]
+    target: float
+    tolerance: float
+
+    @property
+    def low(self) -> float:
+        return self.target * (1 - self.tolerance)
+
+    @property
+    def high(self) -> float:
+        return self.target * (1 + self.tolerance)
+
+    def holds(self, widths: Mapping[str, int]) -> bool:
+        return self.low <= self.cost.exact(dict(widths)) <= self.high
+
+
+def check_band(band: Band, method: str) -> None:
+    """Refuse, before any work, a band that no assignment of the width choices reaches: the
+    chooser ``method`` searches the grid of choices (only the projection's last resort sets a
+    unit to a width off the grid, which the argmax may use but a search of the grid never
+    finds on purpose)."""
+    sampler = WidthSampler(GraphEncoder.for_space(band.cost.space), band.choices, band.cost)
+    found = sampler.sample(1, torch.Generator().manual_seed(0), band=(band.low, band.high))
+    if len(found) == 0:
+        full = band.cost.full()
+        what = "narrowing" if method == "greedy" else "candidate"
+        raise ConfigError(
+            f"--select {method}: no {what} of the width choices reaches the budget "
+            f"({band.low / full:.1%}-{band.high / full:.1%} of the full {band.cost.unit}; the "
+            f"choices reach {sampler.min_cost / full:.1%}-100%): change the target, "
+            "--tolerance or --width-ratios"
+        )
+
+
+def nearest_choice(options: Sequence[int], width: int) -> int:
+    """Index of the choice nearest to ``width`` (the lower one on a tie)."""
+    return min(range(len(options)), key=lambda k: (abs(options[k] - width), k))
+
+
+def repair(widths: Mapping[str, int], band: Band) -> dict[str, int]:
+    """``widths`` if they are in the band, else the assignment of the choices in the band with the
+    fewest choice steps away from them (the projection's dynamic program, with the negative
+    distance to each unit's current choice as its log-probability)."""
+    if band.holds(widths):
+        return dict(widths)
+    near = {
+        u: -(torch.arange(len(c), dtype=torch.float64) - nearest_choice(c, widths[u])).abs()
+        for u, c in band.choices.items()
+    }
+    snapped = {u: c[nearest_choice(c, widths[u])] for u, c in band.choices.items()}
+    return project_most_probable(
+        band.cost, snapped, band.choices, near, band.target, band.tolerance
+    )
+
+
+def evolve(
+    scorer: CandidateScorer,
+    band: Band,
+    seeds: Sequence[Mapping[str, int]],
+    log_probs: Mapping[str, Tensor],
+    *,
+    population: int,
+    generations: int,
+    seed: int,
+    mutation: float = 0.1,
+    progress: bool = False,
+) -> dict[str, int]:
+    """The best candidate (lowest validation loss) of an evolution inside the band.
+
+    ``seeds``: members of the first generation (the projected argmax, the uniform width: kept
+    as they are); the rest of it are samples of ``log_probs`` (per unit, over ``band.choices``),
+    repaired into the band. Python's and torch's global random states are left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        return _evolve(
+            scorer, band, seeds, log_probs, population, generations, seed, mutation, progress
+        )
+
+
+def _evolve(
+    scorer: CandidateScorer,
+    band: Band,
+    seeds: Sequence[Mapping[str, int]],
+    log_probs: Mapping[str, Tensor],
+    population: int,
+    generations: int,
+    seed: int,
+    mutation: float,
+    progress: bool,
+) -> dict[str, int]:
+    rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed)
+    units = list(band.choices)
+    pool: dict[tuple[int, ...], dict[str, int]] = {}
+
+    def add(widths: Mapping[str, int]) -> bool:
+        key = scorer.key(widths)
+        if key in pool:
+            return False
+        pool[key] = dict(widths)
+        return True
+
+    for w in seeds:
+        if len(pool) < population:
+            add(w)
+    for _ in range(20 * population):
+        if len(pool) >= population:
+            break
+        drawn = {
+            u: band.choices[u][int(torch.multinomial(log_probs[u].exp(), 1, generator=gen))]
+            for u in units
+        }
+        add(repair(drawn, band))
+    members = list(pool.values())
+    bar = tqdm(total=generations + 1, desc="evolution", unit="generation", disable=not progress)
+    scored = scorer.score_many(members)
+    bar.update(1)
+    for _ in range(generations):
+        ranked = [m for _, m in sorted(zip(scored, members, strict=True), key=_by_loss)]
+        parents = ranked[: max(1, population // 2)]
+        children: list[dict[str, int]] = []
+        for _ in range(50 * population):
+            if len(parents) + len(children) >= population:
+                break
+            a, b = rng.choice(parents), rng.choice(parents)
+            child = {u: (a if rng.random() < 0.5 else b)[u] for u in units}
+            _mutate(child, band.choices, rng, mutation)
+            child = repair(child, band)
+            if add(child):
+                children.append(child)
+        members = parents + children
+        scored = scorer.score_many(members)
+        bar.update(1)
+    bar.close()
+    everything = list(pool.values())
+    return min(everything, key=lambda w: _loss_key(scorer.score(w), w, scorer))
+
+
+def _mutate(
+    child: dict[str, int], choices: Mapping[str, Sequence[int]], rng: random.Random, rate: float
+) -> None:
+    """Every unit moves to another choice with probability ``rate``; at least one unit does."""
+    units = list(choices)
+    forced = rng.choice(units)
+    for u in units:
+        if u == forced or rng.random() < rate:
+            options = [c for c in choices[u] if c != child[u]]
+            if options:
+                child[u] = rng.choice(options)
+
+
+def _by_loss(pair: tuple[EvalResult, dict[str, int]]) -> float:
+    return pair[0].loss
+
+
+def _loss_key(
+    result: EvalResult, widths: Mapping[str, int], scorer: CandidateScorer
+) -> tuple[float, float, tuple[int, ...]]:
+    """Lowest loss first; ties by higher accuracy, then by widths (deterministic)."""
+    return (result.loss, -result.accuracy, scorer.key(widths))
+
+
+def slim(scorer: CandidateScorer, band: Band, *, progress: bool = False) -> dict[str, int]:
+    """AutoSlim's greedy slimming from the full width to the band (see the module)."""
+    choices = band.choices
+    index = {u: len(c) - 1 for u, c in choices.items()}
+
+    def widths_at(idx: Mapping[str, int]) -> dict[str, int]:
+        return {u: choices[u][k] for u, k in idx.items()}
+
+    current = widths_at(index)
+    cost = band.cost.exact(current)
+    steps = sum(index.values())
+    bar = tqdm(total=steps, desc="greedy slimming", unit="step", disable=not progress)
+    while cost > band.high:
+        base = scorer.score(current)
+        best: tuple[float, str] | None = None
+        landing: tuple[float, str] | None = None
+        for u, k in index.items():
+            if k == 0:
+                continue
+            trial = {**current, u: choices[u][k - 1]}
+            saved = cost - band.cost.exact(trial)
+            if saved <= 0:
+                continue
+            per = (scorer.score(trial).loss - base.loss) / saved
+            if best is None or per < best[0]:
+                best = (per, u)
+            if band.cost.exact(trial) >= band.low and (landing is None or per < landing[0]):
+                landing = (per, u)
+        if best is None:
+            raise ConfigError(
+                "--select greedy: no narrowing of the width choices reaches the budget"
+            )
+        step = best[1]
+        narrowed = {**current, step: choices[step][index[step] - 1]}
+        if band.cost.exact(narrowed) < band.low and landing is not None:
+            step = landing[1]  # a step into the band rather than over it
+        index[step] -= 1
+        current = widths_at(index)
+        cost = band.cost.exact(current)
+        bar.update(1)
+    bar.close()
+    return repair(current, band)

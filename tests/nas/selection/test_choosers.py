@@ -1,0 +1,105 @@
+"""nas.selection.choosers: evolution and greedy slimming stay in the budget band and find what a
+task with a known answer needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from nas.cost import MacsCost
+from nas.errors import ConfigError
+from nas.selection import Band, CandidateScorer, check_band
+from nas.selection.choosers import evolve, repair, slim
+from nas.supernet import Supernet
+from tests.conftest import random_widths
+from tests.nas.conftest import ESSENTIAL, attached, choices_of, known_answer_task
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def flat(band: Band) -> dict[str, torch.Tensor]:
+    return {u: torch.zeros(len(c)) for u, c in band.choices.items()}
+
+
+def run_evolution(scorer: CandidateScorer, band: Band, seed: int = 0) -> dict[str, int]:
+    uniform = scorer.space.uniform_widths_for_macs(band.target / scorer.space.macs())
+    return evolve(scorer, band, [uniform], flat(band), population=8, generations=3, seed=seed)
+
+
+def run_greedy(scorer: CandidateScorer, band: Band, seed: int = 0) -> dict[str, int]:
+    return slim(scorer, band)
+
+
+CHOOSERS: dict[str, Callable[[CandidateScorer, Band, int], dict[str, int]]] = {
+    "evolution": run_evolution,
+    "greedy": run_greedy,
+}
+
+
+def random_setup(seed: int) -> tuple[CandidateScorer, Band]:
+    supernet, _ = attached("resnet20_b", seed)
+    space = supernet.space
+    g = torch.Generator().manual_seed(seed)
+    data = [
+        (torch.randn(8, space.in_channels, *space.input_size, generator=g), torch.arange(8) % 4)
+        for _ in range(2)
+    ]
+    scorer = CandidateScorer(supernet, data, data, "cpu")
+    band = Band(MacsCost(space), choices_of(space), 0.3 * space.macs(), 0.02)
+    return scorer, band
+
+
+@pytest.mark.parametrize("name", CHOOSERS)
+def test_a_chooser_stays_inside_the_mac_band_on_the_width_choices(name: str) -> None:
+    scorer, band = random_setup(0)
+    widths = CHOOSERS[name](scorer, band, 0)
+    assert band.holds(widths)
+    assert all(widths[u] in c for u, c in band.choices.items())
+    assert scorer.scored >= 2
+
+
+@pytest.mark.parametrize("name", CHOOSERS)
+def test_a_chooser_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(name: str) -> None:
+    """On a network whose every residual branch is switched off but one (labels: its own
+    decisions), scoring candidates finds that only that unit's width matters."""
+    space, model, train, val = known_answer_task()
+    supernet = Supernet(model, space)
+    scorer = CandidateScorer(supernet, list(train), val, "cpu")
+    band = Band(MacsCost(space), choices_of(space), 0.35 * space.macs(), 0.02)
+    widths = CHOOSERS[name](scorer, band, 0)
+    assert band.holds(widths)
+    maximum = space.max_widths
+    assert widths[ESSENTIAL] >= 0.65 * maximum[ESSENTIAL], widths
+    uniform = space.uniform_widths_for_macs(0.35)
+    assert scorer.score(widths).loss < scorer.score(uniform).loss  # better than uniform width
+
+
+def test_evolution_is_reproducible_from_its_seed_and_draws_nothing_from_global_generators() -> None:
+    scorer, band = random_setup(1)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = run_evolution(scorer, band, seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    again, _ = random_setup(1)
+    assert run_evolution(again, band, seed=5) == first
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_repair_moves_widths_into_the_band_and_leaves_those_inside(seed: int) -> None:
+    scorer, band = random_setup(0)
+    space = scorer.space
+    widths = random_widths(space, seed)
+    fixed = repair(widths, band)
+    assert band.holds(fixed)
+    assert repair(fixed, band) == fixed
+
+
+def test_a_band_no_assignment_reaches_is_refused() -> None:
+    supernet, _ = attached("resnet20_b", 0)
+    space = supernet.space
+    choices = {u.name: [u.max_width] for u in space.units}  # only the full network
+    with pytest.raises(ConfigError, match="--select greedy: no narrowing"):
+        check_band(Band(MacsCost(space), choices, 0.5 * space.macs(), 0.02), "greedy")
+    check_band(Band(MacsCost(space), choices, space.macs(), 0.02), "greedy")  # reachable
