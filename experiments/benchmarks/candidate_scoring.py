@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -69,6 +70,13 @@ def main() -> None:
                 encoder, choices, 2 * args.candidates, g, band=(0.9 * target, 1.1 * target)
             )
             candidates = [as_dict(encoder, r) for r in rows]
+            if len(candidates) < 2 * args.candidates:
+                print(
+                    f"error: only {len(candidates)} distinct candidates of {name} lie within 10 % "
+                    f"of {budget:.0%} of the MACs; ask for fewer (--candidates)",
+                    file=sys.stderr,
+                )
+                raise SystemExit(2)
             scorer = CandidateScorer(supernet, calibration, val, "cpu")
             fast: list[float] = []
             slow: list[float] = []

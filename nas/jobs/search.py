@@ -98,7 +98,7 @@ def search(
         size = input_size or _batch_size_hw(train_loader)
         space = search_spaces.identify(model, input_size=size)
     check_compare(space, cfg)  # refused before any work
-    check_select(space, cfg, cfg.cost_model(space))
+    check_select(space, cfg)
     eval_loader = test_loader if test_loader is not None else val_loader
     baseline_acc = evaluate(model, eval_loader, device=cfg.device).accuracy
     outcome = search_widths(model, space, train_loader, val_loader, config=cfg, progress=progress)
@@ -250,7 +250,8 @@ def select_network(
         cost=cost,
     )
     chosen = choose(config.select, request)
-    return replace(outcome, spec=chosen.spec), chosen
+    # the delivered widths' validation numbers (and the relaxation gap) are the chosen ones'
+    return replace(outcome, spec=chosen.spec, delivered=chosen.delivered), chosen
 
 
 def uniform_reference(
@@ -277,9 +278,13 @@ def uniform_reference(
         return space.spec(nearest)
 
 
-def check_select(space: SearchSpace, config: SearchConfig, cost: CostModel) -> None:
+def check_select(space: SearchSpace, config: SearchConfig, cost: CostModel | None = None) -> None:
     """Refuse, before any work, a budget the ``--select`` chooser cannot land in: no assignment
-    of the width choices in its band (the predictor's pool band, or the projection's)."""
+    of the width choices in its band (the predictor's pool band, or the projection's). The
+    cost model (default: the config's) is built only for a chooser that searches the grid."""
+    if config.select not in ("predictor", "evolution", "greedy"):
+        return
+    cost = cost or config.cost_model(space)
     target = config.cost_target(space, cost)
     choices = config.choices(space)
     if config.select == "predictor":
@@ -317,8 +322,9 @@ def run_search(
     data, space = search_data(o, c.seed)
     # impossible budgets and foreign latency tables fail before anything is written
     cost = c.cost_model(space, threads)
-    check_select(space, c, cost)  # the target too (cost_target refuses what no network reaches)
+    c.cost_target(space, cost)  # refuses a target no network of the choices reaches
     check_compare(space, c, cost)
+    check_select(space, c, cost)
     initial = initial_weights(o.weights, space)
     resolved = resolved_args(o, c, data.describe())
     with (

@@ -10,8 +10,9 @@ Scoring goes through the extracted network (sliced tensors, physically smaller: 
 quarter of the MACs costs about a quarter of the full network's forward passes), which computes
 exactly what the masked supernet computes after the same recalibration (the tests check it to
 1e-5); the supernet's own BN statistics are never touched. The validation images are read once
-and kept (channels-last); scores are cached by widths, so a chooser that meets a candidate again
-pays nothing.
+and kept on the device (channels-last; a split of more than :data:`KEEP_IMAGES` images is read
+again for each candidate instead); scores are cached by widths, so a chooser that meets a
+candidate again pays nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from nas.extraction import extract
 from nas.supernet import Supernet, recalibrate_bn
 from search_spaces import WidthSpec
 
-__all__ = ["CandidateScorer"]
+__all__ = ["KEEP_IMAGES", "CandidateScorer"]
+
+KEEP_IMAGES = 20_000  # a validation split up to this size is read once and kept on the device
 
 
 class CandidateScorer:
@@ -55,10 +58,7 @@ class CandidateScorer:
         self.calibration = [
             (x.to(self.device).contiguous(memory_format=fast), y) for x, y in calibration
         ]
-        self.val = [
-            (x.to(self.device).contiguous(memory_format=fast), y.to(self.device))
-            for x, y in val_loader
-        ]
+        self.val: Iterable[Any] = _kept(val_loader, self.device, KEEP_IMAGES)
         self.cache: dict[tuple[int, ...], EvalResult] = {}
         self.seconds = 0.0
 
@@ -100,3 +100,16 @@ class CandidateScorer:
         return [
             self.score(w) for w in tqdm(candidates, desc=desc, disable=not progress, leave=False)
         ]
+
+
+def _kept(loader: Iterable[Any], device: torch.device, limit: int) -> Iterable[Any]:
+    """The loader's batches read once and kept on ``device`` (channels-last), or the loader
+    itself (read again for every candidate) when it holds more than ``limit`` images."""
+    kept: list[tuple[Tensor, Tensor]] = []
+    count = 0
+    for x, y in loader:
+        count += int(x.shape[0])
+        if count > limit:
+            return loader
+        kept.append((x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)))
+    return kept

@@ -26,6 +26,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from nas.cost import CostModel, project_most_probable
+from nas.cost.knapsack import most_probable_in_band
 from nas.engine import EvalResult
 from nas.errors import ConfigError
 from nas.selection.candidates import CandidateScorer
@@ -57,20 +58,23 @@ class Band:
 
 
 def check_band(band: Band, method: str) -> None:
-    """Refuse, before any work, a band that no assignment of the width choices reaches: the
-    chooser ``method`` searches the grid of choices (only the projection's last resort sets a
-    unit to a width off the grid, which the argmax may use but a search of the grid never
-    finds on purpose)."""
-    sampler = WidthSampler(GraphEncoder.for_space(band.cost.space), band.choices, band.cost)
-    found = sampler.sample(1, torch.Generator().manual_seed(0), band=(band.low, band.high))
-    if len(found) == 0:
+    """Refuse, before any work, a band that no assignment of the width choices reaches (exactly:
+    the projection's dynamic program over the choices): the chooser ``method`` searches the grid
+    of choices (only the projection's last resort sets a unit to a width off the grid, which the
+    argmax may use but a search of the grid never finds on purpose)."""
+    space = band.cost.space
+    flat = {u: torch.zeros(len(c)) for u, c in band.choices.items()}
+    units = [(u.name, u.kind) for u in space.units]
+    found = most_probable_in_band(band.cost.terms(), units, band.choices, flat, band.low, band.high)
+    if found is None:
         full = band.cost.full()
+        low = band.cost.exact({u: min(c) for u, c in band.choices.items()})
         what = "narrowing" if method == "greedy" else "candidate"
         raise ConfigError(
             f"--select {method}: no {what} of the width choices reaches the budget "
             f"({band.low / full:.1%}-{band.high / full:.1%} of the full {band.cost.unit}; the "
-            f"choices reach {sampler.min_cost / full:.1%}-100%): change the target, "
-            "--tolerance or --width-ratios"
+            f"choices reach {low / full:.1%}-100% in steps that skip this band): change the "
+            "target, --tolerance or --width-ratios"
         )
 
 
@@ -109,9 +113,12 @@ def evolve(
 ) -> dict[str, int]:
     """The best candidate (lowest validation loss) of an evolution inside the band.
 
-    ``seeds``: members of the first generation (the projected argmax, the uniform width: kept
-    as they are); the rest of it are samples of ``log_probs`` (per unit, over ``band.choices``),
-    repaired into the band. Python's and torch's global random states are left untouched."""
+    ``seeds``: members of the first generation (the projected argmax, the uniform width),
+    repaired into the band; of the rest, half are samples of ``log_probs`` (per unit, over
+    ``band.choices``: the search's prior) repaired into the band, half are drawn uniformly among
+    the assignments in the band (so that a decided distribution, whose samples are all its
+    argmax, still starts a population that explores). The candidate returned lies in the band.
+    Python's and torch's global random states are left untouched."""
     with torch.random.fork_rng(devices=[]):
         return _evolve(
             scorer, band, seeds, log_probs, population, generations, seed, mutation, progress
@@ -143,15 +150,25 @@ def _evolve(
 
     for w in seeds:
         if len(pool) < population:
-            add(w)
+            add(repair(w, band))
+    prior = population - (population - len(pool)) // 2  # the pool's size after the prior's share
     for _ in range(20 * population):
-        if len(pool) >= population:
+        if len(pool) >= prior:
             break
         drawn = {
             u: band.choices[u][int(torch.multinomial(log_probs[u].exp(), 1, generator=gen))]
             for u in units
         }
         add(repair(drawn, band))
+    sampler = WidthSampler(GraphEncoder.for_space(scorer.space), band.choices, band.cost)
+    rest = sampler.sample(
+        population - len(pool),
+        gen,
+        band=(band.low, band.high),
+        exclude=_rows(pool) if pool else None,
+    )
+    for row in rest.tolist():
+        add(dict(zip(units_in_order(scorer), row, strict=True)))
     members = list(pool.values())
     bar = tqdm(total=generations + 1, desc="evolution", unit="generation", disable=not progress)
     scored = scorer.score_many(members)
@@ -173,8 +190,17 @@ def _evolve(
         scored = scorer.score_many(members)
         bar.update(1)
     bar.close()
-    everything = list(pool.values())
-    return min(everything, key=lambda w: _loss_key(scorer.score(w), w, scorer))
+    inside = [w for w in pool.values() if band.holds(w)]
+    return min(inside, key=lambda w: _loss_key(scorer.score(w), w, scorer))
+
+
+def units_in_order(scorer: CandidateScorer) -> list[str]:
+    return [u.name for u in scorer.space.units]
+
+
+def _rows(pool: Mapping[tuple[int, ...], Mapping[str, int]]) -> Tensor:
+    """The pool's keys (widths in unit order) as rows ``(n, U)``."""
+    return torch.tensor(list(pool), dtype=torch.int64).reshape(len(pool), -1)
 
 
 def _mutate(
@@ -236,7 +262,7 @@ def slim(scorer: CandidateScorer, band: Band, *, progress: bool = False) -> dict
         step = best[1]
         narrowed = {**current, step: choices[step][index[step] - 1]}
         if band.cost.exact(narrowed) < band.low and landing is not None:
-            step = landing[1]  # a step into the band rather than over it
+            step = landing[1]  # a step that stays at or above the band rather than under it
         index[step] -= 1
         current = widths_at(index)
         cost = band.cost.exact(current)

@@ -76,6 +76,24 @@ def test_a_chooser_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(name:
     assert scorer.score(widths).loss < scorer.score(uniform).loss  # better than uniform width
 
 
+def test_a_decided_distribution_still_starts_a_population_that_explores() -> None:
+    """After a sandwich search the distribution is nearly one-hot: its samples are all the
+    argmax. The first generation must still hold ``population`` distinct candidates in the band,
+    and the returned one lies in the band even when a seed (a uniform width off the grid) does
+    not."""
+    scorer, band = random_setup(0)
+    space = scorer.space
+    decided = {u: torch.tensor([-50.0] * (len(c) - 1) + [0.0]) for u, c in band.choices.items()}
+    off_band = space.uniform_widths_for_macs(0.9)  # far outside the band: repaired into it
+    widths = evolve(scorer, band, [off_band], decided, population=8, generations=0, seed=0)
+    assert scorer.scored == 8  # eight distinct candidates scored
+    assert band.holds(widths)
+    assert all(
+        band.holds(dict(zip([u.name for u in space.units], key, strict=True)))
+        for key in scorer.cache
+    )
+
+
 def test_evolution_is_reproducible_from_its_seed_and_draws_nothing_from_global_generators() -> None:
     scorer, band = random_setup(1)
     torch.manual_seed(123)

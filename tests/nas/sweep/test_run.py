@@ -24,7 +24,7 @@ from nas.cli import main
 from nas.cost import count_model_params, measure_macs
 from nas.io import read_csv
 from nas.jobs.common import load_search_run, load_supernet
-from nas.supernet import CALIBRATION_BATCHES, extract_at, take_batches
+from nas.supernet import extract_at, take_images
 from nas.sweep import hypervolume
 from search_spaces import WidthSpec
 from tests.nas.sweep.conftest import (
@@ -174,12 +174,12 @@ def test_uniform_networks_inherit_the_supernet_of_the_trial_at_their_budget(
     assert abs(point["macs_ratio"] - 0.3) < 0.03
 
     # the uniform network's weights are those of the trial's supernet at the uniform widths,
-    # BN statistics recalibrated on training batches, not slices of the baseline
+    # BN statistics recalibrated on --calib-images training images, not slices of the baseline
     saved = state_of(out / "uniform" / f"macs-0.3000-{run_dir.name}" / "model.pt")
     _, config = load_search_run(run_dir)
     supernet, _ = load_supernet(run_dir, space, config)
     spec = space.spec(space.uniform_widths_for_macs(0.3))
-    batches = take_batches(options(out).load(config.seed).train, CALIBRATION_BATCHES)
+    batches = take_images(options(out).load(config.seed).train, config.calib_images)
     expected = extract_at(supernet, spec, batches).state_dict()
     assert saved.keys() == expected.keys()
     assert all(torch.equal(saved[k], expected[k]) for k in saved)
