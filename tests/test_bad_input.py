@@ -827,7 +827,7 @@ def test_the_band_gap_is_off_the_grid() -> None:
     target = config.target_for(space)  # not refused
     choices = config.choices(space)
     grid = [space.macs(dict(zip(choices, c, strict=True))) for c in product(*choices.values())]
-    band = Band(MacsCost(space), choices, target, config.tolerance)
+    band = Band(target, config.tolerance, MacsCost(space), choices)
     assert min(grid) < band.low and not [m for m in grid if band.low <= m <= band.high]
     for method in ("evolution", "greedy"):
         with pytest.raises(ConfigError, match=f"--select {method}: no"):

@@ -123,17 +123,16 @@ def train_baseline(space: SearchSpace, data: DataBundle, epochs: int, path: Path
     return model.eval()
 
 
-def run(
+def search_once(
     space: SearchSpace,
     data: DataBundle,
     baseline: nn.Module,
-    baseline_acc: float,
     config: SearchConfig,
     warmup: Path,
-    search_dir: Path | None = None,
-) -> dict[str, Any]:
-    """One search at ``config`` and what ``nas search --compare`` delivers with its uniform twin
-    (used by ``method_table.py``)."""
+    search_dir: Path | None,
+) -> tuple[SearchOutcome, float]:
+    """The search from the shared warm-up (resumed from ``search_dir``, where it checkpoints),
+    and its seconds; the training loader is rewound to where the search began."""
     assert data.val is not None
     fresh = loader_state(data.train)
     start = time.perf_counter()
@@ -148,8 +147,23 @@ def run(
         resume=search_dir is not None,
         progress=False,
     )
-    search_s = time.perf_counter() - start
     restore_loader(data.train, fresh)
+    return outcome, time.perf_counter() - start
+
+
+def run(
+    space: SearchSpace,
+    data: DataBundle,
+    baseline: nn.Module,
+    baseline_acc: float,
+    config: SearchConfig,
+    warmup: Path,
+    search_dir: Path | None = None,
+) -> dict[str, Any]:
+    """One search at ``config`` and what ``nas search --compare`` delivers with its uniform twin
+    (used by ``method_table.py``)."""
+    assert data.val is not None
+    outcome, search_s = search_once(space, data, baseline, config, warmup, search_dir)
     outcome, chosen = select_network(
         outcome, baseline, data.train, data.val, config, progress=False
     )
@@ -203,24 +217,16 @@ def trained(
     }
 
 
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
 def provenance(threads: int) -> dict[str, Any]:
     """Where a row was measured: commit, date, machine, threads, torch version, command."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        commit += "-dirty" if dirty else ""
+        commit = _git("rev-parse", "--short", "HEAD")
+        commit += "-dirty" if _git("status", "--porcelain", "--untracked-files=no") else ""
     except OSError:
         commit = ""
     return {
@@ -467,21 +473,14 @@ def main() -> None:
                         continue
                     config = replace(base, target_macs=f"{target:g}")
                     fresh = loader_state(seeded.train)
-                    t0 = time.perf_counter()
-                    outcome = search_widths(
-                        baseline,
+                    outcome, search_s = search_once(
                         space,
-                        seeded.train,
-                        seeded.val,
-                        config=config,
-                        warmup=warm,
-                        out_dir=cache
-                        / f"search-{space_name}-{sampling}-{target:g}-{seed}-{search_tag}",
-                        resume=True,
-                        progress=False,
+                        seeded,
+                        baseline,
+                        config,
+                        warm,
+                        cache / f"search-{space_name}-{sampling}-{target:g}-{seed}-{search_tag}",
                     )
-                    search_s = time.perf_counter() - t0
-                    restore_loader(seeded.train, fresh)
                     twins: dict[tuple[Any, ...], dict[str, Any]] = {}
                     for select in dict.fromkeys(s for s, _ in jobs):
                         chosen_config = replace(config, select=select)

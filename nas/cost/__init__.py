@@ -21,7 +21,7 @@ from nas.cost.macs import (
     measure_macs,
 )
 from nas.cost.projection import PROJECTIONS, project_most_probable, project_to_budget
-from nas.cost.target import parse_target_latency, parse_target_macs
+from nas.cost.target import TargetBand, parse_target_latency, parse_target_macs
 
 __all__ = [
     "BUDGETS",
@@ -32,6 +32,7 @@ __all__ = [
     "LatencyCost",
     "LatencyTable",
     "MacsCost",
+    "TargetBand",
     "budget_loss",
     "count_macs",
     "count_model_params",

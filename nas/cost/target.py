@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from nas.errors import ConfigError
 
-__all__ = ["parse_target_latency", "parse_target_macs"]
+__all__ = ["TargetBand", "parse_target_latency", "parse_target_macs"]
+
+
+@dataclass(frozen=True)
+class TargetBand:
+    """A target and its tolerance: what lands in ``[target (1 - tolerance), target (1 +
+    tolerance)]`` meets it (in the target's unit: MACs, or milliseconds)."""
+
+    target: float
+    tolerance: float
+
+    @property
+    def low(self) -> float:
+        return self.target * (1 - self.tolerance)
+
+    @property
+    def high(self) -> float:
+        return self.target * (1 + self.tolerance)
+
 
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
 

@@ -290,7 +290,7 @@ def check_select(space: SearchSpace, config: SearchConfig, cost: CostModel | Non
     if config.select == "predictor":
         check_pool_band(space, choices, target, config.tolerance, config.rank_config(), cost)
     elif config.select in ("evolution", "greedy"):
-        check_band(Band(cost, choices, target, config.tolerance), config.select)
+        check_band(Band(target, config.tolerance, cost, choices), config.select)
 
 
 def _batch_size_hw(loader: Iterable[Any]) -> tuple[int, int]:

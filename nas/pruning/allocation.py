@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from nas.cost import TargetBand
 from nas.errors import ConfigError
 from nas.registry import Registry
 from search_spaces import SearchSpace, WidthSpec
@@ -34,19 +35,8 @@ Evaluate = Callable[[Mapping[str, int]], float]  # widths -> validation accuracy
 
 
 @dataclass(frozen=True)
-class Budget:
-    """The band the allocation must land in."""
-
-    target: float  # MACs
-    tolerance: float
-
-    @property
-    def low(self) -> float:
-        return self.target * (1 - self.tolerance)
-
-    @property
-    def high(self) -> float:
-        return self.target * (1 + self.tolerance)
+class Budget(TargetBand):
+    """The band the allocation must land in (the target in MACs)."""
 
 
 Allocation = Callable[..., dict[str, int]]

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from nas.cost import CostModel, project_most_probable
+from nas.cost import CostModel, TargetBand, project_most_probable
 from nas.cost.knapsack import most_probable_in_band
 from nas.engine import EvalResult
 from nas.errors import ConfigError
@@ -37,21 +37,12 @@ __all__ = ["Band", "check_band", "evolve", "nearest_choice", "repair", "slim"]
 
 
 @dataclass(frozen=True)
-class Band:
-    """The budget band of the chosen widths, in the unit of ``cost``."""
+class Band(TargetBand):
+    """The budget band of the chosen widths (the target in the unit of ``cost``) and the width
+    choices they are chosen from."""
 
     cost: CostModel
     choices: Mapping[str, Sequence[int]]
-    target: float
-    tolerance: float
-
-    @property
-    def low(self) -> float:
-        return self.target * (1 - self.tolerance)
-
-    @property
-    def high(self) -> float:
-        return self.target * (1 + self.tolerance)
 
     def holds(self, widths: Mapping[str, int]) -> bool:
         return self.low <= self.cost.exact(dict(widths)) <= self.high
@@ -120,78 +111,64 @@ def evolve(
     argmax, still starts a population that explores). The candidate returned lies in the band.
     Python's and torch's global random states are left untouched."""
     with torch.random.fork_rng(devices=[]):
-        return _evolve(
-            scorer, band, seeds, log_probs, population, generations, seed, mutation, progress
-        )
+        rng = random.Random(seed)
+        gen = torch.Generator().manual_seed(seed)
+        units = list(band.choices)
+        pool: dict[tuple[int, ...], dict[str, int]] = {}
 
+        def add(widths: Mapping[str, int]) -> bool:
+            key = scorer.key(widths)
+            if key in pool:
+                return False
+            pool[key] = dict(widths)
+            return True
 
-def _evolve(
-    scorer: CandidateScorer,
-    band: Band,
-    seeds: Sequence[Mapping[str, int]],
-    log_probs: Mapping[str, Tensor],
-    population: int,
-    generations: int,
-    seed: int,
-    mutation: float,
-    progress: bool,
-) -> dict[str, int]:
-    rng = random.Random(seed)
-    gen = torch.Generator().manual_seed(seed)
-    units = list(band.choices)
-    pool: dict[tuple[int, ...], dict[str, int]] = {}
-
-    def add(widths: Mapping[str, int]) -> bool:
-        key = scorer.key(widths)
-        if key in pool:
-            return False
-        pool[key] = dict(widths)
-        return True
-
-    for w in seeds:
-        if len(pool) < population:
-            add(repair(w, band))
-    prior = population - (population - len(pool)) // 2  # the pool's size after the prior's share
-    for _ in range(20 * population):
-        if len(pool) >= prior:
-            break
-        drawn = {
-            u: band.choices[u][int(torch.multinomial(log_probs[u].exp(), 1, generator=gen))]
-            for u in units
-        }
-        add(repair(drawn, band))
-    sampler = WidthSampler(GraphEncoder.for_space(scorer.space), band.choices, band.cost)
-    rest = sampler.sample(
-        population - len(pool),
-        gen,
-        band=(band.low, band.high),
-        exclude=_rows(pool) if pool else None,
-    )
-    for row in rest.tolist():
-        add(dict(zip(units_in_order(scorer), row, strict=True)))
-    members = list(pool.values())
-    bar = tqdm(total=generations + 1, desc="evolution", unit="generation", disable=not progress)
-    scored = scorer.score_many(members)
-    bar.update(1)
-    for _ in range(generations):
-        ranked = [m for _, m in sorted(zip(scored, members, strict=True), key=_by_loss)]
-        parents = ranked[: max(1, population // 2)]
-        children: list[dict[str, int]] = []
-        for _ in range(50 * population):
-            if len(parents) + len(children) >= population:
+        for w in seeds:
+            if len(pool) < population:
+                add(repair(w, band))
+        prior = (
+            population - (population - len(pool)) // 2
+        )  # the pool's size after the prior's share
+        for _ in range(20 * population):
+            if len(pool) >= prior:
                 break
-            a, b = rng.choice(parents), rng.choice(parents)
-            child = {u: (a if rng.random() < 0.5 else b)[u] for u in units}
-            _mutate(child, band.choices, rng, mutation)
-            child = repair(child, band)
-            if add(child):
-                children.append(child)
-        members = parents + children
+            drawn = {
+                u: band.choices[u][int(torch.multinomial(log_probs[u].exp(), 1, generator=gen))]
+                for u in units
+            }
+            add(repair(drawn, band))
+        sampler = WidthSampler(GraphEncoder.for_space(scorer.space), band.choices, band.cost)
+        rest = sampler.sample(
+            population - len(pool),
+            gen,
+            band=(band.low, band.high),
+            exclude=_rows(pool) if pool else None,
+        )
+        for row in rest.tolist():
+            add(dict(zip(units_in_order(scorer), row, strict=True)))
+        members = list(pool.values())
+        bar = tqdm(total=generations + 1, desc="evolution", unit="generation", disable=not progress)
         scored = scorer.score_many(members)
         bar.update(1)
-    bar.close()
-    inside = [w for w in pool.values() if band.holds(w)]
-    return min(inside, key=lambda w: _loss_key(scorer.score(w), w, scorer))
+        for _ in range(generations):
+            ranked = [m for _, m in sorted(zip(scored, members, strict=True), key=_by_loss)]
+            parents = ranked[: max(1, population // 2)]
+            children: list[dict[str, int]] = []
+            for _ in range(50 * population):
+                if len(parents) + len(children) >= population:
+                    break
+                a, b = rng.choice(parents), rng.choice(parents)
+                child = {u: (a if rng.random() < 0.5 else b)[u] for u in units}
+                _mutate(child, band.choices, rng, mutation)
+                child = repair(child, band)
+                if add(child):
+                    children.append(child)
+            members = parents + children
+            scored = scorer.score_many(members)
+            bar.update(1)
+        bar.close()
+        inside = [w for w in pool.values() if band.holds(w)]
+        return min(inside, key=lambda w: _loss_key(scorer.score(w), w, scorer))
 
 
 def units_in_order(scorer: CandidateScorer) -> list[str]:

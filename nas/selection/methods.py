@@ -80,7 +80,7 @@ class SelectionRequest:
         return self.scorer
 
     def band(self) -> Band:
-        return Band(self.get_cost(), self.choices, self.target, self.tolerance)
+        return Band(self.target, self.tolerance, self.get_cost(), self.choices)
 
     def uniform_spec(self) -> WidthSpec:
         if self.uniform is not None:

@@ -47,7 +47,7 @@ def random_setup(seed: int) -> tuple[CandidateScorer, Band]:
         for _ in range(2)
     ]
     scorer = CandidateScorer(supernet, data, data, "cpu")
-    band = Band(MacsCost(space), choices_of(space), 0.3 * space.macs(), 0.02)
+    band = Band(0.3 * space.macs(), 0.02, MacsCost(space), choices_of(space))
     return scorer, band
 
 
@@ -67,7 +67,7 @@ def test_a_chooser_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(name:
     space, model, train, val = known_answer_task()
     supernet = Supernet(model, space)
     scorer = CandidateScorer(supernet, list(train), val, "cpu")
-    band = Band(MacsCost(space), choices_of(space), 0.35 * space.macs(), 0.02)
+    band = Band(0.35 * space.macs(), 0.02, MacsCost(space), choices_of(space))
     widths = CHOOSERS[name](scorer, band, 0)
     assert band.holds(widths)
     maximum = space.max_widths
@@ -119,5 +119,5 @@ def test_a_band_no_assignment_reaches_is_refused() -> None:
     space = supernet.space
     choices = {u.name: [u.max_width] for u in space.units}  # only the full network
     with pytest.raises(ConfigError, match="--select greedy: no narrowing"):
-        check_band(Band(MacsCost(space), choices, 0.5 * space.macs(), 0.02), "greedy")
-    check_band(Band(MacsCost(space), choices, space.macs(), 0.02), "greedy")  # reachable
+        check_band(Band(0.5 * space.macs(), 0.02, MacsCost(space), choices), "greedy")
+    check_band(Band(space.macs(), 0.02, MacsCost(space), choices), "greedy")  # reachable
