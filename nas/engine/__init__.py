@@ -15,6 +15,7 @@ from nas.engine.finetuning import (
     FinetuneConfig,
     finetune,
     finetune_and_compare,
+    uniform_staircase,
     uniform_twin,
     uniform_twin_at_cost,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
     "train_model",
+    "uniform_staircase",
     "uniform_twin",
     "uniform_twin_at_cost",
     "write_summary_csv",

@@ -36,6 +36,7 @@ __all__ = [
     "finetune",
     "finetune_and_compare",
     "parse_target",
+    "uniform_staircase",
     "uniform_twin",
     "uniform_twin_at_cost",
 ]
@@ -187,6 +188,16 @@ def uniform_twin(
     return space.spec(widths)
 
 
+def uniform_staircase(cost: CostModel, multiple: int = 1) -> list[tuple[float, dict[str, int]]]:
+    """Every distinct uniform-width assignment of ``cost``'s space (one ratio for every unit, in
+    steps of 0.5 %, rounded to ``multiple``) with its cost, by growing ratio."""
+    seen: dict[tuple[int, ...], dict[str, int]] = {}
+    for i in range(1, 201):
+        widths = cost.space.uniform_widths_for_macs(i / 200, multiple)
+        seen.setdefault(tuple(widths.values()), widths)
+    return [(cost.exact(w), w) for w in seen.values()]
+
+
 def uniform_twin_at_cost(
     cost: CostModel, value: float, target: float, tolerance: float, *, multiple: int = 1
 ) -> WidthSpec:
@@ -194,12 +205,9 @@ def uniform_twin_at_cost(
     among those within ``tolerance`` of ``target``; a :class:`ConfigError` where none lies
     there."""
     space = cost.space
-    seen: dict[tuple[int, ...], dict[str, int]] = {}
-    for i in range(1, 201):
-        widths = space.uniform_widths_for_macs(i / 200, multiple)
-        seen.setdefault(tuple(widths.values()), widths)
-    priced = [(cost.exact(w), w) for w in seen.values()]
-    fitting = [(c, w) for c, w in priced if abs(c / target - 1) <= tolerance]
+    fitting = [
+        (c, w) for c, w in uniform_staircase(cost, multiple) if abs(c / target - 1) <= tolerance
+    ]
     if not fitting:
         raise ConfigError(
             f"--compare: no uniform width of {space.name} lies within --tolerance {tolerance:g} "

@@ -26,6 +26,7 @@ from nas.engine import (
     finetune_and_compare,
     loader_states,
     restore_loaders,
+    uniform_staircase,
     uniform_twin_at_cost,
 )
 from nas.engine.config import ParallelOptions
@@ -271,11 +272,8 @@ def uniform_reference(
     except ConfigError:  # none in the band: the uniform widths nearest to the target
         cost = cost or MacsCost(space)
         target = config.cost_target(space, cost)
-        nearest = min(
-            (space.uniform_widths_for_macs(i / 200, config.width_multiple) for i in range(1, 201)),
-            key=lambda w: abs(cost.exact(w) - target),
-        )
-        return space.spec(nearest)
+        staircase = uniform_staircase(cost, config.width_multiple)
+        return space.spec(min(staircase, key=lambda cw: abs(cw[0] - target))[1])
 
 
 def check_select(space: SearchSpace, config: SearchConfig, cost: CostModel | None = None) -> None:
@@ -289,7 +287,7 @@ def check_select(space: SearchSpace, config: SearchConfig, cost: CostModel | Non
     choices = config.choices(space)
     if config.select == "predictor":
         check_pool_band(space, choices, target, config.tolerance, config.rank_config(), cost)
-    elif config.select in ("evolution", "greedy"):
+    else:
         check_band(Band(target, config.tolerance, cost, choices), config.select)
 
 

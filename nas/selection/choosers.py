@@ -30,10 +30,10 @@ from nas.cost.knapsack import most_probable_in_band
 from nas.engine import EvalResult
 from nas.errors import ConfigError
 from nas.selection.candidates import CandidateScorer
-from nas.selection.sampler import WidthSampler
+from nas.selection.sampler import WidthSampler, as_dict
 from predictors import GraphEncoder
 
-__all__ = ["Band", "check_band", "evolve", "nearest_choice", "repair", "slim"]
+__all__ = ["Band", "check_band", "evolve", "flat_log_probs", "nearest_choice", "repair", "slim"]
 
 
 @dataclass(frozen=True)
@@ -48,15 +48,21 @@ class Band(TargetBand):
         return self.low <= self.cost.exact(dict(widths)) <= self.high
 
 
+def flat_log_probs(choices: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
+    """Equal (unnormalised) log-probabilities for every unit's choices: no preference."""
+    return {u: torch.zeros(len(c)) for u, c in choices.items()}
+
+
 def check_band(band: Band, method: str) -> None:
     """Refuse, before any work, a band that no assignment of the width choices reaches (exactly:
     the projection's dynamic program over the choices): the chooser ``method`` searches the grid
     of choices (only the projection's last resort sets a unit to a width off the grid, which the
     argmax may use but a search of the grid never finds on purpose)."""
     space = band.cost.space
-    flat = {u: torch.zeros(len(c)) for u, c in band.choices.items()}
     units = [(u.name, u.kind) for u in space.units]
-    found = most_probable_in_band(band.cost.terms(), units, band.choices, flat, band.low, band.high)
+    found = most_probable_in_band(
+        band.cost.terms(), units, band.choices, flat_log_probs(band.choices), band.low, band.high
+    )
     if found is None:
         full = band.cost.full()
         low = band.cost.exact({u: min(c) for u, c in band.choices.items()})
@@ -126,9 +132,8 @@ def evolve(
         for w in seeds:
             if len(pool) < population:
                 add(repair(w, band))
-        prior = (
-            population - (population - len(pool)) // 2
-        )  # the pool's size after the prior's share
+        # the pool's size once the prior's half of the free places is filled
+        prior = population - (population - len(pool)) // 2
         for _ in range(20 * population):
             if len(pool) >= prior:
                 break
@@ -137,15 +142,15 @@ def evolve(
                 for u in units
             }
             add(repair(drawn, band))
-        sampler = WidthSampler(GraphEncoder.for_space(scorer.space), band.choices, band.cost)
-        rest = sampler.sample(
+        encoder = GraphEncoder.for_space(scorer.space)
+        rest = WidthSampler(encoder, band.choices, band.cost).sample(
             population - len(pool),
             gen,
             band=(band.low, band.high),
             exclude=_rows(pool) if pool else None,
         )
-        for row in rest.tolist():
-            add(dict(zip(units_in_order(scorer), row, strict=True)))
+        for row in rest:
+            add(as_dict(encoder, row))
         members = list(pool.values())
         bar = tqdm(total=generations + 1, desc="evolution", unit="generation", disable=not progress)
         scored = scorer.score_many(members)
@@ -169,10 +174,6 @@ def evolve(
         bar.close()
         inside = [w for w in pool.values() if band.holds(w)]
         return min(inside, key=lambda w: _loss_key(scorer.score(w), w, scorer))
-
-
-def units_in_order(scorer: CandidateScorer) -> list[str]:
-    return [u.name for u in scorer.space.units]
 
 
 def _rows(pool: Mapping[tuple[int, ...], Mapping[str, int]]) -> Tensor:
@@ -218,31 +219,29 @@ def slim(scorer: CandidateScorer, band: Band, *, progress: bool = False) -> dict
     bar = tqdm(total=steps, desc="greedy slimming", unit="step", disable=not progress)
     while cost > band.high:
         base = scorer.score(current)
-        best: tuple[float, str] | None = None
-        landing: tuple[float, str] | None = None
+        best: tuple[float, str, float] | None = None  # (loss per cost saved, unit, new cost)
+        landing: tuple[float, str, float] | None = None  # the best that stays >= the band
         for u, k in index.items():
             if k == 0:
                 continue
             trial = {**current, u: choices[u][k - 1]}
-            saved = cost - band.cost.exact(trial)
-            if saved <= 0:
+            after = band.cost.exact(trial)
+            if after >= cost:
                 continue
-            per = (scorer.score(trial).loss - base.loss) / saved
+            per = (scorer.score(trial).loss - base.loss) / (cost - after)
             if best is None or per < best[0]:
-                best = (per, u)
-            if band.cost.exact(trial) >= band.low and (landing is None or per < landing[0]):
-                landing = (per, u)
+                best = (per, u, after)
+            if after >= band.low and (landing is None or per < landing[0]):
+                landing = (per, u, after)
         if best is None:
             raise ConfigError(
                 "--select greedy: no narrowing of the width choices reaches the budget"
             )
-        step = best[1]
-        narrowed = {**current, step: choices[step][index[step] - 1]}
-        if band.cost.exact(narrowed) < band.low and landing is not None:
-            step = landing[1]  # a step that stays at or above the band rather than under it
+        if best[2] < band.low and landing is not None:
+            best = landing  # a step that stays at or above the band rather than under it
+        _, step, cost = best
         index[step] -= 1
         current = widths_at(index)
-        cost = band.cost.exact(current)
         bar.update(1)
     bar.close()
     return repair(current, band)

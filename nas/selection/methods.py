@@ -21,14 +21,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import Tensor, nn
 
 from nas.cost import MacsCost
 from nas.engine import Distillation, EvalResult, TrainConfig
 from nas.registry import Registry
 from nas.selection.candidates import CandidateScorer
-from nas.selection.choosers import Band, evolve, slim
+from nas.selection.choosers import Band, evolve, flat_log_probs, slim
 from nas.selection.config import RankConfig
 from nas.selection.predictor import select_with_predictor
 from nas.supernet import Supernet
@@ -163,12 +162,11 @@ def evolution(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
     """The best candidate of an evolution scored on the supernet (validation loss)."""
     r = request
     space = r.supernet.space
-    flat = {u: _flat(len(c)) for u, c in r.choices.items()}
     widths = evolve(
         r.get_scorer(),
         r.band(),
         [dict(r.initial_spec().widths), dict(r.uniform_spec().widths)],
-        r.log_probs if r.log_probs is not None else flat,
+        r.log_probs if r.log_probs is not None else flat_log_probs(r.choices),
         population=r.population,
         generations=r.generations,
         seed=r.seed,
@@ -205,7 +203,3 @@ def predictor(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
         scorer=r.get_scorer(),
     )
     return selection.spec, selection.summary(), selection.predictor
-
-
-def _flat(n: int) -> Tensor:
-    return torch.full((n,), -float(torch.tensor(n).log()))

@@ -154,7 +154,7 @@ class SearchRun:
         m = int(y.shape[0])
         self.w_opt.zero_grad(set_to_none=True)
         if self.config.weight_sampling == "sandwich":
-            loss = self._sandwich(x, y, tau, share(m, n))
+            loss = self._sandwich(x, y, share(m, n))
         else:
             mode = "sample" if self.config.weight_sampling == "relaxed" else "hard"
             with torch.no_grad():  # a hard sample is then exactly one-hot
@@ -166,7 +166,7 @@ class SearchRun:
         self.w_sched.step()
         return float(total[0]) / n
 
-    def _sandwich(self, x: Tensor, y: Tensor, tau: float, weight: float) -> Tensor:
+    def _sandwich(self, x: Tensor, y: Tensor, weight: float) -> Tensor:
         """Largest network on the labels; the smallest and ``sandwich_samples`` random members
         (:meth:`random_widths`) distilled in place from its outputs; gradients accumulated for
         one step (every loss times ``weight``, this rank's share of the batch)."""
