@@ -81,14 +81,14 @@ _API: dict[str, str] = {
     "search_widths": "nas.width_search",
     "RankConfig": "nas.selection",
     # jobs (with files) and their Python twins
-    "RunOptions": "nas.jobs.common",
-    "SearchResult": "nas.jobs.search",
-    "run_search": "nas.jobs.search",
-    "search": "nas.jobs.search",
+    "RunOptions": "nas.runs",
+    "SearchResult": "nas.width_search",
+    "run_search": "nas.width_search",
+    "search": "nas.width_search",
     "run_rank": "nas.jobs.rank",
-    "PruneResult": "nas.jobs.prune",
-    "prune": "nas.jobs.prune",
-    "run_prune": "nas.jobs.prune",
+    "PruneResult": "nas.pruning",
+    "prune": "nas.pruning.pipeline",
+    "run_prune": "nas.pruning",
     "train_baseline": "nas.jobs.train",
     "extract_to_dir": "nas.jobs.extract",
     "TransferResult": "nas.transfer_learning",
@@ -202,18 +202,17 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from nas.gates import GateStrategy, create_strategy, list_strategies, register_strategy
     from nas.importance import channel_order, channel_scores
-    from nas.jobs.common import RunOptions
     from nas.jobs.extract import extract_to_dir
-    from nas.jobs.prune import PruneResult, prune, run_prune
     from nas.jobs.rank import run_rank
-    from nas.jobs.search import SearchResult, run_search, search
     from nas.jobs.train import train_baseline
     from nas.jobs.transfer import run_transfer
-    from nas.pruning import PruneConfig, allocate
+    from nas.pruning import PruneConfig, PruneResult, allocate, run_prune
+    from nas.pruning.pipeline import prune
     from nas.registry import Registry
+    from nas.runs import RunOptions
     from nas.selection import RankConfig
     from nas.sweep import SweepConfig, run_sweep
     from nas.transfer_learning import TransferResult, transfer
-    from nas.width_search import SearchConfig, search_widths
+    from nas.width_search import SearchConfig, SearchResult, run_search, search, search_widths
     from search_spaces import SearchSpace, WidthSpec, list_spaces
     from search_spaces import create as create_space

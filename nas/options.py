@@ -17,7 +17,12 @@ From that one declaration come
 * :func:`convert`: text from the command line and values from ``--config`` YAML files go through
   the same conversion, so a value gives the same one-line error from either;
 * :func:`record`: the mapping written to ``args.yaml`` (which ``--config`` reads back);
-* the command-line parsers (``nas.cli.parser`` walks :func:`option_fields`).
+* the command-line parsers (``nas.cli.parser`` walks :func:`option_fields`);
+* what the option shapes (``tags``): a run's records name options by their declaration
+  (:func:`tagged`), never by a string of their own: :data:`AFTER_SEARCH` options do not
+  shape a search (its checkpoint ignores them), :data:`AFTER_WARMUP` ones do not shape its
+  warm-up (searches differing only in them share one), and ``target_tag(cost)`` marks the
+  option holding a budget in that cost (a sweep sets it per trial).
 
 This module imports neither torch nor anything heavy: the command line's help is fast.
 """
@@ -30,13 +35,15 @@ import math
 import numbers
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from nas.errors import ConfigError
 
 __all__ = [
+    "AFTER_SEARCH",
+    "AFTER_WARMUP",
     "MAX_BATCH_SIZE",
     "MAX_EPOCHS",
     "RECORD_KEYS",
@@ -49,6 +56,8 @@ __all__ = [
     "option",
     "option_fields",
     "record",
+    "tagged",
+    "target_tag",
 ]
 
 METADATA_KEY = "nas.option"
@@ -59,6 +68,15 @@ MAX_BATCH_SIZE = 2**20  # beyond: a typo (no device holds such a batch)
 RECORD_KEYS = frozenset({"command", "data", "environment"})
 
 Choices = Sequence[str] | Callable[[], Sequence[str]] | str
+
+# what an option shapes (tags of :func:`option`; see the module docstring)
+AFTER_SEARCH = "after-search"  # the fine-tuning, the choice of widths, the device
+AFTER_WARMUP = "after-warmup"  # the search's target, temperatures and architecture step
+
+
+def target_tag(cost: str) -> str:
+    """The tag of the option holding a budget in ``cost``'s unit (``macs``, ``latency``)."""
+    return f"target:{cost}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,7 @@ class Option:
     positional: bool = False
     nargs: str | None = None
     metavar: str | None = None
+    tags: frozenset[str] = frozenset()
 
 
 def option(
@@ -94,6 +113,7 @@ def option(
     positional: bool = False,
     nargs: str | None = None,
     metavar: str | None = None,
+    tags: Iterable[str] = (),
 ) -> Any:
     """A dataclass field with its option metadata.
 
@@ -103,6 +123,8 @@ def option(
     callable returning one, or ``"module:attribute"`` naming a :class:`~nas.registry.Registry`,
     resolved only when needed). ``parse``: a converter for values the type alone does not
     describe (raises ``ValueError``); ``what`` says what it accepts, for error messages.
+    ``tags``: what the option shapes (:data:`AFTER_SEARCH`, :data:`AFTER_WARMUP`,
+    :func:`target_tag`), read back by :func:`tagged`.
     """
     meta = Option(
         help=help,
@@ -117,6 +139,7 @@ def option(
         positional=positional,
         nargs=nargs,
         metavar=metavar,
+        tags=frozenset(tags),
     )
     return dataclasses.field(default=default, metadata={METADATA_KEY: meta})
 
@@ -177,6 +200,11 @@ def option_fields(cls: type) -> tuple[OptionField, ...]:
         out.append(OptionField(f.name, hints[f.name], default, meta))
     _FIELDS[cls] = tuple(out)
     return _FIELDS[cls]
+
+
+def tagged(cls: type, tag: str) -> frozenset[str]:
+    """The names of ``cls``'s options declared with ``tag``."""
+    return frozenset(f.name for f in option_fields(cls) if tag in f.option.tags)
 
 
 T = TypeVar("T", bound="Options")

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.errors import ConfigError
-from nas.io import atomic_write_bytes, read_csv, read_json
+from nas.io import atomic_write_bytes
 from search_spaces import WidthSpec
 
 if TYPE_CHECKING:
@@ -228,130 +227,15 @@ class SweepPoints:
         )
 
 
-# a single run's metrics.json: the accuracy key of its network, per command
-RUN_ACCURACY = {"search": "searched_acc", "prune": "pruned_acc"}
-
-
-# the x axis of nas plot pareto, per --cost: the run's key, its uniform twin's, the label
-PARETO_AXES = {
-    "macs": ("macs_ratio", "uniform_macs_ratio", "MACs / full network"),
-    "latency": ("latency_ratio", "uniform_latency_ratio", "measured latency / full network"),
-}
-
-
-def read_run_point(d: Path, cost: str = "macs") -> SweepPoints:
-    """The point of a finished ``nas search`` or ``nas prune`` run directory (and its uniform
-    twin with ``--compare``, and the full network) at its ``cost`` ratio (MACs, or the
-    latency measured by a ``--cost latency`` search); a one-line :class:`ConfigError` for a
-    directory that is neither, or a run without that cost."""
-    path = d / "metrics.json"
-    if not path.is_file():
-        raise ConfigError(
-            f"{d} is neither a sweep directory (no pareto.csv) nor a finished search or prune "
-            "run (no metrics.json)"
-        )
-    metrics = read_json(path, "run metrics")
-    acc_key = next((k for k in RUN_ACCURACY.values() if k in metrics), None)
-    if acc_key is None:
-        raise ConfigError(f"{path} was not written by nas search or nas prune")
-
-    def number(key: str) -> float:
-        value = metrics.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{path} has no number {key}")
-        return float(value)
-
-    x, ux, _ = PARETO_AXES[cost]
-    if x not in metrics:
-        raise ConfigError(f"{path} has no {x} (a --cost {cost} plot reads --cost {cost} searches)")
-    point = [(number(x), number(acc_key))]
-    uniform = [(number(ux), number("uniform_acc"))] if "uniform_acc" in metrics else []
-    full = number("baseline_acc") if "baseline_acc" in metrics else None
-    return SweepPoints(trials=[], front=point, uniform=uniform, full_acc=full, sweep=False)
-
-
-def read_points(d: Path, cost: str = "macs") -> SweepPoints:
-    """A sweep directory's points (:func:`read_sweep_points`), else a run's
-    (:func:`read_run_point`)."""
-    if not (d / "pareto.csv").is_file():
-        return read_run_point(d, cost)
-    return read_sweep_points(d, cost)
-
-
-def read_sweep_points(d: Path, cost: str = "macs") -> SweepPoints:
-    """The points of the sweep in ``d`` at their ``cost`` ratio (MACs, or for a ``--cost
-    latency`` sweep the measured latency); a missing ``pareto.csv``, a table without the needed
-    columns or with a cell that is not a number, a corrupt ``metrics.json`` or a sweep without
-    that cost raise a one-line :class:`~nas.errors.ConfigError` (``trials.csv``,
-    ``uniform.csv`` and ``metrics.json`` may be absent)."""
-    if not (d / "pareto.csv").is_file():
-        raise ConfigError(f"{d} is not a sweep directory (no pareto.csv)")
-    trials = [r for r in _table(d / "trials.csv", ("state",)) if r["state"] == "COMPLETE"]
-    full_acc = None
-    swept = "macs"
-    if (d / "metrics.json").is_file():
-        metrics = read_json(d / "metrics.json", "sweep metrics")
-        value = metrics.get("full_acc")
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{d / 'metrics.json'} has no number full_acc")
-        full_acc = float(value)
-        swept = str(metrics.get("cost", "macs"))
-    if cost != "macs" and swept != cost:
-        raise ConfigError(f"{d} is a sweep of {swept} budgets: plot it with --cost {swept}")
-    x = PARETO_AXES[cost][0]
-    return SweepPoints(
-        trials=_points(d / "trials.csv", trials, "searched_acc", x),
-        front=_points(d / "pareto.csv", _table(d / "pareto.csv", ()), "searched_acc", x),
-        uniform=_points(d / "uniform.csv", _table(d / "uniform.csv", ()), "test_acc", x),
-        full_acc=full_acc,
-    )
-
-
-def _table(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
-    """The rows of a CSV file written by nas sweep ([] if absent), each with ``columns``."""
-    if not path.is_file():
-        return []
-    rows = read_csv(path)
-    for i, row in enumerate(rows, start=2):
-        missing = [c for c in columns if row.get(c) is None]
-        if missing:
-            raise ConfigError(f"{path} line {i} has no {missing[0]} column (not a sweep table)")
-    return rows
-
-
-def _points(
-    path: Path, rows: Sequence[dict[str, str]], acc: str, x: str = "macs_ratio"
-) -> list[tuple[float, float]]:
-    points = []
-    for i, row in enumerate(rows, start=2):
-        pair = []
-        for column in (x, acc):
-            text = row.get(column)
-            if text is None:
-                raise ConfigError(f"{path} has no {column} column (not a sweep table)")
-            try:
-                value = float(text)
-            except ValueError:
-                raise ConfigError(f"{path} line {i}: {column} is not a number: {text!r}") from None
-            if not math.isfinite(value):
-                raise ConfigError(f"{path} line {i}: {column} is not finite: {text!r}")
-            pair.append(value)
-        points.append((pair[0], pair[1]))
-    return points
-
-
-def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path, cost: str = "macs") -> None:
-    """Accuracy against MACs (or, ``cost="latency"``, against the measured latency of latency
-    searches): each sweep's Pareto front (and its other trials), its
-    uniform-width curve, and the full network; or the networks of ``nas search`` / ``nas
-    prune`` runs, those under one label joined into one curve (a method over budgets). Several
-    overlay on one figure. Every directory is read and checked (:func:`read_points`) before
-    anything is drawn."""
-    groups: dict[str, SweepPoints] = {}
-    for label, d in runs:
-        points = read_points(Path(d), cost)
-        groups[label] = groups[label].merged(points) if label in groups else points
-    sweeps = list(groups.items())
+def plot_pareto(
+    groups: Sequence[tuple[str, SweepPoints]], path: str | Path, xlabel: str = "MACs / full network"
+) -> None:
+    """Accuracy against compute (the x axis: ``xlabel``, say the MAC ratio or the measured
+    latency ratio): each sweep's Pareto front (and its other trials), its uniform-width curve,
+    and the full network; or the networks of ``nas search`` / ``nas prune`` runs, one curve per
+    label (a method over budgets). Several overlay on one figure. The points are read by
+    :mod:`nas.sweep.points`, which owns the files a sweep writes."""
+    sweeps = list(groups)
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
     for i, (label, s) in enumerate(sweeps):
         color = f"C{i}"
@@ -385,7 +269,7 @@ def plot_pareto(runs: Sequence[tuple[str, Path]], path: str | Path, cost: str = 
                 label=f"{label}: full network",
                 zorder=3,
             )
-    ax.set_xlabel(PARETO_AXES[cost][2])
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("accuracy against compute")
     ax.grid(alpha=0.3)

@@ -31,11 +31,10 @@ from PIL import Image
 
 import search_spaces
 from nas.cli import main
-from nas.cost import MacsCost
 from nas.errors import ConfigError
 from nas.extraction import extract
-from nas.selection import Band, check_band
-from nas.width_search import SearchConfig
+from nas.selection import check_band
+from nas.width_search import SearchConfig, search_budget
 
 DIGITS: dict[str, Any] = {"num_classes": 10, "in_channels": 1, "input_size": (8, 8)}
 FAST = ["--quiet", "--epochs", "1"]
@@ -824,10 +823,9 @@ def test_the_band_gap_is_off_the_grid() -> None:
     target (above the smallest network), only the choosers' band check refuses it."""
     space = search_spaces.create("resnet20", **DIGITS)
     config = SearchConfig(width_ratios=(0.5, 1.0), tolerance=0.005, target_macs="0.524")
-    target = config.target_for(space)  # not refused
-    choices = config.choices(space)
+    band = search_budget(config, space)  # not refused
+    choices = band.choices
     grid = [space.macs(dict(zip(choices, c, strict=True))) for c in product(*choices.values())]
-    band = Band(target, config.tolerance, MacsCost(space), choices)
     assert min(grid) < band.low and not [m for m in grid if band.low <= m <= band.high]
     for method in ("evolution", "greedy"):
         with pytest.raises(ConfigError, match=f"--select {method}: no"):

@@ -23,6 +23,7 @@ NAS_TIERS: tuple[tuple[str, ...], ...] = (
     ("errors", "registry", "io", "options", "rundir"),  # basics
     ("data", "engine", "cost", "plots"),  # foundations
     ("importance", "extraction", "supernet"),  # networks
+    ("runs",),  # what every run shares: its options, args.yaml, the baseline
     ("gates",),  # gate strategies
     ("selection",),  # choosing widths from a supernet
     ("width_search", "pruning"),  # methods

@@ -40,6 +40,7 @@ import search_spaces
 from nas.cost import LatencyCost, LatencyTable
 from nas.cost.timing import build_table, network_latency_ms, random_specs
 from nas.width_search import SearchConfig
+from nas.width_search.setup import width_choices
 
 CHUNK = 10  # networks timed together (interleaved) with the full one
 
@@ -49,7 +50,7 @@ def _specs(space: search_spaces.SearchSpace, args: argparse.Namespace) -> list[d
     width choices of a default ``nas search`` (what a search can return)."""
     if args.widths == "any":
         return random_specs(space, args.specs, seed=args.seed)
-    choices = SearchConfig().width_choices(space)
+    choices = width_choices(SearchConfig(), space)
     rng = random.Random(args.seed)
     return [{u: rng.choice(c) for u, c in choices.items()} for _ in range(args.specs)]
 

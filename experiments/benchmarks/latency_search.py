@@ -40,7 +40,7 @@ import search_spaces
 from nas.cost import LatencyCost, LatencyTable
 from nas.cost.timing import build_table, latency_report
 from nas.data import load_data, reseeded
-from nas.width_search import SearchConfig, check_compare, warm_up
+from nas.width_search import SearchConfig, check_compare, search_budget, warm_up
 from search_spaces.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,7 +83,7 @@ def one_seed(seed: int, ctx: dict[str, Any], args: argparse.Namespace) -> dict[s
     # the latency staircase of uniform widths (a unit one channel past a kernel block costs a
     # block more) can leave no uniform network within the band: then no uniform twin for it
     try:
-        check_compare(space, latency, cost)
+        check_compare(search_budget(latency, space, cost=cost), latency)
     except ConfigError as e:
         print(f"seed {seed}: no uniform twin of the latency search ({e})", file=sys.stderr)
         latency = replace(latency, compare=False)

@@ -29,6 +29,7 @@ import torch
 import search_spaces
 from nas.selection import RankConfig, sample_pool, sample_widths
 from nas.width_search import SearchConfig
+from nas.width_search.setup import width_choices
 from predictors import GraphEncoder, Predictor, PredictorConfig, fit_predictor
 
 SPACES = (("resnet20", (32, 32)), ("resnet56_b", (32, 32)), ("resnet50", (224, 224)))
@@ -42,7 +43,7 @@ def bench(
 ) -> dict[str, float]:
     space = search_spaces.create(name, input_size=size)
     encoder = GraphEncoder.for_space(space)
-    choices = SearchConfig().width_choices(space)
+    choices = width_choices(SearchConfig(), space)
     gen = torch.Generator().manual_seed(0)
     train = sample_widths(encoder, choices, args.samples, gen)
     scores = encoder.macs(train).double().log() + torch.randn(len(train), generator=gen) * 0.1

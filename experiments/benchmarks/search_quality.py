@@ -62,17 +62,19 @@ from torch import nn
 import nas
 from nas.data import DataBundle, load_data, reseeded
 from nas.engine import loader_state, restore_loader, seed_everything
-from nas.jobs.search import deliver, select_network
 from nas.selection import SELECTIONS
 from nas.width_search import (
     SearchConfig,
     SearchOutcome,
     check_compare,
+    deliver,
     search_widths,
+    select_network,
     uniform_twin,
     warm_up,
 )
 from nas.width_search.config import WEIGHT_SAMPLING
+from nas.width_search.setup import search_budget
 from search_spaces import SearchSpace, WidthSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -454,7 +456,8 @@ def main() -> None:
                     f"{tag(settings, 'baseline_epochs', 'warmup_epochs', 'calib_images')}.pt"
                 )
                 for target in args.targets:  # a uniform twin exists, before any work
-                    check_compare(space, replace(base, target_macs=f"{target:g}", compare=True))
+                    at = replace(base, target_macs=f"{target:g}", compare=True)
+                    check_compare(search_budget(at, space), at)
                 search_tag = tag(
                     settings, "baseline_epochs", "warmup_epochs", "search_epochs", "calib_images"
                 )
@@ -493,8 +496,9 @@ def main() -> None:
                             progress=False,
                         )
                         assert chosen is not None
+                        assert picked.budget is not None
                         twin = uniform_twin(
-                            space, picked.spec.macs(), config, multiple=config.width_multiple
+                            picked.budget, picked.spec.macs(), multiple=config.width_multiple
                         )
                         for protocol in [p for s, p in jobs if s == select]:
                             pconf = (

@@ -63,6 +63,7 @@ from torch.profiler import ProfilerActivity, profile
 import search_spaces
 from nas.engine import make_optimizer, make_scheduler
 from nas.width_search import SearchConfig, SearchRun, build_supernet
+from nas.width_search.setup import search_budget
 from search_spaces import SearchSpace
 
 SPACES = ("resnet20", "resnet56", "resnet56_b")
@@ -98,8 +99,8 @@ def make_steps(space: SearchSpace, batch: int) -> Steps:
     y = torch.randint(0, NUM_CLASSES, (batch,))
     xv = torch.randn(batch, 3, *INPUT_SIZE)
     yv = torch.randint(0, NUM_CLASSES, (batch,))
-    target = config.target_for(space)
-    run = SearchRun(supernet, strategy, config, target, [(x, y)], [(xv, yv)], [(xv, yv)], device)
+    budget = search_budget(config, space)
+    run = SearchRun(supernet, strategy, config, budget, [(x, y)], [(xv, yv)], [(xv, yv)], device)
     tau = config.tau0
 
     plain = copy.deepcopy(full).train()

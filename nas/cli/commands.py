@@ -34,5 +34,5 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sweep": ("nas.sweep.run", "many searches as an Optuna study: accuracy/MAC Pareto front"),
     "transfer": ("nas.jobs.transfer", "train a found architecture on another dataset"),
-    "plot": ("nas.jobs.plot", "figures from finished runs"),
+    "plot": ("nas.sweep.plot", "figures from finished runs"),
 }

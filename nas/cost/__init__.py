@@ -3,10 +3,11 @@
 Modules: ``base`` (the :class:`CostModel` interface and :data:`COST_MODELS`), ``macs`` (the MAC
 cost model and counters), ``latency`` (measured per-layer latency tables and the latency cost
 model), ``timing`` (measuring them), ``target`` (parsing ``--target-macs`` and
-``--target-latency``), ``budget`` (budget losses, :data:`BUDGETS`), ``knapsack`` (the most
-probable widths in a cost band) and ``projection`` (bringing found widths into the budget band,
-:data:`PROJECTIONS`). A new cost model subclasses :class:`CostModel` (its per-layer
-:meth:`~CostModel.terms`) and registers in :data:`COST_MODELS`.
+``--target-latency`` once into a run's :class:`ResolvedBudget`), ``budget`` (budget losses,
+:data:`BUDGETS`), ``knapsack`` (the most probable widths in a cost band) and ``projection``
+(bringing found widths into the budget band, :data:`PROJECTIONS`). A new cost model subclasses
+:class:`CostModel` (its per-layer :meth:`~CostModel.terms`) and registers in
+:data:`COST_MODELS`.
 """
 
 from nas.cost.base import COST_MODELS, CostModel, create_cost_model
@@ -21,7 +22,13 @@ from nas.cost.macs import (
     measure_macs,
 )
 from nas.cost.projection import PROJECTIONS, project_most_probable, project_to_budget
-from nas.cost.target import TargetBand, parse_target_latency, parse_target_macs
+from nas.cost.target import (
+    ResolvedBudget,
+    TargetBand,
+    parse_target_latency,
+    parse_target_macs,
+    resolve_budget,
+)
 
 __all__ = [
     "BUDGETS",
@@ -32,6 +39,7 @@ __all__ = [
     "LatencyCost",
     "LatencyTable",
     "MacsCost",
+    "ResolvedBudget",
     "TargetBand",
     "budget_loss",
     "count_macs",
@@ -45,5 +53,6 @@ __all__ = [
     "parse_target_macs",
     "project_most_probable",
     "project_to_budget",
+    "resolve_budget",
     "smallest_macs",
 ]

@@ -13,11 +13,11 @@ from nas.engine.config import Distillation, ThreadOptions, TrainConfig
 from nas.engine.evaluation import EvalResult, evaluate
 from nas.engine.finetuning import (
     FinetuneConfig,
+    default_reference,
     finetune,
     finetune_and_compare,
     uniform_staircase,
     uniform_twin,
-    uniform_twin_at_cost,
 )
 from nas.engine.loop import CHECKPOINT_NAME, train_model
 from nas.engine.losses import classification_loss, kd_loss
@@ -54,6 +54,7 @@ __all__ = [
     "ThreadOptions",
     "TrainConfig",
     "classification_loss",
+    "default_reference",
     "evaluate",
     "finetune",
     "finetune_and_compare",
@@ -76,6 +77,5 @@ __all__ = [
     "train_model",
     "uniform_staircase",
     "uniform_twin",
-    "uniform_twin_at_cost",
     "write_summary_csv",
 ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from nas.errors import ConfigError
-from nas.options import MAX_EPOCHS, Options, option
+from nas.options import AFTER_SEARCH, MAX_EPOCHS, Options, option
 
 __all__ = [
     "Distillation",
@@ -65,9 +65,13 @@ class Distillation(Options):
     group: ClassVar[str] = "distillation"
 
     kd_alpha: float = option(
-        0.9, "weight of distillation from the full network (0 = none)", ge=0, le=1
+        0.9,
+        "weight of distillation from the full network (0 = none)",
+        ge=0,
+        le=1,
+        tags=(AFTER_SEARCH,),
     )
-    kd_temperature: float = option(4.0, "distillation temperature", gt=0)
+    kd_temperature: float = option(4.0, "distillation temperature", gt=0, tags=(AFTER_SEARCH,))
 
 
 def check_device(name: str) -> None:

@@ -23,11 +23,12 @@ from nas.engine.evaluation import evaluate
 from nas.engine.loop import train_model
 from nas.engine.state import loader_state, restore_loader
 from nas.errors import ConfigError
-from nas.options import MAX_EPOCHS, option
-from search_spaces import SearchSpace, WidthSpec
+from nas.options import AFTER_SEARCH, AFTER_WARMUP, MAX_EPOCHS, option, target_tag
+from search_spaces import WidthSpec
 
 if TYPE_CHECKING:
     from nas.cost.base import CostModel
+    from nas.cost.target import ResolvedBudget
 
 __all__ = [
     "MIN_TOLERANCE",
@@ -38,7 +39,6 @@ __all__ = [
     "parse_target",
     "uniform_staircase",
     "uniform_twin",
-    "uniform_twin_at_cost",
 ]
 
 # Narrowest accepted --tolerance. The projection lands in the band whenever some widths do; the
@@ -74,30 +74,35 @@ class FinetuneConfig(Distillation):
         "MAC budget: a ratio of the full network (0.5) or absolute (60M)",
         parse=parse_target,
         what="a ratio like 0.5 or MACs like 60M",
+        tags=(AFTER_WARMUP, target_tag("macs")),
     )
     tolerance: float = option(
         0.02,
         "final MACs within target x (1 +- tolerance)",
         ge=MIN_TOLERANCE,
         lt=1,
+        tags=(AFTER_WARMUP,),
     )
     finetune_epochs: int = option(
-        30, "fine-tuning epochs of the found network", ge=0, le=MAX_EPOCHS
+        30, "fine-tuning epochs of the found network", ge=0, le=MAX_EPOCHS, tags=(AFTER_SEARCH,)
     )
-    finetune_lr: float = option(0.05, "fine-tuning learning rate", gt=0)
+    finetune_lr: float = option(0.05, "fine-tuning learning rate", gt=0, tags=(AFTER_SEARCH,))
     momentum: float = option(0.9, "SGD momentum (search and fine-tuning)", ge=0, lt=1)
     weight_decay: float = option(5e-4, "weight decay (search and fine-tuning)", ge=0)
     from_scratch: bool = option(
-        False, "retrain the found widths from random init instead of fine-tuning"
+        False,
+        "retrain the found widths from random init instead of fine-tuning",
+        tags=(AFTER_SEARCH,),
     )
     compare: bool = option(
         False,
         "also fine-tune a reference exactly like the found network: the uniform-width network "
         "of the same MACs from the same weights (nas prune --allocation uniform: the same "
         "widths with seeded random channels); reference and uniform_acc in metrics.json",
+        tags=(AFTER_SEARCH,),
     )
     seed: int = option(0, "seed for everything")
-    device: str = option("cpu", "cpu, cuda, cuda:1, mps...")
+    device: str = option("cpu", "cpu, cuda, cuda:1, mps...", tags=(AFTER_SEARCH,))
 
     def check(self) -> None:
         """Rules across options, checked before anything is written or trained."""
@@ -126,12 +131,6 @@ class FinetuneConfig(Distillation):
 
     def distill(self) -> Distillation:
         return Distillation(kd_alpha=self.kd_alpha, kd_temperature=self.kd_temperature)
-
-    def target_for(self, space: SearchSpace) -> float:
-        """The target in MACs (a one-line :class:`ConfigError` for a malformed one)."""
-        from nas.cost import parse_target_macs
-
-        return parse_target_macs(self.target_macs, space.macs())
 
 
 def finetune(
@@ -165,24 +164,36 @@ def finetune(
     )
 
 
-def uniform_twin(
-    space: SearchSpace, macs: float, config: FinetuneConfig, *, multiple: int = 1
-) -> WidthSpec:
-    """The uniform-width spec (one ratio for every unit, rounded to ``multiple``) whose MACs
-    come closest to ``macs`` within the tolerance of the target; a :class:`ConfigError` where
-    none lies there (say the rounding of narrow units leaves no uniform width there)."""
-    target = config.target_for(space)
+def uniform_twin(budget: ResolvedBudget, value: float, *, multiple: int = 1) -> WidthSpec:
+    """The uniform-width spec (one ratio for every unit, rounded to ``multiple``) whose cost
+    comes closest to ``value`` (in the budget's unit) among those within the budget's band; a
+    :class:`ConfigError` where none lies there (say the rounding of narrow units, or the
+    staircase of a latency table's uniform widths, steps over the whole band)."""
+    space, target = budget.space, budget.target
+    if not budget.counts_macs:
+        fitting = [
+            (c, w)
+            for c, w in uniform_staircase(budget.cost, multiple)
+            if abs(c / target - 1) <= budget.tolerance
+        ]
+        if not fitting:
+            raise ConfigError(
+                f"--compare: no uniform width of {space.name} lies within --tolerance "
+                f"{budget.tolerance:g} of the target {target:.4g} {budget.unit}; widen "
+                "--tolerance or change the target"
+            )
+        return space.spec(min(fitting, key=lambda cw: abs(cw[0] - value))[1])
     full = space.macs()
     candidates = [  # nearest to the found network's MACs, else nearest to the target
-        space.uniform_widths_for_macs(min(1.0, m / full), multiple) for m in (macs, target)
+        space.uniform_widths_for_macs(min(1.0, m / full), multiple) for m in (value, target)
     ]
-    fitting = [w for w in candidates if abs(space.macs(w) / target - 1) <= config.tolerance]
-    widths = min(fitting or candidates, key=lambda w: abs(space.macs(w) - macs))
+    fitting_widths = [w for w in candidates if abs(space.macs(w) / target - 1) <= budget.tolerance]
+    widths = min(fitting_widths or candidates, key=lambda w: abs(space.macs(w) - value))
     got = space.macs(widths)
-    if not fitting:
+    if not fitting_widths:
         raise ConfigError(
             f"--compare: no uniform width of {space.name} lies within --tolerance "
-            f"{config.tolerance:g} of the target {target:,.0f} MACs (the nearest has "
+            f"{budget.tolerance:g} of the target {target:,.0f} MACs (the nearest has "
             f"{got:,} MACs, {got / full:.1%} of full); widen --tolerance or change --target-macs"
         )
     return space.spec(widths)
@@ -198,29 +209,10 @@ def uniform_staircase(cost: CostModel, multiple: int = 1) -> list[tuple[float, d
     return [(cost.exact(w), w) for w in seen.values()]
 
 
-def uniform_twin_at_cost(
-    cost: CostModel, value: float, target: float, tolerance: float, *, multiple: int = 1
-) -> WidthSpec:
-    """The uniform-width spec whose ``cost`` (say a table's latency) comes closest to ``value``
-    among those within ``tolerance`` of ``target``; a :class:`ConfigError` where none lies
-    there."""
-    space = cost.space
-    fitting = [
-        (c, w) for c, w in uniform_staircase(cost, multiple) if abs(c / target - 1) <= tolerance
-    ]
-    if not fitting:
-        raise ConfigError(
-            f"--compare: no uniform width of {space.name} lies within --tolerance {tolerance:g} "
-            f"of the target {target:.4g} {cost.unit}; widen --tolerance or change the target"
-        )
-    return space.spec(min(fitting, key=lambda cw: abs(cw[0] - value))[1])
-
-
-def default_reference(config: FinetuneConfig) -> str:
-    """What a search's ``--compare`` fine-tunes beside the found network, in words (the
+def default_reference(config: FinetuneConfig, budget: ResolvedBudget) -> str:
+    """What ``--compare`` fine-tunes beside the found network by default, in words (the
     ``reference`` of its ``metrics.json``)."""
-    cost = getattr(config, "cost", "macs")  # a search's --cost (FinetuneConfig has none)
-    measure = "MACs" if cost == "macs" else f"predicted {cost}"
+    measure = "MACs" if budget.counts_macs else f"predicted {budget.cost.name}"
     how = "trained from scratch" if config.from_scratch else "cut from the same supernet"
     return f"uniform widths of the same {measure}, {how}"
 
@@ -234,10 +226,9 @@ def finetune_and_compare(
     test_loader: Iterable[Any],
     config: FinetuneConfig,
     *,
-    multiple: int = 1,
     twin: WidthSpec | None = None,
     twin_start: Callable[[WidthSpec], nn.Module] | None = None,
-    reference: str | None = None,
+    reference: str = "",
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -246,9 +237,9 @@ def finetune_and_compare(
     reference network fine-tuned exactly the same way (into ``out/uniform``): the same options,
     teacher, seed and batches (the loader is rewound to where the first fine-tuning began).
 
-    The reference is ``twin_start(twin)`` (default ``start``; ``twin``: default the uniform
-    widths of the spec's MACs), and ``reference`` says in words what it is (default
-    :func:`default_reference`, a search's uniform twin). Returns the fine-tuned network and the
+    The reference is ``twin_start(twin)`` (default ``start``; ``twin``, needed with
+    ``compare``: say :func:`uniform_twin` of the budget), and ``reference`` says in words what
+    it is (:func:`default_reference` for a uniform twin). Returns the fine-tuned network and the
     reference's numbers (``reference``, ``uniform_acc``, ``uniform_val_acc``, ``uniform_macs``,
     ...; the keys keep their historical ``uniform_`` names whatever the reference; none
     without ``compare``)."""
@@ -266,7 +257,9 @@ def finetune_and_compare(
     )
     if not config.compare:
         return small, {}
-    twin_spec = twin or uniform_twin(spec.get_space(), spec.macs(), config, multiple=multiple)
+    if twin is None:
+        raise ValueError("finetune_and_compare: --compare needs the reference's widths (twin)")
+    twin_spec = twin
     other = (twin_start or start)(twin_spec)
     restore_loader(train_loader, begin)
     finetune(
@@ -280,7 +273,7 @@ def finetune_and_compare(
         progress=progress,
     )
     return small, {
-        "reference": reference if reference is not None else default_reference(config),
+        "reference": reference,
         "uniform_acc": evaluate(other, test_loader, device=config.device).accuracy,
         "uniform_val_acc": evaluate(other, val_loader, device=config.device).accuracy,
         "uniform_macs": twin_spec.macs(),

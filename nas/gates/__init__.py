@@ -18,6 +18,7 @@ from nas.gates.base import (
     create_strategy,
     list_strategies,
     register_strategy,
+    strategy_class,
     strategy_options,
 )
 from nas.gates.channel_gates import ChannelGates, ChannelGumbel, SoftChannelPruning
@@ -40,6 +41,7 @@ __all__ = [
     "create_strategy",
     "list_strategies",
     "register_strategy",
+    "strategy_class",
     "strategy_options",
     "temperature",
 ]

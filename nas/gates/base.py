@@ -22,10 +22,13 @@ What a strategy declares about itself (class attributes), so the loop needs no s
   step on the weights' batches, under the same budget;
 * ``train_mode``: the mask mode of the joint steps (``"hard"`` straight-through samples, or
   ``"sample"`` relaxed ones);
-* ``per_input``: whether the masks depend on the input (a conditional network); every
-  strategy registered today is static;
-* :meth:`GateStrategy.budget_loss`: a strategy's own budget term (``channel-gumbel``'s batch
-  activation loss), else the search's ``--budget`` on the expected MACs;
+* ``per_input``: whether the masks depend on the input (a conditional network);
+* ``own_budget``: whether it brings its own budget term, :meth:`GateStrategy.budget_loss`
+  (``channel-gumbel``'s batch activation loss), priced in MACs; else the search's ``--budget``
+  on the expected cost applies;
+* ``group_size`` (per instance): channels that open and close together (1: single channels);
+* :meth:`GateStrategy.choices_for`: the width choices it makes of the search's, known without
+  building it;
 * :meth:`GateStrategy.channel_order`: which channels extraction keeps (gates open first), else
   the nested order of the width choices.
 
@@ -33,7 +36,9 @@ Strategies are registered in :data:`STRATEGIES` (``register_strategy``, also as 
 decorator) and made with ``create_strategy(name, space, choices, **options)``: the options are
 the keyword-only arguments of the strategy's constructor (``--strategy-option key=value`` on the
 command line, typed from the constructor's annotations by :func:`strategy_options`); an unknown
-name or option is a :class:`~nas.errors.ConfigError`.
+name or option is a :class:`~nas.errors.ConfigError`. :func:`strategy_class` gives a registered
+name's class, whose attributes declare its capabilities (a factory declares the class it returns
+by its return annotation).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ __all__ = [
     "create_strategy",
     "list_strategies",
     "register_strategy",
+    "strategy_class",
     "strategy_options",
 ]
 
@@ -70,12 +76,22 @@ class GateStrategy(nn.Module, abc.ABC):
     bilevel: ClassVar[bool] = True
     train_mode: ClassVar[str] = "hard"
     per_input: ClassVar[bool] = False
+    own_budget: ClassVar[bool] = False
+    group_size: int = 1
 
     def __init__(self, space: SearchSpace, choices: Mapping[str, Sequence[int]]) -> None:
         super().__init__()
         self.space = space
         self.units = [u.name for u in space.units]
         self.choices = {u: list(choices[u]) for u in self.units}
+
+    @classmethod
+    def choices_for(
+        cls, space: SearchSpace, choices: Mapping[str, Sequence[int]], **options: Any
+    ) -> dict[str, list[int]]:
+        """The width choices a strategy made with ``options`` picks from, given the search's
+        ``choices`` (what its ``choices`` attribute will hold), without building it."""
+        return {u.name: list(choices[u.name]) for u in space.units}
 
     def attach(self, supernet: Supernet) -> None:
         """Called once with the supernet; input-conditional strategies add their hooks here.
@@ -181,6 +197,25 @@ def register_strategy(name: str, factory: S | None = None) -> Any:
 
 def list_strategies() -> list[str]:
     return STRATEGIES.names()
+
+
+def strategy_class(name: str) -> type[GateStrategy]:
+    """The class of the strategy registered as ``name``: the entry itself, or the class a
+    factory's return annotation names (:class:`GateStrategy` where it names none); its class
+    attributes declare what the strategy does (``bilevel``, ``per_input``, ``own_budget``...)."""
+    import inspect
+    import typing
+
+    entry = STRATEGIES.get(name)
+    if inspect.isclass(entry) and issubclass(entry, GateStrategy):
+        return entry
+    try:
+        returned = typing.get_type_hints(entry).get("return")
+    except Exception:  # unresolvable annotations: nothing declared
+        returned = None
+    if inspect.isclass(returned) and issubclass(returned, GateStrategy):
+        return returned
+    return GateStrategy
 
 
 def create_strategy(

@@ -41,6 +41,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +64,18 @@ class ChannelGates(GateStrategy):
         self, space: SearchSpace, choices: Mapping[str, Sequence[int]], *, group_size: int = 1
     ) -> None:
         super().__init__(space, choices)
+        self.choices = self.choices_for(space, choices, group_size=group_size)
+        self.group_size = group_size
+        self.groups = {u: space.max_widths[u] // group_size for u in self.units}
+        self._last: dict[str, Tensor] = {}
+
+    @classmethod
+    def choices_for(
+        cls, space: SearchSpace, choices: Mapping[str, Sequence[int]], **options: Any
+    ) -> dict[str, list[int]]:
+        """Every multiple of the group size up to each unit's width (the search's width ratios
+        do not apply: a gate opens or closes one group)."""
+        group_size = int(options.get("group_size", 1))
         if group_size < 1:
             raise ConfigError(f"group_size must be >= 1, got {group_size}")
         uneven = [u.name for u in space.units if u.max_width % group_size]
@@ -71,12 +84,10 @@ class ChannelGates(GateStrategy):
                 f"group_size {group_size} does not divide the width of unit {uneven[0]} "
                 f"({space.max_widths[uneven[0]]} channels); choose a divisor of every unit's width"
             )
-        self.group_size = group_size
-        self.groups = {u: space.max_widths[u] // group_size for u in self.units}
-        self.choices = {
-            u: [k * group_size for k in range(1, g + 1)] for u, g in self.groups.items()
+        return {
+            u.name: [k * group_size for k in range(1, u.max_width // group_size + 1)]
+            for u in space.units
         }
-        self._last: dict[str, Tensor] = {}
 
     @abc.abstractmethod
     def keep_probs(self) -> dict[str, Tensor]:
@@ -188,6 +199,7 @@ class ChannelGumbel(ChannelGates):
 
     name = "channel-gumbel"
     train_mode = "hard"
+    own_budget = True
 
     def __init__(
         self,

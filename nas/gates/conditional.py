@@ -82,6 +82,20 @@ class ConditionalGates(ChannelGates):
 
     per_input = True
     train_mode = "hard"
+    own_budget = True
+
+    @classmethod
+    def choices_for(
+        cls, space: SearchSpace, choices: Mapping[str, Sequence[int]], **options: Any
+    ) -> dict[str, list[int]]:
+        """Groups of the block-internal units; the residual streams and the stem stay at full
+        width."""
+        if not any(u.kind == "block" for u in space.units):
+            raise ConfigError(f"space {space.name} has no block-internal units to gate")
+        grouped = super().choices_for(space, choices, **options)
+        return {
+            u.name: grouped[u.name] if u.kind == "block" else [u.max_width] for u in space.units
+        }
 
     def __init__(
         self,
@@ -96,11 +110,6 @@ class ConditionalGates(ChannelGates):
         logit = open_logit(init_open, temperature)
         self.temperature = temperature
         self.gated = [u.name for u in space.units if u.kind == "block"]
-        if not self.gated:
-            raise ConfigError(f"space {space.name} has no block-internal units to gate")
-        for u in self.units:  # the residual streams and the stem stay at full width
-            if u not in self.gated:
-                self.choices[u] = [space.max_widths[u]]
         self.blocks = {u: u.rsplit(".", 1)[0] for u in self.gated}
         inputs = {
             la.name.rsplit(".", 1)[0]: la.in_channels

@@ -25,7 +25,10 @@ from nas.importance import CRITERIA, channel_scores
 from nas.importance.similarity import MEASURES, mean_matrix, similarity_rows
 from nas.io import atomic_torch_save, atomic_write_text, load_state_dict_file, write_json
 from nas.jobs.base import Command
-from nas.jobs.common import (
+from nas.options import Options, option
+from nas.plots import plot_similarity
+from nas.rundir import run_output
+from nas.runs import (
     RunOptions,
     check_search_out,
     resolve_threads,
@@ -34,9 +37,6 @@ from nas.jobs.common import (
     torch_threads,
     write_or_check_args,
 )
-from nas.options import Options, option
-from nas.plots import plot_similarity
-from nas.rundir import run_output
 
 __all__ = ["COMMAND", "CompareOptions", "compare_criteria"]
 

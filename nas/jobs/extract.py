@@ -17,10 +17,10 @@ from nas.extraction import check_full_weights, extract, save_model
 from nas.importance import channel_order
 from nas.io import load_state_dict_file, write_json, write_yaml
 from nas.jobs.base import Command
-from nas.jobs.common import environment, resolve_threads, torch_threads
 from nas.jobs.format import human
 from nas.options import option
 from nas.rundir import prepare_out_dir, run_output
+from nas.runs import environment, resolve_threads, torch_threads
 from search_spaces import WidthSpec
 
 __all__ = ["COMMAND", "ExtractOptions", "extract_to_dir"]

@@ -10,9 +10,9 @@ from typing import ClassVar
 from nas.engine.config import ThreadOptions
 from nas.errors import ConfigError
 from nas.jobs.base import Command
-from nas.jobs.common import torch_threads
 from nas.jobs.profile import TaskOptions
 from nas.options import option
+from nas.runs import torch_threads
 
 __all__ = ["COMMAND", "LatencyTableOptions"]
 

@@ -114,7 +114,7 @@ def _latency(options: ProfileOptions, space: SearchSpace, widths: dict[str, int]
 
     from nas.cost.latency import LatencyCost, LatencyTable, check_environment, environment
     from nas.cost.timing import latency_report, network_latency_ms
-    from nas.jobs.common import torch_threads
+    from nas.runs import torch_threads
 
     threads = options.thread_count()  # a table's count must match
     with torch_threads(threads):

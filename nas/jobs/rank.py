@@ -18,18 +18,16 @@ from nas.errors import ConfigError
 from nas.extraction import load_model
 from nas.io import json_safe, write_json, write_yaml
 from nas.jobs.base import Command
-from nas.jobs.common import (
-    environment,
-    load_search_run,
-    load_supernet,
-    resolve_threads,
-    search_data,
-    torch_threads,
-)
 from nas.jobs.format import human
 from nas.options import option, record
 from nas.plots import plot_rank_scatter
 from nas.rundir import prepare_out_dir, run_output
+from nas.runs import (
+    environment,
+    resolve_threads,
+    search_data,
+    torch_threads,
+)
 from nas.selection import (
     RankConfig,
     cost_fields,
@@ -40,7 +38,14 @@ from nas.selection import (
     undefined_note,
 )
 from nas.supernet import take_images
-from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchConfig
+from nas.width_search import (
+    SEARCH_CHECKPOINT,
+    SEARCH_FORMAT,
+    SearchConfig,
+    load_search_run,
+    load_supernet,
+    search_budget,
+)
 from predictors import GraphEncoder
 
 __all__ = ["COMMAND", "RankOptions", "check_search_finished", "run_rank"]
@@ -106,12 +111,10 @@ def run_rank(
     supernet, strategy = load_supernet(run, space, search_config)
     count = resolve_threads(threads, run)
     # the search's budget: MACs, or (--cost latency) its table's predicted milliseconds
-    cost = search_config.cost_model(space, count)
-    target = search_config.cost_target(space, cost)
+    budget = search_budget(search_config, space, threads=count)
+    cost, target = budget.cost, budget.target
     encoder = GraphEncoder.for_space(space)
-    pool = sample_pool(
-        encoder, strategy.choices, target, search_config.tolerance, config, cost=cost
-    )
+    pool = sample_pool(encoder, strategy.choices, target, budget.tolerance, config, cost=cost)
     teacher = load_model(run / "baseline") if (run / "baseline" / "arch.json").is_file() else None
     calibration = take_images(data.train, search_config.calib_images)
     with run_output(out, overwrite=overwrite, inputs=inputs), torch_threads(count):
@@ -130,7 +133,7 @@ def run_rank(
             supernet,
             strategy.choices,
             target,
-            search_config.tolerance,
+            budget.tolerance,
             calibration,
             data.train,
             data.val,
@@ -150,7 +153,7 @@ def run_rank(
             "cost": cost.name,
             f"target_{cost_key(cost)}": target,
             f"target_{cost.name}_ratio": target / cost.full(),
-            "tolerance": search_config.tolerance,
+            "tolerance": budget.tolerance,
             "selected_macs": selection.spec.macs(),
             "selected_macs_ratio": selection.spec.macs_ratio(),
             **{f"selected_{k}": v for k, v in cost_fields(cost, selection.spec).items()},
@@ -177,7 +180,7 @@ def run_rank(
                 selection.predictor,
                 strategy.choices,
                 target,
-                search_config.tolerance,
+                budget.tolerance,
                 calibration,
                 data.train,
                 data.val,

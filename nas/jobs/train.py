@@ -17,16 +17,16 @@ from nas.engine import ThreadOptions, TrainConfig, evaluate, read_summary
 from nas.engine.config import ParallelOptions
 from nas.io import write_json
 from nas.jobs.base import Command
-from nas.jobs.common import (
+from nas.jobs.format import human
+from nas.options import option, record
+from nas.rundir import prepare_out_dir, run_output
+from nas.runs import (
     environment,
     resolve_threads,
     torch_threads,
     train_full,
     write_or_check_args,
 )
-from nas.jobs.format import human
-from nas.options import option, record
-from nas.rundir import prepare_out_dir, run_output
 from search_spaces import SearchSpace
 
 __all__ = ["COMMAND", "TrainOptions", "train_baseline"]

@@ -16,11 +16,11 @@ from nas.engine.config import ParallelOptions
 from nas.extraction import save_model
 from nas.io import load_state_dict_file, write_json, write_yaml
 from nas.jobs.base import Command
-from nas.jobs.common import environment, resolve_threads, torch_threads
 from nas.jobs.format import human
 from nas.options import option, record
 from nas.plots import plot_transfer
 from nas.rundir import prepare_out_dir, run_output
+from nas.runs import environment, resolve_threads, torch_threads
 from nas.transfer_learning import MODES, check_mode, inherit_weights, transfer
 from search_spaces import WidthSpec
 

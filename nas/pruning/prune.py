@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from nas.cost import MacsCost, ResolvedBudget, parse_target_macs
 from nas.engine import (
     FinetuneConfig,
     evaluate,
@@ -56,6 +57,7 @@ __all__ = [
     "Pruning",
     "Reference",
     "compare_reference",
+    "prune_budget",
     "prune_network",
     "score_and_allocate",
 ]
@@ -101,18 +103,21 @@ class PruneConfig(FinetuneConfig):
         if self.compare and self.from_scratch and self.allocation == "uniform":
             raise ConfigError(_NOTHING_TO_COMPARE)
 
-    def check_space(self, space: SearchSpace, spec: WidthSpec | None = None) -> float:
-        """The target in MACs, refused (one line) where no network of ``space`` reaches it or
-        ``spec`` is for another space; checked before anything is trained or written."""
-        if self.allocation == "spec" and spec is None:
-            raise ConfigError("--allocation spec needs --arch arch.json (the widths to keep)")
-        target = self.target_for(space)
-        check_reachable(space, target, self.tolerance)
-        if spec is not None and spec.space != space.name:
-            raise ConfigError(
-                f"--arch {self.arch} is a width spec of {spec.space}, not {space.name}"
-            )
-        return target
+
+def prune_budget(
+    config: PruneConfig, space: SearchSpace, spec: WidthSpec | None = None
+) -> ResolvedBudget:
+    """The run's budget (``--target-macs`` in MACs, resolved once), refused (one line) where no
+    network of ``space`` reaches it or ``spec`` is for another space; checked before anything
+    is trained or written."""
+    if config.allocation == "spec" and spec is None:
+        raise ConfigError("--allocation spec needs --arch arch.json (the widths to keep)")
+    target = parse_target_macs(config.target_macs, space.macs())
+    check_reachable(space, target, config.tolerance)
+    if spec is not None and spec.space != space.name:
+        raise ConfigError(f"--arch {config.arch} is a width spec of {spec.space}, not {space.name}")
+    every = {u.name: range(1, u.max_width + 1) for u in space.units}
+    return ResolvedBudget(target, config.tolerance, MacsCost(space), every)
 
 
 _NOTHING_TO_COMPARE = (
@@ -139,13 +144,13 @@ def score_and_allocate(
     train_loader: Any,
     val_loader: Iterable[Any],
     config: PruneConfig,
+    budget: ResolvedBudget,
     *,
     spec: WidthSpec | None = None,
 ) -> Pruning:
     """Scores of every channel of ``model`` under ``config.criterion`` and widths under the
-    budget by ``config.allocation`` (``spec``: the widths of ``--allocation spec``). The
-    training loader is left where it was."""
-    target = config.check_space(space, spec)
+    ``budget`` (:func:`prune_budget`) by ``config.allocation`` (``spec``: the widths of
+    ``--allocation spec``). The training loader is left where it was."""
     entry = CRITERIA.get(config.criterion)
     accepted = inspect.signature(entry.score).parameters
     options = {
@@ -169,8 +174,8 @@ def score_and_allocate(
             config.allocation,
             space,
             scores,
-            target,
-            tolerance=config.tolerance,
+            budget.target,
+            tolerance=budget.tolerance,
             spec=spec,
             evaluate=accuracy,
             step=config.greedy_step,
@@ -192,7 +197,11 @@ class Reference:
 
 
 def compare_reference(
-    model: nn.Module, space: SearchSpace, pruning: Pruning, config: PruneConfig
+    model: nn.Module,
+    space: SearchSpace,
+    pruning: Pruning,
+    config: PruneConfig,
+    budget: ResolvedBudget,
 ) -> Reference:
     """The reference of ``--compare``: the network the criterion and the allocation must beat.
 
@@ -205,7 +214,7 @@ def compare_reference(
     if config.allocation == "uniform":
         uniform = pruning.spec
     else:
-        uniform = uniform_twin(space, pruning.spec.macs(), config)
+        uniform = uniform_twin(budget, pruning.spec.macs())
     if dict(uniform.widths) != dict(pruning.spec.widths):
         if config.from_scratch:
             channels = "trained from scratch"
@@ -233,17 +242,20 @@ def prune_network(
     *,
     baseline_acc: float,
     spec: WidthSpec | None = None,
+    budget: ResolvedBudget | None = None,
     out: Path | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> tuple[nn.Module, Pruning, dict[str, Any]]:
     """Score, allocate, extract and fine-tune (see the module); returns the pruned network, the
-    pruning decided and its numbers (what ``metrics.json`` holds). ``model`` is not changed."""
+    pruning decided and its numbers (what ``metrics.json`` holds). ``model`` is not changed.
+    ``budget``: the run's, when the caller resolved it (default: :func:`prune_budget`)."""
     config.validate()
+    budget = budget or prune_budget(config, space, spec)
     device = torch.device(config.device)
     model = copy.deepcopy(model).to(device).eval()  # the caller's network keeps mode and device
-    pruning = score_and_allocate(model, space, train_loader, val_loader, config, spec=spec)
-    reference = compare_reference(model, space, pruning, config) if config.compare else None
+    pruning = score_and_allocate(model, space, train_loader, val_loader, config, budget, spec=spec)
+    reference = compare_reference(model, space, pruning, config, budget) if config.compare else None
     begin = loader_state(train_loader)
     calibration = take_batches(train_loader, CALIBRATION_BATCHES)
     restore_loader(train_loader, begin)
@@ -275,13 +287,13 @@ def prune_network(
         config,
         twin=reference.spec if reference is not None else None,
         twin_start=start_reference,
-        reference=reference.description if reference is not None else None,
+        reference=reference.description if reference is not None else "",
         out=out,
         resume=resume,
         progress=progress,
     )
     macs, params = pruning.spec.macs(), pruning.spec.params()
-    target = config.target_for(space)
+    target = budget.target
     metrics = {
         "space": space.name,
         "criterion": config.criterion,

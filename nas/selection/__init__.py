@@ -12,7 +12,7 @@ assignments, BN statistics recomputed for each), ``choosers`` (evolution, greedy
 """
 
 from nas.selection.candidates import CandidateScorer
-from nas.selection.choosers import Band, check_band
+from nas.selection.choosers import check_band
 from nas.selection.config import MIN_HOLDOUT, MIN_SAMPLES, SAMPLING, RankConfig
 from nas.selection.evidence import ranking_evidence, undefined_note
 from nas.selection.methods import SELECTIONS, Choice, SelectionRequest, choose
@@ -40,7 +40,6 @@ __all__ = [
     "MIN_SAMPLES",
     "SAMPLING",
     "SELECTIONS",
-    "Band",
     "CandidateScorer",
     "Choice",
     "RankConfig",

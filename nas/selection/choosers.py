@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from nas.cost import CostModel, TargetBand, project_most_probable
+from nas.cost import ResolvedBudget, project_most_probable
 from nas.cost.knapsack import most_probable_in_band
 from nas.engine import EvalResult
 from nas.errors import ConfigError
@@ -33,19 +32,7 @@ from nas.selection.candidates import CandidateScorer
 from nas.selection.sampler import WidthSampler, as_dict
 from predictors import GraphEncoder
 
-__all__ = ["Band", "check_band", "evolve", "flat_log_probs", "nearest_choice", "repair", "slim"]
-
-
-@dataclass(frozen=True)
-class Band(TargetBand):
-    """The budget band of the chosen widths (the target in the unit of ``cost``) and the width
-    choices they are chosen from."""
-
-    cost: CostModel
-    choices: Mapping[str, Sequence[int]]
-
-    def holds(self, widths: Mapping[str, int]) -> bool:
-        return self.low <= self.cost.exact(dict(widths)) <= self.high
+__all__ = ["check_band", "evolve", "flat_log_probs", "nearest_choice", "repair", "slim"]
 
 
 def flat_log_probs(choices: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
@@ -53,7 +40,7 @@ def flat_log_probs(choices: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
     return {u: torch.zeros(len(c)) for u, c in choices.items()}
 
 
-def check_band(band: Band, method: str) -> None:
+def check_band(band: ResolvedBudget, method: str) -> None:
     """Refuse, before any work, a band that no assignment of the width choices reaches (exactly:
     the projection's dynamic program over the choices): the chooser ``method`` searches the grid
     of choices (only the projection's last resort sets a unit to a width off the grid, which the
@@ -80,7 +67,7 @@ def nearest_choice(options: Sequence[int], width: int) -> int:
     return min(range(len(options)), key=lambda k: (abs(options[k] - width), k))
 
 
-def repair(widths: Mapping[str, int], band: Band) -> dict[str, int]:
+def repair(widths: Mapping[str, int], band: ResolvedBudget) -> dict[str, int]:
     """``widths`` if they are in the band, else the assignment of the choices in the band with the
     fewest choice steps away from them (the projection's dynamic program, with the negative
     distance to each unit's current choice as its log-probability)."""
@@ -98,7 +85,7 @@ def repair(widths: Mapping[str, int], band: Band) -> dict[str, int]:
 
 def evolve(
     scorer: CandidateScorer,
-    band: Band,
+    band: ResolvedBudget,
     seeds: Sequence[Mapping[str, int]],
     log_probs: Mapping[str, Tensor],
     *,
@@ -205,7 +192,9 @@ def _loss_key(
     return (result.loss, -result.accuracy, scorer.key(widths))
 
 
-def slim(scorer: CandidateScorer, band: Band, *, progress: bool = False) -> dict[str, int]:
+def slim(
+    scorer: CandidateScorer, band: ResolvedBudget, *, progress: bool = False
+) -> dict[str, int]:
     """AutoSlim's greedy slimming from the full width to the band (see the module)."""
     choices = band.choices
     index = {u: len(c) - 1 for u, c in choices.items()}

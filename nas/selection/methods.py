@@ -19,38 +19,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor, nn
 
-from nas.cost import MacsCost
+from nas.cost import ResolvedBudget
 from nas.engine import Distillation, EvalResult, TrainConfig
 from nas.registry import Registry
 from nas.selection.candidates import CandidateScorer
-from nas.selection.choosers import Band, evolve, flat_log_probs, slim
+from nas.selection.choosers import evolve, flat_log_probs, slim
 from nas.selection.config import RankConfig
 from nas.selection.predictor import select_with_predictor
 from nas.supernet import Supernet
 from predictors import Predictor
 from search_spaces import WidthSpec
 
-if TYPE_CHECKING:
-    from nas.cost import CostModel
-
 __all__ = ["SELECTIONS", "Choice", "SelectionRequest", "choose"]
 
 
 @dataclass
 class SelectionRequest:
-    """What a chooser may use: the searched supernet and its width choices, the search's
-    projected argmax (``initial``) and its learned log-probabilities, the uniform-width spec of
-    the budget, the budget (``target`` in the unit of ``cost``: MACs when it is None or counts
-    MACs), the data, the teacher and the fine-tuning options."""
+    """What a chooser may use: the searched supernet, the run's budget (its cost model, target,
+    band and the width choices), the search's projected argmax (``initial``) and its learned
+    log-probabilities, the uniform-width spec of the budget, the data, the teacher and the
+    fine-tuning options."""
 
     supernet: Supernet
-    choices: Mapping[str, Sequence[int]]
-    target: float
-    tolerance: float
+    budget: ResolvedBudget
     calibration: Sequence[tuple[Tensor, Tensor]]
     train_loader: Any
     val_loader: Iterable[Any]
@@ -59,17 +54,17 @@ class SelectionRequest:
     distill: Distillation
     rank: RankConfig
     initial: WidthSpec | None = None  # the projected argmax (default: the uniform spec)
-    uniform: WidthSpec | None = None  # the uniform widths of the budget (default: of the MACs)
+    uniform: WidthSpec | None = None  # the uniform widths of the budget (default: of its ratio)
     log_probs: Mapping[str, Tensor] | None = None  # per unit over its choices (default: flat)
     population: int = 16
     generations: int = 8
     seed: int = 0
     progress: bool = True
-    cost: CostModel | None = None
     scorer: CandidateScorer | None = None  # made on first use
 
-    def get_cost(self) -> CostModel:
-        return self.cost if self.cost is not None else MacsCost(self.supernet.space)
+    @property
+    def choices(self) -> Mapping[str, Sequence[int]]:
+        return self.budget.choices
 
     def get_scorer(self) -> CandidateScorer:
         if self.scorer is None:
@@ -78,15 +73,11 @@ class SelectionRequest:
             )
         return self.scorer
 
-    def band(self) -> Band:
-        return Band(self.target, self.tolerance, self.get_cost(), self.choices)
-
     def uniform_spec(self) -> WidthSpec:
         if self.uniform is not None:
             return self.uniform
         space = self.supernet.space
-        cost = self.get_cost()
-        return space.spec(space.uniform_widths_for_macs(min(1.0, self.target / cost.full())))
+        return space.spec(space.uniform_widths_for_macs(min(1.0, self.budget.ratio)))
 
     def initial_spec(self) -> WidthSpec:
         return self.initial if self.initial is not None else self.uniform_spec()
@@ -164,7 +155,7 @@ def evolution(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
     space = r.supernet.space
     widths = evolve(
         r.get_scorer(),
-        r.band(),
+        r.budget,
         [dict(r.initial_spec().widths), dict(r.uniform_spec().widths)],
         r.log_probs if r.log_probs is not None else flat_log_probs(r.choices),
         population=r.population,
@@ -178,7 +169,7 @@ def evolution(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
 @SELECTIONS.register("greedy")
 def greedy(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Predictor | None]:
     """AutoSlim's greedy slimming from the full width, scored on the supernet."""
-    widths = slim(request.get_scorer(), request.band(), progress=request.progress)
+    widths = slim(request.get_scorer(), request.budget, progress=request.progress)
     return request.supernet.space.spec(widths), {}, None
 
 
@@ -189,8 +180,8 @@ def predictor(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
     selection = select_with_predictor(
         r.supernet,
         r.choices,
-        r.target,
-        r.tolerance,
+        r.budget.target,
+        r.budget.tolerance,
         r.calibration,
         r.train_loader,
         r.val_loader,
@@ -199,7 +190,7 @@ def predictor(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
         r.rank,
         distill=r.distill,
         progress=r.progress,
-        cost=r.cost,
+        cost=r.budget.cost,
         scorer=r.get_scorer(),
     )
     return selection.spec, selection.summary(), selection.predictor

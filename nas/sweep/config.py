@@ -6,14 +6,14 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.errors import ConfigError
-from nas.options import Options, option
+from nas.options import Options, option, tagged, target_tag
 
 if TYPE_CHECKING:
     import optuna
 
     from nas.width_search import SearchConfig
 
-__all__ = ["AXES", "SAMPLERS", "TUNABLE", "CostAxis", "SweepConfig"]
+__all__ = ["AXES", "SAMPLERS", "TUNABLE", "CostAxis", "SweepConfig", "budget_options"]
 
 TUNABLE: dict[str, tuple[float, float]] = {  # log-uniform ranges of the tunable knobs
     "budget_weight": (0.5, 8.0),
@@ -27,17 +27,31 @@ SAMPLERS = ("nsga2", "tpe")
 class CostAxis:
     """What a sweep under one cost of the search (``--cost``) calls its budgets and minimises."""
 
-    param: str  # the trial parameter holding the budget: a ratio of the full network's cost
+    cost: str  # the search's --cost
     value: str  # the second objective, minimised: a key of a trial's metrics.json
     ratio: str  # the same as a ratio of the full network's
 
+    @property
+    def param(self) -> str:
+        """The trial parameter holding the budget (a ratio of the full network's cost): the
+        search option declared as this cost's target."""
+        from nas.width_search import SearchConfig
+
+        (name,) = tagged(SearchConfig, target_tag(self.cost))
+        return name
+
 
 AXES: dict[str, CostAxis] = {
-    "macs": CostAxis("target_macs", "macs", "macs_ratio"),
+    "macs": CostAxis("macs", "macs", "macs_ratio"),
     # the predicted latency: deterministic, whatever else runs beside a worker (measured
     # latencies of trials run side by side are not); each trial also records the measured one
-    "latency": CostAxis("target_latency", "predicted_latency_ms", "predicted_latency_ratio"),
+    "latency": CostAxis("latency", "predicted_latency_ms", "predicted_latency_ratio"),
 }
+
+
+def budget_options() -> frozenset[str]:
+    """The search options holding a budget (a sweep sets them per trial)."""
+    return frozenset(axis.param for axis in AXES.values())
 
 
 @dataclass

@@ -16,7 +16,9 @@ from nas.errors import ConfigError, NasError
 from nas.extraction import load_fitting
 from nas.io import load_state_dict_file, write_json
 from nas.jobs.base import Command
-from nas.jobs.common import (
+from nas.options import record
+from nas.rundir import check_writable, written_by
+from nas.runs import (
     RunOptions,
     initial_weights,
     resolve_threads,
@@ -26,12 +28,10 @@ from nas.jobs.common import (
     train_full,
     write_or_check_args,
 )
-from nas.options import record
-from nas.plots import plot_pareto
-from nas.rundir import check_writable, written_by
-from nas.sweep.config import AXES, SweepConfig
+from nas.sweep.config import AXES, SweepConfig, budget_options
 from nas.sweep.lock import LOCK_FILE, fail_orphans, sweep_lock
 from nas.sweep.pareto import OBJECTIVE, hypervolume, pareto_rows, trial_rows, write_csv
+from nas.sweep.points import plot_fronts
 from nas.sweep.study import (
     OBJECTIVES,
     STUDY_FILE,
@@ -46,7 +46,8 @@ from nas.sweep.study import (
 )
 from nas.sweep.uniform import uniform_point, uniform_sources
 from nas.sweep.workers import SWEEP_WARMUP, run_workers
-from nas.width_search import SearchConfig, warm_up
+from nas.width_search import SearchConfig, search_budget, warm_up
+from nas.width_search.setup import cost_model
 from search_spaces import SearchSpace
 
 __all__ = ["COMMAND", "run_sweep"]
@@ -92,10 +93,10 @@ def run_sweep(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> 
         options.threads, out if written_by(out) == "sweep" else None, workers=sweep.workers
     )
     # every budget reachable, a latency table of this machine and of the workers' threads
-    cost = search.cost_model(space, threads)
+    cost = cost_model(search, space, threads)
     for budget in budgets:
         at: dict[str, Any] = {axis.param: f"{budget:g}"}
-        replace(search, **at).cost_target(space, cost)
+        search_budget(replace(search, **at), space, cost=cost)
     initial = initial_weights(options.weights, space)
     options = replace(options, threads=threads)
     sweep_record = record(sweep) | {"storage": storage_label(out, sweep) if sweep.storage else None}
@@ -255,7 +256,7 @@ def _sweep_outputs(
             "study": sweep.study,
         }
         write_json(out / "metrics.json", metrics)
-        plot_pareto([(out.name, out)], out / "pareto.png", cost=search.cost)
+        plot_fronts([(out.name, out)], out / "pareto.png", cost=search.cost)
     return metrics
 
 
@@ -276,7 +277,7 @@ COMMAND = Command(
     "hyper-parameters as one Optuna study "
     "sharing one baseline; re-running the same command resumes it and replaces failed or "
     "interrupted trials.",
-    exclude=frozenset({"target_macs", "target_latency", "resume"}),
+    exclude=budget_options() | {"resume"},
     defaults={"out_dir": "runs/sweep"},
     config_file=True,
 )

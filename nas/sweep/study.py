@@ -20,7 +20,7 @@ from nas.sweep.config import SweepConfig
 from nas.sweep.lock import RETRY_ATTR, check_sqlite_alone, fail_orphans, mark_owner, sweep_lock
 
 if TYPE_CHECKING:
-    from nas.jobs.common import RunOptions
+    from nas.runs import RunOptions
     from nas.width_search import SearchConfig
 
 __all__ = [
@@ -236,7 +236,7 @@ def create_study(
     config: SweepConfig,
     seed: int,
     fingerprint: dict[str, Any],
-    param: str = "target_macs",
+    param: str,
 ) -> optuna.Study:
     """A new study recording the sweep's options and directory; with ``budgets``, its first
     trials take the listed budgets in order (the sampler draws their other knobs)."""
@@ -260,7 +260,7 @@ def create_study(
     return study
 
 
-def cover_budgets(study: optuna.Study, config: SweepConfig, param: str = "target_macs") -> None:
+def cover_budgets(study: optuna.Study, config: SweepConfig, param: str) -> None:
     """With ``--budgets``, a new study's first trials take the listed budgets (trial parameter
     ``param``) in order, one each (the sampler draws their other knobs), so every budget is
     searched; the sampler chooses the budgets of the later trials. Call under

@@ -10,14 +10,16 @@ from typing import Any
 
 import torch
 
-from nas.engine import evaluate, seed_everything, uniform_twin_at_cost
+from nas.cost import ResolvedBudget
+from nas.engine import evaluate, seed_everything, uniform_twin
 from nas.extraction import save_model
 from nas.io import read_json, write_json
-from nas.jobs.common import RunOptions, load_search_run, load_supernet
+from nas.runs import RunOptions
 from nas.supernet import extract_at, take_images
 from nas.sweep.config import AXES, CostAxis, SweepConfig
 from nas.sweep.pareto import LATENCY_METRICS, OBJECTIVE
-from nas.width_search import SearchConfig, finetune
+from nas.width_search import SearchConfig, finetune, load_search_run, load_supernet
+from nas.width_search.setup import cost_model
 from search_spaces import SearchSpace
 
 __all__ = ["uniform_point", "uniform_sources"]
@@ -69,14 +71,12 @@ def uniform_point(
         return read_json(d / "metrics.json", "uniform-width metrics")
     _, stored = load_search_run(run_dir)
     config = replace(stored, device=search.device)
-    cost = config.cost_model(space) if config.cost != "macs" else None
+    cost = cost_model(config, space) if config.cost != "macs" else None
     if cost is None:
         spec = space.spec(space.uniform_widths_for_macs(ratio, config.width_multiple))
-    else:
-        target = ratio * cost.full()
-        spec = uniform_twin_at_cost(
-            cost, target, target, config.tolerance, multiple=config.width_multiple
-        )
+    else:  # the point's budget: this ratio of the full network's predicted latency
+        at = ResolvedBudget(ratio * cost.full(), config.tolerance, cost)
+        spec = uniform_twin(at, at.target, multiple=config.width_multiple)
     data = options.load(config.seed)  # fresh loaders: a point does not depend on the others
     if config.from_scratch:
         seed_everything(config.seed)

@@ -24,9 +24,8 @@ from nas.errors import (
     WeightsError,
     WriteError,
 )
-from nas.jobs.common import RunOptions
-from nas.jobs.search import run_search
 from nas.rundir import written_by
+from nas.runs import RunOptions
 from nas.sweep.config import AXES, SweepConfig
 from nas.sweep.lock import RETRY_ATTR, heartbeat, retry, sweep_lock
 from nas.sweep.pareto import LATENCY_METRICS, OBJECTIVE, TRIAL_METRICS, trial_metrics
@@ -38,7 +37,7 @@ from nas.sweep.study import (
     open_storage,
     options_key,
 )
-from nas.width_search import SearchConfig
+from nas.width_search import SearchConfig, run_search
 
 if TYPE_CHECKING:
     from multiprocessing.queues import SimpleQueue

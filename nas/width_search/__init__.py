@@ -1,10 +1,13 @@
 """The width search: a Gumbel-softmax supernet under a MAC budget.
 
-Modules: ``config`` (:class:`SearchConfig`), ``loop`` (:func:`search_widths`, :func:`warm_up`,
+Modules: ``config`` (:class:`SearchConfig`: the options, values only), ``setup`` (what a run
+builds from them: its budget, resolved once by :func:`search_budget`, the cost model, the width
+choices and the gate strategy), ``loop`` (:func:`search_widths`, :func:`warm_up`,
 the bi-level loop), ``checkpoint`` (resumable state, shared warm-ups), ``records`` (per-epoch
 records, ``summary.csv``, :class:`SearchOutcome`) and ``finetune`` (extraction and fine-tuning
-of the found network). The whole ``nas search`` job, with the choice between the projected
-argmax and predictor-based selection, is :mod:`nas.jobs.search`.
+of the found network), ``saved`` (a finished search run read back) and ``pipeline`` (the whole
+search as one call: :func:`run_search` into a run directory, :func:`search` in memory; the
+``nas search`` command only parses options into it and prints).
 """
 
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, SEARCH_FORMAT, WARMUP_INDEPENDENT
@@ -18,8 +21,19 @@ from nas.width_search.finetune import (
     uniform_twin,
 )
 from nas.width_search.loop import build_supernet, search_widths, start_run, warm_up
+from nas.width_search.pipeline import (
+    SearchResult,
+    check_select,
+    deliver,
+    run_search,
+    search,
+    select_network,
+    uniform_reference,
+)
 from nas.width_search.records import SEARCH_SUMMARY, SearchOutcome, SearchRecord
 from nas.width_search.run import SearchRun, projection_shift
+from nas.width_search.saved import load_search_run, load_supernet
+from nas.width_search.setup import search_budget
 
 __all__ = [
     "DEFAULT_WIDTH_RATIOS",
@@ -31,16 +45,26 @@ __all__ = [
     "SearchConfig",
     "SearchOutcome",
     "SearchRecord",
+    "SearchResult",
     "SearchRun",
     "build_supernet",
     "check_compare",
+    "check_select",
+    "deliver",
     "extract_searched",
     "finetune",
+    "load_search_run",
+    "load_supernet",
     "projection_shift",
+    "run_search",
+    "search",
+    "search_budget",
     "search_widths",
+    "select_network",
     "start_run",
     "starting_network",
     "summarize",
+    "uniform_reference",
     "uniform_twin",
     "warm_up",
 ]

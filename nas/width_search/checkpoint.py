@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.engine import loader_state, read_checkpoint, restore_loader, restore_rng, rng_state
 from nas.errors import ConfigError
-from nas.options import record
+from nas.options import AFTER_SEARCH, AFTER_WARMUP, record, tagged
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchRecord
 
@@ -34,58 +34,25 @@ __all__ = [
 SEARCH_CHECKPOINT = "search_checkpoint.pt"
 SEARCH_FORMAT = "channel-nas/search-checkpoint-2"
 
-# Options the warm-up epochs do not depend on: they train the weights alone at widths drawn
-# uniformly from the initial logits (exactly one-hot masks, whatever the temperature; no
+# Options a search does not depend on (fine-tuning, the choice of widths, the device), and those
+# its warm-up epochs do not depend on either: the warm-up trains the weights alone at widths
+# drawn uniformly from the initial logits (exactly one-hot masks, whatever the temperature; no
 # architecture step, no budget), so searches that differ only in these can share one warm-up
-# (:func:`warm_up`).
-WARMUP_INDEPENDENT = frozenset(
-    {
-        "target_macs",
-        "cost",  # the warm-up has no budget: MAC and latency searches share it
-        "latency_table",
-        "target_latency",
-        "tau0",
-        "tau_min",
-        "schedule",
-        "hard",
-        "arch_lr",
-        "arch_weight_decay",
-        "budget",
-        "budget_weight",
-        "budget_lr",
-        "budget_band",
-        "entropy_weight",
-        "tolerance",
-        "static",  # how a per-input strategy delivers is decided after the search
-        "static_share",
-        "calibrate_gates",
-    }
-)
-
-
-# options that do not shape the search itself (the fine-tuning, the selection, the device)
-_NOT_SEARCH = frozenset(
-    {
-        "select",
-        "rank_samples",
-        "rank_pool",
-        "rank_top_k",
-        "device",
-        "finetune_epochs",
-        "finetune_lr",
-        "kd_alpha",
-        "kd_temperature",
-        "from_scratch",
-        "compare",
-        "projection",
-        "calibrate_gates",
-    }
-)
+# (:func:`warm_up`). Both read from the options' declarations (their tags).
+_NOT_SEARCH = tagged(SearchConfig, AFTER_SEARCH)
+WARMUP_INDEPENDENT = tagged(SearchConfig, AFTER_WARMUP) | _NOT_SEARCH
 
 
 def config_dict(config: SearchConfig) -> dict[str, Any]:
     """The options that shape the search (not the fine-tuning, not the device)."""
-    return {k: v for k, v in record(config).items() if k not in _NOT_SEARCH}
+    return search_part(record(config))
+
+
+def search_part(options: dict[str, Any]) -> dict[str, Any]:
+    """Recorded options without those that do not shape the search (a checkpoint's record is
+    read through it too: one written when an option counted as shaping the search still
+    matches once it no longer does)."""
+    return {k: v for k, v in options.items() if k not in _NOT_SEARCH}
 
 
 def warmup_dict(config: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +82,7 @@ def run_state(run: SearchRun) -> dict[str, Any]:
 def load_checkpoint(run: SearchRun, path: Path) -> None:
     """Continue ``run`` from its checkpoint; a checkpoint of other options is refused."""
     state = read_checkpoint(path, SEARCH_FORMAT, "search")
-    if state["config"] != config_dict(run.config):
+    if search_part(state["config"]) != config_dict(run.config):
         raise ConfigError(
             f"cannot resume from {path}: it was written with other search "
             "options (use a new output directory)"
@@ -132,7 +99,7 @@ def warm_start(run: SearchRun, path: Path, *, unfinished: bool = False) -> None:
     done = [r["phase"] for r in state["records"]]
     epochs = run.config.warmup_epochs
     whole = done == ["warmup"] * epochs
-    if warmup_dict(state["config"]) != warmup_dict(config_dict(run.config)) or not (
+    if warmup_dict(search_part(state["config"])) != warmup_dict(config_dict(run.config)) or not (
         whole or (unfinished and done == ["warmup"] * len(done) and len(done) < epochs)
     ):
         raise ConfigError(

@@ -5,20 +5,14 @@ The command line's ``nas search`` and ``nas sweep`` options are generated from i
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from nas.engine.batchnorm import DEFAULT_CALIBRATION_IMAGES
 from nas.engine.finetuning import MIN_TOLERANCE, FinetuneConfig
 from nas.errors import ConfigError
-from nas.options import MAX_EPOCHS, option
+from nas.options import AFTER_SEARCH, AFTER_WARMUP, MAX_EPOCHS, option, target_tag
 from nas.selection.config import MIN_SAMPLES, RankConfig
-
-if TYPE_CHECKING:
-    from nas.cost import CostModel, LatencyTable
-    from nas.gates import GateStrategy
-    from search_spaces import SearchSpace
 
 __all__ = ["DEFAULT_WIDTH_RATIOS", "MIN_TOLERANCE", "WEIGHT_SAMPLING", "SearchConfig"]
 
@@ -45,9 +39,14 @@ class SearchConfig(FinetuneConfig):
         "pruning after the search (channels open for fewer than --static-share of the training "
         "images removed) and extract a standalone network; without it they deliver the "
         "conditional network (DIR/conditional/)",
+        tags=(AFTER_WARMUP,),
     )
     static_share: float = option(
-        0.5, "--static: the share of training images a channel must be open for", gt=0, le=1
+        0.5,
+        "--static: the share of training images a channel must be open for",
+        gt=0,
+        le=1,
+        tags=(AFTER_WARMUP,),
     )
     calibrate_gates: bool = option(
         True,
@@ -55,6 +54,7 @@ class SearchConfig(FinetuneConfig):
         "network (by default one logit offset shifts every gate's threshold so that its "
         "average MACs per validation image land in the MAC band, the per-input analogue of the "
         "projection)",
+        tags=(AFTER_SEARCH,),
     )
     width_ratios: tuple[float, ...] = option(
         DEFAULT_WIDTH_RATIOS,
@@ -68,10 +68,16 @@ class SearchConfig(FinetuneConfig):
         "round every width choice to a multiple of this (8: often faster on real hardware)",
         ge=1,
     )
-    tau0: float = option(5.0, "initial Gumbel-softmax temperature", gt=0)
-    tau_min: float = option(0.1, "final temperature", gt=0)
-    schedule: str = option("exponential", "temperature schedule", choices="nas.gates:SCHEDULES")
-    hard: bool = option(False, "straight-through hard Gumbel samples in the architecture steps")
+    tau0: float = option(5.0, "initial Gumbel-softmax temperature", gt=0, tags=(AFTER_WARMUP,))
+    tau_min: float = option(0.1, "final temperature", gt=0, tags=(AFTER_WARMUP,))
+    schedule: str = option(
+        "exponential", "temperature schedule", choices="nas.gates:SCHEDULES", tags=(AFTER_WARMUP,)
+    )
+    hard: bool = option(
+        False,
+        "straight-through hard Gumbel samples in the architecture steps",
+        tags=(AFTER_WARMUP,),
+    )
     weight_sampling: str = option(
         "sandwich",
         "widths of the weight steps: the sandwich rule (largest, smallest and --sandwich-samples "
@@ -97,54 +103,71 @@ class SearchConfig(FinetuneConfig):
         20, "epochs alternating weight and architecture steps", ge=1, le=MAX_EPOCHS
     )
     lr: float = option(0.05, "weight learning rate (SGD, warm-up and search)", gt=0)
-    arch_lr: float = option(0.05, "Adam learning rate of the architecture parameters", gt=0)
-    arch_weight_decay: float = option(0.0, "weight decay of the architecture parameters", ge=0)
+    arch_lr: float = option(
+        0.05, "Adam learning rate of the architecture parameters", gt=0, tags=(AFTER_WARMUP,)
+    )
+    arch_weight_decay: float = option(
+        0.0, "weight decay of the architecture parameters", ge=0, tags=(AFTER_WARMUP,)
+    )
     cost: str = option(
         "macs",
         "what the budget counts: exact MACs (--target-macs), or the latency predicted from a "
         "measured table (--latency-table, --target-latency)",
         choices="nas.cost:COST_MODELS",
+        tags=(AFTER_WARMUP,),
     )
     latency_table: str | None = option(
-        None, "a latency table of this space and machine (nas latency-table)", metavar="TABLE"
+        None,
+        "a latency table of this space and machine (nas latency-table)",
+        metavar="TABLE",
+        tags=(AFTER_WARMUP,),
     )
     target_latency: str | None = option(
         None,
         "--cost latency: the budget, a ratio of the full network's predicted latency (0.5) or "
         "milliseconds (4ms); replaces --target-macs",
         metavar="RATIO|MS",
+        tags=(AFTER_WARMUP, target_tag("latency")),
     )
     budget: str = option(
         "lagrangian",
         "budget loss on the expected MACs: a Lagrange multiplier raised by dual ascent, a smooth "
         "penalty, or the previous release's TAS rule",
         choices="nas.cost:BUDGETS",
+        tags=(AFTER_WARMUP,),
     )
     budget_weight: float = option(
         2.0,
         "weight of the budget's proportional part (lagrangian), of the penalty, or of the TAS loss",
         ge=0,
+        tags=(AFTER_WARMUP,),
     )
     budget_lr: float = option(
-        0.2, "--budget lagrangian: dual-ascent step of the multiplier per architecture step", ge=0
+        0.2,
+        "--budget lagrangian: dual-ascent step of the multiplier per architecture step",
+        ge=0,
+        tags=(AFTER_WARMUP,),
     )
     budget_band: float = option(
         0.05,
         "--budget tas: the loss idles while the argmax net is at most this much under",
         gt=0,
         lt=1,
+        tags=(AFTER_WARMUP,),
     )
     entropy_weight: float = option(
         1.0,
         "weight of the crispness term (mean normalised entropy of the width distributions), "
         "raised linearly from 0 over the search epochs",
         ge=0,
+        tags=(AFTER_WARMUP,),
     )
     projection: str = option(
         "dp",
         "how the found widths are brought into the band: the most probable widths in it "
         "(dynamic programming), or the previous release's greedy steps",
         choices="nas.cost:PROJECTIONS",
+        tags=(AFTER_SEARCH,),
     )
     order: str = option(
         "l1",
@@ -157,6 +180,7 @@ class SearchConfig(FinetuneConfig):
         "greedy slimming on candidates scored on the supernet (validation loss), or the best "
         "of a GCN predictor's top-k (see nas rank)",
         choices="nas.selection:SELECTIONS",
+        tags=(AFTER_SEARCH,),
     )
     calib_images: int = option(
         DEFAULT_CALIBRATION_IMAGES,
@@ -164,15 +188,28 @@ class SearchConfig(FinetuneConfig):
         "is scored or extracted from the supernet",
         ge=1,
     )
-    population: int = option(16, "--select evolution: candidates per generation", ge=2)
+    population: int = option(
+        16, "--select evolution: candidates per generation", ge=2, tags=(AFTER_SEARCH,)
+    )
     generations: int = option(
-        8, "--select evolution: generations after the first", ge=0, le=MAX_EPOCHS
+        8,
+        "--select evolution: generations after the first",
+        ge=0,
+        le=MAX_EPOCHS,
+        tags=(AFTER_SEARCH,),
     )
     rank_samples: int = option(
-        200, "--select predictor: sub-networks scored to fit the GCN", ge=MIN_SAMPLES
+        200,
+        "--select predictor: sub-networks scored to fit the GCN",
+        ge=MIN_SAMPLES,
+        tags=(AFTER_SEARCH,),
     )
-    rank_pool: int = option(10_000, "--select predictor: candidates ranked by the GCN", ge=1)
-    rank_top_k: int = option(5, "--select predictor: best candidates fine-tuned briefly", ge=1)
+    rank_pool: int = option(
+        10_000, "--select predictor: candidates ranked by the GCN", ge=1, tags=(AFTER_SEARCH,)
+    )
+    rank_top_k: int = option(
+        5, "--select predictor: best candidates fine-tuned briefly", ge=1, tags=(AFTER_SEARCH,)
+    )
 
     def check(self) -> None:
         """Rules across options, checked before anything is written or trained."""
@@ -185,10 +222,10 @@ class SearchConfig(FinetuneConfig):
                 f"--rank-top-k must be between 1 and --rank-pool {self.rank_pool}, "
                 f"got {self.rank_top_k}"
             )
-        self.strategy_options()
-        from nas.gates import STRATEGIES
+        from nas.gates import strategy_class, strategy_options
 
-        per_input = bool(getattr(STRATEGIES.get(self.strategy), "per_input", False))
+        strategy_options(self.strategy, self.strategy_option)  # one line for a bad option
+        per_input = strategy_class(self.strategy).per_input
         if self.static and not per_input:
             raise ConfigError(
                 f"--static turns per-input gates into a static pruning; --strategy "
@@ -224,133 +261,16 @@ class SearchConfig(FinetuneConfig):
             return
         if self.latency_table is None:
             raise ConfigError("--cost latency needs --latency-table TABLE")
-        from nas.gates import STRATEGIES, GateStrategy
+        from nas.gates import strategy_class
 
-        kind = STRATEGIES.get(self.strategy)
-        own = getattr(kind, "budget_loss", GateStrategy.budget_loss) is not GateStrategy.budget_loss
-        if per_input or own:
+        if per_input or strategy_class(self.strategy).own_budget:
             raise ConfigError(
                 f"--cost latency prices static widths with the search's budget; --strategy "
                 f"{self.strategy} has its own MAC activation loss (use width-gumbel or scp)"
             )
-
-    def cost_model(self, space: SearchSpace, threads: int | None = None) -> CostModel:
-        """The budget's cost model for ``space``; a latency table is checked against this run's
-        device and ``threads`` (default: torch's now) with one-line refusals."""
-        from nas.cost import MacsCost
-
-        if self.cost != "latency":
-            return MacsCost(space)
-        import torch
-
-        from nas.cost.latency import LatencyCost, check_environment, environment
-
-        assert self.latency_table is not None
-        table = _load_table(self.latency_table)
-        table.check_space(space)  # another network first: the more basic mismatch
-        here = environment(self.device, threads or torch.get_num_threads(), table.env["batch"])
-        check_environment(table, here, self.latency_table)
-        return LatencyCost(space, table=table)
-
-    def cost_target(self, space: SearchSpace, cost: CostModel | None = None) -> float:
-        """The budget in the cost's unit: MACs (:meth:`target_for`), or milliseconds."""
-        if self.cost != "latency":
-            return self.target_for(space)
-        from nas.cost import parse_target_latency
-
-        if self.target_latency is None:  # nas sweep sets it per trial
-            raise ConfigError("--cost latency needs --target-latency")
-        cost = cost or self.cost_model(space)
-        target = parse_target_latency(self.target_latency, cost.full())
-        floor = cost.exact({u: min(c) for u, c in self.choices(space).items()})
-        if target < floor * (1 - self.tolerance):
-            raise ConfigError(
-                f"--target-latency {self.target_latency} ({target:.4g} ms) is below the "
-                f"smallest network the width choices allow ({floor:.4g} ms predicted)"
-            )
-        return target
-
-    def strategy_options(self) -> dict[str, object]:
-        """``--strategy-option`` as typed keyword options of the strategy (one-line errors)."""
-        from nas.gates import strategy_options
-
-        return strategy_options(self.strategy, self.strategy_option)
-
-    def width_choices(self, space: SearchSpace) -> dict[str, list[int]]:
-        """The widths this search chooses from, per unit of ``space``."""
-        from nas.supernet import width_choices
-
-        return {
-            u.name: width_choices(u.max_width, self.width_ratios, self.width_multiple)
-            for u in space.units
-        }
-
-    def create_strategy(self, space: SearchSpace) -> GateStrategy:
-        """The gate strategy of this search for ``space``, with its options."""
-        from nas.gates import create_strategy
-
-        return create_strategy(
-            self.strategy, space, self.width_choices(space), **self.strategy_options()
-        )
 
     def rank_config(self) -> RankConfig:
         """The GCN ranking options of ``--select predictor`` (the rest at their defaults)."""
         return RankConfig(
             samples=self.rank_samples, pool=self.rank_pool, top_k=self.rank_top_k, seed=self.seed
         )
-
-    def choices(self, space: SearchSpace) -> dict[str, list[int]]:
-        """Every unit's width choices: the width ratios (``width-gumbel``), or what the strategy
-        makes of them (``channel-gumbel``: multiples of its group size). The strategy is made
-        once per space and options (cached), drawing no random numbers from the caller's
-        generators."""
-        cached = _strategy_choices(
-            self.strategy, self.strategy_option, self.width_ratios, self.width_multiple, space
-        )
-        return {u: list(c) for u, c in cached.items()}
-
-    def target_for(self, space: SearchSpace) -> float:
-        """The target in MACs; refuses targets the width choices cannot reach."""
-        from nas.cost import smallest_macs
-
-        target = super().target_for(space)
-        floor = smallest_macs(space, self.choices(space))
-        if target < floor * (1 - self.tolerance):
-            raise ConfigError(
-                f"--target-macs {self.target_macs} ({target:,.0f} MACs) is below the smallest "
-                f"network the width choices allow ({floor:,} MACs, "
-                f"{floor / space.macs():.1%} of full); lower the smallest width ratio"
-            )
-        return target
-
-
-@functools.lru_cache(maxsize=64)
-def _strategy_choices(
-    strategy: str,
-    options: tuple[str, ...],
-    ratios: tuple[float, ...],
-    multiple: int,
-    space: SearchSpace,
-) -> dict[str, tuple[int, ...]]:
-    import torch
-
-    config = SearchConfig(
-        strategy=strategy, strategy_option=options, width_ratios=ratios, width_multiple=multiple
-    )
-    with torch.random.fork_rng(devices=[]):
-        return {u: tuple(c) for u, c in config.create_strategy(space).choices.items()}
-
-
-def _load_table(path: str) -> LatencyTable:
-    from pathlib import Path
-
-    p = Path(path)
-    stamp = p.stat().st_mtime_ns if p.is_file() else 0
-    return _cached_table(str(p.resolve()), stamp)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_table(path: str, stamp: int) -> LatencyTable:
-    from nas.cost import LatencyTable
-
-    return LatencyTable.load(path)

@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.cost import CostModel
+from nas.cost import ResolvedBudget
 from nas.engine import evaluate, seed_everything
-from nas.engine.finetuning import finetune, uniform_twin, uniform_twin_at_cost
+from nas.engine.finetuning import finetune, uniform_twin
 from nas.supernet import extract_at
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchOutcome
-from search_spaces import SearchSpace, WidthSpec
+from search_spaces import WidthSpec
 
 __all__ = [
     "check_compare",
@@ -27,19 +27,12 @@ __all__ = [
 
 
 # -- before the search ---------------------------------------------------------------------------
-def check_compare(space: SearchSpace, config: SearchConfig, cost: CostModel | None = None) -> None:
-    """With ``--compare``: refuses (:class:`ConfigError`, before any work) a target at which no
-    uniform-width network lies within the tolerance, in MACs or in the unit of ``cost`` (default:
-    the config's, built only when --compare asks; the latency of uniform widths is a staircase
-    that can step over the whole band)."""
-    if not config.compare:
-        return
-    cost = cost or config.cost_model(space)
-    target = config.cost_target(space, cost)
-    if cost.name == "macs":
-        uniform_twin(space, target, config, multiple=config.width_multiple)
-    else:
-        uniform_twin_at_cost(cost, target, target, config.tolerance, multiple=config.width_multiple)
+def check_compare(budget: ResolvedBudget, config: SearchConfig) -> None:
+    """With ``--compare``: refuses (:class:`ConfigError`, before any work) a budget in whose
+    band no uniform-width network lies, in MACs or in the budget's unit (the latency of uniform
+    widths is a staircase that can step over the whole band)."""
+    if config.compare:
+        uniform_twin(budget, budget.target, multiple=config.width_multiple)
 
 
 # -- after the search ----------------------------------------------------------------------------
@@ -75,8 +68,8 @@ def summarize(
     space = outcome.spec.get_space()
     per_input = per_input_metrics(outcome, test_loader, config)
     macs = space.macs(outcome.spec.widths) if outcome.static else per_input["avg_macs"]
-    latency = config.cost == "latency"
-    target = None if latency else config.target_for(space)
+    assert outcome.budget is not None  # every search records its budget
+    target = outcome.budget.target_macs
     return (
         {
             "space": space.name,
@@ -108,23 +101,22 @@ def summarize(
             "cost": config.cost,
         }
         | per_input
-        | latency_metrics(outcome, config)
+        | latency_metrics(outcome)
     )
 
 
-def latency_metrics(outcome: SearchOutcome, config: SearchConfig) -> dict[str, Any]:
+def latency_metrics(outcome: SearchOutcome) -> dict[str, Any]:
     """A latency search's network: its latency predicted by the table and measured here (same
     device, batch and threads as the table), beside the full network's, and the target."""
     from nas.cost.latency import LatencyCost
     from nas.cost.timing import latency_report
 
-    cost = outcome.cost
-    if not isinstance(cost, LatencyCost) or not outcome.static:
+    budget = outcome.budget
+    if budget is None or not isinstance(budget.cost, LatencyCost) or not outcome.static:
         return {}
-    target = config.cost_target(outcome.spec.get_space(), cost)
-    return latency_report(cost, dict(outcome.spec.widths)) | {
-        "target_latency_ms": target,
-        "target_latency_ratio": target / cost.full(),
+    return latency_report(budget.cost, dict(outcome.spec.widths)) | {
+        "target_latency_ms": budget.target,
+        "target_latency_ratio": budget.ratio,
     }
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from nas.cost import ResolvedBudget
 from nas.data import reseeded, split_loader
 from nas.engine import (
     has_checkpoint,
@@ -48,6 +49,7 @@ from nas.width_search.checkpoint import SEARCH_CHECKPOINT, load_checkpoint, run_
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SEARCH_SUMMARY, SearchOutcome, write_search_summary
 from nas.width_search.run import SearchRun
+from nas.width_search.setup import create_strategy, search_budget
 from search_spaces import SearchSpace
 
 __all__ = ["build_supernet", "search_widths", "start_run", "warm_up"]
@@ -64,6 +66,7 @@ def search_widths(
     out_dir: str | Path | None = None,
     resume: bool = False,
     warmup: str | Path | None = None,
+    budget: ResolvedBudget | None = None,
     progress: bool = True,
 ) -> SearchOutcome:
     """Search widths for ``space`` starting from the trained full ``model`` (left untouched).
@@ -72,9 +75,10 @@ def search_widths(
     the per-epoch summary to ``summary.csv``; ``resume=True`` continues from the
     checkpoint to the same result as an uninterrupted run. ``warmup`` is a shared warm-up
     (:func:`warm_up`, same model, loaders and warm-up options): the search starts after it, with
-    the same result as if it had run the warm-up itself.
+    the same result as if it had run the warm-up itself. ``budget``: the run's, resolved once
+    by the caller (default: from ``config``, :func:`~nas.width_search.setup.search_budget`).
     """
-    run = start_run(model, space, train_loader, val_loader, config)
+    run = start_run(model, space, train_loader, val_loader, config, budget)
     ckpt = Path(out_dir) / SEARCH_CHECKPOINT if out_dir is not None else None
     if resume and ckpt is not None and has_checkpoint(ckpt):
         load_checkpoint(run, ckpt)
@@ -116,12 +120,13 @@ def start_run(
     train_loader: Iterable[Any],
     val_loader: Iterable[Any],
     config: SearchConfig,
+    budget: ResolvedBudget | None = None,
 ) -> SearchRun:
     """A search ready to run: the supernet built from ``model``, the strategy, and the training
-    split divided into the weights' part and the architecture's (``config.arch_fraction``)."""
+    split divided into the weights' part and the architecture's (``config.arch_fraction``).
+    ``budget``: the run's, when the caller resolved it (default: :func:`search_budget`)."""
     config.validate()
-    cost = config.cost_model(space)
-    target = config.cost_target(space, cost)
+    budget = budget or search_budget(config, space)
     device = torch.device(config.device)
     seed_everything(config.seed)
     scoring = train_loader if CRITERIA.get(config.order).needs_data else None
@@ -133,7 +138,7 @@ def start_run(
     else:  # joint training: the gates learn with the weights on the whole training split (in
         # the order of the seed, whatever the loader served before, as the split loaders are)
         weights = arch = reseeded(train_loader, config.seed)  # type: ignore[arg-type]
-    return SearchRun(supernet, strategy, config, target, weights, arch, val_loader, device, cost)
+    return SearchRun(supernet, strategy, config, budget, weights, arch, val_loader, device)
 
 
 def _run_epochs(
@@ -190,6 +195,6 @@ def build_supernet(
         restore_loader(data, state)
     permute_channels(net, space, order)
     supernet = Supernet(net, space)
-    strategy = config.create_strategy(space).to(device)
+    strategy = create_strategy(config, space).to(device)
     strategy.attach(supernet)
     return supernet, strategy

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import Tensor
 from torch.nn import Module
 
-from nas.cost import CostModel
+from nas.cost import CostModel, ResolvedBudget
 from nas.engine import EvalResult
 from nas.gates import GateStrategy
 from nas.io import atomic_write_text
@@ -61,11 +61,16 @@ class SearchOutcome:
     # a per-input strategy's conditional network (nas.gates.deploy) at the end of the search
     conditional: Module | None = None
     static: bool = True  # False: the conditional network is the deliverable (no --static)
-    cost: CostModel | None = None  # what the budget counted (None: MACs)
+    budget: ResolvedBudget | None = None  # the run's budget (what it counted, the target)
     # a calibrated conditional network: its gates' logit offset, and the average MAC ratio it
     # gives on the validation images
     gate_offset: float | None = None
     calibrated_macs_ratio: float | None = None
+
+    @property
+    def cost(self) -> CostModel | None:
+        """What the budget counted."""
+        return self.budget.cost if self.budget is not None else None
 
     @property
     def relaxation_gap(self) -> float:

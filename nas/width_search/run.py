@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.cost import PROJECTIONS, CostModel, MacsCost, create_budget
+from nas.cost import PROJECTIONS, ResolvedBudget, create_budget
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
 from nas.engine.distributed import batches, reduce_step, shard, share
 from nas.errors import ConfigError
@@ -59,17 +59,16 @@ class SearchRun:
         supernet: Supernet,
         strategy: GateStrategy,
         config: SearchConfig,
-        target: float,
+        target: ResolvedBudget,
         weight_loader: Iterable[Any],
         arch_loader: Iterable[Any],
         val_loader: Iterable[Any],
         device: torch.device,
-        cost: CostModel | None = None,
     ) -> None:
-        """``target`` is in the unit of ``cost`` (default: MACs)."""
+        """``target``: the run's budget (:func:`nas.width_search.setup.search_budget`)."""
         self.supernet, self.strategy, self.config = supernet, strategy, config
-        self.cost = cost if cost is not None else MacsCost(supernet.space)
-        self.target, self.device = target, device
+        self.resolved = target
+        self.cost, self.target, self.device = target.cost, target.target, device
         self.weight_loader, self.arch_loader, self.val_loader = (
             weight_loader,
             arch_loader,
@@ -332,7 +331,7 @@ class SearchRun:
                 seconds=self.seconds,
                 conditional=conditional,
                 static=False,
-                cost=self.cost,
+                budget=self.resolved,
                 gate_offset=offset,
                 calibrated_macs_ratio=calibrated,
             )
@@ -346,7 +345,12 @@ class SearchRun:
         log_probs = self.strategy.choice_log_probs()
         project = PROJECTIONS.get(c.projection)
         widths = project(
-            self.cost, argmax, self.strategy.choices, log_probs, self.target, c.tolerance
+            self.cost,
+            argmax,
+            self.strategy.choices,
+            log_probs,
+            self.target,
+            self.resolved.tolerance,
         )
         return SearchOutcome(
             space.spec(widths),
@@ -362,7 +366,7 @@ class SearchRun:
             records=list(self.records),
             seconds=self.seconds,
             conditional=conditional,
-            cost=self.cost,
+            budget=self.resolved,
         )
 
     def calibrate_gates(self, conditional: nn.Module) -> tuple[float, float]:
@@ -376,8 +380,8 @@ class SearchRun:
             self.supernet.space,
             self.val_loader,
             self.device,
-            self.target / self.full_macs,
-            self.config.tolerance,
+            self.resolved.ratio,
+            self.resolved.tolerance,
             bn_batches=self.calibration,
         )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 import search_spaces
+from nas.cost import CostModel, MacsCost, ResolvedBudget
+from nas.cost.knapsack import CostTerm
 from nas.engine.finetuning import FinetuneConfig, default_reference, uniform_twin
 from nas.errors import ConfigError
 
@@ -15,7 +17,8 @@ def test_the_twin_stays_within_the_tolerance_of_the_target(searched: float) -> N
     of 24.5 % has 24.3 %, outside the 2 % band; the twin is then the one nearest the target."""
     space = search_spaces.create("resnet20", num_classes=10, in_channels=3, input_size=(32, 32))
     config = FinetuneConfig(target_macs="0.25")
-    twin = uniform_twin(space, searched * space.macs(), config)
+    budget = ResolvedBudget(0.25 * space.macs(), config.tolerance, MacsCost(space))
+    twin = uniform_twin(budget, searched * space.macs())
     assert abs(twin.macs() / (0.25 * space.macs()) - 1) <= config.tolerance
     ratios = {twin.widths[u.name] / u.max_width for u in space.units}
     assert max(ratios) - min(ratios) <= 1 / 16  # one ratio for every unit, up to rounding
@@ -23,21 +26,31 @@ def test_the_twin_stays_within_the_tolerance_of_the_target(searched: float) -> N
 
 def test_no_uniform_width_near_the_target_is_one_line() -> None:
     space = search_spaces.create("resnet20")
-    config = FinetuneConfig(target_macs="0.84")
+    budget = ResolvedBudget(0.84 * space.macs(), FinetuneConfig().tolerance, MacsCost(space))
     with pytest.raises(ConfigError, match="no uniform width of resnet20 lies within"):
-        uniform_twin(space, 0.84 * space.macs(), config, multiple=16)
+        uniform_twin(budget, 0.84 * space.macs(), multiple=16)
+
+
+class _Latency(CostModel):
+    """A stand-in latency cost (the reference's words depend only on its name)."""
+
+    name = "latency"
+    unit = "ms"
+
+    def terms(self) -> list[CostTerm]:
+        return []
 
 
 def test_a_search_s_compare_says_what_its_reference_is() -> None:
-    from nas.width_search import SearchConfig
-
-    assert default_reference(FinetuneConfig()) == (
+    space = search_spaces.create("resnet20")
+    macs = ResolvedBudget(0.5 * space.macs(), 0.02, MacsCost(space))
+    assert default_reference(FinetuneConfig(), macs) == (
         "uniform widths of the same MACs, cut from the same supernet"
     )
-    assert default_reference(FinetuneConfig(from_scratch=True, finetune_epochs=1)) == (
+    assert default_reference(FinetuneConfig(from_scratch=True, finetune_epochs=1), macs) == (
         "uniform widths of the same MACs, trained from scratch"
     )
-    latency = SearchConfig(cost="latency")  # its twin has the same predicted latency
-    assert default_reference(latency) == (
+    latency = ResolvedBudget(1.0, 0.02, _Latency(space))  # the twin of the same latency
+    assert default_reference(FinetuneConfig(), latency) == (
         "uniform widths of the same predicted latency, cut from the same supernet"
     )

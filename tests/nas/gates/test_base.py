@@ -16,6 +16,7 @@ from nas.gates import (
     create_strategy,
     list_strategies,
     register_strategy,
+    strategy_class,
 )
 from nas.supernet import nested_masks
 from nas.width_search import SearchConfig
@@ -64,6 +65,7 @@ def test_registry_refuses_duplicates_and_unknown_names(monkeypatch: pytest.Monke
 
     register_strategy(FixedHalf.name, factory)
     assert FixedHalf.name in list_strategies()
+    assert strategy_class(FixedHalf.name) is GateStrategy  # its annotation names the base
     created = create_strategy(FixedHalf.name, space, choices_of(space))
     assert isinstance(created, FixedHalf)
     with pytest.raises(ConfigError, match="already registered"):
@@ -96,6 +98,13 @@ def test_every_registered_strategy_gates_the_supernet(name: str) -> None:
     supernet, _ = attached("resnet20_b")
     strategy = create_strategy(name, supernet.space, choices)
     strategy.attach(supernet)
+    # what it declares of itself, as typed class attributes, is what it does
+    kind = strategy_class(name)
+    assert isinstance(strategy, kind)
+    overrides = type(strategy).budget_loss is not GateStrategy.budget_loss
+    assert kind.own_budget == overrides
+    assert isinstance(strategy.group_size, int) and strategy.group_size >= 1
+    assert kind.choices_for(space, choices_of(space)) == strategy.choices  # known unbuilt
     choices = strategy.choices  # the width ratios' choices, or the strategy's own (its groups)
     x = torch.randn(3, space.in_channels, *space.input_size)
     for mode in ("sample", "hard", "relaxed", "discrete"):

@@ -13,11 +13,10 @@ import search_spaces
 from nas.cli import main
 from nas.cost import smallest_macs
 from nas.engine import EvalResult
-from nas.jobs.common import RunOptions
 from nas.jobs.rank import run_rank
-from nas.jobs.search import run_search
+from nas.runs import RunOptions
 from nas.selection import RankConfig
-from nas.width_search import SEARCH_CHECKPOINT, SearchConfig
+from nas.width_search import SEARCH_CHECKPOINT, SearchConfig, run_search
 from predictors import Predictor
 from tests.nas.conftest import choices_of as _choices
 from tests.nas.jobs.conftest import _strict_json

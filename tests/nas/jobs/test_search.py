@@ -19,15 +19,22 @@ from torch.utils.data import DataLoader, TensorDataset
 import nas.engine.loop
 import search_spaces
 from nas.cli import main
-from nas.cost import count_model_params, smallest_macs
+from nas.cost import count_model_params
 from nas.data import DataBundle, TensorLoader
 from nas.engine import CHECKPOINT_NAME
 from nas.errors import ConfigError
 from nas.extraction import load_model
-from nas.jobs.common import RunOptions
-from nas.jobs.search import run_search, search, uniform_reference
+from nas.runs import RunOptions
 from nas.selection import SELECTIONS
-from nas.width_search import SEARCH_CHECKPOINT, SearchConfig, SearchRun
+from nas.width_search import (
+    SEARCH_CHECKPOINT,
+    SearchConfig,
+    SearchRun,
+    run_search,
+    search,
+    search_budget,
+    uniform_reference,
+)
 from search_spaces import SearchSpace, WidthSpec
 from tests.nas.conftest import interrupt_on_call, run
 from tests.nas.jobs.conftest import _strict_json
@@ -157,7 +164,7 @@ def test_resume_with_other_options_is_refused(
     def stop(*args: Any, **kwargs: Any) -> nn.Module:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("nas.jobs.search.train_full", stop)
+    monkeypatch.setattr("nas.width_search.pipeline.train_full", stop)
     with pytest.raises(KeyboardInterrupt):  # interrupted right after args.yaml is written
         run_search(run_options(out), SearchConfig(**RESUME_CONFIG))
     assert (out / "args.yaml").is_file()
@@ -463,7 +470,7 @@ def test_search_with_predictor_refuses_an_empty_pool_band_before_any_work(
     # the argmax path accepts 1 % under the smallest network (within the 2 % tolerance), but no
     # sub-network lies under that budget: --select predictor would find out after the search
     space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
-    floor = smallest_macs(space, SearchConfig().choices(space))
+    floor = search_budget(SearchConfig(), space).floor
     target = f"{floor * 0.99 / 1e3:.3f}K"
     out = tmp_path / "run"
     argv = ["search", "--select", "predictor", "--target-macs", target, "--out", str(out)]
@@ -540,7 +547,7 @@ def test_every_chooser_is_scored_beside_the_uniform_width(
     assert abs(metrics["macs"] / metrics["target_macs"] - 1) <= config.tolerance, metrics
     # the uniform width and the delivered widths are both scored (once: the cache)
     space = spec.get_space()
-    uniform = uniform_reference(space, config)
+    uniform = uniform_reference(search_budget(config, space), config)
     both = 1 if dict(uniform.widths) == dict(spec.widths) else 2
     if method == "argmax":
         assert metrics["candidates_scored"] == both  # nothing else is scored

@@ -13,7 +13,13 @@ from nas.engine import loader_state, restore_loader
 from nas.errors import ConfigError
 from nas.extraction import kept_channels
 from nas.importance import channel_order
-from nas.pruning import PruneConfig, compare_reference, prune_network, score_and_allocate
+from nas.pruning import (
+    PruneConfig,
+    compare_reference,
+    prune_budget,
+    prune_network,
+    score_and_allocate,
+)
 from search_spaces import SearchSpace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,12 +43,16 @@ def test_allocations_land_in_the_band_and_leave_the_loader_where_it_was(
     assert digits.val is not None
     before = _next_batch(digits)
     config = replace(QUICK, criterion="chip", allocation=allocation, score_images=64)
-    pruning = score_and_allocate(model, space, digits.train, digits.val, config)
+    pruning = score_and_allocate(
+        model, space, digits.train, digits.val, config, prune_budget(config, space)
+    )
     assert abs(pruning.spec.macs() / (0.5 * space.macs()) - 1) <= config.tolerance
     assert torch.equal(
         _next_batch(digits), before
     )  # the fine-tuning's batches do not depend on the scoring
-    again = score_and_allocate(model, space, digits.train, digits.val, config)
+    again = score_and_allocate(
+        model, space, digits.train, digits.val, config, prune_budget(config, space)
+    )
     assert again.spec.widths == pruning.spec.widths  # deterministic
     assert pruning.scoring_seconds > 0
 
@@ -87,7 +97,7 @@ def test_compare_fine_tunes_the_uniform_twin_from_the_same_weights(
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # untouched
     # the allocation is what differs: the reference keeps the criterion's channels
     assert metrics["reference"] == "uniform widths of the same MACs, bn channels"
-    reference = compare_reference(model, space, pruning, config)
+    reference = compare_reference(model, space, pruning, config, prune_budget(config, space))
     assert dict(reference.spec.widths) == metrics["uniform_widths"]
     assert all(torch.equal(reference.order[u], o) for u, o in pruning.order.items())
 
@@ -105,7 +115,7 @@ def test_with_uniform_widths_the_reference_is_the_same_widths_with_random_channe
     )
     assert metrics["reference"] == "same widths, seeded random channels (seed 0)"
     assert metrics["uniform_widths"] == metrics["widths"] == pruning.spec.widths
-    reference = compare_reference(model, space, pruning, config)
+    reference = compare_reference(model, space, pruning, config, prune_budget(config, space))
     mine, theirs = (
         kept_channels(pruning.spec, pruning.order),
         kept_channels(reference.spec, reference.order),
@@ -127,8 +137,10 @@ def test_the_random_criterion_is_compared_with_random_channels_of_another_seed(
     space, model = trained
     config = replace(QUICK, criterion="random", allocation="uniform", compare=True, seed=3)
     assert digits.val is not None
-    pruning = score_and_allocate(model, space, digits.train, digits.val, config)
-    reference = compare_reference(model, space, pruning, config)
+    pruning = score_and_allocate(
+        model, space, digits.train, digits.val, config, prune_budget(config, space)
+    )
+    reference = compare_reference(model, space, pruning, config, prune_budget(config, space))
     assert reference.description == "same widths, seeded random channels (seed 4)"
     mine, theirs = (
         kept_channels(pruning.spec, pruning.order),
@@ -146,7 +158,9 @@ def test_spec_allocation_keeps_the_given_widths(
     widths["layer3.0.conv1"] -= 3
     spec = space.spec(widths)
     config = replace(QUICK, allocation="spec", target_macs=str(spec.macs_ratio()))
-    pruning = score_and_allocate(model, space, digits.train, digits.val, config, spec=spec)
+    pruning = score_and_allocate(
+        model, space, digits.train, digits.val, config, prune_budget(config, space, spec), spec=spec
+    )
     assert pruning.spec.widths == spec.widths
 
 
@@ -168,7 +182,7 @@ def test_refusals_come_before_any_work(
     space, _ = trained
     with pytest.raises(ConfigError, match=message):
         config = replace(QUICK, **change).validate()  # type: ignore[arg-type]
-        config.check_space(space)
+        prune_budget(config, space)
 
 
 def test_a_spec_of_another_space_is_refused(trained: tuple[SearchSpace, nn.Module]) -> None:
@@ -179,4 +193,4 @@ def test_a_spec_of_another_space_is_refused(trained: tuple[SearchSpace, nn.Modul
     spec = other.spec(other.uniform_widths(0.5))
     config = replace(QUICK, allocation="spec", arch="a.json")
     with pytest.raises(ConfigError, match="width spec of resnet32, not resnet20"):
-        config.check_space(space, spec)
+        prune_budget(config, space, spec)

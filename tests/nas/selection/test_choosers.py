@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from nas.cost import MacsCost
+from nas.cost import MacsCost, ResolvedBudget
 from nas.errors import ConfigError
-from nas.selection import Band, CandidateScorer, check_band
+from nas.selection import CandidateScorer, check_band
 from nas.selection.choosers import evolve, repair, slim
 from nas.supernet import Supernet
 from tests.conftest import random_widths
@@ -19,26 +19,26 @@ from tests.nas.conftest import ESSENTIAL, attached, choices_of, known_answer_tas
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def flat(band: Band) -> dict[str, torch.Tensor]:
+def flat(band: ResolvedBudget) -> dict[str, torch.Tensor]:
     return {u: torch.zeros(len(c)) for u, c in band.choices.items()}
 
 
-def run_evolution(scorer: CandidateScorer, band: Band, seed: int = 0) -> dict[str, int]:
+def run_evolution(scorer: CandidateScorer, band: ResolvedBudget, seed: int = 0) -> dict[str, int]:
     uniform = scorer.space.uniform_widths_for_macs(band.target / scorer.space.macs())
     return evolve(scorer, band, [uniform], flat(band), population=8, generations=3, seed=seed)
 
 
-def run_greedy(scorer: CandidateScorer, band: Band, seed: int = 0) -> dict[str, int]:
+def run_greedy(scorer: CandidateScorer, band: ResolvedBudget, seed: int = 0) -> dict[str, int]:
     return slim(scorer, band)
 
 
-CHOOSERS: dict[str, Callable[[CandidateScorer, Band, int], dict[str, int]]] = {
+CHOOSERS: dict[str, Callable[[CandidateScorer, ResolvedBudget, int], dict[str, int]]] = {
     "evolution": run_evolution,
     "greedy": run_greedy,
 }
 
 
-def random_setup(seed: int) -> tuple[CandidateScorer, Band]:
+def random_setup(seed: int) -> tuple[CandidateScorer, ResolvedBudget]:
     supernet, _ = attached("resnet20_b", seed)
     space = supernet.space
     g = torch.Generator().manual_seed(seed)
@@ -47,7 +47,7 @@ def random_setup(seed: int) -> tuple[CandidateScorer, Band]:
         for _ in range(2)
     ]
     scorer = CandidateScorer(supernet, data, data, "cpu")
-    band = Band(0.3 * space.macs(), 0.02, MacsCost(space), choices_of(space))
+    band = ResolvedBudget(0.3 * space.macs(), 0.02, MacsCost(space), choices_of(space))
     return scorer, band
 
 
@@ -67,7 +67,7 @@ def test_a_chooser_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(name:
     space, model, train, val = known_answer_task()
     supernet = Supernet(model, space)
     scorer = CandidateScorer(supernet, list(train), val, "cpu")
-    band = Band(0.35 * space.macs(), 0.02, MacsCost(space), choices_of(space))
+    band = ResolvedBudget(0.35 * space.macs(), 0.02, MacsCost(space), choices_of(space))
     widths = CHOOSERS[name](scorer, band, 0)
     assert band.holds(widths)
     maximum = space.max_widths
@@ -119,5 +119,5 @@ def test_a_band_no_assignment_reaches_is_refused() -> None:
     space = supernet.space
     choices = {u.name: [u.max_width] for u in space.units}  # only the full network
     with pytest.raises(ConfigError, match="--select greedy: no narrowing"):
-        check_band(Band(0.5 * space.macs(), 0.02, MacsCost(space), choices), "greedy")
-    check_band(Band(space.macs(), 0.02, MacsCost(space), choices), "greedy")  # reachable
+        check_band(ResolvedBudget(0.5 * space.macs(), 0.02, MacsCost(space), choices), "greedy")
+    check_band(ResolvedBudget(space.macs(), 0.02, MacsCost(space), choices), "greedy")  # reachable

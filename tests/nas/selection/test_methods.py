@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nas.cost import MacsCost, ResolvedBudget
 from nas.engine import Distillation, TrainConfig
 from nas.selection import SELECTIONS, RankConfig, SelectionRequest, choose
 from tests.nas.conftest import attached, choices_of
@@ -28,9 +29,7 @@ def test_every_chooser_picks_widths_in_the_band_and_scores_uniform_width_beside(
     initial = space.spec(space.uniform_widths_for_macs(0.49))
     request = SelectionRequest(
         supernet=supernet,
-        choices=choices_of(space),
-        target=target,
-        tolerance=tolerance,
+        budget=ResolvedBudget(target, tolerance, MacsCost(space), choices_of(space)),
         calibration=batches,
         train_loader=batches,
         val_loader=batches,

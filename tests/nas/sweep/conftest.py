@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from nas.jobs.common import RunOptions
+from nas.runs import RunOptions
 from nas.sweep import SweepConfig, run_sweep
 from nas.width_search import SearchConfig
 

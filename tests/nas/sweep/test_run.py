@@ -11,21 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nas.jobs.common
 import pytest
 import torch
 import yaml
 from optuna.trial import TrialState
 
 import nas
-import nas.jobs.common
 import nas.sweep.run
 import nas.sweep.uniform
 from nas.cli import main
 from nas.cost import count_model_params, measure_macs
 from nas.io import read_csv
-from nas.jobs.common import load_search_run, load_supernet
 from nas.supernet import extract_at, take_images
 from nas.sweep import hypervolume
+from nas.width_search import load_search_run, load_supernet
 from search_spaces import WidthSpec
 from tests.nas.sweep.conftest import (
     BUDGETS,
@@ -263,14 +263,14 @@ def test_outputs_are_read_made_and_written_under_the_sweep_lock(
 
         return wrapper
 
-    for name in ("trial_rows", "uniform_point", "write_csv", "plot_pareto"):
+    for name in ("trial_rows", "uniform_point", "write_csv", "plot_fronts"):
         monkeypatch.setattr(nas.sweep.run, name, spy(name))
     sweep(out, 3, uniform=True)
     assert {name for name, _ in locked} == {
         "trial_rows",
         "uniform_point",
         "write_csv",
-        "plot_pareto",
+        "plot_fronts",
     }
     assert all(is_held for _, is_held in locked), locked
     assert len(read_csv(out / "uniform.csv")) == len(BUDGETS)

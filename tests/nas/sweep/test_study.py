@@ -18,6 +18,7 @@ import nas.sweep.study
 from nas.cli import main
 from nas.io import read_csv
 from nas.sweep import TUNABLE, SweepConfig, hypervolume, make_sampler
+from nas.sweep.config import AXES
 from nas.width_search import SearchConfig
 from tests.nas.sweep.conftest import TINY, _one_line_error, cli_sweep, trial_dirs
 
@@ -151,7 +152,7 @@ def test_processes_on_one_study_draw_distinct_reproducible_trials(
         config = SweepConfig(trials=12, macs_range=(0.2, 0.9), sampler=sampler)
         out.mkdir()
         storages = [nas.sweep.study.open_storage(out, config) for _ in range(processes)]
-        nas.sweep.study.create_study(storages[0], out, config, seed, {})
+        nas.sweep.study.create_study(storages[0], out, config, seed, {}, AXES["macs"].param)
         params = []
         for i in range(0, config.trials, 2):
             pair = [

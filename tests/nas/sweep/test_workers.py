@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 import nas.sweep.workers
 from nas.errors import ConfigError
 from nas.io import read_csv
-from nas.jobs.common import RunOptions
+from nas.runs import RunOptions
 from nas.sweep import SweepConfig
 from nas.width_search import SearchConfig
 from tests.nas.sweep.conftest import (

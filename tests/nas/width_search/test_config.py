@@ -7,22 +7,9 @@ from typing import Any
 
 import pytest
 
-import search_spaces
-from nas.cost import smallest_macs
 from nas.errors import ConfigError
 from nas.options import option_fields
 from nas.width_search import MIN_TOLERANCE, SearchConfig
-
-
-def test_target_below_the_smallest_network_is_refused() -> None:
-    space = search_spaces.create("resnet20")
-    config = SearchConfig(target_macs="0.001")
-    floor = smallest_macs(space, config.choices(space))
-    assert 0 < floor < space.macs()
-    with pytest.raises(ConfigError, match="smallest"):
-        config.target_for(space)
-    assert SearchConfig(target_macs="0.5").target_for(space) == pytest.approx(0.5 * space.macs())
-
 
 BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     # wrong types, as a --config file or a Python caller can pass them

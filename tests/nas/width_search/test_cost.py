@@ -10,7 +10,8 @@ from torch import nn
 from nas.cost import COST_MODELS
 from nas.data import DataBundle, TensorLoader
 from nas.errors import ConfigError
-from nas.width_search import search_widths
+from nas.width_search import search_budget, search_widths
+from nas.width_search.setup import cost_model
 from search_spaces import SearchSpace
 from tests.conftest import synthetic_latency_table
 from tests.nas.width_search.conftest import tiny
@@ -39,8 +40,9 @@ def test_a_search_meets_its_budget_under_every_cost(
         options |= {"latency_table": _table(space, tmp_path), "target_latency": "0.5"}
     config = tiny(search_epochs=3, **options)
     outcome = search_widths(model, space, digits.train, val, config=config, progress=False)
-    assert outcome.cost is not None and outcome.cost.name == cost
-    target = config.cost_target(space, outcome.cost)
+    assert outcome.budget is not None and outcome.cost is not None
+    assert outcome.cost.name == cost
+    target = outcome.budget.target
     assert target == pytest.approx(0.5 * outcome.cost.full())
     assert abs(outcome.cost.exact(dict(outcome.spec.widths)) / target - 1) <= config.tolerance
 
@@ -68,6 +70,7 @@ def test_latency_options_are_checked_before_any_work(
             tiny(**changes).validate()
     config = tiny(cost="latency", latency_table=table, target_latency="0.5").validate()
     with pytest.raises(ConfigError, match="measured with threads"):
-        config.cost_model(space, threads=999)
+        cost_model(config, space, threads=999)
+    low = tiny(cost="latency", latency_table=table, target_latency="0.0001")
     with pytest.raises(ConfigError, match="below the smallest network"):
-        tiny(cost="latency", latency_table=table, target_latency="0.0001").cost_target(space)
+        search_budget(low, space)

@@ -11,7 +11,8 @@ import pytest
 import search_spaces
 from nas.cost import COST_MODELS
 from nas.errors import ConfigError
-from nas.width_search import check_compare
+from nas.width_search import check_compare, search_budget
+from nas.width_search.setup import cost_model
 from tests.conftest import synthetic_latency_table
 from tests.nas.width_search.conftest import tiny
 
@@ -33,7 +34,7 @@ def test_compare_is_refused_before_any_work_where_no_uniform_width_meets_the_tar
         synthetic_latency_table(space).save(table)
         options |= {"latency_table": str(table)}
         key = "target_latency"
-    model = tiny(**options).cost_model(space)
+    model = cost_model(tiny(**options), space)
     full = model.full()
     # uniform widths between 40 % and full: above the smallest network the choices allow
     prices = sorted({model.exact(space.uniform_widths_for_macs(i / 100)) for i in range(40, 101)})
@@ -42,6 +43,8 @@ def test_compare_is_refused_before_any_work_where_no_uniform_width_meets_the_tar
 
     between = tiny(**options, **{key: f"{(low + high) / 2 / full:.8g}"})
     with pytest.raises(ConfigError, match="--compare: no uniform width"):
-        check_compare(space, between, model)
-    check_compare(space, replace(between, compare=False), model)
-    check_compare(space, tiny(**options, **{key: f"{high / full:.8g}"}))  # its own cost model
+        check_compare(search_budget(between, space, cost=model), between)
+    unchecked = replace(between, compare=False)
+    check_compare(search_budget(unchecked, space, cost=model), unchecked)
+    own = tiny(**options, **{key: f"{high / full:.8g}"})
+    check_compare(search_budget(own, space), own)  # its own cost model

@@ -15,7 +15,14 @@ from nas.data import DataBundle, TensorLoader
 from nas.engine import TrainConfig, evaluate, train_model
 from nas.gates import STRATEGIES, GateStrategy, WidthGumbel, register_strategy
 from nas.supernet import Supernet, recalibrate_bn
-from nas.width_search import SearchConfig, SearchRun, extract_searched, search_widths, start_run
+from nas.width_search import (
+    SearchConfig,
+    SearchRun,
+    extract_searched,
+    search_budget,
+    search_widths,
+    start_run,
+)
 from search_spaces import SearchSpace
 from tests.nas.conftest import ESSENTIAL, attached, known_answer_task
 from tests.nas.width_search.conftest import tiny
@@ -30,9 +37,9 @@ def make_run(supernet: Supernet, strategy: WidthGumbel, **changes: Any) -> Searc
     shape = (8, space.in_channels, *space.input_size)
     batches = [(torch.randn(*shape, generator=g), torch.randint(0, 4, (8,), generator=g))] * 2
     config = SearchConfig(target_macs="0.3", warmup_epochs=0, search_epochs=1, **changes).validate()
-    target = config.target_for(space)
+    budget = search_budget(config, space)
     device = torch.device("cpu")
-    return SearchRun(supernet, strategy, config, target, batches, batches, batches, device)
+    return SearchRun(supernet, strategy, config, budget, batches, batches, batches, device)
 
 
 def bn_buffers(model: nn.Module) -> dict[str, Tensor]:

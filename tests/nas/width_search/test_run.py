@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 import nas.width_search.run as run_module
-from nas.width_search import SearchConfig, SearchRun
+from nas.width_search import SearchConfig, SearchRun, search_budget
 from tests.nas.conftest import attached
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,7 +37,7 @@ def sandwich_run(samples: int = 2) -> SearchRun:
         supernet,
         strategy,
         config,
-        config.target_for(space),
+        search_budget(config, space),
         [batch],
         [batch],
         [batch],

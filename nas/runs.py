@@ -1,4 +1,4 @@
-"""What the jobs share: the run options of a search, ``args.yaml``, the baseline, a search run.
+"""What every run shares: its options (data, baseline, files), ``args.yaml``, the baseline.
 
 Each job checks all of its input (names, files, output directory) before it writes anything,
 writes its resolved configuration (``args.yaml``) next to its results, removes what it wrote if
@@ -24,18 +24,14 @@ from nas.engine import (
     ThreadOptions,
     TrainConfig,
     distributed,
-    read_checkpoint,
     seed_everything,
     train_model,
 )
-from nas.errors import ConfigError, WeightsError, first_line
-from nas.extraction import check_full_weights, check_initial_weights, load_fitting, save_model
-from nas.gates import GateStrategy
+from nas.errors import ConfigError, first_line
+from nas.extraction import check_initial_weights, load_fitting, save_model
 from nas.io import load_state_dict_file, write_yaml
-from nas.options import MAX_EPOCHS, Options, build, option, record
+from nas.options import MAX_EPOCHS, Options, option, record
 from nas.rundir import prepare_out_dir
-from nas.supernet import Supernet
-from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchConfig
 from search_spaces import SearchSpace
 
 __all__ = [
@@ -43,8 +39,6 @@ __all__ = [
     "check_search_out",
     "environment",
     "initial_weights",
-    "load_search_run",
-    "load_supernet",
     "read_args",
     "resolve_threads",
     "resolved_args",
@@ -237,38 +231,3 @@ def train_full(
     )
     save_model(model, space.spec(), out)
     return model.eval()
-
-
-# -- shared by nas rank and nas sweep: a finished search run -------------------------------
-def load_search_run(run: Path) -> tuple[RunOptions, SearchConfig]:
-    """The options of a finished (or checkpointed) ``nas search`` run directory."""
-    args_path, ckpt = run / "args.yaml", run / SEARCH_CHECKPOINT
-    if not args_path.is_file() or not ckpt.is_file():
-        raise ConfigError(
-            f"{run} is not a search run directory (needs args.yaml and "
-            f"{SEARCH_CHECKPOINT} written by nas search)"
-        )
-    stored = read_args(args_path)
-    if stored.get("command") != "search":
-        raise ConfigError(f"{args_path} was not written by nas search")
-    try:
-        return build(RunOptions, stored), build(SearchConfig, stored)
-    except ConfigError as exc:
-        raise ConfigError(f"{args_path}: {exc}") from None
-
-
-def load_supernet(
-    run: Path, space: SearchSpace, config: SearchConfig
-) -> tuple[Supernet, GateStrategy]:
-    state = read_checkpoint(run / SEARCH_CHECKPOINT, SEARCH_FORMAT, "search")
-    try:
-        check_full_weights(space, state["supernet"], source=f"{run / SEARCH_CHECKPOINT}")
-    except WeightsError as exc:
-        raise WeightsError(f"{exc} (the run's args.yaml and checkpoint disagree)") from None
-    model = space.build()
-    supernet = Supernet(model, space)
-    model.load_state_dict(state["supernet"])
-    strategy = config.create_strategy(space)
-    strategy.load_state_dict(state["strategy"])
-    strategy.attach(supernet)
-    return supernet.to(config.device), strategy.to(config.device)

@@ -10,8 +10,8 @@ from typing import ClassVar
 from nas.errors import ConfigError
 from nas.jobs.base import Command
 from nas.options import Options, option
-from nas.plots import plot_pareto
 from nas.rundir import check_writable
+from nas.sweep.points import plot_fronts
 
 __all__ = ["COMMAND", "ParetoPlotOptions"]
 
@@ -48,7 +48,7 @@ def _pareto(options: ParetoPlotOptions) -> int:
     labels = options.labels.split(",") if options.labels else [d.name for d in dirs]
     if len(labels) != len(dirs):
         raise ConfigError(f"{len(labels)} labels for {len(dirs)} directories")
-    plot_pareto(list(zip(labels, dirs, strict=True)), out, options.cost)  # checks all first
+    plot_fronts(list(zip(labels, dirs, strict=True)), out, options.cost)  # checks all first
     print(f"wrote {out}")
     return 0
 
