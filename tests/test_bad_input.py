@@ -1017,6 +1017,7 @@ def test_the_band_gap_is_off_the_grid() -> None:
 
 
 # -- a full disk -----------------------------------------------------------------------------
+@pytest.mark.e2e
 @pytest.mark.usefixtures("one_thread")
 def test_a_full_disk_leaves_nothing_half_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -1062,6 +1063,8 @@ def _nas(*argv: str, cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_second_process_on_the_same_out_is_refused_and_the_first_is_unharmed(
     tmp_path: Path,
@@ -1090,6 +1093,7 @@ def test_a_second_process_on_the_same_out_is_refused_and_the_first_is_unharmed(
 
 
 # -- paths users have ------------------------------------------------------------------------
+@pytest.mark.e2e
 @pytest.mark.usefixtures("one_thread")
 def test_paths_with_spaces_and_non_ascii_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

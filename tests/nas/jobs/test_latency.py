@@ -26,6 +26,7 @@ def table_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_the_table_covers_every_layer_and_records_where_it_was_measured(table_path: Path) -> None:
     table = LatencyTable.load(table_path)
     space = search_spaces.create("resnet20", in_channels=3, input_size=(8, 8))
@@ -49,6 +50,7 @@ def test_the_table_covers_every_layer_and_records_where_it_was_measured(table_pa
     assert cost.full() > cost.exact({u.name: 1 for u in space.units}) > 0
 
 
+@pytest.mark.e2e
 def test_an_existing_table_is_kept_and_a_partial_one_resumed(
     table_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,6 +88,7 @@ def test_an_existing_table_is_kept_and_a_partial_one_resumed(
     assert code == 2 and "other settings" in err
 
 
+@pytest.mark.e2e
 def test_profile_predicts_and_measures_with_a_table(
     table_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -107,6 +110,7 @@ def test_profile_predicts_and_measures_with_a_table(
     assert code == 2 and "measured with threads 1" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("select", ["argmax", "predictor"])
 def test_a_latency_search_reports_its_latency_and_plots_against_it(

@@ -84,6 +84,7 @@ def summary_without_times(out: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.parametrize(
     ("phase", "call"),
@@ -128,6 +129,7 @@ def test_interrupted_run_resumes_to_the_same_result(
         assert metrics[key] == reference[key], key
 
 
+@pytest.mark.e2e
 @slow
 def test_a_loaded_baseline_gives_the_network_of_a_trained_one(
     tmp_path: Path, uninterrupted: Path
@@ -208,6 +210,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_cli_search_writes_every_output(cli_run: Path, digits: DataBundle) -> None:
@@ -265,6 +268,7 @@ def test_cli_search_writes_every_output(cli_run: Path, digits: DataBundle) -> No
         assert (out / png).read_bytes()[:8] == PNG_MAGIC, png
 
 
+@pytest.mark.e2e
 @slow
 def test_config_file_gives_defaults_and_flags_win(cli_run: Path) -> None:
     args = yaml.safe_load((cli_run / "args.yaml").read_text())
@@ -278,6 +282,7 @@ def test_config_file_gives_defaults_and_flags_win(cli_run: Path) -> None:
     assert args["out_dir"] == str(cli_run)
 
 
+@pytest.mark.e2e
 @slow
 def test_args_yaml_is_accepted_as_config(
     cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -293,6 +298,7 @@ def test_args_yaml_is_accepted_as_config(
 
 
 # -- thread count ----------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_the_thread_count_is_recorded_and_config_reproduces_the_widths(
     tmp_path: Path, uninterrupted: Path, capsys: pytest.CaptureFixture[str]
@@ -322,6 +328,7 @@ def test_the_thread_count_is_recorded_and_config_reproduces_the_widths(
 
 
 # -- Python API with a user's own torchvision network -----------------------------------------
+@pytest.mark.e2e
 @slow
 def test_search_of_a_users_torchvision_resnet(digits: DataBundle) -> None:
     torch.manual_seed(0)
@@ -363,6 +370,7 @@ def test_search_of_a_users_torchvision_resnet(digits: DataBundle) -> None:
 
 
 # -- --select predictor --------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 @pytest.mark.usefixtures("one_thread")
 def test_search_with_predictor_selection(tmp_path: Path) -> None:
@@ -430,6 +438,7 @@ def baseline_weights(
     return path
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("method", SELECTIONS.names())
@@ -492,6 +501,7 @@ def _digits_npz(path: Path, *, shuffle_test_labels: bool) -> str:
     return f"npz:{path}"
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.usefixtures("one_thread")
 def test_the_chosen_widths_never_read_the_test_labels(
@@ -519,6 +529,7 @@ def test_the_chosen_widths_never_read_the_test_labels(
     assert a["baseline_acc"] != b["baseline_acc"]  # the test labels did differ
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_a_per_input_strategy_delivers_its_fine_tuned_conditional_network(
