@@ -10,6 +10,7 @@ import pytest
 import search_spaces
 
 
+@pytest.mark.slow  # a fresh interpreter loads nas
 @pytest.mark.e2e
 def test_a_closed_pipe_is_not_an_error() -> None:
     proc = subprocess.run(

@@ -14,6 +14,9 @@ from tests.nas.conftest import run
 
 TABLE_ARGS = ("--space", "resnet20", "--input-size", "3x8x8", "--batch", "2", "--rounds", "3")
 
+# every test here runs nas latency-table (it times layers on this machine) or a latency search
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -26,7 +29,6 @@ def table_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.e2e
 def test_the_table_covers_every_layer_and_records_where_it_was_measured(table_path: Path) -> None:
     table = LatencyTable.load(table_path)
     space = search_spaces.create("resnet20", in_channels=3, input_size=(8, 8))
@@ -50,7 +52,6 @@ def test_the_table_covers_every_layer_and_records_where_it_was_measured(table_pa
     assert cost.full() > cost.exact({u.name: 1 for u in space.units}) > 0
 
 
-@pytest.mark.e2e
 def test_an_existing_table_is_kept_and_a_partial_one_resumed(
     table_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -88,7 +89,6 @@ def test_an_existing_table_is_kept_and_a_partial_one_resumed(
     assert code == 2 and "other settings" in err
 
 
-@pytest.mark.e2e
 def test_profile_predicts_and_measures_with_a_table(
     table_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -110,8 +110,6 @@ def test_profile_predicts_and_measures_with_a_table(
     assert code == 2 and "measured with threads 1" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
 @pytest.mark.parametrize("select", ["argmax", "predictor"])
 def test_a_latency_search_reports_its_latency_and_plots_against_it(
     select: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

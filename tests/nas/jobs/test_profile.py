@@ -28,6 +28,7 @@ def test_profile_json(capsys: pytest.CaptureFixture[str]) -> None:
     }
 
 
+@pytest.mark.e2e
 def test_profile_input_size_and_classes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "profile", "resnet50", "--input-size", "1x28x28", "--num-classes", "10", "--json"
