@@ -12,18 +12,19 @@ This package imports neither ``predictors`` nor ``nas``; the errors, file helper
 
 from search_spaces import cifar_resnet as _cifar_resnet  # noqa: F401  (registers the spaces)
 from search_spaces import torchvision_resnet as _torchvision_resnet  # noqa: F401
-from search_spaces.registry import (
+from search_spaces.layers import Layer, Unit, round_width
+from search_spaces.registry import Registry
+from search_spaces.space import (
     SPACES,
-    Registry,
+    SearchSpace,
     SpaceEntry,
+    WidthSpec,
     create,
     get_entry,
     identify,
     list_spaces,
     register,
 )
-from search_spaces.space import Layer, SearchSpace, Unit, round_width
-from search_spaces.spec import WidthSpec
 
 __all__ = [
     "SPACES",

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.registry import register
-from search_spaces.space import SearchSpace
+from search_spaces.space import SearchSpace, register
 
 DEPTHS = (20, 32, 44, 56, 110)
 STAGE_WIDTHS = (16, 32, 64)

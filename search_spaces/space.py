@@ -1,4 +1,4 @@
-"""The search-space abstraction: prunable units, the layer table, building, exact compute.
+"""The search-space abstraction, its width specs, and the registry of spaces by name.
 
 A search space is a full-width network plus a description of which channel counts may shrink.
 Channels that must shrink together form one *unit*:
@@ -8,65 +8,63 @@ Channels that must shrink together form one *unit*:
   feeds the stream directly, the projection shortcut, the last conv of every block) is coupled,
   because identity shortcuts add their channels together.
 
-The *layer table* lists every conv, BN and linear layer with the unit that sets its input and its
-output channels (``None`` = fixed: image channels, classes, or a stream the shortcuts freeze), its
-kernel area and its output resolution. Everything else follows from it with one formula: the
-MACs and parameter counts of any width assignment (:meth:`SearchSpace.macs`), the expected MACs
-of a relaxed one (:meth:`SearchSpace.expected_macs`), building a model at given widths, and
-slicing a trained full model down to them (``nas.extract``).
+The *layer table* (rows: :mod:`search_spaces.layers`) lists every conv, BN and linear layer with
+the unit that sets its input and its output channels (``None`` = fixed: image channels, classes,
+or a stream the shortcuts freeze), its kernel area and its output resolution. Everything else
+follows from it with one formula: the MACs and parameter counts of any width assignment
+(:meth:`SearchSpace.macs`), the expected MACs of a relaxed one (:meth:`SearchSpace.expected_macs`),
+building a model at given widths, and slicing a trained full model down to them (``nas.extract``).
+
+Three things here need each other, so they share this module: a space makes width specs
+(:meth:`SearchSpace.spec`), a :class:`WidthSpec` finds its space by name (:func:`create`), and
+the registry of spaces (:data:`SPACES`) makes spaces. Below it: the generic
+:class:`~search_spaces.registry.Registry`, the layer table's rows and the ``arch.json`` format
+(:mod:`search_spaces.spec`); above it, the spaces themselves (``cifar_resnet``,
+``torchvision_resnet``) register.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cached_property
-from typing import TYPE_CHECKING, Any
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from search_spaces.errors import SpecError
+from search_spaces.errors import NasError, SpaceError, SpecError
+from search_spaces.files import atomic_write_text
+from search_spaces.layers import (
+    Layer,
+    Term,
+    Unit,
+    init_weights,
+    resized,
+    round_width,
+    term,
+    trace_layers,
+)
+from search_spaces.registry import Registry
+from search_spaces.spec import FORMAT, VERSION, json_object, read_spec_file, spec_fields
 
-if TYPE_CHECKING:
-    from search_spaces.spec import WidthSpec
-
-UNIT_KINDS = ("stem", "stage", "block")
-
-
-@dataclass(frozen=True)
-class Unit:
-    """A group of channels that is pruned as one: the searchable width of the network."""
-
-    name: str
-    max_width: int
-    kind: str  # "stage" (coupled residual stream), "block" (block-internal conv), "stem"
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One conv / BN / linear layer of the full network and the units that size it."""
-
-    name: str  # module path in the model, e.g. "layer1.0.conv1"
-    kind: str  # "conv", "bn" or "linear"
-    in_unit: str | None  # unit that sets the input channels (None = fixed)
-    out_unit: str | None  # unit that sets the output channels (None = fixed)
-    in_channels: int  # at full width
-    out_channels: int  # at full width
-    kernel_area: int  # kh * kw (1 for linear and BN)
-    out_pixels: int  # H_out * W_out (1 for linear)
-    bias: bool
-
-    def width_in(self, widths: Mapping[str, int]) -> int:
-        return widths[self.in_unit] if self.in_unit is not None else self.in_channels
-
-    def width_out(self, widths: Mapping[str, int]) -> int:
-        return widths[self.out_unit] if self.out_unit is not None else self.out_channels
-
-
-# (coefficient, in_unit, out_unit, fixed in, fixed out): one product term of the compute formula.
-_Term = tuple[int, "str | None", "str | None", int, int]
+__all__ = [
+    "SPACES",
+    "Layer",
+    "SearchSpace",
+    "SpaceEntry",
+    "Unit",
+    "WidthSpec",
+    "create",
+    "get_entry",
+    "identify",
+    "list_spaces",
+    "register",
+    "round_width",
+]
 
 
 class SearchSpace(abc.ABC):
@@ -104,24 +102,7 @@ class SearchSpace(abc.ABC):
         """The layer table, in forward order, with output resolutions traced on the meta device."""
         with torch.device("meta"):
             model = self._skeleton()
-        units = self._layer_units(model)
-        pixels: dict[str, int] = {}
-        hooks = [
-            module.register_forward_hook(_record_pixels(pixels, name))
-            for name, module in model.named_modules()
-            if isinstance(module, (nn.Conv2d, nn.Linear))
-        ]
-        with torch.no_grad():  # eval mode: a batch of one must pass BN at 1x1 resolutions
-            model.eval()(torch.empty(1, self.in_channels, *self.input_size, device="meta"))
-        for h in hooks:
-            h.remove()
-        table = [
-            _layer_from_module(name, module, units, pixels)
-            for name, module in model.named_modules()
-            if isinstance(module, (nn.Conv2d, nn.BatchNorm2d, nn.Linear))
-        ]
-        order = {name: i for i, name in enumerate(pixels)}  # forward order of convs/linears
-        return tuple(sorted(table, key=lambda la: order.get(_owner(la.name, order), len(order))))
+        return trace_layers(model, self._layer_units(model), self.in_channels, self.input_size)
 
     @cached_property
     def units(self) -> tuple[Unit, ...]:
@@ -146,7 +127,7 @@ class SearchSpace(abc.ABC):
         return {u.name: u.max_width for u in self.units}
 
     @cached_property
-    def mac_terms(self) -> tuple[_Term, ...]:
+    def mac_terms(self) -> tuple[Term, ...]:
         """The MAC formula as product terms ``(coefficient, in unit, out unit, fixed in, fixed
         out)``: a layer's MACs are ``coefficient * c_in * c_out`` (a unit's width, or the fixed
         channel count where the unit is None)."""
@@ -163,9 +144,9 @@ class SearchSpace(abc.ABC):
         )
 
     @cached_property
-    def _param_terms(self) -> tuple[tuple[int, _Term], ...]:
+    def _param_terms(self) -> tuple[tuple[int, Term], ...]:
         """(kind code, term): conv/linear weights k*cin*cout, plus biases and BN affine pairs."""
-        terms: list[tuple[int, _Term]] = []
+        terms: list[tuple[int, Term]] = []
         for la in self.layers:
             if la.kind == "bn":
                 terms.append((1, (2, None, la.out_unit, 1, la.out_channels)))
@@ -224,7 +205,7 @@ class SearchSpace(abc.ABC):
     def macs(self, widths: Mapping[str, int] | None = None) -> int:
         """Exact conv + linear multiply-accumulates of one forward pass of one input."""
         w = self.max_widths if widths is None else widths
-        return int(sum(_term(t, w) for t in self.mac_terms))
+        return int(sum(term(t, w) for t in self.mac_terms))
 
     def expected_macs(self, widths: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The same formula with (expected, real-valued) widths: differentiable in them.
@@ -234,7 +215,7 @@ class SearchSpace(abc.ABC):
         """
         total = torch.zeros(())
         for t in self.mac_terms:
-            total = total + _term(t, widths)
+            total = total + term(t, widths)
         return total
 
     def batched_macs(self, widths: torch.Tensor) -> torch.Tensor:
@@ -249,13 +230,13 @@ class SearchSpace(abc.ABC):
         columns = {u.name: widths[:, i] for i, u in enumerate(self.units)}
         total = torch.zeros(widths.shape[0], dtype=widths.dtype, device=widths.device)
         for t in self.mac_terms:
-            total = total + _term(t, columns)
+            total = total + term(t, columns)
         return total
 
     def params(self, widths: Mapping[str, int] | None = None) -> int:
         """Exact number of trainable parameters (conv/linear weights and biases, BN affine)."""
         w = self.max_widths if widths is None else widths
-        return int(sum(_term(t, w) for _, t in self._param_terms))
+        return int(sum(term(t, w) for _, t in self._param_terms))
 
     # -- building ---------------------------------------------------------------------------------
     def build(self, widths: Mapping[str, int] | None = None) -> nn.Module:
@@ -265,17 +246,15 @@ class SearchSpace(abc.ABC):
             model = self._skeleton()
         for layer in self.layers:
             old = model.get_submodule(layer.name)
-            model.set_submodule(layer.name, _resized(old, layer.width_in(w), layer.width_out(w)))
+            model.set_submodule(layer.name, resized(old, layer.width_in(w), layer.width_out(w)))
         leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if leftover:
             raise AssertionError(f"{self.name}: tensors not covered by the layer table: {leftover}")
-        _init_weights(model)
+        init_weights(model)
         return model
 
     def spec(self, widths: Mapping[str, int] | None = None) -> WidthSpec:
         """A validated :class:`WidthSpec` for this space (full width if None)."""
-        from search_spaces.spec import WidthSpec
-
         w = self.full_widths() if widths is None else self.check_widths(widths)
         return WidthSpec(self.name, w, self.num_classes, self.in_channels, self.input_size)
 
@@ -287,115 +266,197 @@ class SearchSpace(abc.ABC):
         )
 
 
-def _term(t: _Term, widths: Mapping[str, Any]) -> Any:
-    coef, u_in, u_out, c_in, c_out = t
-    a = widths[u_in] if u_in is not None else c_in
-    b = widths[u_out] if u_out is not None else c_out
-    return coef * a * b
+@dataclass(frozen=True)
+class WidthSpec:
+    """Widths of every unit of a space, for a task. Immutable; compare with ``==``."""
+
+    space: str
+    widths: Mapping[str, int] = field(hash=False)
+    num_classes: int
+    in_channels: int
+    input_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        self.validate()  # a spec that exists is valid, however it was made
+
+    # -- the space and its numbers ----------------------------------------------------------------
+    def get_space(self) -> SearchSpace:
+        return create(
+            self.space,
+            num_classes=self.num_classes,
+            in_channels=self.in_channels,
+            input_size=self.input_size,
+        )
+
+    def validate(self) -> WidthSpec:
+        """Check the spec against its space; raises :class:`SpecError` with one line."""
+        if not isinstance(self.widths, Mapping):
+            raise SpecError("'widths' must map unit names to integers")
+        try:
+            self.get_space().check_widths(self.widths)
+        except NasError as exc:
+            raise SpecError(str(exc)) from None
+        return self
+
+    def macs(self) -> int:
+        """Exact conv + linear MACs of one input (one multiply-add = 1)."""
+        return self.get_space().macs(self.widths)
+
+    def params(self) -> int:
+        return self.get_space().params(self.widths)
+
+    def macs_ratio(self) -> float:
+        """MACs relative to the full-width network of the same space and task."""
+        space = self.get_space()
+        return space.macs(self.widths) / space.macs()
+
+    def stage_width_ratios(self) -> dict[str, float]:
+        """Where the channels went: per stage (``stem``, ``layer1``, ...), the mean over its units
+        of width / full width, in network order (informational in ``arch.json``)."""
+        space = self.get_space()
+        groups: dict[str, list[float]] = {}
+        for u in space.units:
+            stage = u.name.split(".")[0] if u.name.startswith("layer") else "stem"
+            groups.setdefault(stage, []).append(self.widths[u.name] / u.max_width)
+        return {stage: sum(r) / len(r) for stage, r in groups.items()}
+
+    # -- serialisation (the format: search_spaces.spec) --------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "space": self.space,
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "input_size": list(self.input_size),
+            "widths": dict(self.widths),
+            "stage_width_ratios": {k: round(v, 4) for k, v in self.stage_width_ratios().items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "width spec") -> WidthSpec:
+        """Parse and validate; every problem raises :class:`SpecError` naming ``source``."""
+        try:
+            name, widths, num_classes, in_channels, size = spec_fields(data)
+            try:  # the space and the task first: a wrong name is reported as such
+                create(name, num_classes=num_classes, in_channels=in_channels, input_size=size)
+            except NasError as exc:
+                raise SpecError(str(exc)) from None
+            return cls(name, widths, num_classes, in_channels, size)
+        except SpecError as exc:
+            raise SpecError(f"{source}: {exc}") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "width spec") -> WidthSpec:
+        return cls.from_dict(json_object(text, source=source), source=source)
+
+    def save(self, path: str | Path) -> None:
+        """Write ``arch.json`` atomically (temporary file + rename)."""
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> WidthSpec:
+        p = Path(path)
+        return cls.from_json(read_spec_file(p), source=str(p))
 
 
-def _record_pixels(store: dict[str, int], name: str):  # type: ignore[no-untyped-def]
-    def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> None:
-        store[name] = int(output.shape[-2] * output.shape[-1]) if output.dim() == 4 else 1
-
-    return hook
+# -- the registry of spaces ---------------------------------------------------------------------
+SpaceFactory = Callable[[str, int, int, tuple[int, int]], SearchSpace]
 
 
-def _owner(bn_name: str, order: Mapping[str, int]) -> str:
-    """Order a BN right after the conv it normalises (``bn2`` after ``conv2``, ``x.1`` after
-    ``x.0``)."""
-    if bn_name in order:
-        return bn_name
-    parent, _, leaf = bn_name.rpartition(".")
-    if leaf.startswith("bn"):
-        return f"{parent}.conv{leaf[2:]}" if parent else f"conv{leaf[2:]}"
-    if leaf.isdigit():
-        return f"{parent}.{int(leaf) - 1}"
-    return bn_name
+@dataclass(frozen=True)
+class SpaceEntry:
+    name: str
+    factory: SpaceFactory
+    default_num_classes: int
+    default_input_size: tuple[int, int]
+    description: str
 
 
-def _layer_from_module(
+SPACES: Registry[SpaceEntry] = Registry("search space", error=SpaceError)
+
+
+def register(
     name: str,
-    module: nn.Module,
-    units: Mapping[str, tuple[str | None, str | None]],
-    pixels: Mapping[str, int],
-) -> Layer:
-    if name not in units:
-        raise AssertionError(f"module {name} is missing from the space's unit table")
-    u_in, u_out = units[name]
-    if isinstance(module, nn.Conv2d):
-        if module.groups != 1:
-            raise AssertionError("grouped convolutions are not supported")
-        kh, kw = module.kernel_size
-        return Layer(
-            name,
-            "conv",
-            u_in,
-            u_out,
-            module.in_channels,
-            module.out_channels,
-            kh * kw,
-            pixels[name],
-            module.bias is not None,
-        )
-    if isinstance(module, nn.BatchNorm2d):
-        return Layer(
-            name, "bn", u_out, u_out, module.num_features, module.num_features, 1, 1, False
-        )
-    assert isinstance(module, nn.Linear)
-    return Layer(
+    factory: SpaceFactory,
+    *,
+    default_num_classes: int,
+    default_input_size: tuple[int, int],
+    description: str,
+) -> None:
+    """Add a space. A name that is already registered is refused."""
+    SPACES.register(
         name,
-        "linear",
-        u_in,
-        u_out,
-        module.in_features,
-        module.out_features,
-        1,
-        1,
-        module.bias is not None,
+        SpaceEntry(name, factory, default_num_classes, default_input_size, description),
+        description=description,
     )
 
 
-def _resized(module: nn.Module, c_in: int, c_out: int) -> nn.Module:
-    """A new (real, CPU) module like ``module`` with the given channel counts."""
-    if isinstance(module, nn.Conv2d):
-        return nn.Conv2d(
-            c_in,
-            c_out,
-            module.kernel_size,  # type: ignore[arg-type]
-            module.stride,  # type: ignore[arg-type]
-            module.padding,  # type: ignore[arg-type]
-            module.dilation,  # type: ignore[arg-type]
-            bias=module.bias is not None,
-        )
-    if isinstance(module, nn.BatchNorm2d):
-        return nn.BatchNorm2d(
-            c_out,
-            eps=module.eps,
-            momentum=module.momentum,
-            affine=module.affine,
-            track_running_stats=module.track_running_stats,
-        )
-    if isinstance(module, nn.Linear):
-        return nn.Linear(c_in, c_out, bias=module.bias is not None)
-    raise TypeError(f"cannot resize {type(module).__name__}")
+def list_spaces() -> list[str]:
+    """Names of all registered spaces, in registration order."""
+    return SPACES.names()
 
 
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's ResNet initialisation (Kaiming-normal convs, unit BN, default linear)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+def get_entry(name: str) -> SpaceEntry:
+    """The registry entry of ``name``; an unknown name raises :class:`SpaceError`."""
+    return SPACES.get(name)
 
 
-def round_width(width: float, max_width: int, multiple: int = 1) -> int:
-    """``width`` rounded to the nearest multiple of ``multiple`` (at least one multiple), capped
-    at ``max_width``. Widths in multiples of 8 often run faster than odd ones on real hardware."""
-    if multiple < 1:
-        raise ValueError(f"multiple must be at least 1, got {multiple}")
-    if width >= max_width:  # the full width stays reachable even when it is not a multiple
-        return max_width
-    return min(max_width, max(multiple, multiple * round(width / multiple)))
+def create(
+    name: str,
+    *,
+    num_classes: int | None = None,
+    in_channels: int = 3,
+    input_size: tuple[int, int] | None = None,
+) -> SearchSpace:
+    """The search space ``name`` for a task (classes, image channels, input size H x W).
+
+    Spaces are immutable and cached: asking twice for the same task returns the same object.
+    """
+    entry = get_entry(name)
+    classes = entry.default_num_classes if num_classes is None else int(num_classes)
+    size = (
+        entry.default_input_size if input_size is None else (int(input_size[0]), int(input_size[1]))
+    )
+    if classes < 1:
+        raise SpecError(f"num_classes must be at least 1, got {classes}")
+    if in_channels < 1:
+        raise SpecError(f"in_channels must be at least 1, got {in_channels}")
+    if min(size) < 1:
+        raise SpecError(f"input size must be positive, got {size[0]}x{size[1]}")
+    return _create(name, classes, int(in_channels), size)
+
+
+@lru_cache(maxsize=64)
+def _create(name: str, num_classes: int, in_channels: int, size: tuple[int, int]) -> SearchSpace:
+    space = get_entry(name).factory(name, num_classes, in_channels, size)
+    try:
+        space.layers  # trace once, so errors (e.g. an input too small) surface here  # noqa: B018
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise SpecError(f"space {name} cannot run on {size[0]}x{size[1]} inputs: {first}") from None
+    return space
+
+
+def identify(model: nn.Module, *, input_size: tuple[int, int]) -> SearchSpace:
+    """The registered space whose full-width network has exactly ``model``'s tensors.
+
+    Classes and input channels are read from ``fc`` and ``conv1``; a torchvision ResNet built by
+    the user (``torchvision.models.resnet50(num_classes=10)``) is recognised as ``resnet50``.
+    """
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    fc, conv1 = shapes.get("fc.weight"), shapes.get("conv1.weight")
+    if fc is None or conv1 is None or len(fc) != 2 or len(conv1) != 4:
+        raise SpaceError("the model is not a ResNet of a registered space (no conv1/fc layers)")
+    size = (int(input_size[0]), int(input_size[1]))
+    for name in SPACES:
+        candidate = get_entry(name).factory(name, fc[0], conv1[1], size)
+        if candidate.state_shapes == shapes:
+            return create(name, num_classes=fc[0], in_channels=conv1[1], input_size=size)
+    raise SpaceError(
+        f"the model matches no registered space at {size[0]}x{size[1]} inputs "
+        f"(torchvision spaces use a 3x3 stride-1 stem for inputs of 64 px or less)"
+    )

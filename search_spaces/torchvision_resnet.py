@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from search_spaces.registry import register
-from search_spaces.space import SearchSpace
+from search_spaces.space import SearchSpace, register
 
 SMALL_INPUT = 64
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Container, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -47,7 +47,13 @@ def randomize_bn(model: torch.nn.Module, seed: int, in_shape: tuple[int, ...]) -
     model.eval()
 
 
-@pytest.fixture(params=ALL_SPACES)
+def slow_params(values: Iterable[Any], slow: Container[Any]) -> list[Any]:
+    """``values`` for ``parametrize`` (or a fixture's params), those in ``slow`` marked ``slow``:
+    the instances ``-m "not slow"`` leaves out."""
+    return [pytest.param(v, marks=pytest.mark.slow) if v in slow else v for v in values]
+
+
+@pytest.fixture(params=slow_params(ALL_SPACES, LARGE))  # the four large spaces: slow
 def space_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 TINY_SEARCH = [
     *("--baseline-epochs", "2", "--warmup-epochs", "1", "--search-epochs", "2"),

@@ -3,8 +3,9 @@
 Layers, bottom to top: ``search_spaces`` <- ``predictors`` <- ``nas``. Inside ``nas`` the tiers
 below (the README's "Architecture" section documents them): a module may import from its own
 tier or a lower one, never from a higher one, and no chain of imports may come back to where
-it started. Imports inside functions count; imports only for type checkers (under
-``if TYPE_CHECKING:``) do not.
+it started. Imports inside functions count. Imports only for type checkers (under
+``if TYPE_CHECKING:``) do not count for the tiers, but they do for cycles: a circle that only a
+type checker follows is still a circle for a reader.
 """
 
 from __future__ import annotations
@@ -53,10 +54,13 @@ def type_checking_nodes(tree: ast.AST) -> set[int]:
     return skip
 
 
-def imported(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
-    """The project modules ``name`` imports (at any depth, type-checking imports excepted)."""
+def imported(
+    name: str, path: Path, known: dict[str, Path], *, type_checking: bool = False
+) -> Iterator[str]:
+    """The project modules ``name`` imports (at any depth: in functions too), imports under
+    ``if TYPE_CHECKING:`` only with ``type_checking``."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = type_checking_nodes(tree)
+    skip = set() if type_checking else type_checking_nodes(tree)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -77,9 +81,12 @@ def imported(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
                 yield target
 
 
-def graph() -> dict[str, set[str]]:
+def graph(*, type_checking: bool = False) -> dict[str, set[str]]:
     known = modules()
-    return {name: set(imported(name, path, known)) for name, path in known.items()}
+    return {
+        name: set(imported(name, path, known, type_checking=type_checking))
+        for name, path in known.items()
+    }
 
 
 def tier(module: str) -> int:
@@ -149,12 +156,36 @@ def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycles() -> None:
-    assert strongly_connected(graph()) == []
+    """No circle anywhere, counting imports inside functions and those for type checkers."""
+    assert strongly_connected(graph(type_checking=True)) == []
 
 
-def test_the_checker_sees_cycles_and_upward_imports() -> None:
-    """The contract can fail: a cycle through a function-level import is found."""
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_import_cycles_within_a_package(package: str) -> None:
+    """The same, package by package (``search_spaces``, ``predictors``, ``nas`` and its
+    sub-packages), so that a failure names the package whose modules go round."""
+    inside = {
+        a: {b for b in targets if b.split(".")[0] == package}
+        for a, targets in graph(type_checking=True).items()
+        if a.split(".")[0] == package
+    }
+    assert strongly_connected(inside) == []
+
+
+def test_the_checker_sees_cycles_and_upward_imports(tmp_path: Path) -> None:
+    """The contract can fail: a cycle through a function-level import is found, and an import
+    under ``if TYPE_CHECKING:`` is an edge for the cycle check only."""
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    source = tmp_path / "a.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from pkg.b import B\n"
+        "def f() -> None:\n    from pkg.c import C\n",
+        encoding="utf-8",
+    )
+    known = {"pkg.a": source, "pkg.b": source, "pkg.c": source}
+    assert set(imported("pkg.a", source, known)) == {"pkg.c"}
+    assert set(imported("pkg.a", source, known, type_checking=True)) == {"pkg.b", "pkg.c"}
     assert tier("nas.cli.main") > tier("nas.width_search.loop") > tier("nas.errors")
     with pytest.raises(AssertionError, match="no tier"):
         tier("nas.unknown_package.module")

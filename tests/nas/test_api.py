@@ -65,6 +65,7 @@ def _loaded_after(code: str) -> set[str]:
 HEAVY = {"matplotlib", "optuna", "pandas", "sklearn", "scipy"}
 
 
+@pytest.mark.slow  # a fresh interpreter each
 @pytest.mark.parametrize("package", ["search_spaces", "predictors"])
 def test_lower_packages_load_nothing_heavy_or_above_them(package: str) -> None:
     loaded = _loaded_after(f"import {package}")
@@ -72,6 +73,7 @@ def test_lower_packages_load_nothing_heavy_or_above_them(package: str) -> None:
     assert "nas" not in loaded and ("predictors" not in loaded or package == "predictors")
 
 
+@pytest.mark.slow  # fresh interpreters
 def test_import_nas_and_the_help_load_no_torch() -> None:
     assert "torch" not in _loaded_after("import nas")
     code = "from nas.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass"

@@ -138,6 +138,7 @@ def _run_dir(root: Path, name: str, metrics: dict[str, Any]) -> Path:
     return d
 
 
+@pytest.mark.e2e
 def test_pareto_joins_prune_runs_under_one_label_into_a_curve(
     tmp_path: Path, figures: list[Figure]
 ) -> None:

@@ -116,6 +116,7 @@ def test_ranking_loss() -> None:
     assert float(loss.detach()) == 0 and ties.grad is not None
 
 
+@pytest.mark.slow  # trains the GCN
 def test_learns_a_known_ranking_with_the_rank_loss(data: tuple[torch.Tensor, ...]) -> None:
     encoder, train, train_scores, test, test_scores = data
     assert isinstance(encoder, GraphEncoder)
@@ -124,6 +125,7 @@ def test_learns_a_known_ranking_with_the_rank_loss(data: tuple[torch.Tensor, ...
     assert corr["kendall_tau"] > 0.9 and corr["spearman"] > 0.97
 
 
+@pytest.mark.slow  # trains the GCN
 def test_learns_a_known_ranking_with_the_mse_loss(data: tuple[torch.Tensor, ...]) -> None:
     encoder, train, train_scores, test, test_scores = data
     assert isinstance(encoder, GraphEncoder)

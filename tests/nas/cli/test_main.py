@@ -83,6 +83,7 @@ def test_bad_input_is_one_line_and_exit_code_2(
     assert (tmp_path / "used" / "keep.txt").read_text() == "user data"
 
 
+@pytest.mark.slow  # a fresh interpreter loads nas and torch
 def test_console_entry_point_never_prints_a_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "arch.json"
     bad.write_text('{"space": "resnet20", "widths": {}}')

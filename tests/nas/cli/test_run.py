@@ -5,9 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import search_spaces
 
 
+@pytest.mark.slow  # a fresh interpreter loads nas
+@pytest.mark.e2e
 def test_a_closed_pipe_is_not_an_error() -> None:
     proc = subprocess.run(
         f"{sys.executable} -m nas.cli spaces | head -1",

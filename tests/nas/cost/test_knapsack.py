@@ -40,7 +40,10 @@ def enumerate_best(
 
 @pytest.mark.parametrize(
     ("name", "ratios"),
-    [("resnet20", (0.25, 0.5, 0.75, 1.0)), ("resnet20_b", (0.34, 0.67, 1.0))],
+    [
+        ("resnet20", (0.25, 0.5, 0.75, 1.0)),
+        pytest.param("resnet20_b", (0.34, 0.67, 1.0), marks=pytest.mark.slow),  # 3^12 to enumerate
+    ],
 )
 @pytest.mark.parametrize("seed", range(4))
 def test_the_most_probable_assignment_in_the_band_as_enumeration_finds_it(

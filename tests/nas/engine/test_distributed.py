@@ -95,6 +95,8 @@ def image_folder(root: Path) -> str:
     return f"imagefolder:{root}"
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @slow
 @pytest.mark.parametrize("dataset", ["digits", "imagefolder"])
 def test_two_processes_train_as_one_on_the_same_global_batches(
@@ -131,6 +133,7 @@ def test_two_processes_train_as_one_on_the_same_global_batches(
     assert rank_output(tmp_path / "logs", 1, "stdout") == ""
 
 
+@pytest.mark.distributed
 @slow
 def test_a_search_step_of_two_processes_is_the_step_of_one(tmp_path: Path) -> None:
     """The weights' and the architecture parameters' gradients of one search step on two
@@ -155,6 +158,8 @@ def test_a_search_step_of_two_processes_is_the_step_of_one(tmp_path: Path) -> No
     assert_close(a["losses"], b["losses"], 1e-8)
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @slow
 def test_two_processes_search_like_one(tmp_path: Path, baseline: Path) -> None:
     """nas search on two processes: every epoch's weight, architecture and budget losses agree
@@ -202,6 +207,8 @@ def _one_and_two(tmp_path: Path, name: str, *args: str) -> tuple[Path, Path]:
     return one, two
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @slow
 def test_two_processes_prune_and_transfer_like_one(tmp_path: Path, baseline: Path) -> None:
     """nas prune's fine-tuning (distilled from the full network) and nas transfer on two
@@ -245,6 +252,8 @@ def test_two_processes_prune_and_transfer_like_one(tmp_path: Path, baseline: Pat
         assert_close(losses(one / "summary.csv", column), losses(two / "summary.csv", column), 1e-4)
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @slow
 def test_a_rank_that_dies_stops_the_others_with_one_line_and_keeps_the_checkpoint(
     tmp_path: Path,
@@ -295,6 +304,7 @@ def _rank_pid(tag: str, rank: int) -> int:
     raise AssertionError(f"no process of rank {rank}")
 
 
+@pytest.mark.distributed
 @slow
 def test_commands_that_do_not_run_as_several_processes_refuse_torchrun(tmp_path: Path) -> None:
     for command in ("sweep", "latency-table"):

@@ -11,6 +11,7 @@ import search_spaces
 from tests.nas.conftest import run
 
 
+@pytest.mark.e2e
 def test_overwrite_replaces_an_earlier_run_entirely(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,9 @@ from tests.nas.conftest import run
 
 TABLE_ARGS = ("--space", "resnet20", "--input-size", "3x8x8", "--batch", "2", "--rounds", "3")
 
+# every test here runs nas latency-table (it times layers on this machine) or a latency search
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -107,7 +110,6 @@ def test_profile_predicts_and_measures_with_a_table(
     assert code == 2 and "measured with threads 1" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("select", ["argmax", "predictor"])
 def test_a_latency_search_reports_its_latency_and_plots_against_it(
     select: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -11,6 +11,7 @@ import search_spaces
 from tests.nas.conftest import run
 
 
+@pytest.mark.e2e
 def test_profile_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "profile", "resnet56", "--json")
     assert code == 0
@@ -27,6 +28,7 @@ def test_profile_json(capsys: pytest.CaptureFixture[str]) -> None:
     }
 
 
+@pytest.mark.e2e
 def test_profile_input_size_and_classes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "profile", "resnet50", "--input-size", "1x28x28", "--num-classes", "10", "--json"
@@ -36,6 +38,7 @@ def test_profile_input_size_and_classes(capsys: pytest.CaptureFixture[str]) -> N
     assert code == 0 and report["macs"] == space.macs() and report["input_size"] == [28, 28]
 
 
+@pytest.mark.e2e
 def test_profile_of_a_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     space = search_spaces.create("resnet20_b")
     space.spec(space.uniform_widths(0.5)).save(tmp_path / "arch.json")

@@ -45,6 +45,7 @@ METRIC_KEYS = {
 }
 
 
+@pytest.mark.e2e
 @slow
 def test_prune_writes_what_a_search_writes(tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -81,6 +82,7 @@ def test_prune_writes_what_a_search_writes(tmp_path: Path) -> None:
     assert _strict_json(again / "metrics.json")["widths"] == metrics["widths"]
 
 
+@pytest.mark.e2e
 @slow
 def test_compare_with_uniform_allocation_says_its_reference_is_random_channels(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -97,6 +99,7 @@ def test_compare_with_uniform_allocation_says_its_reference_is_random_channels(
     assert "uniform width" not in printed
 
 
+@pytest.mark.e2e
 @slow
 def test_prune_with_the_widths_of_a_search(tmp_path: Path) -> None:
     space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
@@ -111,6 +114,7 @@ def test_prune_with_the_widths_of_a_search(tmp_path: Path) -> None:
     assert WidthSpec.load(out / "arch.json").widths == spec.widths
 
 
+@pytest.mark.e2e
 @slow
 def test_prune_of_a_users_torchvision_resnet(digits: DataBundle) -> None:
     torch.manual_seed(0)

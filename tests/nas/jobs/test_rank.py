@@ -47,6 +47,7 @@ def finished_search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 @slow
 def test_rank_on_a_finished_search(finished_search: Path) -> None:
     metrics = run_rank(finished_search, TINY_RANK, progress=False)
@@ -94,6 +95,7 @@ def test_rank_on_a_finished_search(finished_search: Path) -> None:
     assert predictor.space.name == "resnet20"
 
 
+@pytest.mark.e2e
 @slow
 def test_undefined_correlations_are_written_as_null(
     finished_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -151,6 +153,7 @@ def _edit_args(run: Path, **changes: object) -> None:
     (run / "args.yaml").write_text(yaml.safe_dump({**args, **changes}))
 
 
+@pytest.mark.e2e
 @slow
 def test_rank_refuses_a_mismatched_space(
     finished_search: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -163,6 +166,7 @@ def test_rank_refuses_a_mismatched_space(
     assert not (copy / "rank").exists()
 
 
+@pytest.mark.e2e
 @slow
 def test_rank_refuses_an_unfinished_search(
     finished_search: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -179,6 +183,7 @@ def test_rank_refuses_an_unfinished_search(
     assert not (copy / "rank").exists()
 
 
+@pytest.mark.e2e
 @slow
 def test_rank_refuses_an_unreachable_budget_before_writing(
     finished_search: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,4 +1,5 @@
-"""nas.jobs.search: nas search and search() end to end, resume, bad options."""
+"""nas.jobs.search: nas search and search() end to end, resume, options checked before training
+(the command line's bad options: tests/test_bad_input.py)."""
 
 from __future__ import annotations
 
@@ -90,6 +91,7 @@ def summary_without_times(out: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.parametrize(
     ("phase", "call"),
@@ -134,6 +136,7 @@ def test_interrupted_run_resumes_to_the_same_result(
         assert metrics[key] == reference[key], key
 
 
+@pytest.mark.e2e
 @slow
 def test_a_loaded_baseline_gives_the_network_of_a_trained_one(
     tmp_path: Path, uninterrupted: Path
@@ -189,75 +192,6 @@ def test_search_refuses_bad_options_before_training(trained: tuple[SearchSpace, 
 
 
 # -- the command line ----------------------------------------------------------------------------
-FAST_FLAGS = [
-    "--quiet",
-    "--baseline-epochs",
-    "1",
-    "--warmup-epochs",
-    "0",
-    "--search-epochs",
-    "1",
-    "--finetune-epochs",
-    "0",
-]
-
-
-def _bad_search_cases(tmp: Path) -> list[tuple[list[str], str]]:
-    (tmp / "unknown.yaml").write_text("search_epochs: 1\nfrobnicate: 3\n")
-    (tmp / "list.yaml").write_text("- 1\n- 2\n")
-    (tmp / "broken.yaml").write_text("search_epochs: [1,\n")
-    return [
-        (["--target-macs", "0"], "target-macs"),
-        (["--target-macs", "1.5"], "target-macs"),
-        (["--target-macs", "0.001"], "smallest"),
-        (["--target-macs", "10G"], "target-macs"),
-        (["--target-macs", "lots"], "target-macs"),
-        (["--strategy", "nope"], "nope"),
-        (["--schedule", "nope"], "nope"),
-        (["--tau0", "0.05", "--tau-min", "0.1"], "--tau-min"),
-        (["--tau0", "inf"], "--tau0"),
-        (["--lr", "inf"], "--lr"),
-        (["--budget-weight", "nan"], "--budget-weight"),
-        (["--budget-band", "-1"], "--budget-band"),
-        (["--budget-band", "3"], "--budget-band"),
-        (["--arch-weight-decay", "-1"], "--arch-weight-decay"),
-        (["--weight-decay", "-1"], "--weight-decay"),
-        (["--momentum", "1"], "--momentum"),
-        (["--kd-alpha", "1.5"], "--kd-alpha"),
-        (["--kd-temperature", "0"], "--kd-temperature"),
-        (["--tolerance", "0.001"], "--tolerance"),
-        (["--from-scratch"], "--from-scratch"),  # with FAST_FLAGS' --finetune-epochs 0
-        (["--select", "predictor", "--rank-samples", "5"], "--rank-samples"),
-        (["--select", "predictor", "--rank-top-k", "20", "--rank-pool", "10"], "--rank-top-k"),
-        (["--width-ratios", "0,2"], "ratios"),
-        (["--space", "resnet57"], "resnet57"),
-        (["--resume", "--overwrite"], "exclude"),
-        (["--config", str(tmp / "missing.yaml")], "missing.yaml"),
-        (["--config", str(tmp / "unknown.yaml")], "frobnicate"),
-        (["--config", str(tmp / "list.yaml")], "mapping"),
-        (["--config", str(tmp / "broken.yaml")], "broken.yaml"),
-        # uniform widths in multiples of 16 reach 0.60, 0.68, 0.76, 0.92 of the MACs: not 0.84
-        (["--compare", "--width-multiple", "16", "--target-macs", "0.84"], "no uniform width"),
-        (["--arch-fraction", "1"], "--arch-fraction must be in (0, 1)"),
-        (["--arch-fraction", "0"], "--arch-fraction must be in (0, 1)"),
-    ]
-
-
-def test_bad_search_options_are_one_line_and_exit_code_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "new"
-    for extra, fragment in _bad_search_cases(tmp_path):
-        argv = ["search", "--out", str(out), *FAST_FLAGS, *extra]
-        code = main(argv)
-        _, err = capsys.readouterr()
-        assert code == 2, (extra, err)
-        assert len(err.strip().splitlines()) == 1, (extra, err)
-        assert "Traceback" not in err and "error" in err, (extra, err)
-        assert fragment in err, (extra, err)
-        assert not out.exists(), extra  # nothing written for a run that cannot start
-
-
 CONFIG_FILE = """\
 space: resnet20
 dataset: digits
@@ -283,6 +217,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_cli_search_writes_every_output(cli_run: Path, digits: DataBundle) -> None:
@@ -340,6 +275,7 @@ def test_cli_search_writes_every_output(cli_run: Path, digits: DataBundle) -> No
         assert (out / png).read_bytes()[:8] == PNG_MAGIC, png
 
 
+@pytest.mark.e2e
 @slow
 def test_config_file_gives_defaults_and_flags_win(cli_run: Path) -> None:
     args = yaml.safe_load((cli_run / "args.yaml").read_text())
@@ -353,6 +289,7 @@ def test_config_file_gives_defaults_and_flags_win(cli_run: Path) -> None:
     assert args["out_dir"] == str(cli_run)
 
 
+@pytest.mark.e2e
 @slow
 def test_args_yaml_is_accepted_as_config(
     cli_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -368,6 +305,7 @@ def test_args_yaml_is_accepted_as_config(
 
 
 # -- thread count ----------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_the_thread_count_is_recorded_and_config_reproduces_the_widths(
     tmp_path: Path, uninterrupted: Path, capsys: pytest.CaptureFixture[str]
@@ -397,6 +335,7 @@ def test_the_thread_count_is_recorded_and_config_reproduces_the_widths(
 
 
 # -- Python API with a user's own torchvision network -----------------------------------------
+@pytest.mark.e2e
 @slow
 def test_search_of_a_users_torchvision_resnet(digits: DataBundle) -> None:
     torch.manual_seed(0)
@@ -438,6 +377,7 @@ def test_search_of_a_users_torchvision_resnet(digits: DataBundle) -> None:
 
 
 # -- --select predictor --------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 @pytest.mark.usefixtures("one_thread")
 def test_search_with_predictor_selection(tmp_path: Path) -> None:
@@ -461,23 +401,6 @@ def test_search_with_predictor_selection(tmp_path: Path) -> None:
     spec = search_spaces.WidthSpec.load(out / "arch.json")
     assert dict(spec.widths) in [c["widths"] for c in selection["candidates"]]
     assert 0.5 * 0.98 <= metrics["macs_ratio"] <= 0.5  # under the budget, within the tolerance
-
-
-@pytest.mark.usefixtures("one_thread")
-def test_search_with_predictor_refuses_an_empty_pool_band_before_any_work(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # the argmax path accepts 1 % under the smallest network (within the 2 % tolerance), but no
-    # sub-network lies under that budget: --select predictor would find out after the search
-    space = search_spaces.create("resnet20", num_classes=10, in_channels=1, input_size=(8, 8))
-    floor = search_budget(SearchConfig(), space).floor
-    target = f"{floor * 0.99 / 1e3:.3f}K"
-    out = tmp_path / "run"
-    argv = ["search", "--select", "predictor", "--target-macs", target, "--out", str(out)]
-    code = main([*argv, "--quiet"])
-    err = capsys.readouterr().err
-    assert code == 2 and "no sub-network of the width choices" in err, err
-    assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
 # -- --select: every chooser, scored beside uniform width on the supernet -----------------------
@@ -522,6 +445,7 @@ def baseline_weights(
     return path
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("method", SELECTIONS.names())
@@ -584,6 +508,7 @@ def _digits_npz(path: Path, *, shuffle_test_labels: bool) -> str:
     return f"npz:{path}"
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.usefixtures("one_thread")
 def test_the_chosen_widths_never_read_the_test_labels(
@@ -611,6 +536,7 @@ def test_the_chosen_widths_never_read_the_test_labels(
     assert a["baseline_acc"] != b["baseline_acc"]  # the test labels did differ
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_a_per_input_strategy_delivers_its_fine_tuned_conditional_network(

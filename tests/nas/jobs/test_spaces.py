@@ -8,6 +8,7 @@ import search_spaces
 from tests.nas.conftest import run
 
 
+@pytest.mark.e2e
 def test_spaces_lists_every_space(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "spaces")
     assert code == 0

@@ -12,6 +12,8 @@ from nas.extraction import load_model
 from tests.nas.conftest import run
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_train_then_extract_on_digits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     full_dir = tmp_path / "full"
@@ -62,6 +64,7 @@ def test_train_then_extract_on_digits(tmp_path: Path, capsys: pytest.CaptureFixt
     assert report["macs"] == spec.macs() and abs(report["macs_ratio"] - 0.5) < 0.02
 
 
+@pytest.mark.e2e
 def test_a_late_failure_leaves_nothing_half_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

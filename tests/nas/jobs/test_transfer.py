@@ -105,6 +105,7 @@ def check_transferred(
 
 
 # -- transfer end to end -------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_transfer_resnet20_to_other_channels_and_classes(
     resnet20_found: tuple[WidthSpec, Path],
@@ -146,6 +147,7 @@ def test_transfer_resnet20_to_other_channels_and_classes(
     assert args["command"] == "transfer" and args["mode"] is None
 
 
+@pytest.mark.e2e
 @slow
 @pytest.mark.parametrize("task", ["npz", "imagefolder"])
 def test_transfer_torchvision_space_between_tasks(
@@ -187,6 +189,7 @@ def test_transfer_torchvision_space_between_tasks(
 
 
 # -- compare -------------------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_compare_trains_full_and_uniform_networks(
     npz_task: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -21,6 +21,7 @@ from nas.pruning import (
     score_and_allocate,
 )
 from search_spaces import SearchSpace
+from tests.conftest import slow_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,7 +36,8 @@ def _next_batch(digits: DataBundle) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("allocation", ["uniform", "global", "greedy"])
+# greedy allocation scores every unit's narrowing at every step: slow
+@pytest.mark.parametrize("allocation", slow_params(["uniform", "global", "greedy"], {"greedy"}))
 def test_allocations_land_in_the_band_and_leave_the_loader_where_it_was(
     trained: tuple[SearchSpace, nn.Module], digits: DataBundle, allocation: str
 ) -> None:

@@ -13,7 +13,7 @@ from nas.errors import ConfigError
 from nas.selection import CandidateScorer, check_band
 from nas.selection.choosers import evolve, repair, slim
 from nas.supernet import Supernet
-from tests.conftest import random_widths
+from tests.conftest import random_widths, slow_params
 from tests.nas.conftest import ESSENTIAL, attached, choices_of, known_answer_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,7 +51,11 @@ def random_setup(seed: int) -> tuple[CandidateScorer, ResolvedBudget]:
     return scorer, band
 
 
-@pytest.mark.parametrize("name", CHOOSERS)
+# greedy slimming scores hundreds of candidates: slow
+SLOW_CHOOSERS = {"greedy"}
+
+
+@pytest.mark.parametrize("name", slow_params(CHOOSERS, SLOW_CHOOSERS))
 def test_a_chooser_stays_inside_the_mac_band_on_the_width_choices(name: str) -> None:
     scorer, band = random_setup(0)
     widths = CHOOSERS[name](scorer, band, 0)
@@ -60,7 +64,7 @@ def test_a_chooser_stays_inside_the_mac_band_on_the_width_choices(name: str) -> 
     assert scorer.scored >= 2
 
 
-@pytest.mark.parametrize("name", CHOOSERS)
+@pytest.mark.parametrize("name", slow_params(CHOOSERS, SLOW_CHOOSERS))
 def test_a_chooser_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(name: str) -> None:
     """On a network whose every residual branch is switched off but one (labels: its own
     decisions), scoring candidates finds that only that unit's width matters."""
@@ -76,6 +80,7 @@ def test_a_chooser_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(name:
     assert scorer.score(widths).loss < scorer.score(uniform).loss  # better than uniform width
 
 
+@pytest.mark.slow
 def test_a_decided_distribution_still_starts_a_population_that_explores() -> None:
     """After a sandwich search the distribution is nearly one-hot: its samples are all the
     argmax. The first generation must still hold ``population`` distinct candidates in the band,
@@ -94,6 +99,7 @@ def test_a_decided_distribution_still_starts_a_population_that_explores() -> Non
     )
 
 
+@pytest.mark.slow
 def test_evolution_is_reproducible_from_its_seed_and_draws_nothing_from_global_generators() -> None:
     scorer, band = random_setup(1)
     torch.manual_seed(123)

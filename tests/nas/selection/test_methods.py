@@ -9,12 +9,13 @@ import torch
 from nas.cost import MacsCost, ResolvedBudget
 from nas.engine import Distillation, TrainConfig
 from nas.selection import SELECTIONS, RankConfig, SelectionRequest, choose
+from tests.conftest import slow_params
 from tests.nas.conftest import attached, choices_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("name", SELECTIONS.names())
+@pytest.mark.parametrize("name", slow_params(SELECTIONS.names(), {"greedy"}))  # greedy: slow
 def test_every_chooser_picks_widths_in_the_band_and_scores_uniform_width_beside(
     name: str,
 ) -> None:

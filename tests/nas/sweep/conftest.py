@@ -62,15 +62,15 @@ def load_study(out: Path, name: str = "channel-nas", url: str | None = None) -> 
     return optuna.load_study(study_name=name, storage=storage)
 
 
-STORAGES = ("journal", "postgresql")
+STORAGES = ("journal", pytest.param("postgresql", marks=pytest.mark.postgres))
 
 
 @pytest.fixture(params=STORAGES)
 def storage(request: pytest.FixtureRequest) -> dict[str, str]:
     """Each storage a sweep runs on: the default journal file, and a real PostgreSQL server
     (``source .ci/postgres`` starts one and exports ``NAS_TEST_POSTGRES_URL``; CI sets
-    ``NAS_REQUIRE_POSTGRES``, so there the tests fail rather than skip without it). Gives
-    ``url`` ("" for the journal) and a fresh study ``name``."""
+    ``NAS_REQUIRE_POSTGRES``, so there the tests fail rather than skip without it; they are
+    marked ``postgres``). Gives ``url`` ("" for the journal) and a fresh study ``name``."""
     name = f"test-{uuid.uuid4().hex[:12]}"
     if request.param == "journal":
         return {"url": "", "name": name}

@@ -78,6 +78,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swept]:
 
 
 # -- a sweep end to end --------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
     out, metrics, _ = swept
@@ -142,6 +143,7 @@ def test_sweep_writes_consistent_outputs(swept: Swept) -> None:
         assert u["supernet_of"] == best["number"]
 
 
+@pytest.mark.e2e
 @slow
 def test_uniform_networks_inherit_the_supernet_of_the_trial_at_their_budget(
     swept: Swept, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -187,6 +189,7 @@ def test_uniform_networks_inherit_the_supernet_of_the_trial_at_their_budget(
     assert not all(torch.equal(saved[k], sliced[k]) for k in saved)
 
 
+@pytest.mark.e2e
 @slow
 def test_sweep_trains_the_baseline_once(swept: Swept) -> None:
     out, metrics, trainings = swept
@@ -208,6 +211,7 @@ def test_sweep_trains_the_baseline_once(swept: Swept) -> None:
     assert len(accs) == 1 and accs == {metrics["full_acc"]}
 
 
+@pytest.mark.e2e
 @slow
 def test_trials_share_one_warm_up_and_match_a_search_alone(
     swept: Swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -234,6 +238,7 @@ def test_trials_share_one_warm_up_and_match_a_search_alone(
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.e2e
 @slow
 def test_outputs_are_read_made_and_written_under_the_sweep_lock(
     swept: Swept, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -277,6 +282,7 @@ def test_outputs_are_read_made_and_written_under_the_sweep_lock(
 
 
 # -- resuming ------------------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_rerunning_a_finished_sweep_runs_no_trial(swept: Swept, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -295,6 +301,7 @@ def test_rerunning_a_finished_sweep_runs_no_trial(swept: Swept, tmp_path: Path) 
     assert all(torch.equal(base_after[k], v) for k, v in base_before.items())
 
 
+@pytest.mark.e2e
 @slow
 def test_raising_trials_runs_exactly_the_missing_ones(swept: Swept, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -311,6 +318,7 @@ def test_raising_trials_runs_exactly_the_missing_ones(swept: Swept, tmp_path: Pa
 
 
 # -- nas plot pareto -----------------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_plot_pareto_overlays_sweeps(
     swept: Swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -404,6 +412,7 @@ def test_sweep_refuses_a_directory_that_holds_no_sweep(
         assert (mine / name).read_text() == content
 
 
+@pytest.mark.e2e
 @slow
 def test_the_sweeps_choice_does_not_depend_on_the_test_labels(tmp_path: Path) -> None:
     """Two sweeps that differ only in shuffled test labels choose the same front, the same
@@ -437,6 +446,7 @@ def test_the_sweeps_choice_does_not_depend_on_the_test_labels(tmp_path: Path) ->
 
 
 # -- a sweep of latency budgets --------------------------------------------------------------------
+@pytest.mark.e2e
 @slow
 def test_a_latency_sweep_searches_latency_budgets_and_fronts_accuracy_against_latency(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -487,6 +497,7 @@ def test_a_latency_sweep_searches_latency_budgets_and_fronts_accuracy_against_la
     assert png.read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.e2e
 @slow
 def test_a_mac_sweep_is_not_plotted_against_latency(
     swept: Swept, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -48,6 +48,7 @@ def sqlite_swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[s
     return out, argv
 
 
+@pytest.mark.e2e
 @slow
 def test_a_trial_that_repeats_a_finished_one_reuses_its_result(
     sqlite_swept: tuple[Path, list[str]],
@@ -95,6 +96,7 @@ def test_a_twin_is_reused_only_under_the_same_options_and_device() -> None:
     assert twin is not None and twin.number == first.number
 
 
+@pytest.mark.e2e
 @slow
 def test_an_sqlite_study_resumes_and_refuses_other_sweeps_and_live_processes(
     sqlite_swept: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -59,6 +59,7 @@ def _interrupt_second_search(
     return real
 
 
+@pytest.mark.e2e
 @slow
 def test_an_interrupted_trial_is_failed_and_replaced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -99,6 +100,7 @@ def test_an_interrupted_trial_is_failed_and_replaced(
             assert (out / r["run_dir"] / "model.pt").is_file()
 
 
+@pytest.mark.e2e
 @slow
 def test_a_trial_killed_before_its_search_recorded_itself_is_run_again_from_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -161,6 +163,8 @@ def _check_study(out: Path, trials: int, name: str = "channel-nas", url: str = "
     assert sorted(int(r["number"]) for r in rows if r["state"] == "COMPLETE") == sorted(numbers)
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @slow
 def test_two_processes_share_one_study(tmp_path: Path, storage: dict[str, str]) -> None:
     out = tmp_path / "run"
@@ -180,6 +184,8 @@ def test_two_processes_share_one_study(tmp_path: Path, storage: dict[str, str]) 
     assert len({t.user_attrs["pid"] for t in trials}) == 2
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @slow
 def test_a_worker_killed_in_a_trial_has_its_trial_failed_and_run_again(
     tmp_path: Path, storage: dict[str, str]
@@ -227,6 +233,7 @@ def test_a_worker_killed_in_a_trial_has_its_trial_failed_and_run_again(
     assert done == set(BUDGETS)
 
 
+@pytest.mark.distributed
 @slow
 def test_a_failing_worker_process_reports_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
@@ -242,6 +249,8 @@ def test_a_failing_worker_process_reports_one_line(
     assert err.strip() == "", err
 
 
+@pytest.mark.distributed
+@pytest.mark.e2e
 @slow
 def test_workers_option_finishes_the_study(tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -332,6 +332,7 @@ def test_a_new_gate_strategy_runs_through_the_unchanged_search(
 
 
 # -- a task whose answer is known --------------------------------------------------------------
+@slow  # three whole searches
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_search_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(seed: int) -> None:
     space, model, train, val = known_answer_task()

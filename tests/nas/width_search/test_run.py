@@ -1,8 +1,11 @@
-"""nas.width_search.run: the sandwich rule trains the largest, the smallest and random networks,
-each random one with every unit's width drawn on its own, all distilled from the largest."""
+"""nas.width_search.run: a weight step of every ``--weight-sampling`` mode trains the supernet at
+the widths that mode promises, repeatably from the seed; the sandwich rule trains the largest, the
+smallest and random networks, each random one with every unit's width drawn on its own, all
+distilled from the largest."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +15,7 @@ from torch import Tensor
 
 import nas.width_search.run as run_module
 from nas.width_search import SearchConfig, SearchRun, search_budget
+from nas.width_search.config import WEIGHT_SAMPLING
 from tests.nas.conftest import attached
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,3 +119,130 @@ def test_random_members_draw_every_units_width_on_its_own_over_all_choices() -> 
     assert sum(s > 0.3 for s in spread) > 0.9 * len(draws)  # units differ within a draw
     torch.manual_seed(0)
     assert [run.random_widths() for _ in range(400)] == draws  # seeded
+
+
+# -- every weight-sampling mode ----------------------------------------------------------------
+Masks = dict[str, Tensor | None]  # one unit's mask as the forward pass saw it (None: full)
+
+
+def weight_run(mode: str) -> SearchRun:
+    """A fresh search of resnet20_b (the same initial weights and distribution every time) whose
+    weight steps sample widths by ``mode``."""
+    supernet, strategy = attached("resnet20_b", 0)
+    g = torch.Generator().manual_seed(0)
+    space = supernet.space
+    batch = (
+        torch.randn(8, space.in_channels, *space.input_size, generator=g),
+        torch.randint(0, 4, (8,), generator=g),
+    )
+    config = SearchConfig(
+        warmup_epochs=0,
+        search_epochs=1,
+        weight_sampling=mode,
+        sandwich_samples=2,
+        calib_images=8,
+    ).validate()
+    budget = search_budget(config, space)  # 50 % of the MACs, the default
+    return SearchRun(
+        supernet, strategy, config, budget, [batch], [batch], [batch], torch.device("cpu")
+    )
+
+
+def stepped(mode: str, seed: int) -> tuple[SearchRun, list[Masks]]:
+    """One weight step of a fresh run under ``torch.manual_seed(seed)``, and the units' masks of
+    every forward pass it made."""
+    run = weight_run(mode)
+    supernet = run.supernet
+    passes: list[Masks] = []
+    forward = supernet.forward
+
+    def spy_forward(x: Tensor) -> Tensor:
+        masks = {u: bns[0].mask for u, bns in supernet.bns.items()}
+        passes.append({u: None if m is None else m.detach().clone() for u, m in masks.items()})
+        return forward(x)
+
+    x, y = run.weight_loader[0]  # type: ignore[index]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(supernet, "forward", spy_forward)
+        torch.manual_seed(seed)
+        loss = run.weight_step(x, y, tau=1.0)
+    assert math.isfinite(loss) and loss > 0  # a cross-entropy
+    return run, passes
+
+
+def widths_of(masks: Masks, choices: Mapping[str, list[int]]) -> dict[str, int]:
+    """The width of every unit whose mask keeps its first channels only (a member of the
+    space); fails on a relaxed mask or a width outside the unit's choices."""
+    widths = {}
+    for unit, mask in masks.items():
+        assert mask is not None, unit
+        width = int(mask.sum())
+        assert torch.equal(mask, (torch.arange(mask.numel()) < width).float()), unit
+        assert width in choices[unit], (unit, width)
+        widths[unit] = width
+    return widths
+
+
+def trains_one_sampled_member(run: SearchRun, passes: list[Masks]) -> None:
+    assert len(passes) == 1
+    widths_of(passes[0], run.strategy.choices)
+
+
+def trains_one_relaxed_mixture(run: SearchRun, passes: list[Masks]) -> None:
+    assert len(passes) == 1
+    fractional = False
+    for unit, mask in passes[0].items():
+        assert mask is not None, unit
+        assert float(mask[0]) == pytest.approx(1.0) and float(mask.min()) >= 0, unit
+        assert bool((mask[1:] <= mask[:-1] + 1e-6).all()), unit  # nested: a soft width
+        fractional |= bool(((mask > 1e-6) & (mask < 1 - 1e-6)).any())
+    assert fractional  # a mixture of the widths, not one of them
+
+
+def trains_the_sandwich(run: SearchRun, passes: list[Masks]) -> None:
+    assert len(passes) == 2 + run.config.sandwich_samples
+    assert all(m is None for m in passes[0].values())  # the largest
+    assert widths_of(passes[1], run.strategy.choices) == run.smallest
+    for masks in passes[2:]:
+        widths_of(masks, run.strategy.choices)  # random members of the space
+
+
+# what a weight step of each mode trains; a new mode must say what it trains here
+TRAINS = {
+    "hard": trains_one_sampled_member,
+    "relaxed": trains_one_relaxed_mixture,
+    "sandwich": trains_the_sandwich,
+}
+
+
+@pytest.mark.parametrize("mode", WEIGHT_SAMPLING)
+def test_a_weight_step_of_every_sampling_mode_trains_its_widths_and_repeats_from_the_seed(
+    mode: str,
+) -> None:
+    assert mode in TRAINS, f"--weight-sampling {mode}: add what its weight step trains to TRAINS"
+    fresh = weight_run(mode)
+    initial = [p.detach().clone() for p in fresh.supernet.weights()]
+    arch = [p.detach().clone() for p in fresh.strategy.arch_parameters()]
+
+    run, passes = stepped(mode, 1)
+    TRAINS[mode](run, passes)
+    weights = [p.detach() for p in run.supernet.weights()]
+    assert any(not torch.equal(a, b) for a, b in zip(initial, weights, strict=True))
+    assert all(bool(torch.isfinite(w).all()) for w in weights)
+    # the weights only: the architecture parameters wait for their own step
+    after = run.strategy.arch_parameters()
+    assert all(torch.equal(a, b) for a, b in zip(arch, after, strict=True))
+
+    again, passes_again = stepped(mode, 1)  # the same seed: the same step
+    assert all(torch.equal(a, b) for a, b in zip(weights, again.supernet.weights(), strict=True))
+    for masks, masks_again in zip(passes, passes_again, strict=True):
+        assert masks.keys() == masks_again.keys()
+        for unit, m in masks.items():
+            other = masks_again[unit]
+            assert (m is None and other is None) or (
+                m is not None and other is not None and torch.equal(m, other)
+            ), unit
+    other_seed, _ = stepped(mode, 2)  # another seed: other widths sampled
+    assert any(
+        not torch.equal(a, b) for a, b in zip(weights, other_seed.supernet.weights(), strict=True)
+    )
