@@ -14,7 +14,7 @@ From Python (the same as the command line, with the same files)::
 **Trials.** Each trial picks a MAC target (from ``macs_range`` or from the list of ``budgets``;
 the first trials of a study take the listed budgets in order) and the search hyper-parameters
 named in ``tune`` (budget-loss weight, initial temperature, architecture learning rate), runs
-:func:`nas.jobs.search.run_search` into ``DIR/trials/trial-NNNN`` and reports two objectives:
+:func:`nas.width_search.run_search` into ``DIR/trials/trial-NNNN`` and reports two objectives:
 the validation accuracy of the delivered (fine-tuned) network, maximised, and its MACs,
 minimised. The validation split trained neither the weights nor the architecture parameters;
 the test split chooses nothing: its accuracy is only reported (``trials.csv``, ``pareto.csv``,

@@ -1,5 +1,5 @@
-"""nas.jobs.search: nas search and search() end to end, resume, options checked before training
-(the command line's bad options: tests/test_bad_input.py)."""
+"""nas search and nas.width_search.run_search / search(): end to end, resume, options checked
+before training (the command line's bad options: tests/test_bad_input.py)."""
 
 from __future__ import annotations
 
