@@ -95,3 +95,76 @@ def test_console_entry_point_never_prints_a_traceback(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "missing field" in proc.stderr
+
+
+# -- OpenMP's idle threads: spin alone, sleep beside other nas processes -----------------------
+@pytest.mark.parametrize(
+    ("argv", "is_nas"),
+    [
+        (["nas", "search"], True),
+        (["/venv/bin/python", "/venv/bin/nas", "sweep", "--workers", "2"], True),
+        (["python3", "-m", "nas", "search"], True),
+        (["python", "-m", "nas.cli", "train"], True),
+        (["python", "-m", "pytest", "-q"], False),
+        (["python", "experiments/benchmarks/search_quality.py"], False),
+        (["bash", "-c", "echo nas"], False),
+        ([], False),
+    ],
+)
+def test_a_nas_command_line_is_recognised(argv: list[str], is_nas: bool) -> None:
+    from nas.cli.main import is_nas_command
+
+    assert is_nas_command(argv) is is_nas
+
+
+def test_other_nas_processes_are_counted_from_proc(tmp_path: Path) -> None:
+    import os
+
+    from nas.cli.main import other_nas_processes
+
+    def process(pid: int, *argv: str) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    process(os.getpid(), "nas", "search")  # this process itself does not count
+    process(101, "/venv/bin/python", "/venv/bin/nas", "prune")
+    process(102, "python", "-m", "nas", "search")
+    process(103, "python", "-m", "pytest")
+    (tmp_path / "104").mkdir()  # a process that ended: no cmdline
+    (tmp_path / "self").mkdir()
+    assert other_nas_processes(tmp_path) == 2
+    assert other_nas_processes(tmp_path / "missing") == 1  # cannot tell: assume company
+
+
+@pytest.mark.parametrize(
+    ("command", "world_size", "others", "policy"),
+    [
+        ("search", None, 0, "ACTIVE"),  # alone: spin
+        ("search", None, 1, "PASSIVE"),  # beside another nas process
+        ("sweep", None, 0, "PASSIVE"),  # its workers share the cores
+        ("search", "2", 0, "PASSIVE"),  # torchrun's processes share them
+        ("search", "1", 0, "ACTIVE"),
+        ("search", "x", 0, "ACTIVE"),
+    ],
+)
+def test_idle_threads_spin_only_for_a_process_alone(
+    command: str, world_size: str | None, others: int, policy: str
+) -> None:
+    from nas.cli.main import wait_policy
+
+    assert wait_policy(command, world_size, lambda: others) == policy
+
+
+def test_the_policy_is_chosen_in_a_fresh_process_and_an_explicit_one_is_kept() -> None:
+    import os
+
+    code = (
+        "import os, sys; from nas.cli.main import quiet_idle_threads; quiet_idle_threads('sweep');"
+        "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["PASSIVE", "False"], out.stderr  # set before torch loads
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["ACTIVE", "False"], out.stderr  # the user's choice stays
