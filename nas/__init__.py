@@ -89,8 +89,8 @@ _API: dict[str, str] = {
     "PruneResult": "nas.pruning",
     "prune": "nas.pruning.pipeline",
     "run_prune": "nas.pruning",
-    "train_baseline": "nas.jobs.train",
-    "extract_to_dir": "nas.jobs.extract",
+    "train_baseline": "nas.runs",
+    "extract_to_dir": "nas.runs",
     "TransferResult": "nas.transfer_learning",
     "transfer": "nas.transfer_learning",
     "run_transfer": "nas.jobs.transfer",
@@ -202,14 +202,12 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from nas.gates import GateStrategy, create_strategy, list_strategies, register_strategy
     from nas.importance import channel_order, channel_scores
-    from nas.jobs.extract import extract_to_dir
     from nas.jobs.rank import run_rank
-    from nas.jobs.train import train_baseline
     from nas.jobs.transfer import run_transfer
     from nas.pruning import PruneConfig, PruneResult, allocate, run_prune
     from nas.pruning.pipeline import prune
     from nas.registry import Registry
-    from nas.runs import RunOptions
+    from nas.runs import RunOptions, extract_to_dir, train_baseline
     from nas.selection import RankConfig
     from nas.sweep import SweepConfig, run_sweep
     from nas.transfer_learning import TransferResult, transfer

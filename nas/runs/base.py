@@ -1,4 +1,5 @@
-"""What every run shares: its options (data, baseline, files), ``args.yaml``, the baseline.
+"""What every run shares: its options (data, baseline, files), ``args.yaml``, its threads and
+recorded environment, the full network trained (or loaded) as its baseline.
 
 Each job checks all of its input (names, files, output directory) before it writes anything,
 writes its resolved configuration (``args.yaml``) next to its results, removes what it wrote if
