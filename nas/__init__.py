@@ -85,7 +85,7 @@ _API: dict[str, str] = {
     "SearchResult": "nas.width_search",
     "run_search": "nas.width_search",
     "search": "nas.width_search",
-    "run_rank": "nas.jobs.rank",
+    "run_rank": "nas.width_search",
     "PruneResult": "nas.pruning",
     "prune": "nas.pruning.pipeline",
     "run_prune": "nas.pruning",
@@ -202,7 +202,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from nas.gates import GateStrategy, create_strategy, list_strategies, register_strategy
     from nas.importance import channel_order, channel_scores
-    from nas.jobs.rank import run_rank
     from nas.jobs.transfer import run_transfer
     from nas.pruning import PruneConfig, PruneResult, allocate, run_prune
     from nas.pruning.pipeline import prune
@@ -211,6 +210,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from nas.selection import RankConfig
     from nas.sweep import SweepConfig, run_sweep
     from nas.transfer_learning import TransferResult, transfer
-    from nas.width_search import SearchConfig, SearchResult, run_search, search, search_widths
+    from nas.width_search import (
+        SearchConfig,
+        SearchResult,
+        run_rank,
+        run_search,
+        search,
+        search_widths,
+    )
     from search_spaces import SearchSpace, WidthSpec, list_spaces
     from search_spaces import create as create_space
