@@ -93,7 +93,7 @@ _API: dict[str, str] = {
     "extract_to_dir": "nas.runs",
     "TransferResult": "nas.transfer_learning",
     "transfer": "nas.transfer_learning",
-    "run_transfer": "nas.jobs.transfer",
+    "run_transfer": "nas.transfer_learning",
     "SweepConfig": "nas.sweep",
     "run_sweep": "nas.sweep",
 }
@@ -202,14 +202,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from nas.gates import GateStrategy, create_strategy, list_strategies, register_strategy
     from nas.importance import channel_order, channel_scores
-    from nas.jobs.transfer import run_transfer
     from nas.pruning import PruneConfig, PruneResult, allocate, run_prune
     from nas.pruning.pipeline import prune
     from nas.registry import Registry
     from nas.runs import RunOptions, extract_to_dir, train_baseline
     from nas.selection import RankConfig
     from nas.sweep import SweepConfig, run_sweep
-    from nas.transfer_learning import TransferResult, transfer
+    from nas.transfer_learning import TransferResult, run_transfer, transfer
     from nas.width_search import (
         SearchConfig,
         SearchResult,
