@@ -80,7 +80,7 @@ _API: dict[str, str] = {
     "SearchConfig": "nas.width_search",
     "search_widths": "nas.width_search",
     "RankConfig": "nas.selection",
-    # jobs (with files) and their Python twins
+    # runs into a directory (what the commands run) and their in-memory twins
     "RunOptions": "nas.runs",
     "SearchResult": "nas.width_search",
     "run_search": "nas.width_search",
