@@ -80,20 +80,20 @@ _API: dict[str, str] = {
     "SearchConfig": "nas.width_search",
     "search_widths": "nas.width_search",
     "RankConfig": "nas.selection",
-    # jobs (with files) and their Python twins
+    # runs into a directory (what the commands run) and their in-memory twins
     "RunOptions": "nas.runs",
     "SearchResult": "nas.width_search",
     "run_search": "nas.width_search",
     "search": "nas.width_search",
-    "run_rank": "nas.jobs.rank",
+    "run_rank": "nas.width_search",
     "PruneResult": "nas.pruning",
     "prune": "nas.pruning.pipeline",
     "run_prune": "nas.pruning",
-    "train_baseline": "nas.jobs.train",
-    "extract_to_dir": "nas.jobs.extract",
+    "train_baseline": "nas.runs",
+    "extract_to_dir": "nas.runs",
     "TransferResult": "nas.transfer_learning",
     "transfer": "nas.transfer_learning",
-    "run_transfer": "nas.jobs.transfer",
+    "run_transfer": "nas.transfer_learning",
     "SweepConfig": "nas.sweep",
     "run_sweep": "nas.sweep",
 }
@@ -202,17 +202,20 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from nas.gates import GateStrategy, create_strategy, list_strategies, register_strategy
     from nas.importance import channel_order, channel_scores
-    from nas.jobs.extract import extract_to_dir
-    from nas.jobs.rank import run_rank
-    from nas.jobs.train import train_baseline
-    from nas.jobs.transfer import run_transfer
     from nas.pruning import PruneConfig, PruneResult, allocate, run_prune
     from nas.pruning.pipeline import prune
     from nas.registry import Registry
-    from nas.runs import RunOptions
+    from nas.runs import RunOptions, extract_to_dir, train_baseline
     from nas.selection import RankConfig
     from nas.sweep import SweepConfig, run_sweep
-    from nas.transfer_learning import TransferResult, transfer
-    from nas.width_search import SearchConfig, SearchResult, run_search, search, search_widths
+    from nas.transfer_learning import TransferResult, run_transfer, transfer
+    from nas.width_search import (
+        SearchConfig,
+        SearchResult,
+        run_rank,
+        run_search,
+        search,
+        search_widths,
+    )
     from search_spaces import SearchSpace, WidthSpec, list_spaces
     from search_spaces import create as create_space

@@ -3,7 +3,7 @@
 Registries in the toolkit: search spaces (``search_spaces.SPACES``), gate strategies
 (``nas.gates.STRATEGIES``), channel-importance criteria (``nas.importance.CRITERIA``), cost models
 (``nas.cost.COST_MODELS``), temperature schedules (``nas.gates.SCHEDULES``), dataset kinds
-(``nas.data.DATASET_KINDS``) and selection methods (``nas.jobs.search.SELECTIONS``). The class
+(``nas.data.DATASET_KINDS``) and selection methods (``nas.selection.SELECTIONS``). The class
 lives in ``search_spaces.registry`` (the bottom layer) so that the spaces can use it too.
 """
 

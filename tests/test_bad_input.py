@@ -1040,7 +1040,7 @@ def test_a_full_disk_leaves_nothing_half_written(
         return result
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr("nas.runs.train_model", train_then_fill)
+    monkeypatch.setattr("nas.runs.base.train_model", train_then_fill)
     out = tmp_path / "run"
     line = refused(["train", "--out", str(out), *FAST], capsys)
     assert "No space left on device" in line and "cannot write" in line

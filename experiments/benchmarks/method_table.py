@@ -32,7 +32,7 @@ Methods (``nas prune --criterion C --allocation A`` in process, :func:`nas.pruni
 **Fair comparison.** The pruning rows and ``uniform`` start from the baseline alone; a search row
 also inherits 5 warm-up and 12 search epochs of supernet training. So every search row
 (``search``, ``search:NAME``, ``search:NAME/conditional(-raw)``) is compared with **its own uniform
-twin** (``--compare``, :func:`nas.jobs.search.deliver`): the uniform widths of the same MACs (for
+twin** (``--compare``, :func:`nas.width_search.deliver`): the uniform widths of the same MACs (for
 a conditional network: of its average MACs on the validation split; the target's where none lies
 in the band) cut from the same trained supernet (first channels, BN recalibrated for its widths)
 and fine-tuned exactly like the searched network (same epochs, options, teacher, seed and

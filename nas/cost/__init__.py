@@ -2,7 +2,9 @@
 
 Modules: ``base`` (the :class:`CostModel` interface and :data:`COST_MODELS`), ``macs`` (the MAC
 cost model and counters), ``latency`` (measured per-layer latency tables and the latency cost
-model), ``timing`` (measuring them), ``target`` (parsing ``--target-macs`` and
+model), ``timing`` (measuring them; :func:`~nas.cost.timing.measure_latency_table`, what ``nas
+latency-table`` runs), ``profile`` (:func:`profile_network`: MACs, parameters, units and
+latency of a network, what ``nas profile`` runs), ``target`` (parsing ``--target-macs`` and
 ``--target-latency`` once into a run's :class:`ResolvedBudget`), ``budget`` (budget losses,
 :data:`BUDGETS`), ``knapsack`` (the most probable widths in a cost band) and ``projection``
 (bringing found widths into the budget band, :data:`PROJECTIONS`). A new cost model subclasses
@@ -21,6 +23,7 @@ from nas.cost.macs import (
     mac_cost_terms,
     measure_macs,
 )
+from nas.cost.profile import profile_network
 from nas.cost.projection import PROJECTIONS, project_most_probable, project_to_budget
 from nas.cost.target import (
     ResolvedBudget,
@@ -51,6 +54,7 @@ __all__ = [
     "measure_macs",
     "parse_target_latency",
     "parse_target_macs",
+    "profile_network",
     "project_most_probable",
     "project_to_budget",
     "resolve_budget",

@@ -1,5 +1,6 @@
 """Measuring latency: the layer configurations of a space, their timed grids, whole networks, and
-the table built from them (:func:`build_table`, what ``nas latency-table`` runs).
+the table built from them (:func:`build_table`; :func:`measure_latency_table`, what ``nas
+latency-table`` runs).
 
 Timing rules, everywhere: ``torch.inference_mode``, warm-up calls first, every sample the mean of
 enough calls to last about ``min_sample_ms``, samples of the compared callables interleaved in a
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from nas.cost.latency import LatencyCost, LatencyTable, LayerEntry, environment, width_grid
+from nas.engine.config import ThreadOptions, torch_threads
 from nas.errors import ConfigError
 from search_spaces import SearchSpace
 
@@ -32,6 +34,7 @@ __all__ = [
     "fit_network_cost",
     "latency_report",
     "layer_configs",
+    "measure_latency_table",
     "median_ms",
     "network_latency_ms",
     "random_specs",
@@ -283,6 +286,50 @@ def build_table(
         table.save(out)
         bar.update(1)
     return table
+
+
+def measure_latency_table(
+    space: SearchSpace,
+    out: str | Path,
+    *,
+    batch: int = 16,
+    device: str = "cpu",
+    step: int = 0,
+    block: int | None = None,
+    rounds: int = 7,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    threads: int | None = None,
+) -> LatencyTable:
+    """The latency table of ``space`` on this machine, written to ``out`` (what ``nas
+    latency-table`` runs): :func:`build_table` at ``threads`` torch threads (default: the cores
+    this process may use), after refusing an existing ``out`` (unless ``resume`` continues it or
+    ``overwrite`` replaces it) and a CUDA device this machine lacks."""
+    path = Path(out)
+    if path.exists() and not (resume or overwrite):
+        raise ConfigError(
+            f"{path} exists: pass --resume to continue it or --overwrite to replace it"
+        )
+    if resume and overwrite:
+        raise ConfigError(
+            "--resume continues the table at --out, --overwrite replaces it: pick one"
+        )
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device here")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch_threads(ThreadOptions(threads=threads).thread_count()):
+        return build_table(
+            space,
+            path,
+            batch=batch,
+            device=device,
+            step=step,
+            block=block,
+            rounds=rounds,
+            resume=resume,
+            progress=progress,
+        )
 
 
 def _resumable(found: LatencyTable, fresh: LatencyTable, out: Path) -> LatencyTable:

@@ -1,7 +1,8 @@
 """The training engine: one train loop (:func:`train_model`) and what it is made of.
 
-Modules: ``config`` (:class:`TrainConfig`, :class:`Distillation`), ``losses`` (cross-entropy,
-distillation), ``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``, ``batchnorm``
+Modules: ``config`` (:class:`TrainConfig`, :class:`Distillation`, the threads torch uses:
+:class:`ThreadOptions`, :func:`torch_threads`), ``losses`` (cross-entropy, distillation),
+``optim`` (SGD groups, warm-up + cosine schedule), ``evaluation``, ``batchnorm``
 (:func:`recalibrate_bn`: BatchNorm statistics recomputed for a network cut from a larger one),
 ``state`` (seeds, RNG and loader states, checkpoint reading), ``summary`` (``summary.csv``),
 ``loop``, and ``finetuning`` (the budget, fine-tuning and ``--compare`` options and run that
@@ -9,7 +10,7 @@ every method delivering a smaller network shares: the search and the criteria pr
 """
 
 from nas.engine.batchnorm import DEFAULT_CALIBRATION_IMAGES, first_images, recalibrate_bn
-from nas.engine.config import Distillation, ThreadOptions, TrainConfig
+from nas.engine.config import Distillation, ThreadOptions, TrainConfig, torch_threads
 from nas.engine.evaluation import EvalResult, evaluate
 from nas.engine.finetuning import (
     FinetuneConfig,
@@ -74,6 +75,7 @@ __all__ = [
     "rng_state",
     "save_checkpoint",
     "seed_everything",
+    "torch_threads",
     "train_model",
     "uniform_staircase",
     "uniform_twin",

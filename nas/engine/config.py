@@ -1,11 +1,14 @@
-"""Options of one training run (:class:`TrainConfig`) and of distillation (:class:`Distillation`).
+"""Options of one training run (:class:`TrainConfig`) and of distillation (:class:`Distillation`);
+the threads torch uses (:class:`ThreadOptions`, :func:`torch_threads`).
 
 Torch-free at import, so the command line's help stays fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -18,6 +21,7 @@ __all__ = [
     "ThreadOptions",
     "TrainConfig",
     "check_device",
+    "torch_threads",
     "usable_cores",
 ]
 
@@ -128,3 +132,16 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch uses ``count`` threads for the duration (the caller's count is restored)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -1,10 +1,12 @@
 """What a command is to the command line: its option classes and the function that runs it.
 
 Every job module (``nas.jobs.train``, ``nas.jobs.search``, ...; ``nas.sweep.run`` for ``nas
-sweep``) exposes ``COMMAND``, a :class:`Command`. ``nas.cli`` builds the command's parser from
-the option classes (:mod:`nas.options`), reads ``--config`` files, validates, and calls
-``COMMAND.run`` with one instance of each class, in order. ``run`` prints what the command
-prints and returns the exit code.
+sweep``, ``nas.sweep.plot`` for ``nas plot``) exposes ``COMMAND``, a :class:`Command`. ``nas.cli``
+builds the command's parser from the option classes (:mod:`nas.options`), reads ``--config``
+files, validates, and calls ``COMMAND.run`` with one instance of each class, in order. ``run``
+passes them to one library function (``nas.runs.train_baseline``,
+``nas.width_search.run_search``, ...), prints what the command prints and returns the exit
+code.
 """
 
 from __future__ import annotations

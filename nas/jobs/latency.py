@@ -1,4 +1,6 @@
-"""``nas latency-table``: measure a space's per-layer latency table on this machine."""
+"""``nas latency-table``: the options parsed into one call of
+:func:`nas.cost.timing.measure_latency_table` (a space's per-layer latency table measured on this
+machine), and its result printed."""
 
 from __future__ import annotations
 
@@ -8,11 +10,9 @@ from pathlib import Path
 from typing import ClassVar
 
 from nas.engine.config import ThreadOptions
-from nas.errors import ConfigError
 from nas.jobs.base import Command
 from nas.jobs.profile import TaskOptions
 from nas.options import option
-from nas.runs import torch_threads
 
 __all__ = ["COMMAND", "LatencyTableOptions"]
 
@@ -42,39 +42,26 @@ class LatencyTableOptions(ThreadOptions, TaskOptions):
     progress: bool = option(True, "no progress bar", flag="--quiet")
 
 
-def cmd_latency_table(o: LatencyTableOptions) -> int:
-    import torch
-
+def _cli(o: LatencyTableOptions) -> int:
     from nas.cost.latency import LatencyCost
-    from nas.cost.timing import build_table
+    from nas.cost.timing import measure_latency_table
 
-    out = Path(o.out)
-    if out.exists() and not (o.resume or o.overwrite):
-        raise ConfigError(
-            f"{out} exists: pass --resume to continue it or --overwrite to replace it"
-        )
-    if o.resume and o.overwrite:
-        raise ConfigError(
-            "--resume continues the table at --out, --overwrite replaces it: pick one"
-        )
-    if o.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {o.device}: no CUDA device here")
     space = o.task_space(o.space)
     threads = o.thread_count()
-    out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with torch_threads(threads):
-        table = build_table(
-            space,
-            out,
-            batch=o.batch,
-            device=o.device,
-            step=o.step,
-            block=None if o.block < 0 else o.block,
-            rounds=o.rounds,
-            resume=o.resume,
-            progress=o.progress,
-        )
+    table = measure_latency_table(
+        space,
+        o.out,
+        batch=o.batch,
+        device=o.device,
+        step=o.step,
+        block=None if o.block < 0 else o.block,
+        rounds=o.rounds,
+        resume=o.resume,
+        overwrite=o.overwrite,
+        progress=o.progress,
+        threads=threads,
+    )
     cost = LatencyCost(space, table=table)
     points = sum(len(e.grid_in) * len(e.grid_out) for e in table.entries.values())
     full = table.calibration[0]["measured_ms"]
@@ -83,14 +70,14 @@ def cmd_latency_table(o: LatencyTableOptions) -> int:
         f"{len(table.entries)} layer configurations, {points} grid points in "
         f"{time.perf_counter() - start:.0f} s; full network {full:.3f} ms measured, "
         f"{cost.full():.3f} ms predicted (fixed {table.fixed_ms:.3f} ms, scale "
-        f"{table.scale:.3f}) -> {out}"
+        f"{table.scale:.3f}) -> {Path(o.out)}"
     )
     return 0
 
 
 COMMAND = Command(
     options=(LatencyTableOptions,),
-    run=cmd_latency_table,
+    run=_cli,
     description="Measure every layer configuration a space can produce (conv + BN + ReLU on a "
     "grid of input x output widths) on this machine, at one batch size and thread count, and "
     "fit the per-network cost on whole networks: the table --cost latency reads.",

@@ -1,4 +1,10 @@
-"""``nas profile``: MACs, parameters and units of a space, or of a width spec."""
+"""``nas profile``: the options parsed into one call of :func:`nas.cost.profile_network` (MACs,
+parameters and units of a space, or of a width spec; with ``--latency`` or ``--table`` its
+latency), and its result printed.
+
+:class:`TaskOptions` (a space sized without data: input size and classes) is shared with ``nas
+latency-table``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import search_spaces
+from nas.cost.profile import profile_network
 from nas.engine.config import ThreadOptions
 from nas.errors import ConfigError
 from nas.jobs.base import Command
@@ -81,8 +88,7 @@ class ProfileOptions(ThreadOptions, TaskOptions):
     )
 
 
-# -- nas profile -----------------------------------------------------------------------------------
-def cmd_profile(options: ProfileOptions) -> int:
+def _cli(options: ProfileOptions) -> int:
     if options.space is None and options.arch is None:
         raise ConfigError("name a SPACE or pass --arch arch.json")
     if options.arch is not None:
@@ -99,63 +105,19 @@ def cmd_profile(options: ProfileOptions) -> int:
         assert options.space is not None
         space = options.task_space(options.space)
         widths = space.full_widths()
-    report = _profile_report(space, widths)
-    if options.latency or options.table is not None:
-        report |= _latency(options, space, widths)
+    report = profile_network(
+        space,
+        widths,
+        latency=options.latency,
+        table=options.table,
+        batch=options.batch,
+        threads=options.threads,
+    )
     if options.json:
         print(json.dumps(report, indent=2))
     else:
         _print_profile(report, show_widths=options.arch is not None)
     return 0
-
-
-def _latency(options: ProfileOptions, space: SearchSpace, widths: dict[str, int]) -> dict[str, Any]:
-    """Measured (and with a table, predicted) latency of ``widths`` beside the full network."""
-
-    from nas.cost.latency import LatencyCost, LatencyTable, check_environment, environment
-    from nas.cost.timing import latency_report, network_latency_ms
-    from nas.runs import torch_threads
-
-    threads = options.thread_count()  # a table's count must match
-    with torch_threads(threads):
-        if options.table is None:
-            batch = options.batch or 1
-            full, found = network_latency_ms(
-                [space.build(), space.build(widths)],
-                (space.in_channels, *space.input_size),
-                batch=batch,
-                device="cpu",
-            )
-            return {
-                "latency_ms": found,
-                "full_latency_ms": full,
-                "latency_ratio": found / full,
-                "latency_batch": batch,
-            }
-        if options.batch is not None:
-            raise ConfigError("--batch comes from the table when --table is given")
-        table = LatencyTable.load(options.table)
-        here = environment(str(table.env["device"]), threads, int(table.env["batch"]))
-        check_environment(table, here, options.table)
-        return latency_report(LatencyCost(space, table=table), widths)
-
-
-def _profile_report(space: SearchSpace, widths: dict[str, int]) -> dict[str, Any]:
-    macs = space.macs(widths)
-    return {
-        "space": space.name,
-        "num_classes": space.num_classes,
-        "in_channels": space.in_channels,
-        "input_size": list(space.input_size),
-        "macs": macs,
-        "flops": 2 * macs,
-        "macs_ratio": macs / space.macs(),
-        "params": space.params(widths),
-        "units": [
-            {"name": u.name, "kind": u.kind, "width": widths[u.name], "max_width": u.max_width}
-            for u in space.units
-        ],
-    }
 
 
 def _print_profile(r: dict[str, Any], *, show_widths: bool) -> None:
@@ -184,7 +146,7 @@ def _print_profile(r: dict[str, Any], *, show_widths: bool) -> None:
 
 COMMAND = Command(
     options=(ProfileOptions,),
-    run=cmd_profile,
+    run=_cli,
     description="MACs, parameters and units of a space (full width) or of a width spec; with "
     "--latency its measured latency, and with --table the latency a table predicts.",
 )

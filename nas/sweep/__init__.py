@@ -71,9 +71,10 @@ PostgreSQL/MySQL for several processes).
 
 Modules: ``config`` (:class:`SweepConfig`), ``study`` (storage, sampler, recorded options,
 drawing trials), ``lock`` (the directory lock, heartbeats, dead workers), ``pareto`` (tables, front,
-hypervolume), ``uniform`` (the uniform-width curve), ``workers`` (the processes that run trials)
-and ``run`` (:func:`run_sweep`, the ``nas sweep`` job). The package sits above :mod:`nas.jobs`:
-every trial is a search job.
+hypervolume), ``uniform`` (the uniform-width curve), ``workers`` (the processes that run trials),
+``points`` (the sweep's files read back), ``run`` (:func:`run_sweep`, the ``nas sweep`` job) and
+``plot`` (the ``nas plot`` job). The package sits above :mod:`nas.jobs` (its two commands are
+jobs); every trial is a search run.
 """
 
 from nas.sweep.config import SAMPLERS, TUNABLE, SweepConfig

@@ -5,9 +5,10 @@ builds from them: its budget, resolved once by :func:`search_budget`, the cost m
 choices and the gate strategy), ``loop`` (:func:`search_widths`, :func:`warm_up`,
 the bi-level loop), ``checkpoint`` (resumable state, shared warm-ups), ``records`` (per-epoch
 records, ``summary.csv``, :class:`SearchOutcome`) and ``finetune`` (extraction and fine-tuning
-of the found network), ``saved`` (a finished search run read back) and ``pipeline`` (the whole
+of the found network), ``saved`` (a finished search run read back), ``pipeline`` (the whole
 search as one call: :func:`run_search` into a run directory, :func:`search` in memory; the
-``nas search`` command only parses options into it and prints).
+``nas search`` command only parses options into it and prints) and ``rank`` (:func:`run_rank`:
+the GCN predictor fitted on a finished search's supernet, what ``nas rank`` runs).
 """
 
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, SEARCH_FORMAT, WARMUP_INDEPENDENT
@@ -30,6 +31,7 @@ from nas.width_search.pipeline import (
     select_network,
     uniform_reference,
 )
+from nas.width_search.rank import check_search_finished, run_rank
 from nas.width_search.records import SEARCH_SUMMARY, SearchOutcome, SearchRecord
 from nas.width_search.run import SearchRun, projection_shift
 from nas.width_search.saved import load_search_run, load_supernet
@@ -49,6 +51,7 @@ __all__ = [
     "SearchRun",
     "build_supernet",
     "check_compare",
+    "check_search_finished",
     "check_select",
     "deliver",
     "extract_searched",
@@ -56,6 +59,7 @@ __all__ = [
     "load_search_run",
     "load_supernet",
     "projection_shift",
+    "run_rank",
     "run_search",
     "search",
     "search_budget",

@@ -14,8 +14,8 @@
    relaxed, argmax and delivered networks are compared on the validation split.
 
 :func:`search_widths` runs it; :func:`warm_up` runs only the warm-up epochs (shared by a sweep's
-trials). What happens after the search (selection, extraction, fine-tuning) is the search job's
-(:mod:`nas.jobs.search`).
+trials). What happens after the search (selection, extraction, fine-tuning) is the search
+pipeline's (:mod:`nas.width_search.pipeline`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A finished (or checkpointed) ``nas search`` run read back: its options and its supernet
-(what ``nas rank``, ``nas extract`` and a sweep's uniform-width points start from)."""
+(what ``nas rank`` and a sweep's uniform-width points start from)."""
 
 from __future__ import annotations
 

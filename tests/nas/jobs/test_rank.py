@@ -1,4 +1,4 @@
-"""nas.jobs.rank: nas rank on a finished search, and its refusals."""
+"""nas rank (nas.width_search.run_rank) on a finished search, and its refusals."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import search_spaces
 from nas.cli import main
 from nas.cost import smallest_macs
 from nas.engine import EvalResult
-from nas.jobs.rank import run_rank
 from nas.runs import RunOptions
 from nas.selection import RankConfig
-from nas.width_search import SEARCH_CHECKPOINT, SearchConfig, run_search
+from nas.width_search import SEARCH_CHECKPOINT, SearchConfig, run_rank, run_search
 from predictors import Predictor
 from tests.nas.conftest import choices_of as _choices
 from tests.nas.jobs.conftest import _strict_json

@@ -17,7 +17,7 @@ import yaml
 from optuna.trial import TrialState
 
 import nas
-import nas.runs
+import nas.runs.base
 import nas.sweep.run
 import nas.sweep.uniform
 from nas.cli import main
@@ -62,17 +62,17 @@ def state_of(path: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swept]:
     """A finished 3-trial sweep with the uniform curve; also the descs of every full-network
-    training run (``nas.runs.train_model``) it started."""
+    training run (``nas.runs.base.train_model``) it started."""
     out = tmp_path_factory.mktemp("sweep") / "run"
     trainings: list[str] = []
-    real = nas.runs.train_model
+    real = nas.runs.base.train_model
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         trainings.append(str(kwargs.get("desc")))
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nas.runs, "train_model", counting)
+        mp.setattr(nas.runs.base, "train_model", counting)
         metrics = sweep(out, 3, uniform=True)
     yield out, metrics, trainings
 

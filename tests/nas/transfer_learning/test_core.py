@@ -13,7 +13,7 @@ import nas
 import nas.transfer_learning.core
 from nas.data import DataOptions
 from nas.engine import TrainConfig, seed_everything
-from nas.jobs.transfer import run_transfer
+from nas.transfer_learning import run_transfer
 from search_spaces import WidthSpec
 from tests.nas.conftest import HEAD
 

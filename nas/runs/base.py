@@ -1,4 +1,5 @@
-"""What every run shares: its options (data, baseline, files), ``args.yaml``, the baseline.
+"""What every run shares: its options (data, baseline, files), ``args.yaml``, its threads and
+recorded environment, the full network trained (or loaded) as its baseline.
 
 Each job checks all of its input (names, files, output directory) before it writes anything,
 writes its resolved configuration (``args.yaml``) next to its results, removes what it wrote if
@@ -8,9 +9,7 @@ it then stops on bad input (:func:`nas.rundir.run_output`), and returns the numb
 
 from __future__ import annotations
 
-import contextlib
 import platform
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +24,7 @@ from nas.engine import (
     TrainConfig,
     distributed,
     seed_everything,
+    torch_threads,
     train_model,
 )
 from nas.errors import ConfigError, first_line
@@ -85,17 +85,6 @@ def resolve_threads(
         if isinstance(stored, int) and not isinstance(stored, bool) and stored >= 1:
             return stored
     return ThreadOptions().thread_count(workers)
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch uses ``count`` threads for the duration (the caller's count is restored)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
