@@ -21,8 +21,11 @@ From that one declaration come
 * what the option shapes (``tags``): a run's records name options by their declaration
   (:func:`tagged`), never by a string of their own: :data:`AFTER_SEARCH` options do not
   shape a search (its checkpoint ignores them), :data:`AFTER_WARMUP` ones do not shape its
-  warm-up (searches differing only in them share one), and ``target_tag(cost)`` marks the
-  option holding a budget in that cost (a sweep sets it per trial).
+  warm-up (searches differing only in them share one), ``target_tag(cost)`` marks the
+  option holding a budget in that cost (a sweep sets it per trial), :data:`LOCAL` ones may
+  differ between the processes of one run (a sweep's fingerprint leaves them out),
+  :data:`NOT_RECORDED` ones say how a run is run (not in ``args.yaml``) and :data:`VOLATILE`
+  ones may change when a run is run again.
 
 This module imports neither torch nor anything heavy: the command line's help is fast.
 """
@@ -44,9 +47,12 @@ from nas.errors import ConfigError
 __all__ = [
     "AFTER_SEARCH",
     "AFTER_WARMUP",
+    "LOCAL",
     "MAX_BATCH_SIZE",
     "MAX_EPOCHS",
+    "NOT_RECORDED",
     "RECORD_KEYS",
+    "VOLATILE",
     "Option",
     "OptionField",
     "Options",
@@ -58,6 +64,7 @@ __all__ = [
     "record",
     "tagged",
     "target_tag",
+    "tunable",
 ]
 
 METADATA_KEY = "nas.option"
@@ -72,6 +79,9 @@ Choices = Sequence[str] | Callable[[], Sequence[str]] | str
 # what an option shapes (tags of :func:`option`; see the module docstring)
 AFTER_SEARCH = "after-search"  # the fine-tuning, the choice of widths, the device
 AFTER_WARMUP = "after-warmup"  # the search's target, temperatures and architecture step
+LOCAL = "local"  # may differ between the processes (and machines) of one run: paths, devices
+NOT_RECORDED = "not-recorded"  # how a run is run (resume, overwrite, progress): not in args.yaml
+VOLATILE = "volatile"  # may change when the same run is run again (a sweep's trials, workers)
 
 
 def target_tag(cost: str) -> str:
@@ -96,6 +106,7 @@ class Option:
     nargs: str | None = None
     metavar: str | None = None
     tags: frozenset[str] = frozenset()
+    tune: tuple[float, float] | None = None
 
 
 def option(
@@ -114,6 +125,7 @@ def option(
     nargs: str | None = None,
     metavar: str | None = None,
     tags: Iterable[str] = (),
+    tune: tuple[float, float] | None = None,
 ) -> Any:
     """A dataclass field with its option metadata.
 
@@ -124,7 +136,8 @@ def option(
     resolved only when needed). ``parse``: a converter for values the type alone does not
     describe (raises ``ValueError``); ``what`` says what it accepts, for error messages.
     ``tags``: what the option shapes (:data:`AFTER_SEARCH`, :data:`AFTER_WARMUP`,
-    :func:`target_tag`), read back by :func:`tagged`.
+    :func:`target_tag`), read back by :func:`tagged`. ``tune``: the log-uniform range a sweep
+    may draw the option from (``nas sweep --tune``; :func:`tunable`).
     """
     meta = Option(
         help=help,
@@ -140,6 +153,7 @@ def option(
         nargs=nargs,
         metavar=metavar,
         tags=frozenset(tags),
+        tune=tune,
     )
     return dataclasses.field(default=default, metadata={METADATA_KEY: meta})
 
@@ -200,6 +214,11 @@ def option_fields(cls: type) -> tuple[OptionField, ...]:
         out.append(OptionField(f.name, hints[f.name], default, meta))
     _FIELDS[cls] = tuple(out)
     return _FIELDS[cls]
+
+
+def tunable(cls: type) -> dict[str, tuple[float, float]]:
+    """The options of ``cls`` a sweep may draw, with their log-uniform ranges."""
+    return {f.name: f.option.tune for f in option_fields(cls) if f.option.tune is not None}
 
 
 def tagged(cls: type, tag: str) -> frozenset[str]:

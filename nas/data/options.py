@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from nas.options import MAX_BATCH_SIZE, Options, option, option_fields
+from nas.options import LOCAL, MAX_BATCH_SIZE, Options, option, option_fields
 
 if TYPE_CHECKING:
     from nas.data.base import DataBundle
@@ -24,8 +24,10 @@ class DataOptions(Options):
         "digits (embedded, default), cifar10, cifar100, mnist, fashion-mnist, imagefolder:PATH "
         "or npz:PATH",
     )
-    data_root: str | None = option(None, "where torchvision datasets are stored")
-    download: bool = option(False, "let torchvision download the dataset (needs network)")
+    data_root: str | None = option(None, "where torchvision datasets are stored", tags=(LOCAL,))
+    download: bool = option(
+        False, "let torchvision download the dataset (needs network)", tags=(LOCAL,)
+    )
     image_size: int | None = option(
         None, "resize images to SxS (default: native size; 224 for imagefolder)", ge=1
     )
@@ -35,7 +37,7 @@ class DataOptions(Options):
     batch_size: int = option(128, "training batch size", ge=2, le=MAX_BATCH_SIZE)
     augment: bool = option(True, "switch off data augmentation")
     num_workers: int = option(
-        0, "data loader processes (imagefolder)", flag="--loader-workers", ge=0
+        0, "data loader processes (imagefolder)", flag="--loader-workers", ge=0, tags=(LOCAL,)
     )
 
     def input_paths(self) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from nas.errors import ConfigError
-from nas.options import AFTER_SEARCH, MAX_EPOCHS, Options, option
+from nas.options import AFTER_SEARCH, LOCAL, MAX_EPOCHS, Options, option
 
 __all__ = [
     "Distillation",
@@ -104,6 +104,7 @@ class ThreadOptions(Options):
         "depend on it",
         ge=1,
         le=1024,
+        tags=(LOCAL,),
     )
 
     def thread_count(self, workers: int = 1) -> int:

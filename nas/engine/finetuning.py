@@ -23,7 +23,7 @@ from nas.engine.evaluation import evaluate
 from nas.engine.loop import train_model
 from nas.engine.state import loader_state, restore_loader
 from nas.errors import ConfigError
-from nas.options import AFTER_SEARCH, AFTER_WARMUP, MAX_EPOCHS, option, target_tag
+from nas.options import AFTER_SEARCH, AFTER_WARMUP, LOCAL, MAX_EPOCHS, option, target_tag
 from search_spaces import WidthSpec
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class FinetuneConfig(Distillation):
         tags=(AFTER_SEARCH,),
     )
     seed: int = option(0, "seed for everything")
-    device: str = option("cpu", "cpu, cuda, cuda:1, mps...", tags=(AFTER_SEARCH,))
+    device: str = option("cpu", "cpu, cuda, cuda:1, mps...", tags=(AFTER_SEARCH, LOCAL))
 
     def check(self) -> None:
         """Rules across options, checked before anything is written or trained."""

@@ -30,7 +30,7 @@ from nas.engine import (
 from nas.errors import ConfigError, first_line
 from nas.extraction import check_initial_weights, load_fitting, save_model
 from nas.io import load_state_dict_file, write_yaml
-from nas.options import MAX_EPOCHS, Options, option, record
+from nas.options import LOCAL, MAX_EPOCHS, NOT_RECORDED, Options, option, record, tagged
 from nas.rundir import prepare_out_dir
 from search_spaces import SearchSpace
 
@@ -93,16 +93,20 @@ class RunOptions(ThreadOptions, DataOptions):
 
     group: ClassVar[str] = "run"
 
-    out_dir: str = option("runs/search", "output directory", flag="--out")
+    out_dir: str = option("runs/search", "output directory", flag="--out", tags=(LOCAL,))
     space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
     weights: str | None = option(
-        None, "full-network state_dict to start from (else a baseline is trained)"
+        None, "full-network state_dict to start from (else a baseline is trained)", tags=(LOCAL,)
     )
     baseline_epochs: int = option(30, "training epochs of the baseline", ge=1, le=MAX_EPOCHS)
     baseline_lr: float = option(0.1, "learning rate of the baseline", gt=0)
-    resume: bool = option(False, "continue an interrupted run in --out")
-    overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
-    progress: bool = option(True, "no progress bars", flag="--quiet")
+    resume: bool = option(False, "continue an interrupted run in --out", tags=(LOCAL, NOT_RECORDED))
+    overwrite: bool = option(
+        False,
+        "replace an earlier nas run in a non-empty --out directory",
+        tags=(LOCAL, NOT_RECORDED),
+    )
+    progress: bool = option(True, "no progress bars", flag="--quiet", tags=(LOCAL, NOT_RECORDED))
 
     def inputs(self) -> list[str]:
         """What the run reads (``--overwrite`` must not delete it)."""
@@ -143,7 +147,7 @@ def resolved_args(
 ) -> dict[str, Any]:
     """What ``args.yaml`` holds: every option of the run (but how it is run: resume,
     overwrite, progress), the data it read and the versions."""
-    run = {k: v for k, v in record(o).items() if k not in ("resume", "overwrite", "progress")}
+    run = {k: v for k, v in record(o).items() if k not in tagged(RunOptions, NOT_RECORDED)}
     return {"command": command, **run, **record(c), "data": data, "environment": environment()}
 
 

@@ -6,20 +6,27 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from nas.errors import ConfigError
-from nas.options import Options, option, tagged, target_tag
+from nas.options import LOCAL, VOLATILE, Options, option, tagged, target_tag, tunable
+from nas.width_search.config import SearchConfig
 
 if TYPE_CHECKING:
     import optuna
 
-    from nas.width_search import SearchConfig
-
 __all__ = ["AXES", "SAMPLERS", "TUNABLE", "CostAxis", "SweepConfig", "budget_options"]
 
-TUNABLE: dict[str, tuple[float, float]] = {  # log-uniform ranges of the tunable knobs
-    "budget_weight": (0.5, 8.0),
-    "tau0": (1.0, 10.0),
-    "arch_lr": (0.005, 0.2),
-}
+# the search options a sweep may draw, with their log-uniform ranges (declared with the
+# options), those --tune draws by default first
+DEFAULT_TUNE = ("budget_weight", "tau0", "arch_lr")
+TUNABLE: dict[str, tuple[float, float]] = dict(
+    sorted(
+        tunable(SearchConfig).items(),
+        key=lambda kv: (
+            kv[0] not in DEFAULT_TUNE,
+            DEFAULT_TUNE.index(kv[0]) if kv[0] in DEFAULT_TUNE else 0,
+            kv[0],
+        ),
+    )
+)
 SAMPLERS = ("nsga2", "tpe")
 
 
@@ -35,8 +42,6 @@ class CostAxis:
     def param(self) -> str:
         """The trial parameter holding the budget (a ratio of the full network's cost): the
         search option declared as this cost's target."""
-        from nas.width_search import SearchConfig
-
         (name,) = tagged(SearchConfig, target_tag(self.cost))
         return name
 
@@ -61,7 +66,7 @@ class SweepConfig(Options):
 
     group: ClassVar[str] = "sweep"
 
-    trials: int = option(6, "trials (searches) in the study", ge=1)
+    trials: int = option(6, "trials (searches) in the study", ge=1, tags=(VOLATILE,))
     macs_range: tuple[float, float] | None = option(
         (0.2, 0.9),
         "targets drawn from LO,HI: ratios of the full network's MACs (with --cost latency: of "
@@ -78,7 +83,7 @@ class SweepConfig(Options):
         metavar="B,B,...",
     )
     tune: tuple[str, ...] = option(
-        ("budget_weight", "tau0", "arch_lr"),
+        DEFAULT_TUNE,
         "search knobs each trial draws ('' = none)",
         choices=tuple(TUNABLE),
         metavar="KNOB,...",
@@ -90,13 +95,15 @@ class SweepConfig(Options):
         "file in --out). Processes on other machines must use the same --out directory (a "
         "shared filesystem with working file locks) and the same options; SQLite serves one "
         "process at a time",
+        tags=(LOCAL,),
     )
-    study: str = option("channel-nas", "study name")
+    study: str = option("channel-nas", "study name", tags=(LOCAL,))
     workers: int = option(
         1,
         "processes this command starts (not with SQLite); when one stops on an error, the "
         "others finish their trial and stop",
         ge=1,
+        tags=(VOLATILE,),
     )
     heartbeat: float = option(
         30.0,
@@ -104,8 +111,11 @@ class SweepConfig(Options):
         "taken as dead (its machine stopped), failed and run again by a live worker",
         gt=0,
         metavar="SECONDS",
+        tags=(VOLATILE,),
     )
-    uniform: bool = option(True, "skip the uniform-width baseline curve", flag="--no-uniform")
+    uniform: bool = option(
+        True, "skip the uniform-width baseline curve", flag="--no-uniform", tags=(LOCAL,)
+    )
 
     def check(self) -> None:
         if self.budgets is not None:

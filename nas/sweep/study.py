@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError, first_line
 from nas.io import read_json, write_json
-from nas.options import record
+from nas.options import LOCAL, VOLATILE, Options, record, tagged
 from nas.sweep.config import SweepConfig
 from nas.sweep.lock import RETRY_ATTR, check_sqlite_alone, fail_orphans, mark_owner, sweep_lock
 
@@ -49,7 +49,7 @@ STUDY_FILE = "study.json"  # in the sweep directory: which study (by its id) the
 OPTIONS_ATTR = "nas_sweep_options"  # study user attribute: the options of the sweep
 SWEEP_ID_ATTR = "nas_sweep_id"  # study user attribute: the id in DIR/study.json
 KEY_ATTR = "options_key"  # trial user attribute: hash of the sweep options and the device
-SWEEP_VOLATILE = ("trials", "workers", "heartbeat")  # may change when a sweep is run again
+SWEEP_VOLATILE = tuple(sorted(tagged(SweepConfig, VOLATILE)))  # may change when run again
 
 
 # -- the study -------------------------------------------------------------------------------------
@@ -159,23 +159,16 @@ def sweep_options(
     space, the data and how it is served, the baseline, the search options and the sweep's,
     without what may differ between its processes (device, paths, storage URL, number of trials
     and workers). As stored in a study (JSON)."""
-    sweep_record = record(sweep)
+
+    def shared(config: Options, leave: frozenset[str] = frozenset()) -> dict[str, Any]:
+        local = tagged(type(config), LOCAL) | leave
+        return {k: v for k, v in record(config).items() if k not in local}
+
     fingerprint = {
-        "space": options.space,
-        "dataset": options.dataset,
-        "image_size": options.image_size,
-        "val_fraction": options.val_fraction,
-        "batch_size": options.batch_size,
-        "augment": options.augment,
-        "baseline_epochs": options.baseline_epochs,
-        "baseline_lr": options.baseline_lr,
+        **shared(options),
         "data": data,
-        "search": {k: v for k, v in record(search).items() if k != "device"},
-        "sweep": {
-            k: v
-            for k, v in sweep_record.items()
-            if k not in (*SWEEP_VOLATILE, "storage", "study", "workers", "uniform")
-        },
+        "search": shared(search),
+        "sweep": shared(sweep, frozenset(SWEEP_VOLATILE)),
     }
     normalised: dict[str, Any] = json.loads(json.dumps(fingerprint))
     return normalised

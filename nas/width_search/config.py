@@ -68,7 +68,9 @@ class SearchConfig(FinetuneConfig):
         "round every width choice to a multiple of this (8: often faster on real hardware)",
         ge=1,
     )
-    tau0: float = option(5.0, "initial Gumbel-softmax temperature", gt=0, tags=(AFTER_WARMUP,))
+    tau0: float = option(
+        5.0, "initial Gumbel-softmax temperature", gt=0, tags=(AFTER_WARMUP,), tune=(1.0, 10.0)
+    )
     tau_min: float = option(0.1, "final temperature", gt=0, tags=(AFTER_WARMUP,))
     schedule: str = option(
         "exponential", "temperature schedule", choices="nas.gates:SCHEDULES", tags=(AFTER_WARMUP,)
@@ -104,7 +106,11 @@ class SearchConfig(FinetuneConfig):
     )
     lr: float = option(0.05, "weight learning rate (SGD, warm-up and search)", gt=0)
     arch_lr: float = option(
-        0.05, "Adam learning rate of the architecture parameters", gt=0, tags=(AFTER_WARMUP,)
+        0.05,
+        "Adam learning rate of the architecture parameters",
+        gt=0,
+        tags=(AFTER_WARMUP,),
+        tune=(0.005, 0.2),
     )
     arch_weight_decay: float = option(
         0.0, "weight decay of the architecture parameters", ge=0, tags=(AFTER_WARMUP,)
@@ -141,6 +147,7 @@ class SearchConfig(FinetuneConfig):
         "weight of the budget's proportional part (lagrangian), of the penalty, or of the TAS loss",
         ge=0,
         tags=(AFTER_WARMUP,),
+        tune=(0.5, 8.0),
     )
     budget_lr: float = option(
         0.2,

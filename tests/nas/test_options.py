@@ -325,3 +325,44 @@ def test_undeclared_fields_are_refused() -> None:
 
     with pytest.raises(TypeError, match=r"not declared with nas\.options\.option"):
         option_fields(Bare)
+
+
+def test_options_declare_what_they_shape() -> None:
+    """The checkpoint, the warm-up, args.yaml and a sweep read these sets from the declarations
+    (no module names an option by a string of its own)."""
+    from nas.options import (
+        AFTER_SEARCH,
+        AFTER_WARMUP,
+        LOCAL,
+        NOT_RECORDED,
+        tagged,
+        target_tag,
+        tunable,
+    )
+    from nas.runs import RunOptions
+    from nas.sweep import SweepConfig
+    from nas.sweep.config import AXES, budget_options
+    from nas.width_search import SearchConfig
+
+    assert tagged(SearchConfig, target_tag("macs")) == {"target_macs"}
+    assert tagged(SearchConfig, target_tag("latency")) == {"target_latency"}
+    assert {AXES[c].param for c in AXES} == budget_options() == {"target_macs", "target_latency"}
+    after_search, after_warmup = (
+        tagged(SearchConfig, AFTER_SEARCH),
+        tagged(SearchConfig, AFTER_WARMUP),
+    )
+    assert {"select", "population", "finetune_epochs", "device"} <= after_search
+    assert {"target_macs", "tau0", "budget", "tolerance"} <= after_warmup
+    assert after_search.isdisjoint(after_warmup)
+    assert {"width_ratios", "warmup_epochs", "seed", "weight_sampling"}.isdisjoint(
+        after_search | after_warmup
+    )  # these shape the warm-up itself
+    assert tagged(RunOptions, NOT_RECORDED) == {"resume", "overwrite", "progress"}
+    assert {"out_dir", "threads", "data_root"} <= tagged(RunOptions, LOCAL)
+    assert "space" not in tagged(RunOptions, LOCAL)  # every process of a sweep shares it
+    assert tagged(SweepConfig, LOCAL) == {"storage", "study", "uniform"}
+    assert tunable(SearchConfig) == {
+        "budget_weight": (0.5, 8.0),
+        "tau0": (1.0, 10.0),
+        "arch_lr": (0.005, 0.2),
+    }

@@ -54,6 +54,14 @@ def test_search_checkpoint_refuses_other_search_options(
             resume=True,
             progress=False,
         )
+    # options declared as not shaping the search (the choice of widths, the fine-tuning) resume
+    after = tiny(
+        warmup_epochs=1, search_epochs=1, select="evolution", population=4, finetune_epochs=3
+    )
+    outcome = search_widths(
+        model, space, digits.train, val, config=after, out_dir=tmp_path, resume=True, progress=False
+    )
+    assert len(outcome.records) == 2
 
 
 def fresh_loaders() -> tuple[Any, Any]:
