@@ -51,8 +51,8 @@ MIN_TOLERANCE = 0.005
 
 
 def parse_target(value: Any) -> str:
-    """``--target-macs`` as text: a ratio (``0.5``) or MACs with a suffix (``60M``); checked
-    against the space by :meth:`FinetuneConfig.target_for`."""
+    """``--target-macs`` as text: a ratio (``0.5``) or MACs with a suffix (``60M``); resolved
+    against the space once per run (:func:`nas.cost.resolve_budget`)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
