@@ -496,7 +496,6 @@ def main() -> None:
                             progress=False,
                         )
                         assert chosen is not None
-                        assert picked.budget is not None
                         twin = uniform_twin(
                             picked.budget, picked.spec.macs(), multiple=config.width_multiple
                         )

@@ -104,12 +104,10 @@ def resolve_budget(
     text: str | float,
     tolerance: float,
     choices: Mapping[str, Sequence[int]],
-    *,
-    hint: str = "lower the smallest width ratio",
 ) -> ResolvedBudget:
     """The budget of ``text`` (``--target-macs`` for a MAC cost, ``--target-latency`` for
     another) in ``cost``'s unit; a one-line :class:`ConfigError` for a malformed target or one
-    below the smallest network of ``choices`` (``hint`` says what to change)."""
+    below the smallest network of ``choices``."""
     if cost.name == "macs":
         target = parse_target_macs(text, int(cost.space.macs()))
     else:
@@ -120,7 +118,8 @@ def resolve_budget(
         if budget.counts_macs:
             raise ConfigError(
                 f"--target-macs {text} ({target:,.0f} MACs) is below the smallest network the "
-                f"width choices allow ({floor:,.0f} MACs, {floor / full:.1%} of full); {hint}"
+                f"width choices allow ({floor:,.0f} MACs, {floor / full:.1%} of full); lower the "
+                "smallest width ratio"
             )
         raise ConfigError(
             f"--target-latency {text} ({target:.4g} {cost.unit}) is below the smallest network "

@@ -17,16 +17,10 @@ __all__ = ["AXES", "SAMPLERS", "TUNABLE", "CostAxis", "SweepConfig", "budget_opt
 # the search options a sweep may draw, with their log-uniform ranges (declared with the
 # options), those --tune draws by default first
 DEFAULT_TUNE = ("budget_weight", "tau0", "arch_lr")
-TUNABLE: dict[str, tuple[float, float]] = dict(
-    sorted(
-        tunable(SearchConfig).items(),
-        key=lambda kv: (
-            kv[0] not in DEFAULT_TUNE,
-            DEFAULT_TUNE.index(kv[0]) if kv[0] in DEFAULT_TUNE else 0,
-            kv[0],
-        ),
-    )
-)
+_RANGES = tunable(SearchConfig)
+TUNABLE: dict[str, tuple[float, float]] = {
+    name: _RANGES[name] for name in (*DEFAULT_TUNE, *sorted(_RANGES.keys() - set(DEFAULT_TUNE)))
+}
 SAMPLERS = ("nsga2", "tpe")
 
 

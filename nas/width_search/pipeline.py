@@ -161,7 +161,7 @@ def deliver(
         test_loader,
         config,
         twin=twin_spec,
-        reference=default_reference(config, _budget(outcome)),
+        reference=default_reference(config, outcome.budget),
         out=out,
         resume=resume,
         progress=progress,
@@ -173,7 +173,7 @@ def deliver(
         from nas.cost.latency import LatencyCost
         from nas.cost.timing import latency_report
 
-        cost = _budget(outcome).cost
+        cost = outcome.budget.cost
         assert isinstance(cost, LatencyCost)
         twin_latency = latency_report(cost, dict(twin_spec.widths))
         compared |= {
@@ -181,11 +181,6 @@ def deliver(
             for k in ("latency_ms", "latency_ratio", "predicted_latency_ms")
         }
     return small, metrics | compared
-
-
-def _budget(outcome: SearchOutcome) -> ResolvedBudget:
-    assert outcome.budget is not None  # every search records its budget
-    return outcome.budget
 
 
 def recalibrate_gates(
@@ -196,7 +191,7 @@ def recalibrate_gates(
     fine-tuned). Adds the shift to ``outcome.gate_offset``."""
     model = outcome.conditional
     assert model is not None
-    budget = _budget(outcome)
+    budget = outcome.budget
     shift, ratio = calibrate_gates(
         model, budget.space, val_loader, config.device, budget.ratio, budget.tolerance
     )
@@ -208,7 +203,7 @@ def _twin(outcome: SearchOutcome, val_loader: Iterable[Any], config: SearchConfi
     """The uniform-width network ``--compare`` fine-tunes beside the found one: of the same
     cost (MACs, or predicted latency for a latency search), or of a conditional network's
     average MACs (on the validation split)."""
-    budget = _budget(outcome)
+    budget = outcome.budget
     if not outcome.static and outcome.conditional is not None:
         macs = conditional_macs(outcome.conditional, budget.space, val_loader, config.device)
         value = float(macs.double().mean())
@@ -232,7 +227,7 @@ def select_network(
     input)."""
     if not outcome.static and outcome.conditional is not None:
         return outcome, None
-    budget = _budget(outcome)
+    budget = outcome.budget
     request = SelectionRequest(
         supernet=outcome.supernet,
         budget=budget,

@@ -55,22 +55,22 @@ class SearchOutcome:
     delivered: EvalResult  # the delivered widths, before fine-tuning
     arch_confidence: float
     projection_shift: float
+    budget: ResolvedBudget  # the run's budget (what it counted, the target)
     calibration: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     records: list[SearchRecord] = field(default_factory=list)
     seconds: float = 0.0
     # a per-input strategy's conditional network (nas.gates.deploy) at the end of the search
     conditional: Module | None = None
     static: bool = True  # False: the conditional network is the deliverable (no --static)
-    budget: ResolvedBudget | None = None  # the run's budget (what it counted, the target)
     # a calibrated conditional network: its gates' logit offset, and the average MAC ratio it
     # gives on the validation images
     gate_offset: float | None = None
     calibrated_macs_ratio: float | None = None
 
     @property
-    def cost(self) -> CostModel | None:
+    def cost(self) -> CostModel:
         """What the budget counted."""
-        return self.budget.cost if self.budget is not None else None
+        return self.budget.cost
 
     @property
     def relaxation_gap(self) -> float:

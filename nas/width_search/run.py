@@ -326,12 +326,12 @@ class SearchRun:
                 delivered=delivered,
                 arch_confidence=self.strategy.confidence(),
                 projection_shift=0.0,
+                budget=self.resolved,
                 calibration=self.calibration,
                 records=list(self.records),
                 seconds=self.seconds,
                 conditional=conditional,
                 static=False,
-                budget=self.resolved,
                 gate_offset=offset,
                 calibrated_macs_ratio=calibrated,
             )
@@ -362,11 +362,11 @@ class SearchRun:
             delivered=self.evaluate(widths=widths),
             arch_confidence=self.strategy.confidence(),
             projection_shift=projection_shift(argmax, widths, self.strategy.choices),
+            budget=self.resolved,
             calibration=self.calibration,
             records=list(self.records),
             seconds=self.seconds,
             conditional=conditional,
-            budget=self.resolved,
         )
 
     def calibrate_gates(self, conditional: nn.Module) -> tuple[float, float]:
