@@ -402,18 +402,26 @@ def _check_choices(flag: str, f: OptionField, value: Any) -> None:
     allowed = f.choices()
     if allowed is None:
         return
+    source = _choice_source(f.option.choices)
     for v in value if isinstance(value, tuple) else (value,):
+        if hasattr(source, "accepts") and source.accepts(v):
+            continue  # a name outside the list (search_spaces: "torchvision:X")
         if v not in allowed:
             raise ConfigError(f"unknown {flag} {v!r}; choose one of: {', '.join(allowed)}")
+
+
+def _choice_source(choices: Choices | None) -> Any:
+    if isinstance(choices, str):
+        module, _, attr = choices.partition(":")
+        return getattr(importlib.import_module(module), attr)
+    return None
 
 
 def _resolve_choices(choices: Choices | None) -> list[str] | None:
     if choices is None:
         return None
     if isinstance(choices, str):  # "module:attribute" of a Registry (imported when needed)
-        module, _, attr = choices.partition(":")
-        registry = getattr(importlib.import_module(module), attr)
-        return list(registry.names())
+        return list(_choice_source(choices).names())
     if callable(choices):
         return list(choices())
     return list(choices)

@@ -87,6 +87,7 @@ def space_graph(space: SearchSpace) -> nx.DiGraph:
         model = space._skeleton()
     traced = torch.fx.symbolic_trace(model)
     modules = dict(model.named_modules())
+    layers = {la.name: la for la in space.layers if la.kind in ("conv", "linear")}
     sources: dict[torch.fx.Node, frozenset[str]] = {}  # fx node -> conv/linear nodes it carries
     edges: dict[str, frozenset[str]] = {}
     for node in traced.graph.nodes:
@@ -95,15 +96,23 @@ def space_graph(space: SearchSpace) -> nx.DiGraph:
             inputs |= sources[arg]
         if node.op == "placeholder":
             sources[node] = frozenset({INPUT})
-        elif node.op == "call_module" and isinstance(modules[node.target], (nn.Conv2d, nn.Linear)):
+        elif node.op == "call_module" and str(node.target) in layers:
             edges[str(node.target)] = frozenset(inputs)
             sources[node] = frozenset({str(node.target)})
         else:
             sources[node] = frozenset(inputs)
-    layers = {la.name: la for la in space.layers if la.kind in ("conv", "linear")}
     if set(edges) != set(layers):
         raise AssertionError(f"{space.name}: traced modules differ from the layer table")
     stages = {n: int(m.group(1)) for n in edges if (m := _STAGE.match(n))}
+    if not stages:  # a traced network: stages are its resolutions, from the input down
+        levels = sorted(
+            {la.out_pixels for la in layers.values() if la.kind == "conv"}, reverse=True
+        )
+        stages = {
+            n: levels.index(la.out_pixels) + 1
+            for n, la in layers.items()
+            if la.kind == "conv" and not la.reads_input
+        }
     head_stage = max(stages.values(), default=0) + 1
     g = nx.DiGraph(name=space.name)
     g.add_node(
@@ -112,10 +121,11 @@ def space_graph(space: SearchSpace) -> nx.DiGraph:
         kernel=0,
         stride=1,
         stage=0,
-        in_unit=None,
+        inputs=(),
         out_unit=None,
         in_channels=space.in_channels,
         out_channels=space.in_channels,
+        per_group=0,
         mac_coef=0,
     )
     for name, preds in edges.items():
@@ -133,10 +143,11 @@ def space_graph(space: SearchSpace) -> nx.DiGraph:
             kernel=int(module.kernel_size[0]) if conv else 1,
             stride=int(module.stride[0]) if conv else 1,
             stage=stages.get(name, head_stage if kind == "linear" else 0),
-            in_unit=la.in_unit,
+            inputs=la.inputs,
             out_unit=la.out_unit,
             in_channels=la.in_channels,
             out_channels=la.out_channels,
+            per_group=la.in_channels // la.groups if la.groups > 1 else 0,
             mac_coef=la.kernel_area * la.out_pixels,
         )
         g.add_edges_from((p, name) for p in sorted(preds))
@@ -164,11 +175,22 @@ class GraphEncoder:
         self._max = torch.tensor([float(u.max_width) for u in space.units], dtype=torch.float64)
         attrs = [graph.nodes[name] for name in self.nodes]
         nu = len(units)  # index ``nu`` points at a zero column: fixed channels
-        self._in_idx = torch.tensor([units.get(x["in_unit"], nu) for x in attrs])
+        # input channels = widths @ in_weights.T + in_fix (a node may read several segments)
+        self._in_weights = torch.zeros(len(attrs), nu, dtype=torch.int64)
+        in_fix = []
+        for i, x in enumerate(attrs):
+            fixed = x["in_channels"] if not x["inputs"] else 0
+            for seg in x["inputs"]:
+                if seg.unit is None:
+                    fixed += seg.channels * seg.repeat
+                else:
+                    self._in_weights[i, units[seg.unit]] += seg.repeat
+            in_fix.append(fixed)
+        self._in_fix = torch.tensor(in_fix)
+        self._in_full = torch.tensor([float(x["in_channels"]) for x in attrs])
+        self._out_full = torch.tensor([float(x["out_channels"]) for x in attrs])
+        self._per_group = torch.tensor([x["per_group"] for x in attrs], dtype=torch.int64)
         self._out_idx = torch.tensor([units.get(x["out_unit"], nu) for x in attrs])
-        self._in_fix = torch.tensor(
-            [0 if x["in_unit"] is not None else x["in_channels"] for x in attrs]
-        )
         self._out_fix = torch.tensor(
             [0 if x["out_unit"] is not None else x["out_channels"] for x in attrs]
         )
@@ -214,8 +236,9 @@ class GraphEncoder:
                 f"got {tuple(widths.shape)}"
             )
         dtype = torch.int64 if not widths.is_floating_point() else torch.float64
-        w = torch.cat([widths.to(dtype), widths.new_zeros(widths.shape[0], 1, dtype=dtype)], 1)
-        c_in = w[:, self._in_idx] + self._in_fix.to(dtype)
+        w = widths.to(dtype)
+        c_in = w @ self._in_weights.to(dtype).T + self._in_fix.to(dtype)
+        w = torch.cat([w, w.new_zeros(w.shape[0], 1)], 1)
         c_out = w[:, self._out_idx] + self._out_fix.to(dtype)
         return c_in, c_out
 
@@ -228,9 +251,10 @@ class GraphEncoder:
         """``(B, N, F)`` float32 node features of a batch of assignments ``(B, U)``."""
         c_in, c_out = (c.float() for c in self._channels(widths))
         b, n = c_in.shape
-        ratio = torch.cat([widths.float() / self._max.float(), torch.ones(b, 1)], 1)
-        r_in, r_out = ratio[:, self._in_idx], ratio[:, self._out_idx]  # fixed channels: 1
-        node_macs = self._coef.float() * c_in * c_out
+        r_in, r_out = c_in / self._in_full, c_out / self._out_full  # fixed channels: 1
+        # a grouped convolution's filters read in_channels / groups channels each
+        reads = torch.where(self._per_group > 0, self._per_group.float(), c_in)
+        node_macs = self._coef.float() * reads * c_out
         total = node_macs.sum(1, keepdim=True).clamp_min(1.0)
         dynamic = (
             r_in,

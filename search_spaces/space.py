@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -39,11 +40,12 @@ from torch import nn
 from search_spaces.errors import NasError, SpaceError, SpecError
 from search_spaces.files import atomic_write_text
 from search_spaces.layers import (
+    FrozenGroup,
     Layer,
     Term,
     Unit,
     init_weights,
-    resized,
+    resized_layer,
     round_width,
     term,
     trace_layers,
@@ -53,14 +55,15 @@ from search_spaces.spec import FORMAT, VERSION, json_object, read_spec_file, spe
 
 __all__ = [
     "SPACES",
+    "SPACE_NAMES",
     "Layer",
     "SearchSpace",
     "SpaceEntry",
     "Unit",
     "WidthSpec",
+    "add_resolver",
     "create",
     "get_entry",
-    "identify",
     "list_spaces",
     "register",
     "round_width",
@@ -96,6 +99,18 @@ class SearchSpace(abc.ABC):
     def _unit_kind(self, unit: str) -> str:
         return "stage" if "." not in unit else "block"
 
+    @property
+    def frozen(self) -> tuple[FrozenGroup, ...]:
+        """Channels kept at full width because no rule follows them (a traced space lists them
+        with the reason; a hand-written space fixes its channels by design: none)."""
+        return ()
+
+    @property
+    def input_masks(self) -> tuple[str, ...]:
+        """Layers whose input channels must be masked for a switched-off channel to read as
+        zero there (it reaches them without passing a masked BatchNorm): none in a ResNet."""
+        return ()
+
     # -- derived structure -----------------------------------------------------------------------
     @cached_property
     def layers(self) -> tuple[Layer, ...]:
@@ -127,36 +142,28 @@ class SearchSpace(abc.ABC):
         return {u.name: u.max_width for u in self.units}
 
     @cached_property
-    def mac_terms(self) -> tuple[Term, ...]:
-        """The MAC formula as product terms ``(coefficient, in unit, out unit, fixed in, fixed
-        out)``: a layer's MACs are ``coefficient * c_in * c_out`` (a unit's width, or the fixed
-        channel count where the unit is None)."""
-        return tuple(
-            (
-                la.kernel_area * la.out_pixels,
-                la.in_unit,
-                la.out_unit,
-                la.in_channels,
-                la.out_channels,
-            )
-            for la in self.layers
-            if la.kind in ("conv", "linear")
-        )
+    def granularity(self) -> dict[str, int]:
+        """Per unit, the multiple its width must be (1 unless a grouped convolution reads it)."""
+        return {u.name: u.granularity for u in self.units}
 
     @cached_property
-    def _param_terms(self) -> tuple[tuple[int, Term], ...]:
-        """(kind code, term): conv/linear weights k*cin*cout, plus biases and BN affine pairs."""
-        terms: list[tuple[int, Term]] = []
-        for la in self.layers:
-            if la.kind == "bn":
-                terms.append((1, (2, None, la.out_unit, 1, la.out_channels)))
-                continue
-            terms.append(
-                (0, (la.kernel_area, la.in_unit, la.out_unit, la.in_channels, la.out_channels))
-            )
-            if la.bias:
-                terms.append((1, (1, None, la.out_unit, 1, la.out_channels)))
-        return tuple(terms)
+    def mac_terms(self) -> tuple[Term, ...]:
+        """The MAC formula as product terms ``(coefficient, in unit, out unit, fixed in, fixed
+        out)``: a term's MACs are ``coefficient * c_in * c_out`` (a unit's width, or the fixed
+        channel count where the unit is None); a layer gives one term per input segment."""
+        terms = [t for la in self.layers for t in la.mac_terms()]
+        return (*terms, *self._constant_terms()[0])
+
+    @cached_property
+    def _param_terms(self) -> tuple[Term, ...]:
+        """Conv/linear weights and biases, BN affine pairs, and parameters outside the table."""
+        terms = [t for la in self.layers for t in la.param_terms()]
+        return (*terms, *self._constant_terms()[1])
+
+    def _constant_terms(self) -> tuple[tuple[Term, ...], tuple[Term, ...]]:
+        """MACs and parameters no width changes (operations and parameters outside the table's
+        layers): none in a hand-written space."""
+        return (), ()
 
     # -- widths -----------------------------------------------------------------------------------
     def full_widths(self) -> dict[str, int]:
@@ -165,7 +172,10 @@ class SearchSpace(abc.ABC):
     def uniform_widths(self, ratio: float, multiple: int = 1) -> dict[str, int]:
         """Every unit at ``ratio`` of its maximum (:func:`round_width`: rounded to a multiple of
         ``multiple``, at least one multiple, at most the maximum)."""
-        return {u: round_width(m * ratio, m, multiple) for u, m in self.max_widths.items()}
+        return {
+            u.name: round_width(u.max_width * ratio, u.max_width, math.lcm(multiple, u.granularity))
+            for u in self.units
+        }
 
     def uniform_widths_for_macs(self, macs_ratio: float, multiple: int = 1) -> dict[str, int]:
         """Uniform widths (one ratio for every unit, rounded to ``multiple``) whose MACs come
@@ -198,6 +208,11 @@ class SearchSpace(abc.ABC):
                 raise SpecError(f"width of unit {unit} must be an integer, got {w!r}")
             if not 1 <= w <= maximum:
                 raise SpecError(f"width of unit {unit} is {w}; it must be between 1 and {maximum}")
+            if w % self.granularity[unit]:
+                raise SpecError(
+                    f"width of unit {unit} is {w}; it must be a multiple of "
+                    f"{self.granularity[unit]} (whole groups of its grouped convolution)"
+                )
             out[unit] = w
         return out
 
@@ -236,7 +251,7 @@ class SearchSpace(abc.ABC):
     def params(self, widths: Mapping[str, int] | None = None) -> int:
         """Exact number of trainable parameters (conv/linear weights and biases, BN affine)."""
         w = self.max_widths if widths is None else widths
-        return int(sum(term(t, w) for _, t in self._param_terms))
+        return int(sum(term(t, w) for t in self._param_terms))
 
     # -- building ---------------------------------------------------------------------------------
     def build(self, widths: Mapping[str, int] | None = None) -> nn.Module:
@@ -245,8 +260,9 @@ class SearchSpace(abc.ABC):
         with torch.device("meta"):
             model = self._skeleton()
         for layer in self.layers:
-            old = model.get_submodule(layer.name)
-            model.set_submodule(layer.name, resized(old, layer.width_in(w), layer.width_out(w)))
+            model.set_submodule(
+                layer.name, resized_layer(layer, model.get_submodule(layer.name), w)
+            )
         leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
         if leftover:
             raise AssertionError(f"{self.name}: tensors not covered by the layer table: {leftover}")
@@ -371,8 +387,8 @@ SpaceFactory = Callable[[str, int, int, tuple[int, int]], SearchSpace]
 class SpaceEntry:
     name: str
     factory: SpaceFactory
-    default_num_classes: int
-    default_input_size: tuple[int, int]
+    default_num_classes: int  # 0: none (a factory that decides its own classes)
+    default_input_size: tuple[int, int] | None  # None: the data decides (a user's network)
     description: str
 
 
@@ -400,8 +416,38 @@ def list_spaces() -> list[str]:
     return SPACES.names()
 
 
+# functions that resolve names outside the registry (search_spaces.traced: "torchvision:X",
+# "module:factory", "file.py:factory"); each returns None for names that are not its own
+_RESOLVERS: list[Callable[[str], SpaceEntry | None]] = []
+
+
+def add_resolver(resolve: Callable[[str], SpaceEntry | None]) -> None:
+    """Let ``resolve`` answer names the registry does not hold."""
+    _RESOLVERS.append(resolve)
+
+
+class SpaceNames:
+    """The names a space option takes, for option checking and help: the registry's, and any
+    name with a colon (a traced space, checked when it is created)."""
+
+    def names(self) -> list[str]:
+        return [*SPACES.names(), "torchvision:NAME", "module:factory", "file.py:factory"]
+
+    def accepts(self, name: str) -> bool:
+        return name in SPACES or (":" in name and bool(_RESOLVERS))
+
+
+SPACE_NAMES = SpaceNames()
+
+
 def get_entry(name: str) -> SpaceEntry:
-    """The registry entry of ``name``; an unknown name raises :class:`SpaceError`."""
+    """The registry entry of ``name`` (or of a traced name such as ``torchvision:mobilenet_v2``);
+    an unknown name raises :class:`SpaceError`."""
+    if isinstance(name, str) and name not in SPACES:
+        for resolve in _RESOLVERS:
+            entry = resolve(name)
+            if entry is not None:
+                return entry
     return SPACES.get(name)
 
 
@@ -418,16 +464,21 @@ def create(
     """
     entry = get_entry(name)
     classes = entry.default_num_classes if num_classes is None else int(num_classes)
+    if input_size is None and entry.default_input_size is None:
+        raise SpecError(f"space {entry.name} has no default input size: give the input size")
     size = (
         entry.default_input_size if input_size is None else (int(input_size[0]), int(input_size[1]))
     )
+    assert size is not None
+    if num_classes is None and classes < 1:
+        raise SpecError(f"space {entry.name} has no default number of classes: give num_classes")
     if classes < 1:
         raise SpecError(f"num_classes must be at least 1, got {classes}")
     if in_channels < 1:
         raise SpecError(f"in_channels must be at least 1, got {in_channels}")
     if min(size) < 1:
         raise SpecError(f"input size must be positive, got {size[0]}x{size[1]}")
-    return _create(name, classes, int(in_channels), size)
+    return _create(entry.name, classes, int(in_channels), size)
 
 
 @lru_cache(maxsize=64)
@@ -439,24 +490,3 @@ def _create(name: str, num_classes: int, in_channels: int, size: tuple[int, int]
         first = str(exc).strip().splitlines()[0]
         raise SpecError(f"space {name} cannot run on {size[0]}x{size[1]} inputs: {first}") from None
     return space
-
-
-def identify(model: nn.Module, *, input_size: tuple[int, int]) -> SearchSpace:
-    """The registered space whose full-width network has exactly ``model``'s tensors.
-
-    Classes and input channels are read from ``fc`` and ``conv1``; a torchvision ResNet built by
-    the user (``torchvision.models.resnet50(num_classes=10)``) is recognised as ``resnet50``.
-    """
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    fc, conv1 = shapes.get("fc.weight"), shapes.get("conv1.weight")
-    if fc is None or conv1 is None or len(fc) != 2 or len(conv1) != 4:
-        raise SpaceError("the model is not a ResNet of a registered space (no conv1/fc layers)")
-    size = (int(input_size[0]), int(input_size[1]))
-    for name in SPACES:
-        candidate = get_entry(name).factory(name, fc[0], conv1[1], size)
-        if candidate.state_shapes == shapes:
-            return create(name, num_classes=fc[0], in_channels=conv1[1], input_size=size)
-    raise SpaceError(
-        f"the model matches no registered space at {size[0]}x{size[1]} inputs "
-        f"(torchvision spaces use a 3x3 stride-1 stem for inputs of 64 px or less)"
-    )

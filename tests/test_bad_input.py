@@ -237,6 +237,13 @@ def _torn_train_run(a: Path, t: Path) -> Path:
     return run
 
 
+def _user_net(t: Path) -> Path:
+    """A user's network file (a file factory), written where the case runs."""
+    path = t / "user_net.py"
+    path.write_text("from torch import nn\n\ndef net():\n    return nn.Conv2d(3, 8, 3)\n")
+    return path
+
+
 def _out(t: Path) -> str:
     return str(t / "out")
 
@@ -297,6 +304,16 @@ SPACES_CASES = [
 
 # -- nas profile -------------------------------------------------------------------------------
 PROFILE_CASES = [
+    Case(
+        "a file factory without an input size",
+        lambda a, t: ["profile", f"{_user_net(t)}:net"],
+        "no default input size: give --input-size",
+    ),
+    Case(
+        "a model without prunable channels",
+        lambda a, t: ["profile", "torchvision:convnext_tiny", "--input-size", "32"],
+        "has no prunable channels",
+    ),
     Case(
         "malformed spec",
         lambda a, t: ["profile", "--arch", str(a / "arch_broken.json")],
@@ -526,6 +543,26 @@ SEARCH_CASES = [
         "unknown space",
         lambda a, t: ["search", "--space", "resnet21", "--out", _out(t)],
         "unknown --space 'resnet21'; choose one of.*resnet20",
+    ),
+    Case(
+        "unknown torchvision model",
+        lambda a, t: ["search", "--space", "torchvision:mobilenet_v9", "--out", _out(t)],
+        "unknown torchvision model 'mobilenet_v9'",
+    ),
+    Case(
+        "a torchvision detection model",
+        lambda a, t: ["search", "--space", "torchvision:fasterrcnn_resnet50_fpn", "--out", _out(t)],
+        "not a torchvision classification model \\(detection\\)",
+    ),
+    Case(
+        "a factory module that does not exist",
+        lambda a, t: ["search", "--space", "nosuch.module:net", "--out", _out(t)],
+        "cannot import nosuch.module",
+    ),
+    Case(
+        "a traced model too small for the data",
+        lambda a, t: ["search", "--space", "torchvision:vgg11_bn", "--out", _out(t)],
+        "cannot run on 8x8 inputs",
     ),
     Case(
         "unknown strategy",

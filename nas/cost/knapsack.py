@@ -34,6 +34,7 @@ from torch import Tensor
 __all__ = ["CostTerm", "most_probable_in_band"]
 
 HUB_KINDS = ("stage", "stem")
+MAX_CLUSTER_STATES = 4096  # a larger cluster gives up its most coupled unit to the hubs
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def most_probable_in_band(
     them for ResNet-20/56 option B); ``batch``: hub assignments searched together.
     """
     names = [u for u, _ in units]
-    hubs = [u for u, kind in units if kind in HUB_KINDS]
+    hubs = _hubs(terms, names, [u for u, kind in units if kind in HUB_KINDS], choices)
     clusters = _clusters(terms, names, hubs, choices, log_probs)
     step = max((hi - lo) / (2 * max(1, len(clusters))), 1e-9)
     per_state = max(1.0, sum(c.states.shape[0] for c in clusters) * hi / step)
@@ -111,15 +112,11 @@ def most_probable_in_band(
     return None if found is None else {u: found[1][u] for u in names}
 
 
-def _clusters(
-    terms: Sequence[CostTerm],
-    names: Sequence[str],
-    hubs: Sequence[str],
-    choices: Mapping[str, Sequence[int]],
-    log_probs: Mapping[str, Tensor],
-) -> list[_Cluster]:
+def _groups(
+    terms: Sequence[CostTerm], names: Sequence[str], hubs: Sequence[str]
+) -> list[list[str]]:
     """Non-hub units grouped so that no cost term couples two groups (union-find)."""
-    parent = {u: u for u in names if u not in hubs}
+    parent = {u: u for u in names if u not in set(hubs)}
 
     def root(u: str) -> str:
         while parent[u] != u:
@@ -134,6 +131,48 @@ def _clusters(
     groups: dict[str, list[str]] = {}
     for u in parent:
         groups.setdefault(root(u), []).append(u)
+    return list(groups.values())
+
+
+def _hubs(
+    terms: Sequence[CostTerm],
+    names: Sequence[str],
+    hubs: Sequence[str],
+    choices: Mapping[str, Sequence[int]],
+) -> list[str]:
+    """``hubs`` plus, while a cluster would have more than :data:`MAX_CLUSTER_STATES` states,
+    its unit coupled to the most others (a chain of units, as in VGG or SqueezeNet, would
+    otherwise be one cluster whose states are every combination of its units' choices)."""
+    chosen = set(hubs)
+    while True:
+        big = next(
+            (
+                g
+                for g in _groups(terms, names, sorted(chosen))
+                if math.prod(len(choices[u]) for u in g) > MAX_CLUSTER_STATES
+            ),
+            None,
+        )
+        if big is None:
+            return [u for u in names if u in chosen]
+        partners: dict[str, set[str]] = {u: set() for u in big}
+        for t in terms:
+            a, b = t.in_unit, t.out_unit
+            if a in partners and b in partners and a != b:
+                partners[a].add(b)
+                partners[b].add(a)
+        chosen.add(max(big, key=lambda u: len(partners[u])))
+
+
+def _clusters(
+    terms: Sequence[CostTerm],
+    names: Sequence[str],
+    hubs: Sequence[str],
+    choices: Mapping[str, Sequence[int]],
+    log_probs: Mapping[str, Tensor],
+) -> list[_Cluster]:
+    """The clusters of :func:`_groups`, each with every combination of its units' choices."""
+    groups = {i: g for i, g in enumerate(_groups(terms, names, hubs))}
     out = []
     for members in groups.values():
         grids = [list(range(len(choices[u]))) for u in members]

@@ -104,7 +104,8 @@ class LayerEntry:
     """One layer configuration of a table and its measured grid (``ms[i][j]``: ``grid_in[i]``
     input and ``grid_out[j]`` output channels)."""
 
-    kind: str  # "conv" (conv + BN + ReLU) or "linear"
+    kind: str  # "conv" (conv + BN + ReLU), "gconv" (grouped: grid_in = channels per group)
+    # or "linear"
     kernel: int
     stride: int
     padding: int
@@ -112,6 +113,7 @@ class LayerEntry:
     grid_in: list[int]
     grid_out: list[int]
     ms: list[list[float]]
+    repeat: int = 1  # a linear layer's features per input channel (a flatten of H x W)
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
         return (
@@ -273,9 +275,9 @@ class LatencyCost(CostModel):
 
         terms = [
             CostTerm(
-                la.in_unit,
+                None if la.groups > 1 else la.inputs[0].unit,
                 la.out_unit,
-                la.in_channels,
+                la.in_channels // la.groups if la.groups > 1 else la.inputs[0].channels,
                 la.out_channels,
                 layer(table.layers[la.name]),
             )

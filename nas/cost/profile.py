@@ -87,7 +87,17 @@ def _profile_report(space: SearchSpace, widths: dict[str, int]) -> dict[str, Any
         "macs_ratio": macs / space.macs(),
         "params": space.params(widths),
         "units": [
-            {"name": u.name, "kind": u.kind, "width": widths[u.name], "max_width": u.max_width}
+            {
+                "name": u.name,
+                "kind": u.kind,
+                "width": widths[u.name],
+                "max_width": u.max_width,
+                "granularity": u.granularity,
+            }
             for u in space.units
+        ],
+        "frozen": [
+            {"channels": g.channels, "writers": list(g.writers), "reason": g.reason}
+            for g in space.frozen
         ],
     }

@@ -81,20 +81,31 @@ def layer_configs(
     for la in space.layers:
         if la.kind not in ("conv", "linear"):
             continue
+        if len(la.inputs) != 1:
+            raise ConfigError(
+                f"{la.name} reads {len(la.inputs)} concatenated inputs: latency tables time "
+                "layers of one input (use --cost macs)"
+            )
         module = model.get_submodule(la.name)
-        grid_in = _grid(la.in_channels, la.in_unit is not None, step, block)
+        seg = la.inputs[0]
         grid_out = _grid(la.out_channels, la.out_unit is not None, step, block)
         if isinstance(module, nn.Conv2d):
-            if module.groups != 1:
-                raise ConfigError(f"{la.name}: grouped convolutions are not timed by this table")
             k, s, p = module.kernel_size[0], module.stride[0], _padding(module.padding)
             hw = (shapes[la.name][2], shapes[la.name][3])
-            entry = LayerEntry("conv", k, s, p, hw, grid_in, grid_out, [])
+            if module.groups != 1:  # the coupled width: whole groups, as many as it keeps
+                g = la.in_channels // la.groups
+                grid_out = sorted({max(g, g * round(c / g)) for c in grid_out})
+                entry = LayerEntry("gconv", k, s, p, hw, [g], grid_out, [])
+            else:
+                grid_in = _grid(la.in_channels, seg.unit is not None, step, block)
+                entry = LayerEntry("conv", k, s, p, hw, grid_in, grid_out, [])
         else:
-            entry = LayerEntry("linear", 1, 1, 0, (1, 1), grid_in, grid_out, [])
+            grid_in = _grid(seg.channels, seg.unit is not None, step, block)
+            entry = LayerEntry("linear", 1, 1, 0, (1, 1), grid_in, grid_out, [], seg.repeat)
+        repeat = f" x{entry.repeat}" if entry.repeat > 1 else ""
         key = (
             f"{entry.kind} k{entry.kernel} s{entry.stride} p{entry.padding} "
-            f"{entry.in_hw[0]}x{entry.in_hw[1]} in{_describe(grid_in, la.in_unit)} "
+            f"{entry.in_hw[0]}x{entry.in_hw[1]} in{_describe(entry.grid_in, seg.unit)}{repeat} "
             f"out{_describe(grid_out, la.out_unit)}"
         )
         entries.setdefault(key, entry)
@@ -181,16 +192,26 @@ def _layer_call(
     entry: LayerEntry, c_in: int, c_out: int, batch: int, device: torch.device
 ) -> Callable[[], Any]:
     module: nn.Module
-    if entry.kind == "conv":
+    if entry.kind in ("conv", "gconv"):
+        grouped = entry.kind == "gconv"  # c_in: channels per group; c_out channels in and out
+        channels = c_out if grouped else c_in
         module = nn.Sequential(
-            nn.Conv2d(c_in, c_out, entry.kernel, entry.stride, entry.padding, bias=False),
+            nn.Conv2d(
+                channels,
+                c_out,
+                entry.kernel,
+                entry.stride,
+                entry.padding,
+                groups=c_out // c_in if grouped else 1,
+                bias=False,
+            ),
             nn.BatchNorm2d(c_out),
             nn.ReLU(inplace=True),
         )
-        x = torch.randn(batch, c_in, *entry.in_hw, device=device)
+        x = torch.randn(batch, channels, *entry.in_hw, device=device)
     else:
-        module = nn.Linear(c_in, c_out)
-        x = torch.randn(batch, c_in, device=device)
+        module = nn.Linear(c_in * entry.repeat, c_out)
+        x = torch.randn(batch, c_in * entry.repeat, device=device)
     module = module.to(device).eval()
     return lambda: module(x)
 
@@ -215,10 +236,15 @@ def network_latency_ms(
 
 
 def random_specs(space: SearchSpace, count: int, seed: int) -> list[dict[str, int]]:
-    """``count`` width assignments, every unit's width uniform in [max/8, max] (seeded)."""
+    """``count`` width assignments, every unit's width uniform in [max/8, max] (seeded), in
+    whole groups where a grouped convolution reads the unit."""
     rng = random.Random(seed)
     return [
-        {u.name: rng.randint(max(1, u.max_width // 8), u.max_width) for u in space.units}
+        {
+            u.name: u.granularity
+            * rng.randint(max(1, u.max_width // 8 // u.granularity), u.max_width // u.granularity)
+            for u in space.units
+        }
         for _ in range(count)
     ]
 

@@ -19,11 +19,13 @@ from torch.utils.hooks import RemovableHandle
 from nas.engine.batchnorm import DEFAULT_CALIBRATION_IMAGES, recalibrate_bn
 from nas.errors import SpecError
 from nas.extraction.weights import check_full_weights
-from search_spaces import Layer, SearchSpace, WidthSpec
+from search_spaces import SearchSpace, WidthSpec
+from search_spaces.layers import input_index, input_mask, scale_channels, sliced_layer
 
 __all__ = [
     "ChannelOrder",
     "extract",
+    "input_index",
     "kept_channels",
     "mask_channels",
     "permute_channels",
@@ -53,23 +55,38 @@ def kept_channels(spec: WidthSpec, order: ChannelOrder | None = None) -> dict[st
 def mask_channels(
     model: nn.Module, space: SearchSpace, masks: Mapping[str, torch.Tensor]
 ) -> list[RemovableHandle]:
-    """Multiply the output of every BN layer of unit ``u`` by ``masks[u]`` (per channel).
+    """Switch channels off by ``masks`` (per unit, per channel): every BN layer's output is
+    scaled by its channels' masks, and so is the input of every layer a switched-off channel
+    would reach without passing a BN (:attr:`SearchSpace.input_masks`).
 
     With 0/1 masks this is the full network with the dropped channels switched off, the
-    reference an extracted network must reproduce. Returns the hook handles (``.remove()``).
+    reference an extracted network must reproduce; the supernet masks the same places. Returns
+    the hook handles (``.remove()``).
     """
     handles = []
+    inputs = set(space.input_masks)
     for layer in space.layers:
-        if layer.kind == "bn" and layer.out_unit is not None and layer.out_unit in masks:
-            m = masks[layer.out_unit]
-            module = model.get_submodule(layer.name)
-            handles.append(module.register_forward_hook(_scale_hook(m)))
+        m = input_mask(layer, masks)
+        if m is None:
+            continue
+        module = model.get_submodule(layer.name)
+        if layer.kind == "bn":
+            handles.append(module.register_forward_hook(_scale_output(m)))
+        elif layer.name in inputs:
+            handles.append(module.register_forward_pre_hook(_scale_input(m)))
     return handles
 
 
-def _scale_hook(mask: torch.Tensor):  # type: ignore[no-untyped-def]
+def _scale_output(mask: torch.Tensor):  # type: ignore[no-untyped-def]
     def hook(module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
-        return output * mask.to(output.dtype).view(1, -1, 1, 1)
+        return scale_channels(output, mask)
+
+    return hook
+
+
+def _scale_input(mask: torch.Tensor):  # type: ignore[no-untyped-def]
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return (scale_channels(inputs[0], mask), *inputs[1:])
 
     return hook
 
@@ -140,22 +157,3 @@ def permute_channels(model: nn.Module, space: SearchSpace, order: ChannelOrder) 
     for layer in space.layers:
         new_state.update(sliced_layer(layer, state, full))
     model.load_state_dict(new_state)
-
-
-def sliced_layer(
-    layer: Layer, state: Mapping[str, torch.Tensor], keep: Mapping[str, torch.Tensor]
-) -> dict[str, torch.Tensor]:
-    out_idx = keep[layer.out_unit] if layer.out_unit is not None else None
-    in_idx = keep[layer.in_unit] if layer.in_unit is not None else None
-    sliced = {}
-    prefix = layer.name + "."
-    for key, tensor in state.items():
-        if not key.startswith(prefix) or "." in key[len(prefix) :]:
-            continue
-        t = tensor
-        if t.dim() >= 1 and out_idx is not None:
-            t = t.index_select(0, out_idx)
-        if t.dim() >= 2 and in_idx is not None:
-            t = t.index_select(1, in_idx)
-        sliced[key] = t.clone()
-    return sliced

@@ -67,9 +67,9 @@ def _data_layers(space: SearchSpace) -> dict[str, int]:
     channels) and the classifier (0: the classes)."""
     out: dict[str, int] = {}
     for layer in space.layers:
-        if layer.kind == "conv" and layer.in_unit is None:
+        if layer.reads_input:
             out[layer.name] = 1
-        elif layer.kind == "linear" and layer.out_unit is None:
+        elif layer.writes_output:
             out[layer.name] = 0
     return out
 
@@ -117,10 +117,13 @@ def spec_state_shapes(spec: WidthSpec) -> dict[str, tuple[int, ...]]:
             if not key.startswith(prefix) or "." in key[len(prefix) :] or not shape:
                 continue
             new = list(shape)
-            if layer.out_unit is not None:
-                new[0] = spec.widths[layer.out_unit]
-            if len(new) >= 2 and layer.in_unit is not None:
-                new[1] = spec.widths[layer.in_unit]
+            if layer.kind == "bn":
+                new[0] = layer.width_in(spec.widths)
+                shapes[key] = tuple(new)
+                continue
+            new[0] = layer.width_out(spec.widths)
+            if len(new) >= 2 and layer.groups == 1:
+                new[1] = layer.width_in(spec.widths)
             shapes[key] = tuple(new)
     return shapes
 

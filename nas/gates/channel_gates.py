@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from nas.errors import ConfigError
 from nas.gates.base import GateStrategy, register_strategy
+from nas.supernet import Supernet
 from search_spaces import SearchSpace
 
 __all__ = ["ChannelGates", "ChannelGumbel", "SoftChannelPruning", "bn_off_probability"]
@@ -66,7 +67,9 @@ class ChannelGates(GateStrategy):
         super().__init__(space, choices)
         self.choices = self.choices_for(space, choices, group_size=group_size)
         self.group_size = group_size
-        self.groups = {u: space.max_widths[u] // group_size for u in self.units}
+        # channels per gate: the group size, in whole groups of a grouped convolution
+        self.sizes = unit_group_sizes(space, group_size)
+        self.groups = {u: space.max_widths[u] // self.sizes[u] for u in self.units}
         self._last: dict[str, Tensor] = {}
 
     @classmethod
@@ -75,17 +78,9 @@ class ChannelGates(GateStrategy):
     ) -> dict[str, list[int]]:
         """Every multiple of the group size up to each unit's width (the search's width ratios
         do not apply: a gate opens or closes one group)."""
-        group_size = int(options.get("group_size", 1))
-        if group_size < 1:
-            raise ConfigError(f"group_size must be >= 1, got {group_size}")
-        uneven = [u.name for u in space.units if u.max_width % group_size]
-        if uneven:
-            raise ConfigError(
-                f"group_size {group_size} does not divide the width of unit {uneven[0]} "
-                f"({space.max_widths[uneven[0]]} channels); choose a divisor of every unit's width"
-            )
+        sizes = unit_group_sizes(space, int(options.get("group_size", 1)))
         return {
-            u.name: [k * group_size for k in range(1, u.max_width // group_size + 1)]
+            u.name: [k * sizes[u.name] for k in range(1, u.max_width // sizes[u.name] + 1)]
             for u in space.units
         }
 
@@ -103,12 +98,12 @@ class ChannelGates(GateStrategy):
         for u, m in self._group_masks(mode, tau).items():
             if mode == "discrete":
                 m = _at_least_one(m, probs[u].detach())
-            out[u] = m.repeat_interleave(self.group_size)
+            out[u] = m.repeat_interleave(self.sizes[u])
         self._last = out
         return out
 
     def expected_widths(self) -> dict[str, Tensor]:
-        return {u: p.sum() * self.group_size for u, p in self.keep_probs().items()}
+        return {u: p.sum() * self.sizes[u] for u, p in self.keep_probs().items()}
 
     def choice_log_probs(self) -> dict[str, Tensor]:
         out = {}
@@ -123,14 +118,14 @@ class ChannelGates(GateStrategy):
     def discrete_widths(self) -> dict[str, int]:
         """The open groups (p > 0.5) of every unit, at least one."""
         return {
-            u: max(1, int((p.detach() > 0.5).sum())) * self.group_size
+            u: max(1, int((p.detach() > 0.5).sum())) * self.sizes[u]
             for u, p in self.keep_probs().items()
         }
 
     def channel_order(self) -> dict[str, Tensor]:
-        g = self.group_size
         out = {}
         for u, p in self.keep_probs().items():
+            g = self.sizes[u]
             groups = torch.argsort(p.detach().cpu(), descending=True, stable=True)
             out[u] = (groups[:, None] * g + torch.arange(g)[None, :]).flatten()
         return out
@@ -151,6 +146,28 @@ class ChannelGates(GateStrategy):
         """Per unit, the width the last :meth:`gate` call kept (its masks' sum, carrying the
         straight-through gradient of hard samples)."""
         return {u: m.sum() for u, m in self._last.items()}
+
+
+def unit_group_sizes(space: SearchSpace, group_size: int) -> dict[str, int]:
+    """Per unit, the channels one gate opens and closes: ``group_size``, or its least common
+    multiple with the unit's granularity (whole groups of a grouped convolution). Refused in one
+    line where that does not divide the unit's width."""
+    if group_size < 1:
+        raise ConfigError(f"group_size must be >= 1, got {group_size}")
+    sizes = {u.name: math.lcm(group_size, u.granularity) for u in space.units}
+    uneven = [u.name for u in space.units if u.max_width % sizes[u.name]]
+    if uneven:
+        raise ConfigError(
+            f"group_size {group_size} does not divide the width of unit {uneven[0]} "
+            f"({space.max_widths[uneven[0]]} channels"
+            + (
+                f", in groups of {space.granularity[uneven[0]]}"
+                if space.granularity[uneven[0]] > 1
+                else ""
+            )
+            + "); choose a divisor of every unit's width"
+        )
+    return sizes
 
 
 def open_logit(init_open: float, temperature: float) -> float:
@@ -237,15 +254,38 @@ class ChannelGumbel(ChannelGates):
     def permute(self, order: Mapping[str, Tensor]) -> None:
         with torch.no_grad():
             for u, lg in zip(self.units, self.logits, strict=True):
-                lg.copy_(lg[group_order(order[u], self.group_size).to(lg.device)])
+                lg.copy_(lg[group_order(order[u], self.sizes[u]).to(lg.device)])
 
 
-def bn_off_probability(bn: nn.BatchNorm2d, threshold: float = 0.0) -> Tensor:
+def bn_off_probability(bn: nn.BatchNorm2d | BnSlice, threshold: float = 0.0) -> Tensor:
     """``P(ReLU(y) <= threshold)`` per channel for BN output ``y ~ N(beta, gamma^2)``:
     ``Phi((threshold - beta) / |gamma|)``, differentiable in the BN parameters."""
-    gamma = bn.weight.abs().clamp_min(_EPS)
-    z = (threshold - bn.bias) / gamma
+    weight, bias = (bn.weight, bn.bias) if isinstance(bn, nn.BatchNorm2d) else bn
+    gamma = weight.abs().clamp_min(_EPS)
+    z = (threshold - bias) / gamma
     return 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+
+
+BnSlice = tuple[Tensor, Tensor]  # a unit's channels of one BN layer: (gamma, beta)
+
+
+def unit_bn_slices(supernet: Supernet) -> dict[str, list[BnSlice]]:
+    """Per unit, the (gamma, beta) of its channels in every affine BN layer that normalises
+    them: a BN of the unit alone, or the unit's segment of a BN over a concatenation. A unit
+    that no BN normalises (a squeeze-excitation's inner width) has none."""
+    out: dict[str, list[BnSlice]] = {u.name: [] for u in supernet.space.units}
+    for layer in supernet.space.layers:
+        if layer.kind != "bn" or not layer.bias:
+            continue
+        bn = supernet.model.get_submodule(layer.name)
+        assert isinstance(bn, nn.BatchNorm2d)
+        offset = 0
+        for seg in layer.inputs:
+            if seg.unit is not None:
+                end = offset + seg.channels
+                out[seg.unit].append((bn.weight[offset:end], bn.bias[offset:end]))
+            offset += seg.channels * seg.repeat
+    return out
 
 
 @register_strategy("scp")
@@ -267,6 +307,8 @@ class SoftChannelPruning(ChannelGates):
         sparsity: float = 0.0,
     ) -> None:
         super().__init__(space, choices, group_size=1)
+        if not any(la.kind == "bn" and la.bias for la in space.layers):
+            raise ConfigError(f"scp reads BatchNorm layers, and {space.name} has none")
         if not temperature > 0:
             raise ConfigError(f"temperature must be > 0, got {temperature}")
         if sparsity < 0:
@@ -274,21 +316,24 @@ class SoftChannelPruning(ChannelGates):
         self.temperature, self.sharpness = temperature, sharpness
         self.threshold, self.floor, self.sparsity = threshold, floor, sparsity
 
-    def _bns(self) -> dict[str, list[nn.BatchNorm2d]]:
-        return {u: list(self.supernet.bns[u]) for u in self.units}
+    def _bns(self) -> dict[str, list[BnSlice]]:
+        return unit_bn_slices(self.supernet)
 
     def off_probs(self) -> dict[str, Tensor]:
         """Per unit, each channel's probability of being switched off by BN and ReLU,
         ``Phi((threshold - beta) / |gamma|)``, averaged over the unit's BN layers (no
-        smoothing)."""
+        smoothing). A unit no BN normalises is never off."""
         return {
             u: torch.stack([bn_off_probability(bn, self.threshold) for bn in bns]).mean(0)
+            if bns
+            else self._never(u)
             for u, bns in self._bns().items()
         }
 
     def smoothed_off_probs(self) -> dict[str, Tensor]:
         """The smoothed probability every decision uses: ``sigmoid(sharpness * (P(off) -
-        floor))`` per BN layer, averaged over the unit's BN layers."""
+        floor))`` per BN layer, averaged over the unit's BN layers (0 for a unit no BN
+        normalises: it stays at full width)."""
         out = {}
         for u, bns in self._bns().items():
             probs = [
@@ -297,8 +342,11 @@ class SoftChannelPruning(ChannelGates):
                 )
                 for bn in bns
             ]
-            out[u] = torch.stack(probs).mean(0)
+            out[u] = torch.stack(probs).mean(0) if probs else self._never(u)
         return out
+
+    def _never(self, unit: str) -> Tensor:
+        return torch.zeros(self.space.max_widths[unit], device=self._device())
 
     def keep_probs(self) -> dict[str, Tensor]:
         return {u: 1 - p for u, p in self.smoothed_off_probs().items()}
@@ -314,7 +362,7 @@ class SoftChannelPruning(ChannelGates):
         if self.sparsity == 0:
             return torch.zeros((), device=self._device())
         terms = [
-            (bn.bias + 2 * bn.weight.abs()).sum() for bns in self._bns().values() for bn in bns
+            (beta + 2 * gamma.abs()).sum() for bns in self._bns().values() for gamma, beta in bns
         ]
         return self.sparsity * torch.stack(terms).sum()
 

@@ -90,6 +90,11 @@ class ConditionalGates(ChannelGates):
     ) -> dict[str, list[int]]:
         """Groups of the block-internal units; the residual streams and the stem stay at full
         width."""
+        if space.family == "traced":
+            raise ConfigError(
+                f"per-input gates read ResNet blocks; {space.name} is a traced space "
+                "(use a static strategy such as channel-gumbel)"
+            )
         if not any(u.kind == "block" for u in space.units):
             raise ConfigError(f"space {space.name} has no block-internal units to gate")
         grouped = super().choices_for(space, choices, **options)

@@ -85,7 +85,18 @@ def channel_scores(
         model.train(was_training)
     missing = [u.name for u in space.units if u.name not in scores]
     assert not missing, f"criterion {criterion} gave no scores for {missing}"
-    return {u: s.detach().float().cpu() for u, s in scores.items()}
+    return {
+        u.name: _whole_groups(scores[u.name].detach().float().cpu(), u.granularity)
+        for u in space.units
+    }
+
+
+def _whole_groups(scores: Tensor, granularity: int) -> Tensor:
+    """Every channel of a group (a grouped convolution's, kept or dropped whole) scored by the
+    group's mean: orders then keep groups whole and in place."""
+    if granularity == 1:
+        return scores
+    return scores.view(-1, granularity).mean(1).repeat_interleave(granularity)
 
 
 @torch.no_grad()
@@ -105,26 +116,50 @@ def channel_order(
 def sum_over_writers(
     model: nn.Module,
     space: SearchSpace,
-    kind: str,
+    kind: str | tuple[str, ...],
     score: Callable[[nn.Module], Tensor],
 ) -> dict[str, Tensor]:
-    """Per unit, the sum over the layers of ``kind`` (``conv`` or ``bn``) that write it of
-    ``score(layer module)``, each divided by its mean (the coupling rule above)."""
+    """Per unit, the sum over the layers of ``kind`` (``conv``, ``linear``, ``bn`` or a tuple
+    of them) that write it of ``score(layer module)``, each divided by its mean (the coupling
+    rule above)."""
     modules = dict(model.named_modules())
     return combine_writers(space, {la.name: score(modules[la.name]) for la in writers(space, kind)})
 
 
 def combine_writers(space: SearchSpace, per_layer: dict[str, Tensor]) -> dict[str, Tensor]:
     """The coupling rule on per-layer scores ``{layer name: scores of its output channels}``:
-    per unit, the sum of its writers' scores, each divided by its mean first."""
+    per unit, the sum of its writers' scores, each divided by its mean first. A BN over a
+    concatenation of several units gives each unit its slice."""
     scores = {u.name: torch.zeros(u.max_width) for u in space.units}
     for layer in space.layers:
-        if layer.name in per_layer and layer.out_unit is not None:
-            s = per_layer[layer.name].detach().float().cpu()
-            scores[layer.out_unit] += s / s.mean().clamp_min(1e-12)
+        if layer.name not in per_layer:
+            continue
+        s = per_layer[layer.name].detach().float().cpu()
+        for unit, part in _written(layer, s):
+            scores[unit] += part / part.mean().clamp_min(1e-12)
     return scores
 
 
-def writers(space: SearchSpace, kind: str) -> list[Layer]:
-    """The layers of ``kind`` that write a unit, in forward order."""
-    return [la for la in space.layers if la.kind == kind and la.out_unit is not None]
+def _written(layer: Layer, s: Tensor) -> list[tuple[str, Tensor]]:
+    """(unit, its scores) of the channels ``layer`` writes: a BN's segments, a conv's or linear
+    layer's output unit."""
+    if layer.kind != "bn":
+        return [(layer.out_unit, s)] if layer.out_unit is not None else []
+    out, offset = [], 0
+    for seg in layer.inputs:
+        if seg.unit is not None:
+            out.append((seg.unit, s[offset : offset + seg.channels]))
+        offset += seg.channels * seg.repeat
+    return out
+
+
+def writers(space: SearchSpace, kind: str | tuple[str, ...]) -> list[Layer]:
+    """The layers of ``kind`` (one, or a tuple) that write a unit, in forward order; a BN
+    writes the units of its channels."""
+    kinds = (kind,) if isinstance(kind, str) else kind
+    return [
+        la
+        for la in space.layers
+        if la.kind in kinds
+        and (la.out_unit is not None or (la.kind == "bn" and any(s.unit for s in la.inputs)))
+    ]

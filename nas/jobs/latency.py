@@ -23,7 +23,9 @@ class LatencyTableOptions(ThreadOptions, TaskOptions):
 
     group: ClassVar[str] = "latency table"
 
-    space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
+    space: str = option(
+        "resnet20", "search space (see nas spaces)", choices="search_spaces:SPACE_NAMES"
+    )
     batch: int = option(16, "batch size the latencies are measured at", ge=1, le=4096)
     device: str = option("cpu", "cpu, cuda, cuda:1...")
     step: int = option(

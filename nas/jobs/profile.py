@@ -57,7 +57,9 @@ class TaskOptions(Options):
     def task_space(self, name: str) -> SearchSpace:
         """The space ``name`` at this input size and head (the space's defaults otherwise)."""
         entry = search_spaces.get_entry(name)
-        channels, h, w = self.input_size or (3, *entry.default_input_size)
+        if self.input_size is None and entry.default_input_size is None:
+            raise ConfigError(f"space {entry.name} has no default input size: give --input-size")
+        channels, h, w = self.input_size or (3, *(entry.default_input_size or (0, 0)))
         return search_spaces.create(
             name, num_classes=self.num_classes, in_channels=channels, input_size=(h, w)
         )
@@ -141,7 +143,14 @@ def _print_profile(r: dict[str, Any], *, show_widths: bool) -> None:
     name_w = max(len(u["name"]) for u in units)
     for u in units:
         width = f"{u['width']:>5} / " if show_widths else ""
-        print(f"  {u['name']:<{name_w}}  {u['kind']:<5}  {width}{u['max_width']:>5}")
+        step = f"  in groups of {u['granularity']}" if u.get("granularity", 1) > 1 else ""
+        print(f"  {u['name']:<{name_w}}  {u['kind']:<5}  {width}{u['max_width']:>5}{step}")
+    frozen = [g for g in r.get("frozen", []) if g["reason"] != "network output"]
+    if frozen:
+        print(f"frozen   {len(frozen)} groups kept at full width (no rule follows them)")
+        for g in frozen:
+            writers = ", ".join(g["writers"][:3]) + (" ..." if len(g["writers"]) > 3 else "")
+            print(f"  {writers}  {g['channels']} channels: {g['reason']}")
 
 
 COMMAND = Command(

@@ -28,7 +28,7 @@ def _cli(options: SpacesOptions) -> int:
             {
                 "name": name,
                 "description": entry.description,
-                "default_input_size": list(entry.default_input_size),
+                "default_input_size": list(entry.default_input_size or ()),
                 "default_num_classes": entry.default_num_classes,
             }
         )
@@ -38,6 +38,11 @@ def _cli(options: SpacesOptions) -> int:
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         print(f"{r['name']:<{width}}  {r['description']}")
+    print(
+        "\nany torchvision classification model as torchvision:NAME (e.g. "
+        "torchvision:mobilenet_v2); your own network as module.path:factory or "
+        "path/to/file.py:factory (units found by tracing; see nas profile SPACE)"
+    )
     return 0
 
 

@@ -28,7 +28,9 @@ class TrainOptions(ThreadOptions, DataOptions):
     group: ClassVar[str] = "run"
 
     out_dir: str = option("", "output directory (required)", flag="--out")
-    space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
+    space: str = option(
+        "resnet20", "search space (see nas spaces)", choices="search_spaces:SPACE_NAMES"
+    )
     overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
     resume: bool = option(False, "continue an interrupted run in --out (the same options)")
     progress: bool = option(True, "no progress bars", flag="--quiet")

@@ -73,12 +73,12 @@ def allocate(
 def check_reachable(space: SearchSpace, target_macs: float, tolerance: float) -> None:
     """A one-line :class:`ConfigError` where ``target_macs`` (with its tolerance) lies below
     the smallest network of ``space`` (every unit at one channel)."""
-    smallest = space.macs({u.name: 1 for u in space.units})
+    smallest = space.macs(dict(space.granularity))
     if target_macs * (1 + tolerance) < smallest:
         raise ConfigError(
             f"target {target_macs:,.0f} MACs is below the smallest {space.name} "
             f"({smallest:,} MACs, {smallest / space.macs():.1%} of full, every unit at one "
-            "channel)"
+            "channel or group)"
         )
 
 
@@ -106,19 +106,22 @@ def _spec(
 
 
 def marginal_macs(space: SearchSpace, widths: Mapping[str, int]) -> dict[str, int]:
-    """Per unit, the MACs saved by removing one of its channels at ``widths`` (the formula is
-    bilinear in the widths, so this is exact for one channel)."""
+    """Per unit, the MACs saved by removing one step of its channels at ``widths``: one
+    channel, or one group where a grouped convolution reads the unit (the formula is bilinear
+    in the widths, so this is exact for one unit's step)."""
+    step = space.granularity
     saved = {u.name: 0 for u in space.units}
     for k, u_in, u_out, c_in, c_out in space.mac_terms:
         w_in = widths[u_in] if u_in is not None else c_in
         w_out = widths[u_out] if u_out is not None else c_out
         if u_in is not None and u_in == u_out:
-            saved[u_in] += k * (w_in * w_out - (w_in - 1) * (w_out - 1))
+            g = step[u_in]
+            saved[u_in] += k * (w_in * w_out - (w_in - g) * (w_out - g))
             continue
         if u_in is not None:
-            saved[u_in] += k * w_out
+            saved[u_in] += k * w_out * step[u_in]
         if u_out is not None:
-            saved[u_out] += k * w_in
+            saved[u_out] += k * w_in * step[u_out]
     return saved
 
 
@@ -137,15 +140,15 @@ def _global(
         saved = marginal_macs(space, widths)
         candidates = []
         for u in space.units:
-            w = widths[u.name]
-            if w <= 1 or macs - saved[u.name] < budget.low:  # the floor, or past the band
+            w, g = widths[u.name], u.granularity
+            if w <= g or macs - saved[u.name] < budget.low:  # the floor, or past the band
                 continue
             cut = len(ranked[u.name]) - w  # channels of this unit already removed
-            candidates.append((ranked[u.name][cut] / max(saved[u.name], 1), u.name))
+            candidates.append((sum(ranked[u.name][cut : cut + g]) / max(saved[u.name], 1), u.name))
         if not candidates:  # every cut would leave the band: stop (checked by the caller)
             break
         best = min(candidates)[1]
-        widths[best] -= 1
+        widths[best] -= space.granularity[best]
         macs -= saved[best]
     return widths
 
@@ -169,9 +172,10 @@ def _greedy(
     while macs > budget.high:
         options: list[tuple[float, str, dict[str, int], float, int]] = []
         for u in space.units:
-            cut = max(1, round(step * maximum[u.name]))
-            if widths[u.name] - cut < 1:
-                cut = widths[u.name] - 1
+            g = u.granularity  # whole groups of a grouped convolution
+            cut = g * max(1, round(step * maximum[u.name] / g))
+            if widths[u.name] - cut < g:
+                cut = widths[u.name] - g
             if cut <= 0:
                 continue
             trial = {**widths, u.name: widths[u.name] - cut}
@@ -195,7 +199,8 @@ def _refined(
 ) -> dict[str, int]:
     """``widths`` with ``unit`` cut as far as the band allows (not below it)."""
     best = dict(widths)
-    for w in range(widths[unit] - 1, 0, -1):
+    g = space.granularity[unit]
+    for w in range(widths[unit] - g, 0, -g):
         trial = {**widths, unit: w}
         if space.macs(trial) < budget.low:
             break

@@ -94,7 +94,9 @@ class RunOptions(ThreadOptions, DataOptions):
     group: ClassVar[str] = "run"
 
     out_dir: str = option("runs/search", "output directory", flag="--out", tags=(LOCAL,))
-    space: str = option("resnet20", "search space (see nas spaces)", choices="search_spaces:SPACES")
+    space: str = option(
+        "resnet20", "search space (see nas spaces)", choices="search_spaces:SPACE_NAMES"
+    )
     weights: str | None = option(
         None, "full-network state_dict to start from (else a baseline is trained)", tags=(LOCAL,)
     )

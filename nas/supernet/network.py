@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from nas.supernet.masked_bn import MaskedBatchNorm2d
-from search_spaces import SearchSpace, round_width
+from search_spaces import Layer, SearchSpace, round_width
+from search_spaces.layers import input_mask, scale_channels
 
 __all__ = ["Supernet", "make_maskable", "nested_masks", "width_choices"]
 
@@ -33,14 +34,16 @@ def width_choices(max_width: int, ratios: Sequence[float], multiple: int = 1) ->
 
 
 def make_maskable(model: nn.Module, space: SearchSpace) -> dict[str, list[MaskedBatchNorm2d]]:
-    """Swap the BN layers of every unit for :class:`MaskedBatchNorm2d`, in place.
+    """Swap every BN layer that normalises a unit's channels for :class:`MaskedBatchNorm2d`, in
+    place.
 
     Parameters and buffers are moved over (state_dict keys unchanged). Returns the masked BNs
-    of each unit.
+    of each unit that a BN normalises alone (a BN over a concatenation of several units, as in
+    DenseNet, is masked too but listed by none).
     """
     by_unit: dict[str, list[MaskedBatchNorm2d]] = {u.name: [] for u in space.units}
     for layer in space.layers:
-        if layer.kind != "bn" or layer.out_unit is None:
+        if layer.kind != "bn" or all(s.unit is None for s in layer.inputs):
             continue
         old = model.get_submodule(layer.name)
         if not isinstance(old, MaskedBatchNorm2d):
@@ -49,11 +52,19 @@ def make_maskable(model: nn.Module, space: SearchSpace) -> dict[str, list[Masked
                 old.num_features, old.eps, old.momentum, old.affine, old.track_running_stats
             )
             new.load_state_dict(old.state_dict())
-            new.to(old.weight.device).train(old.training)
+            device = next(iter(old.state_dict().values())).device
+            new.to(device).train(old.training)
             model.set_submodule(layer.name, new)
             old = new
-        by_unit[layer.out_unit].append(old)
+        if layer.out_unit is not None:
+            by_unit[layer.out_unit].append(old)
     return by_unit
+
+
+def _masked_bn(model: nn.Module, name: str) -> MaskedBatchNorm2d:
+    bn = model.get_submodule(name)
+    assert isinstance(bn, MaskedBatchNorm2d)
+    return bn
 
 
 def nested_masks(choices: Sequence[int], max_width: int) -> Tensor:
@@ -74,9 +85,28 @@ class Supernet(nn.Module):
         self.model = model
         self.space = space
         self.bns = make_maskable(model, space)
+        # BNs over several segments (a concatenation) and layers whose input is masked: their
+        # masks are put together from the units' masks
+        self._composite: list[tuple[Layer, MaskedBatchNorm2d]] = [
+            (la, _masked_bn(model, la.name))
+            for la in space.layers
+            if la.kind == "bn" and la.out_unit is None and any(s.unit for s in la.inputs)
+        ]
+        masked = set(space.input_masks)
+        self._input_layers = [la for la in space.layers if la.name in masked]
+        self._input_masks: dict[str, Tensor | None] = {}
+        for la in self._input_layers:
+            model.get_submodule(la.name).register_forward_pre_hook(self._mask_input(la.name))
         # (mode, tau) while an input-conditional strategy gates the passes (its hooks set the
         # masks of each batch); set_masks and set_widths end it
         self.gating: tuple[str, float] | None = None
+
+    def _mask_input(self, name: str):  # type: ignore[no-untyped-def]
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
+            m = self._input_masks.get(name)
+            return None if m is None else (scale_channels(inputs[0], m), *inputs[1:])
+
+        return hook
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -91,6 +121,10 @@ class Supernet(nn.Module):
             m = None if masks is None else masks.get(unit)
             for bn in bns:
                 bn.mask = m
+        for la, bn in self._composite:
+            bn.mask = None if masks is None else input_mask(la, masks)
+        for la in self._input_layers:
+            self._input_masks[la.name] = None if masks is None else input_mask(la, masks)
 
     def set_widths(self, widths: Mapping[str, int] | None) -> None:
         """0/1 masks keeping the first ``widths[u]`` channels (None: full width)."""

@@ -16,6 +16,7 @@ the objects a run works with:
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,11 +85,14 @@ def strategy_options(config: SearchConfig) -> dict[str, object]:
 
 
 def width_choices(config: SearchConfig, space: SearchSpace) -> dict[str, list[int]]:
-    """The widths of the width ratios (rounded to ``--width-multiple``), per unit of ``space``."""
+    """The widths of the width ratios (rounded to ``--width-multiple``, and to whole groups
+    where a grouped convolution reads the unit), per unit of ``space``."""
     from nas.supernet import width_choices as choices
 
     return {
-        u.name: choices(u.max_width, config.width_ratios, config.width_multiple)
+        u.name: choices(
+            u.max_width, config.width_ratios, math.lcm(config.width_multiple, u.granularity)
+        )
         for u in space.units
     }
 

@@ -33,7 +33,7 @@ def test_graph_matches_the_built_network(space_name: str) -> None:
     for name in modules:
         attrs, la = graph.nodes[name], layers[name]
         assert attrs["kind"] in KINDS
-        assert (attrs["in_unit"], attrs["out_unit"]) == (la.in_unit, la.out_unit)
+        assert (attrs["inputs"], attrs["out_unit"]) == (la.inputs, la.out_unit)
         assert (attrs["in_channels"], attrs["out_channels"]) == (la.in_channels, la.out_channels)
         assert attrs["mac_coef"] == la.kernel_area * la.out_pixels
         assert attrs["kernel"] ** 2 == la.kernel_area
@@ -177,7 +177,11 @@ def test_node_macs_sum_to_the_space_macs(space_name: str) -> None:
     for widths in assignments:
         total = 0
         for _, x in graph.nodes(data=True):
-            c_in = widths[x["in_unit"]] if x["in_unit"] else x["in_channels"]
+            c_in = (
+                sum((widths[s.unit] if s.unit else s.channels) * s.repeat for s in x["inputs"])
+                if x["inputs"]
+                else x["in_channels"]
+            )
             c_out = widths[x["out_unit"]] if x["out_unit"] else x["out_channels"]
             total += x["mac_coef"] * c_in * c_out
         assert total == space.macs(widths)

@@ -20,11 +20,13 @@ def test_profile_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert report["flops"] == 2 * report["macs"]
     assert report["params"] == search_spaces.create("resnet56").params()
     assert len(report["units"]) == 27
+    assert report["frozen"] == []  # a hand-written space fixes its channels by design
     assert report["units"][0] == {
         "name": "layer1.0.conv1",
         "kind": "block",
         "width": 16,
         "max_width": 16,
+        "granularity": 1,
     }
 
 

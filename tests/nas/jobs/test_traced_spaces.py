@@ -1,0 +1,111 @@
+"""Every command on a traced space (a torchvision model found by tracing), as a user runs them:
+a short search, pruning with every criterion, the criteria comparison, a latency table with
+depthwise convolutions and a latency-budgeted search on it, transfer, and the saved network
+reloaded without pickle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import nas
+import search_spaces
+from nas.cli.main import main
+from nas.cost.knapsack import CostTerm, most_probable_in_band
+from nas.cost.macs import mac_cost_terms
+from tests.conftest import synthetic_latency_table
+
+SPACE = "torchvision:mobilenet_v3_small"
+SHORT = ("--baseline-epochs", "1", "--finetune-epochs", "1", "--threads", "1", "--quiet")
+SEARCH = (*SHORT, "--warmup-epochs", "1", "--search-epochs", "1")
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("traced") / "search"
+    assert main(["search", "--space", SPACE, *SEARCH, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_search_on_a_traced_space_delivers_a_smaller_network(searched: Path) -> None:
+    metrics = json.loads((searched / "metrics.json").read_text())
+    assert 0.4 < metrics["macs_ratio"] < 0.6
+    spec = search_spaces.WidthSpec.load(searched / "arch.json")
+    assert spec.space == SPACE
+    model = nas.load_model(searched)  # arch.json + a state_dict: no pickle
+    state = torch.load(searched / "model.pt", weights_only=True)
+    assert set(state) == set(model.state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    scripted = torch.jit.load(str(searched / "model.ts"))
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), model.eval()(x), atol=1e-5)
+    assert nas.cost.macs.measure_macs(model, (1, 8, 8)) == spec.macs()
+
+
+@pytest.mark.parametrize("criterion", ["l1", "bn", "chip"])
+def test_pruning_a_traced_space(criterion: str, tmp_path: Path) -> None:
+    out = tmp_path / criterion
+    argv = ["prune", "--space", SPACE, "--criterion", criterion, *SHORT, "--out", str(out)]
+    assert main([*argv, "--allocation", "global", "--target-macs", "0.5"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.45 < metrics["macs_ratio"] < 0.55
+
+
+def test_the_criteria_comparison_on_a_traced_space(searched: Path, tmp_path: Path) -> None:
+    out = tmp_path / "criteria"
+    weights = searched / "baseline" / "model.pt"
+    argv = ["criteria", "compare", "--space", SPACE, "--weights", str(weights)]
+    assert main([*argv, "--threads", "1", "--out", str(out)]) == 0
+
+
+def test_transfer_of_a_traced_architecture(searched: Path, tmp_path: Path) -> None:
+    out = tmp_path / "transfer"
+    argv = ["transfer", "--arch", str(searched / "arch.json"), "--dataset", "digits"]
+    argv += ["--weights", str(searched / "model.pt"), "--image-size", "12", "--quiet"]
+    assert main([*argv, "--epochs", "1", "--threads", "1", "--out", str(out)]) == 0
+    spec = search_spaces.WidthSpec.load(out / "arch.json")
+    assert spec.space == SPACE and spec.input_size == (12, 12)
+
+
+def test_a_latency_budget_on_depthwise_convolutions() -> None:
+    space = search_spaces.create(SPACE, num_classes=10, input_size=(32, 32))
+    table = synthetic_latency_table(space)
+    kinds = {e.kind for e in table.entries.values()}
+    assert {"conv", "gconv", "linear"} <= kinds
+    cost = nas.cost.latency.LatencyCost(space, table=table)
+    full = cost.exact(space.full_widths())
+    narrow = dict(space.full_widths())
+    depthwise = [la for la in space.layers if la.groups > 1 and la.out_unit is not None]
+    for la in depthwise:
+        assert la.out_unit is not None
+        narrow[la.out_unit] = space.max_widths[la.out_unit] // 2
+    assert depthwise and cost.exact(narrow) < full  # the depthwise convolutions' widths priced
+    assert cost.exact(space.uniform_widths(0.5)) < cost.exact(narrow)
+
+
+def test_the_projection_on_a_chain_network_promotes_hubs() -> None:
+    """VGG's units form one chain: without promoting hubs the projection would enumerate every
+    combination of the chain's choices."""
+    import time
+
+    space = search_spaces.create("torchvision:vgg11_bn", num_classes=10, input_size=(32, 32))
+    choices = {
+        u.name: sorted({max(1, u.max_width * k // 8) for k in range(1, 9)}) for u in space.units
+    }
+    log_probs = {u: torch.zeros(len(c)) for u, c in choices.items()}
+    terms: list[CostTerm] = mac_cost_terms(space)
+    target = 0.5 * space.macs()
+    start = time.perf_counter()
+    widths = most_probable_in_band(
+        terms,
+        [(u.name, u.kind) for u in space.units],
+        choices,
+        log_probs,
+        0.98 * target,
+        1.02 * target,
+    )
+    assert time.perf_counter() - start < 20
+    assert widths is not None and 0.98 * target <= space.macs(widths) <= 1.02 * target
