@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import io
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from nas.errors import WeightsError
+from nas.errors import WeightsError, first_line
 from nas.extraction.weights import check_spec_weights
 from nas.io import atomic_torch_save, atomic_write_bytes, is_writer, load_state_dict_file
 from search_spaces import WidthSpec
@@ -36,7 +37,7 @@ def save_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    ts_bytes = _torchscript_bytes(model) if torchscript else None
+    ts_bytes = _torchscript_bytes(model, spec) if torchscript else None
     spec.save(out / "arch.json")
     atomic_torch_save(state, out / "model.pt")
     if ts_bytes is not None:
@@ -52,11 +53,29 @@ def to_torchscript(model: nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.freeze(scripted)
 
 
-def _torchscript_bytes(model: nn.Module) -> bytes:
+def _torchscript_bytes(model: nn.Module, spec: WidthSpec) -> bytes | None:
+    """The TorchScript file: scripted; a network that does not script (a user's network with
+    Python the compiler refuses) traced at the spec's input size; None, with one line on
+    stderr, if neither works (``arch.json`` + ``model.pt`` still rebuild it)."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.jit.save(to_torchscript(model), buf)
+        try:
+            torch.jit.save(to_torchscript(model), buf)
+        except Exception as scripting:  # torch.jit raises many kinds
+            if spec.get_space().family != "traced":
+                raise
+            try:
+                example = torch.zeros(1, spec.in_channels, *spec.input_size)
+                net = copy.deepcopy(model).cpu().eval()
+                torch.jit.save(torch.jit.freeze(torch.jit.trace(net, example)), buf)
+            except Exception:
+                print(
+                    f"warning: model.ts not written: the network neither scripts nor traces "
+                    f"({first_line(scripting)})",
+                    file=sys.stderr,
+                )
+                return None
     return buf.getvalue()
 
 

@@ -357,3 +357,36 @@ def test_a_data_dependent_branch_cannot_be_traced(tmp_path: Path) -> None:
 def test_a_user_network_needs_an_input_size(user_file: Path) -> None:
     with pytest.raises(SpecError, match="no default input size"):
         search_spaces.create(f"{user_file}:build", num_classes=10)
+
+
+def test_a_network_that_does_not_script_is_saved_traced(tmp_path: Path) -> None:
+    from nas.extraction.saving import load_model, save_model
+
+    path = tmp_path / "lambdas.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            from torch import nn
+
+            class Net(nn.Module):
+                def __init__(self, num_classes=10):
+                    super().__init__()
+                    self.conv = nn.Conv2d(3, 8, 3)
+                    self.bn = nn.BatchNorm2d(8)
+                    self.act = lambda t: t.relu()  # TorchScript cannot compile this
+                    self.fc = nn.Linear(8, num_classes)
+
+                def forward(self, x):
+                    return self.fc(self.act(self.bn(self.conv(x))).mean((2, 3)))
+            """
+        )
+    )
+    space = search_spaces.create(f"{path}:Net", num_classes=4, input_size=(8, 8))
+    spec = space.spec({"conv": 5})
+    model = space.build(spec.widths).eval()
+    save_model(model, spec, tmp_path / "run")
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.allclose(load_model(tmp_path / "run")(x), expected)
+        assert torch.allclose(torch.jit.load(str(tmp_path / "run" / "model.ts"))(x), expected)
