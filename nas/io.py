@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import yaml
+from torch import nn
 
 from nas.errors import ConfigError, WeightsError
 from search_spaces.files import (
@@ -35,6 +36,7 @@ __all__ = [
     "is_writer",
     "json_safe",
     "load_state_dict_file",
+    "load_weights",
     "read_csv",
     "read_json",
     "torch_load",
@@ -109,3 +111,14 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def _is_state_dict(obj: dict[Any, Any]) -> bool:
     return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(state)`` (strict), keeping the model's own module versions where
+    ``state`` carries none (a plain dict: some torchvision modules, MNASNet's, refuse a state
+    without them)."""
+    own = model.state_dict()
+    if getattr(state, "_metadata", None) is None and set(own) == set(state):
+        own.update(state)
+        state = own
+    model.load_state_dict(state)

@@ -43,6 +43,19 @@ def uses_small_stem(input_size: tuple[int, int]) -> bool:
     return min(input_size) <= SMALL_INPUT
 
 
+def adapt_stem(model: nn.Module, in_channels: int, input_size: tuple[int, int]) -> None:
+    """A torchvision ResNet's stem for the data: ``in_channels`` input channels, and for small
+    inputs the 3x3 stride-1 conv without max-pooling."""
+    conv1 = model.get_submodule("conv1")
+    assert isinstance(conv1, nn.Conv2d)
+    width = conv1.out_channels
+    if uses_small_stem(input_size):
+        model.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+
+
 class TorchvisionResNetSpace(SearchSpace):
     family = "torchvision_resnet"
 
@@ -64,11 +77,7 @@ class TorchvisionResNetSpace(SearchSpace):
         import torchvision
 
         model = getattr(torchvision.models, self.arch)(weights=None, num_classes=self.num_classes)
-        if uses_small_stem(self.input_size):
-            model.conv1 = nn.Conv2d(self.in_channels, 64, 3, 1, 1, bias=False)
-            model.maxpool = nn.Identity()
-        elif self.in_channels != 3:
-            model.conv1 = nn.Conv2d(self.in_channels, 64, 7, 2, 3, bias=False)
+        adapt_stem(model, self.in_channels, self.input_size)
         return model
 
     def _layer_units(self, model: nn.Module) -> dict[str, tuple[str | None, str | None]]:

@@ -36,11 +36,11 @@ from search_spaces.discover import Discovery, TraceFailure, discover
 from search_spaces.errors import SpaceError, first_line
 from search_spaces.layers import FrozenGroup, Layer, Term, Unit, resized_layer, sliced_layer
 from search_spaces.space import SearchSpace, SpaceEntry, add_resolver
+from search_spaces.torchvision_resnet import adapt_stem
 
 __all__ = ["TORCHVISION_PREFIX", "TracedSpace", "entry_for", "torchvision_models"]
 
 TORCHVISION_PREFIX = "torchvision:"
-SMALL_INPUT = 64  # the ResNet family's small-input stem, as in torchvision_resnet
 _RESNETS = ("resnet", "resnext", "wide_resnet")
 _NO_AUX = ("googlenet", "inception_v3")
 
@@ -221,9 +221,8 @@ def _torchvision_model(
     if arch in _NO_AUX:
         options.update(aux_logits=False, init_weights=False)
     model = models.get_model_builder(arch)(**options)
-    if arch.startswith(_RESNETS) and min(size) <= SMALL_INPUT:
-        model.conv1 = nn.Conv2d(in_channels, model.conv1.out_channels, 3, 1, 1, bias=False)
-        model.maxpool = nn.Identity()
+    if arch.startswith(_RESNETS):  # the hand-written torchvision spaces' stem rule
+        adapt_stem(model, in_channels, size)
     elif in_channels != 3:
         _adapt_input(model, in_channels, f"torchvision:{arch}")
     return model

@@ -46,6 +46,7 @@ from nas.engine.state import (
 )
 from nas.engine.summary import SUMMARY_NAME, EpochRecord, write_summary_csv
 from nas.errors import ConfigError, DataError, WeightsError, first_line
+from nas.io import load_weights
 
 __all__ = ["CHECKPOINT_NAME", "Loader", "train_model"]
 
@@ -312,7 +313,7 @@ def _load_checkpoint(path: Path, loop: _Loop, loader: Loader) -> list[EpochRecor
     state = read_checkpoint(path, _CHECKPOINT_FORMAT, "training")
     _check_same_config(path, state["config"], asdict(loop.config) | asdict(loop.distill))
     try:
-        loop.model.load_state_dict(state["model"])
+        load_weights(loop.model, state["model"])
     except RuntimeError as exc:
         raise WeightsError(
             f"checkpoint {path} does not match the model: {first_line(exc)}"

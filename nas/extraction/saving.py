@@ -18,7 +18,13 @@ from torch import nn
 
 from nas.errors import WeightsError, first_line
 from nas.extraction.weights import check_spec_weights
-from nas.io import atomic_torch_save, atomic_write_bytes, is_writer, load_state_dict_file
+from nas.io import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    is_writer,
+    load_state_dict_file,
+    load_weights,
+)
 from search_spaces import WidthSpec
 
 __all__ = ["MODEL_FILES", "load_model", "save_model", "to_torchscript"]
@@ -36,7 +42,9 @@ def save_model(
         return
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = model.state_dict()  # keeps the modules' versions (its _metadata)
+    for k, v in state.items():
+        state[k] = v.detach().cpu()
     ts_bytes = _torchscript_bytes(model, spec) if torchscript else None
     spec.save(out / "arch.json")
     atomic_torch_save(state, out / "model.pt")
@@ -91,5 +99,5 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Mo
     state = load_state_dict_file(d / "model.pt")
     check_spec_weights(spec, state, source=f"the weights {d / 'model.pt'}")
     model = spec.get_space().build(spec.widths)
-    model.load_state_dict(state)
+    load_weights(model, state)
     return model.to(device).eval()

@@ -23,7 +23,13 @@ from nas.errors import ConfigError
 from nas.extraction import check_full_weights
 from nas.importance import CRITERIA, channel_scores
 from nas.importance.similarity import MEASURES, mean_matrix, similarity_rows
-from nas.io import atomic_torch_save, atomic_write_text, load_state_dict_file, write_json
+from nas.io import (
+    atomic_torch_save,
+    atomic_write_text,
+    load_state_dict_file,
+    load_weights,
+    write_json,
+)
 from nas.options import Options, option
 from nas.plots import plot_similarity
 from nas.rundir import run_output
@@ -86,7 +92,7 @@ def compare_criteria(options: RunOptions, config: CompareOptions) -> dict[str, A
     state = load_state_dict_file(weights)
     check_full_weights(space, state, source=f"weights {weights}")
     model = space.build()
-    model.load_state_dict(state)
+    load_weights(model, state)
     model.eval()
     resolved = resolved_args(o, c, data.describe(), command="criteria")
     with (

@@ -15,7 +15,7 @@ import torch
 
 from nas.extraction import check_full_weights, extract, save_model
 from nas.importance import channel_order
-from nas.io import load_state_dict_file, write_json, write_yaml
+from nas.io import load_state_dict_file, load_weights, write_json, write_yaml
 from nas.rundir import prepare_out_dir, run_output
 from nas.runs.base import environment, resolve_threads, torch_threads
 from search_spaces import WidthSpec
@@ -45,7 +45,7 @@ def extract_to_dir(
     count = resolve_threads(threads)
     with torch_threads(count):
         full = space.build()
-        full.load_state_dict(state)
+        load_weights(full, state)
         full.eval()
         pruned = extract(full, spec, channel_order(full, space, order))
         with run_output(out, overwrite=overwrite, inputs=(weights, arch)):

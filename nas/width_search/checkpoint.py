@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.engine import loader_state, read_checkpoint, restore_loader, restore_rng, rng_state
 from nas.errors import ConfigError
+from nas.io import load_weights
 from nas.options import AFTER_SEARCH, AFTER_WARMUP, record, tagged
 from nas.width_search.config import SearchConfig
 from nas.width_search.records import SearchRecord
@@ -111,7 +112,7 @@ def warm_start(run: SearchRun, path: Path, *, unfinished: bool = False) -> None:
 
 
 def _restore(run: SearchRun, state: dict[str, Any], *, arch_optimizer: bool) -> None:
-    run.supernet.model.load_state_dict(state["supernet"])
+    load_weights(run.supernet.model, state["supernet"])
     run.strategy.load_state_dict(state["strategy"])
     run.w_opt.load_state_dict(state["w_opt"])
     run.w_sched.load_state_dict(state["w_sched"])

@@ -9,6 +9,7 @@ from nas.engine import read_checkpoint
 from nas.errors import ConfigError, WeightsError
 from nas.extraction import check_full_weights
 from nas.gates import GateStrategy
+from nas.io import load_weights
 from nas.options import build
 from nas.runs import RunOptions, read_args
 from nas.supernet import Supernet
@@ -47,7 +48,7 @@ def load_supernet(
         raise WeightsError(f"{exc} (the run's args.yaml and checkpoint disagree)") from None
     model = space.build()
     supernet = Supernet(model, space)
-    model.load_state_dict(state["supernet"])
+    load_weights(model, state["supernet"])
     strategy = create_strategy(config, space)
     strategy.load_state_dict(state["strategy"])
     strategy.attach(supernet)

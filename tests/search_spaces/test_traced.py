@@ -18,6 +18,7 @@ from torch import nn
 import search_spaces
 from nas.cost.macs import measure_macs
 from nas.extraction import extract, mask_channels
+from nas.extraction.saving import load_model, save_model
 from nas.extraction.slicing import spec_masks
 from nas.supernet import Supernet
 from search_spaces import SearchSpace
@@ -110,7 +111,7 @@ def test_units_macs_and_parameters_are_exact(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_the_extracted_network_computes_the_masked_network(name: str) -> None:
+def test_the_extracted_network_computes_the_masked_network(name: str, tmp_path: Path) -> None:
     space = traced(name)
     model = real_model(space, 0)
     spec = space.spec(group_widths(space, 2))
@@ -124,6 +125,11 @@ def test_the_extracted_network_computes_the_masked_network(name: str) -> None:
     for h in handles:
         h.remove()
     assert relative(masked, got) <= 1e-5
+    save_model(small, spec, tmp_path, torchscript=False)  # spec + state_dict, no pickle
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(state) == set(small.state_dict())
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path)(x), got)
     supernet = Supernet(copy.deepcopy(model), space).eval()
     supernet.set_masks(spec_masks(spec, order))
     with torch.no_grad():
@@ -360,8 +366,6 @@ def test_a_user_network_needs_an_input_size(user_file: Path) -> None:
 
 
 def test_a_network_that_does_not_script_is_saved_traced(tmp_path: Path) -> None:
-    from nas.extraction.saving import load_model, save_model
-
     path = tmp_path / "lambdas.py"
     path.write_text(
         textwrap.dedent(
