@@ -30,6 +30,8 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_search_on_a_traced_space_delivers_a_smaller_network(searched: Path) -> None:
     metrics = json.loads((searched / "metrics.json").read_text())
     assert 0.4 < metrics["macs_ratio"] < 0.6
@@ -45,6 +47,8 @@ def test_a_search_on_a_traced_space_delivers_a_smaller_network(searched: Path) -
     assert nas.cost.macs.measure_macs(model, (1, 8, 8)) == spec.macs()
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("criterion", ["l1", "bn", "chip"])
 def test_pruning_a_traced_space(criterion: str, tmp_path: Path) -> None:
     out = tmp_path / criterion
@@ -54,6 +58,8 @@ def test_pruning_a_traced_space(criterion: str, tmp_path: Path) -> None:
     assert 0.45 < metrics["macs_ratio"] < 0.55
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_criteria_comparison_on_a_traced_space(searched: Path, tmp_path: Path) -> None:
     out = tmp_path / "criteria"
     weights = searched / "baseline" / "model.pt"
@@ -61,6 +67,8 @@ def test_the_criteria_comparison_on_a_traced_space(searched: Path, tmp_path: Pat
     assert main([*argv, "--threads", "1", "--out", str(out)]) == 0
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_transfer_of_a_traced_architecture(searched: Path, tmp_path: Path) -> None:
     out = tmp_path / "transfer"
     argv = ["transfer", "--arch", str(searched / "arch.json"), "--dataset", "digits"]
