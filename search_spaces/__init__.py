@@ -10,6 +10,7 @@ This package imports neither ``predictors`` nor ``nas``; the errors, file helper
 :class:`Registry` every layer uses live here.
 """
 
+from search_spaces import cifar_mobilenet as _cifar_mobilenet  # noqa: F401
 from search_spaces import cifar_resnet as _cifar_resnet  # noqa: F401  (registers the spaces)
 from search_spaces import torchvision_resnet as _torchvision_resnet  # noqa: F401
 from search_spaces import traced as _traced  # noqa: F401  (resolves torchvision:X, module:f)

@@ -9,6 +9,7 @@ writes (:func:`is_writer`): the writes of the others do nothing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -26,6 +27,7 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
+    "factory_digest",
     "is_writer",
     "torch_load",
 ]
@@ -114,3 +116,12 @@ def torch_load(path: str | Path, what: str) -> Any:
         if "PytorchStreamReader" in reason or "zip archive" in reason:
             reason = "truncated or corrupt (not a complete torch.save file)"
         raise WeightsError(f"cannot read {what} {p}: {reason}") from None
+
+
+def factory_digest(space: str) -> str | None:
+    """The SHA-256 of the source file of a file-factory space (``path/to/file.py:factory``);
+    None for any other space name or a file that is gone."""
+    where = space.rpartition(":")[0]
+    if not where.endswith(".py") or not Path(where).is_file():
+        return None
+    return hashlib.sha256(Path(where).read_bytes()).hexdigest()

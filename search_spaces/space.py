@@ -17,10 +17,9 @@ building a model at given widths, and slicing a trained full model down to them 
 
 Three things here need each other, so they share this module: a space makes width specs
 (:meth:`SearchSpace.spec`), a :class:`WidthSpec` finds its space by name (:func:`create`), and
-the registry of spaces (:data:`SPACES`) makes spaces. Below it: the generic
-:class:`~search_spaces.registry.Registry`, the layer table's rows and the ``arch.json`` format
-(:mod:`search_spaces.spec`); above it, the spaces themselves (``cifar_resnet``,
-``torchvision_resnet``) register.
+the registry of spaces (:data:`SPACES`) makes spaces. Below it: the generic registry, the
+table's rows and the ``arch.json`` format; above it, the spaces (``cifar_resnet``,
+``torchvision_resnet``, ``traced``: names with a colon, through :func:`add_resolver`).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import torch
 from torch import nn
 
 from search_spaces.errors import NasError, SpaceError, SpecError
-from search_spaces.files import atomic_write_text
+from search_spaces.files import atomic_write_text, factory_digest
 from search_spaces.layers import (
     FrozenGroup,
     Layer,
@@ -98,6 +97,14 @@ class SearchSpace(abc.ABC):
 
     def _unit_kind(self, unit: str) -> str:
         return "stage" if "." not in unit else "block"
+
+    def unit_stages(self) -> dict[str, str]:
+        """The stage of every unit, for reports of where the channels went: ``layerN`` for a
+        ResNet's units, ``stem`` for the rest."""
+        return {
+            u.name: u.name.split(".")[0] if u.name.startswith("layer") else "stem"
+            for u in self.units
+        }
 
     @property
     def frozen(self) -> tuple[FrozenGroup, ...]:
@@ -330,10 +337,10 @@ class WidthSpec:
         """Where the channels went: per stage (``stem``, ``layer1``, ...), the mean over its units
         of width / full width, in network order (informational in ``arch.json``)."""
         space = self.get_space()
+        stages = space.unit_stages()
         groups: dict[str, list[float]] = {}
         for u in space.units:
-            stage = u.name.split(".")[0] if u.name.startswith("layer") else "stem"
-            groups.setdefault(stage, []).append(self.widths[u.name] / u.max_width)
+            groups.setdefault(stages[u.name], []).append(self.widths[u.name] / u.max_width)
         return {stage: sum(r) / len(r) for stage, r in groups.items()}
 
     # -- serialisation (the format: search_spaces.spec) --------------------------------------------
@@ -347,6 +354,7 @@ class WidthSpec:
             "input_size": list(self.input_size),
             "widths": dict(self.widths),
             "stage_width_ratios": {k: round(v, 4) for k, v in self.stage_width_ratios().items()},
+            **({"space_sha256": digest} if (digest := factory_digest(self.space)) else {}),
         }
 
     @classmethod

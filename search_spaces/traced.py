@@ -106,6 +106,21 @@ class TracedSpace(SearchSpace):
     def units(self) -> tuple[Unit, ...]:
         return self.discovery.units
 
+    def unit_stages(self) -> dict[str, str]:
+        """``stageK``: the K-th output resolution from the input down (where the unit's first
+        writer writes), ``head`` for units written at 1x1 by a linear layer."""
+        writer: dict[str, Layer] = {}
+        for la in self.layers:
+            if la.kind != "bn" and la.out_unit is not None:
+                writer.setdefault(la.out_unit, la)
+        levels = sorted(
+            {la.out_pixels for la in writer.values() if la.kind == "conv"}, reverse=True
+        )
+        return {
+            u: f"stage{levels.index(la.out_pixels) + 1}" if la.kind == "conv" else "head"
+            for u, la in writer.items()
+        }
+
     @property
     def frozen(self) -> tuple[FrozenGroup, ...]:
         """Channels kept at full width and why (the network's output among them)."""
@@ -340,14 +355,6 @@ def _space_factory(make: ModelMaker) -> Callable[[str, int, int, tuple[int, int]
         )
 
     return space
-
-
-def file_digest(name: str) -> str | None:
-    """The SHA-256 of a file factory's source (None for other names)."""
-    where = name.rpartition(":")[0]
-    if not where.endswith(".py") or not Path(where).is_file():
-        return None
-    return hashlib.sha256(Path(where).read_bytes()).hexdigest()
 
 
 add_resolver(entry_for)

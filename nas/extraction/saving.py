@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from nas.io import (
     load_weights,
 )
 from search_spaces import WidthSpec
+from search_spaces.files import factory_digest
 
 __all__ = ["MODEL_FILES", "load_model", "save_model", "to_torchscript"]
 
@@ -96,8 +98,19 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Mo
     if not d.is_dir():
         raise WeightsError(f"model directory not found: {d}")
     spec = WidthSpec.load(d / "arch.json")
+    _warn_if_changed(d / "arch.json", spec)
     state = load_state_dict_file(d / "model.pt")
     check_spec_weights(spec, state, source=f"the weights {d / 'model.pt'}")
     model = spec.get_space().build(spec.widths)
     load_weights(model, state)
     return model.to(device).eval()
+
+
+def _warn_if_changed(arch: Path, spec: WidthSpec) -> None:
+    """One line on stderr when the file a file-factory space was saved from has changed since
+    (the network is rebuilt from today's file; its weights may no longer mean the same)."""
+    saved = json.loads(arch.read_text(encoding="utf-8")).get("space_sha256")
+    now = factory_digest(spec.space)
+    if saved and now and saved != now:
+        where = spec.space.rpartition(":")[0]
+        print(f"warning: {where} has changed since {arch} was written", file=sys.stderr)

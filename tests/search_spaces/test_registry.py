@@ -18,8 +18,11 @@ TORCHVISION = [
 ]
 
 
+TRACED = ["mobilenet_v2_cifar"]  # registered by name, units found by tracing
+
+
 def test_lists_every_space() -> None:
-    assert set(search_spaces.list_spaces()) == set(CIFAR + TORCHVISION)
+    assert set(search_spaces.list_spaces()) == set(CIFAR + TORCHVISION + TRACED)
 
 
 def test_unknown_space_is_refused_with_the_choices() -> None:

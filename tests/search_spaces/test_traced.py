@@ -8,6 +8,7 @@ masked full network computes (and the supernet's masks the same).
 from __future__ import annotations
 
 import copy
+import json
 import textwrap
 from pathlib import Path
 
@@ -394,3 +395,21 @@ def test_a_network_that_does_not_script_is_saved_traced(tmp_path: Path) -> None:
         expected = model(x)
         assert torch.allclose(load_model(tmp_path / "run")(x), expected)
         assert torch.allclose(torch.jit.load(str(tmp_path / "run" / "model.ts"))(x), expected)
+
+
+def test_a_changed_network_file_is_named_on_load(
+    user_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = search_spaces.create(f"{user_file}:build", num_classes=3, input_size=(16, 16))
+    spec = space.spec(space.uniform_widths(0.5))
+    save_model(space.build(spec.widths), spec, tmp_path / "run", torchscript=False)
+    data = json.loads((tmp_path / "run" / "arch.json").read_text())
+    assert len(data["space_sha256"]) == 64
+    load_model(tmp_path / "run")
+    assert capsys.readouterr().err == ""
+    user_file.write_text(USER_NET + "\n# edited\n")
+    load_model(tmp_path / "run")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"warning: {user_file} has changed since {tmp_path / 'run' / 'arch.json'} was written"
+    ]
