@@ -117,3 +117,31 @@ def test_the_projection_on_a_chain_network_promotes_hubs() -> None:
     )
     assert time.perf_counter() - start < 20
     assert widths is not None and 0.98 * target <= space.macs(widths) <= 1.02 * target
+
+
+def test_a_latency_table_refuses_concatenated_inputs_in_one_line() -> None:
+    from nas.cost.timing import layer_configs
+    from nas.errors import ConfigError
+
+    space = search_spaces.create("torchvision:squeezenet1_1", num_classes=10, input_size=(32, 32))
+    with pytest.raises(ConfigError, match=r"reads 2 concatenated inputs.*--cost macs"):
+        layer_configs(space)
+
+
+def test_profile_lists_the_frozen_channels(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "profile",
+        "torchvision:shufflenet_v2_x0_5",
+        "--input-size",
+        "32",
+        "--num-classes",
+        "10",
+    ]
+    assert main([*argv, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    frozen = [g for g in report["frozen"] if g["reason"] != "network output"]
+    assert len(frozen) == 21 and all(g["writers"] and g["channels"] > 0 for g in frozen)
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "frozen   21 groups kept at full width" in text
+    assert "view reshapes the channel axis at stage2.0" in text
