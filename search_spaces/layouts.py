@@ -34,18 +34,16 @@ _ZERO_MODULES: tuple[type[nn.Module], ...] = (
     nn.ELU,
     nn.Mish,
     nn.Tanh,
-    nn.Hardtanh,
     nn.MaxPool2d,
     nn.AvgPool2d,
     nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool2d,
     nn.Dropout,
     nn.Dropout2d,
-    nn.AlphaDropout,
     nn.Identity,
     nn.Upsample,
 )
-_DIRTY_MODULES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid)
+_DIRTY_MODULES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid, nn.AlphaDropout)
 _ZERO_FUNCTIONS: set[Any] = {
     torch.relu,
     torch.relu_,
@@ -58,7 +56,6 @@ _ZERO_FUNCTIONS: set[Any] = {
     F.elu,
     F.mish,
     torch.tanh,
-    F.hardtanh,
     F.adaptive_avg_pool2d,
     F.adaptive_max_pool2d,
     F.max_pool2d,
@@ -67,12 +64,16 @@ _ZERO_FUNCTIONS: set[Any] = {
     F.dropout2d,
     F.interpolate,
 }
-_DIRTY_FUNCTIONS: set[Any] = {torch.sigmoid, F.sigmoid, F.hardsigmoid}
+_DIRTY_FUNCTIONS: set[Any] = {torch.sigmoid, F.sigmoid, F.hardsigmoid, F.hardtanh}
 _ZERO_METHODS = {"relu", "relu_", "contiguous", "clone", "tanh", "detach"}
 _DIRTY_METHODS = {"sigmoid", "sigmoid_"}
 _ADD = {operator.add, operator.iadd, operator.sub, operator.isub, torch.add, torch.sub}
 _MUL = {operator.mul, operator.imul, operator.truediv, operator.itruediv, torch.mul, torch.div}
 _ADD_METHODS = {"add", "add_", "sub", "sub_"}
+_DIVIDE = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
+_IN_PLACE = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+# what may read a tensor without its values mattering to the channels (sizes, shapes)
+_INTROSPECT = {"size", "dim", "numel", getattr, operator.getitem}
 _MUL_METHODS = {"mul", "mul_", "div", "div_"}
 _FLATTEN_METHODS = {"flatten", "view", "reshape"}
 _REDUCE_METHODS = {"mean", "sum", "amax"}
@@ -222,8 +223,21 @@ class GraphWalk:
 
     # the walk
     def run(self) -> None:
+        # a table layer's parameters read elsewhere (F.conv2d(x, self.conv.weight)): the layer
+        # cannot be cut, so it is treated as a module called twice
+        for node in self.gm.graph.nodes:
+            if node.op == "get_attr":
+                owner = str(node.target).rpartition(".")[0]
+                if owner in self.calls:
+                    self.calls[owner] += 1
         for node in self.gm.graph.nodes:
             self.layouts[node] = self.visit(node)
+            target = node.target
+            in_place = target in _IN_PLACE or (
+                node.op == "call_method" and isinstance(target, str) and target.endswith("_")
+            )
+            if in_place and node.args and isinstance(node.args[0], torch.fx.Node):
+                self.layouts[node.args[0]] = self.layouts[node]  # later readers see the result
 
     def visit(self, node: torch.fx.Node) -> Any:
         op = node.op
@@ -238,12 +252,16 @@ class GraphWalk:
             return None
         if op == "call_module":
             return self.module(node, self.modules[str(node.target)])
-        if self.shape(node) is None:  # sizes, ints, tuples of tensors
-            if node.target in (torch.chunk, torch.split) or (
-                op == "call_method" and node.target in ("chunk", "split", "unbind")
-            ):
-                return self.opaque(node, f"{node.target} splits the channels")
+        if self.shape(node) is None:  # sizes, ints, or a tuple of tensors (max, unbind, split)
+            reads = any(isinstance(self.layouts.get(a), list) for a in node.all_input_nodes)
+            if reads and node.target not in _INTROSPECT:
+                name = getattr(node.target, "__name__", node.target)
+                return self.opaque(node, f"{name} returns several tensors")
             return "other"
+        if node.all_input_nodes and all(
+            self.layouts.get(a) == "param" for a in node.all_input_nodes
+        ):
+            return "param"  # computed from parameters and constants alone
         return self.function(node)
 
     def module(self, node: torch.fx.Node, m: nn.Module) -> Any:
@@ -259,9 +277,11 @@ class GraphWalk:
         if isinstance(m, nn.BatchNorm2d) and src is not None:
             self.rows.append(Row(path, "bn", tuple(src), None, m, 1, False))
             return [Seg(s.unit, s.channels, s.repeat, True, s.data) for s in src]
+        if isinstance(m, nn.Hardtanh) and src is not None and m.min_val <= 0 <= m.max_val:
+            return src  # ReLU6 too; a range without 0 moves 0 (below: dirty)
         if isinstance(m, _ZERO_MODULES) and src is not None:
             return src
-        if isinstance(m, _DIRTY_MODULES) and src is not None:
+        if isinstance(m, (*_DIRTY_MODULES, nn.Hardtanh)) and src is not None:
             return [Seg(s.unit, s.channels, s.repeat, False, s.data) for s in src]
         if isinstance(m, nn.Flatten) and src is not None:
             return self.flatten(node, src, m.start_dim, m.end_dim)
@@ -386,29 +406,32 @@ class GraphWalk:
 
     def binary(self, node: torch.fx.Node, add: bool) -> Any:
         a, b = node.args[0], node.args[1] if len(node.args) > 1 else node.kwargs.get("other")
+        out_shape = self.shape(node)
+        assert out_shape is not None
+        ndim = len(out_shape)
+        what = f"{getattr(node.target, '__name__', node.target)}{self.where(node)}"
         la = self.layouts.get(a) if isinstance(a, torch.fx.Node) else None
         lb = self.layouts.get(b) if isinstance(b, torch.fx.Node) else None
-        sa, sb = self.shape(a), self.shape(b)
-        what = f"{getattr(node.target, '__name__', node.target)}"
 
-        def broadcast(shape: tuple[int, ...] | None, node_: Any) -> bool:
-            if not isinstance(node_, torch.fx.Node):
-                return True  # a Python number
-            return shape is not None and (len(shape) < 2 or shape[1] == 1)
+        def extent(x: Any) -> int:
+            """``x``'s size along the output's channel axis (shapes align from the right)."""
+            shape = self.shape(x)
+            if shape is None or ndim < 2:
+                return 1
+            k = len(shape) - (ndim - 1)
+            return shape[k] if k >= 0 else 1
 
-        if la == "param" or lb == "param":  # an element-wise op with a parameter tensor
-            other = lb if la == "param" else la
-            shp = sb if la == "param" else sa
-            par = sa if la == "param" else sb
-            if (par is not None and len(par) >= 2 and par[1] > 1) or (
-                par is not None and len(par) >= 1 and shp is not None and par[-1] == shp[1] > 1
-            ):
-                self.freeze(other, f"{what} with a parameter tensor{self.where(node)}")
-            return self._dirty(other) if add else other
-        if isinstance(la, list) and broadcast(sb, b):
+        for lay, x in ((la, a), (lb, b)):
+            shape = self.shape(x)
+            if isinstance(lay, list) and (shape is None or len(shape) != ndim):
+                return self.opaque(node, f"{what} broadcasts the channel axis elsewhere")
+        if node.target in _DIVIDE and isinstance(lb, list) and extent(b) > 1:
+            self.freeze(lb, f"division by channels: {what}")  # 0 / 0 is not 0
+        ea, eb = extent(a), extent(b)
+        if isinstance(la, list) and eb == 1:  # b: a number, or one value per image / position
             return self._dirty(la) if add and b != 0 else la
-        if isinstance(lb, list) and broadcast(sa, a):
-            return self._dirty(lb) if add else lb
+        if isinstance(lb, list) and ea == 1:
+            return self._dirty(lb) if add or node.target in _DIVIDE else lb
         if isinstance(la, list) and isinstance(lb, list):
             if len(la) == len(lb) and all(
                 x.channels == y.channels and x.repeat == y.repeat
@@ -417,17 +440,20 @@ class GraphWalk:
                 out = []
                 for x, y in zip(la, lb, strict=True):
                     if x.unit is not None and y.unit is not None:
-                        self.units.union(x.unit, y.unit, f"{what}{self.where(node)}")
+                        self.units.union(x.unit, y.unit, what)
                     elif x.unit is not None or y.unit is not None:
-                        self.freeze([x, y], f"{what} with fixed channels{self.where(node)}")
+                        self.freeze([x, y], f"{what} with fixed channels")
                     clean = (x.clean and y.clean) if add else (x.clean or y.clean)
                     out.append(Seg(x.unit, x.channels, x.repeat, clean, x.data or y.data))
                 return out
-            why = f"{what} of differently split channels{self.where(node)}"
+            why = f"{what} of differently split channels"
             self.freeze(la, why)
             self.freeze(lb, why)
             return self.fixed(node)
-        return self.opaque(node, what)
+        # a tensor with channels against a parameter or a constant with channels (layer scale)
+        for lay in (la, lb):
+            self.freeze(lay, f"{what} with a parameter tensor")
+        return self._dirty(la if isinstance(la, list) else lb) if (la or lb) else "other"
 
     @staticmethod
     def _dirty(layout: Any) -> Any:

@@ -34,7 +34,7 @@ from torch import Tensor
 __all__ = ["CostTerm", "most_probable_in_band"]
 
 HUB_KINDS = ("stage", "stem")
-MAX_CLUSTER_STATES = 4096  # a larger cluster gives up its most coupled unit to the hubs
+MAX_CLUSTER_STATES = 1 << 20  # a larger cluster gives up its most coupled unit to the hubs
 
 
 @dataclass(frozen=True)

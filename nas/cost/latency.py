@@ -114,6 +114,7 @@ class LayerEntry:
     grid_out: list[int]
     ms: list[list[float]]
     repeat: int = 1  # a linear layer's features per input channel (a flatten of H x W)
+    groups: int = 0  # gconv: the groups of a frozen layer (0: as many as c_out / c_in)
 
     def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
         return (

@@ -95,7 +95,10 @@ def layer_configs(
             if module.groups != 1:  # the coupled width: whole groups, as many as it keeps
                 g = la.in_channels // la.groups
                 grid_out = sorted({max(g, g * round(c / g)) for c in grid_out})
-                entry = LayerEntry("gconv", k, s, p, hw, [g], grid_out, [])
+                frozen = la.out_unit is None  # its own groups (a channel multiplier, say)
+                entry = LayerEntry(
+                    "gconv", k, s, p, hw, [g], grid_out, [], groups=la.groups if frozen else 0
+                )
             else:
                 grid_in = _grid(la.in_channels, seg.unit is not None, step, block)
                 entry = LayerEntry("conv", k, s, p, hw, grid_in, grid_out, [])
@@ -193,8 +196,9 @@ def _layer_call(
 ) -> Callable[[], Any]:
     module: nn.Module
     if entry.kind in ("conv", "gconv"):
-        grouped = entry.kind == "gconv"  # c_in: channels per group; c_out channels in and out
-        channels = c_out if grouped else c_in
+        grouped = entry.kind == "gconv"  # c_in: channels per group
+        groups = (entry.groups or c_out // c_in) if grouped else 1
+        channels = groups * c_in if grouped else c_in
         module = nn.Sequential(
             nn.Conv2d(
                 channels,
@@ -202,7 +206,7 @@ def _layer_call(
                 entry.kernel,
                 entry.stride,
                 entry.padding,
-                groups=c_out // c_in if grouped else 1,
+                groups=groups,
                 bias=False,
             ),
             nn.BatchNorm2d(c_out),

@@ -132,6 +132,9 @@ def extract(
     keep = kept_channels(spec, order)
     pruned = space.build(spec.widths)
     new_state = pruned.state_dict()
+    for key, tensor in state.items():  # what no layer of the table sizes: as it is (a traced
+        if key in new_state and new_state[key].shape == tensor.shape:  # network's own tensors)
+            new_state[key] = tensor.clone()
     for layer in space.layers:
         for key, tensor in sliced_layer(layer, state, keep).items():
             new_state[key] = tensor

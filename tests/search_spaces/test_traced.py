@@ -413,3 +413,114 @@ def test_a_changed_network_file_is_named_on_load(
     assert err == [
         f"warning: {user_file} has changed since {tmp_path / 'run' / 'arch.json'} was written"
     ]
+
+
+# -- rules that must freeze or mask, each on a small network -----------------------------------
+RULE_NETS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+
+    class Base(nn.Module):
+        def __init__(self, num_classes=4, c=8):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, c, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c)
+            self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c)
+            self.fc = nn.Linear(c, num_classes)
+
+        def head(self, x):
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.bn2(self.conv2(x)), 1), 1))
+
+
+    class LayerScale(Base):  # a (C, 1, 1) parameter: frozen, and kept as trained
+        def __init__(self, num_classes=4):
+            super().__init__(num_classes)
+            self.gamma = nn.Parameter(torch.rand(8, 1, 1) + 0.5)
+
+        def forward(self, x):
+            return self.head(self.bn1(self.conv1(x)) * self.gamma)
+
+
+    class ViewedScale(Base):  # a (C,) parameter viewed as (C, 1, 1)
+        def __init__(self, num_classes=4):
+            super().__init__(num_classes)
+            self.w = nn.Parameter(torch.rand(8) + 0.5)
+
+        def forward(self, x):
+            return self.head(self.bn1(self.conv1(x)) * self.w.view(-1, 1, 1))
+
+
+    class MaxOverChannels(Base):  # torch.max over channels returns a tuple: frozen
+        def forward(self, x):
+            y = self.bn1(self.conv1(x)) - 1.0
+            return self.head(y * torch.max(y, dim=1, keepdim=True)[0])
+
+
+    class Divide(Base):  # 0 / 0 is not 0: a divisor's channels freeze
+        def __init__(self, num_classes=4):
+            super().__init__(num_classes)
+            self.conv3 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.bn3 = nn.BatchNorm2d(8)
+
+        def forward(self, x):
+            return self.head(self.bn1(self.conv1(x)) / self.bn3(self.conv3(x)))
+
+
+    class InPlace(Base):  # y.add_(1) not rebound: the readers of y see the result
+        def forward(self, x):
+            y = self.bn1(self.conv1(x))
+            y.add_(1.0)
+            return self.head(y)
+
+
+    class Hardtanh(Base):  # Hardtanh(0.5, 2) moves 0 to 0.5
+        def __init__(self, num_classes=4):
+            super().__init__(num_classes)
+            self.act = nn.Hardtanh(0.5, 2.0)
+
+        def forward(self, x):
+            return self.head(self.act(self.bn1(self.conv1(x))))
+
+
+    class Tied(Base):  # a table layer's weight also used functionally: not cut
+        def forward(self, x):
+            y = self.bn1(self.conv1(x))
+            att = torch.sigmoid(F.conv2d(x, self.conv1.weight, padding=1).mean(1, keepdim=True))
+            return self.head(y * att)
+    """
+)
+RULES = {  # network: (frozen writers, layers whose input is masked)
+    "LayerScale": ({("conv1",)}, set()),
+    "ViewedScale": ({("conv1",)}, set()),
+    "MaxOverChannels": ({("conv1",)}, set()),
+    "Divide": ({("conv1", "conv3")}, set()),
+    "InPlace": (set(), {"conv2"}),
+    "Hardtanh": (set(), {"conv2"}),
+    "Tied": (set(), set()),
+}
+
+
+@pytest.mark.parametrize("net", RULES)
+def test_what_no_rule_follows_is_frozen_and_extraction_stays_exact(
+    net: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "rule_nets.py"
+    path.write_text(RULE_NETS)
+    space = search_spaces.create(f"{path}:{net}", num_classes=4, input_size=(8, 8))
+    frozen, masked = RULES[net]
+    assert {g.writers for g in space.frozen if g.reason != "network output"} == frozen
+    assert set(space.input_masks) == masked
+    model = real_model(space, 0)
+    spec = space.spec(space.uniform_widths(0.5))
+    assert space.macs(spec.widths) == measure_macs(space.build(spec.widths), (3, 8, 8))
+    x = torch.randn(4, 3, 8, 8)
+    small = extract(copy.deepcopy(model), spec).eval()
+    handles = mask_channels(model, space, spec_masks(spec))
+    with torch.no_grad():
+        assert relative(model(x), small(x)) <= 1e-6
+    for h in handles:
+        h.remove()
