@@ -56,6 +56,7 @@ import torch.fx
 from torch import Tensor, nn
 
 from search_spaces import SearchSpace
+from search_spaces.layers import resolution_stages
 
 KINDS = ("input", "stem", "conv", "shortcut", "linear")
 KERNELS = (1, 3, 7)
@@ -105,11 +106,9 @@ def space_graph(space: SearchSpace) -> nx.DiGraph:
         raise AssertionError(f"{space.name}: traced modules differ from the layer table")
     stages = {n: int(m.group(1)) for n in edges if (m := _STAGE.match(n))}
     if not stages:  # a traced network: stages are its resolutions, from the input down
-        levels = sorted(
-            {la.out_pixels for la in layers.values() if la.kind == "conv"}, reverse=True
-        )
+        level = resolution_stages(layers.values())
         stages = {
-            n: levels.index(la.out_pixels) + 1
+            n: level[la.out_pixels]
             for n, la in layers.items()
             if la.kind == "conv" and not la.reads_input
         }

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from search_spaces.space import SearchSpace, register
-from search_spaces.traced import TracedSpace
+from search_spaces.space import register
+from search_spaces.traced import space_factory
 
 __all__ = ["WIDTH", "cifar_mobilenet_v2"]
 
@@ -44,18 +44,13 @@ def cifar_mobilenet_v2(
     return model
 
 
-def _space(name: str, num_classes: int, in_channels: int, size: tuple[int, int]) -> SearchSpace:
-    def make(classes: int, channels: int, _size: tuple[int, int]) -> nn.Module:
-        return cifar_mobilenet_v2(classes, channels)
-
-    return TracedSpace(
-        name, make, num_classes=num_classes, in_channels=in_channels, input_size=size
-    )
+def _network(num_classes: int, in_channels: int, size: tuple[int, int]) -> nn.Module:
+    return cifar_mobilenet_v2(num_classes, in_channels)
 
 
 register(
     "mobilenet_v2_cifar",
-    _space,
+    space_factory(_network),
     default_num_classes=10,
     default_input_size=(32, 32),
     description="MobileNetV2 (width 0.5) with a stride-1 stem for 32x32 images; units traced",

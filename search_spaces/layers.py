@@ -8,7 +8,7 @@ modules at given widths. Nothing here knows a space, a width spec or a name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "input_mask",
     "resized",
     "resized_layer",
+    "resolution_stages",
     "round_width",
     "scale_channels",
     "sliced_layer",
@@ -109,6 +110,16 @@ class Layer:
     def width_out(self, widths: Mapping[str, int]) -> int:
         return widths[self.out_unit] if self.out_unit is not None else self.out_channels
 
+    def unit_ranges(self) -> list[tuple[str, int, int]]:
+        """``(unit, start, end)`` of every unit segment of the input channels (a BN over a
+        concatenation: each unit's slice of its channels)."""
+        out, offset = [], 0
+        for s in self.inputs:
+            if s.unit is not None:
+                out.append((s.unit, offset, offset + s.channels))
+            offset += s.channels * s.repeat
+        return out
+
     def mac_terms(self) -> list[Term]:
         """This layer's multiply-accumulates as product terms (none for a BN)."""
         if self.kind == "bn":
@@ -147,6 +158,13 @@ class Layer:
 
 # (coefficient, in_unit, out_unit, fixed in, fixed out): one product term of the compute formula.
 Term = tuple[int, "str | None", "str | None", int, int]
+
+
+def resolution_stages(layers: Iterable[Layer]) -> dict[int, int]:
+    """Stage numbers of a network without named stages: each distinct output resolution of its
+    convolutions (``out_pixels``), from the input down, numbered from 1."""
+    levels = sorted({la.out_pixels for la in layers if la.kind == "conv"}, reverse=True)
+    return {pixels: i + 1 for i, pixels in enumerate(levels)}
 
 
 def term(t: Term, widths: Mapping[str, Any]) -> Any:

@@ -34,11 +34,25 @@ from torch import nn
 
 from search_spaces.discover import Discovery, TraceFailure, discover
 from search_spaces.errors import SpaceError, first_line
-from search_spaces.layers import FrozenGroup, Layer, Term, Unit, resized_layer, sliced_layer
+from search_spaces.layers import (
+    FrozenGroup,
+    Layer,
+    Term,
+    Unit,
+    resized_layer,
+    resolution_stages,
+    sliced_layer,
+)
 from search_spaces.space import SearchSpace, SpaceEntry, add_resolver
 from search_spaces.torchvision_resnet import adapt_stem
 
-__all__ = ["TORCHVISION_PREFIX", "TracedSpace", "entry_for", "torchvision_models"]
+__all__ = [
+    "TORCHVISION_PREFIX",
+    "TracedSpace",
+    "entry_for",
+    "space_factory",
+    "torchvision_models",
+]
 
 TORCHVISION_PREFIX = "torchvision:"
 _RESNETS = ("resnet", "resnext", "wide_resnet")
@@ -113,11 +127,9 @@ class TracedSpace(SearchSpace):
         for la in self.layers:
             if la.kind != "bn" and la.out_unit is not None:
                 writer.setdefault(la.out_unit, la)
-        levels = sorted(
-            {la.out_pixels for la in writer.values() if la.kind == "conv"}, reverse=True
-        )
+        level = resolution_stages(writer.values())
         return {
-            u: f"stage{levels.index(la.out_pixels) + 1}" if la.kind == "conv" else "head"
+            u: f"stage{level[la.out_pixels]}" if la.kind == "conv" else "head"
             for u, la in writer.items()
         }
 
@@ -220,7 +232,7 @@ def _torchvision_entry(name: str, arch: str) -> SpaceEntry:
 
     return SpaceEntry(
         name,
-        _space_factory(make),
+        space_factory(make),
         1000,
         (224, 224),
         f"torchvision {arch}, traced; stem and head adapt to the data",
@@ -324,12 +336,13 @@ def _user_entry(name: str, factory: Callable[..., Any]) -> SpaceEntry:
             raise SpaceError(f"{name} returned {type(model).__name__}, not an nn.Module")
         return model
 
+    traced = space_factory(make)
+
     def space(
         space_name: str, num_classes: int, in_channels: int, size: tuple[int, int]
     ) -> SearchSpace:
-        made = TracedSpace(
-            space_name, make, num_classes=num_classes, in_channels=in_channels, input_size=size
-        )
+        made = traced(space_name, num_classes, in_channels, size)
+        assert isinstance(made, TracedSpace)
         if "num_classes" not in takes:
             _check_classes(made, num_classes, name)
         return made
@@ -348,7 +361,10 @@ def _check_classes(space: TracedSpace, num_classes: int, name: str) -> None:
         )
 
 
-def _space_factory(make: ModelMaker) -> Callable[[str, int, int, tuple[int, int]], SearchSpace]:
+def space_factory(make: ModelMaker) -> Callable[[str, int, int, tuple[int, int]], SearchSpace]:
+    """A registry factory (name, classes, channels, size) -> the traced space of ``make``'s
+    network."""
+
     def space(name: str, num_classes: int, in_channels: int, size: tuple[int, int]) -> SearchSpace:
         return TracedSpace(
             name, make, num_classes=num_classes, in_channels=in_channels, input_size=size

@@ -269,22 +269,32 @@ def bn_off_probability(bn: nn.BatchNorm2d | BnSlice, threshold: float = 0.0) -> 
 BnSlice = tuple[Tensor, Tensor]  # a unit's channels of one BN layer: (gamma, beta)
 
 
-def unit_bn_slices(supernet: Supernet) -> dict[str, list[BnSlice]]:
-    """Per unit, the (gamma, beta) of its channels in every affine BN layer that normalises
-    them: a BN of the unit alone, or the unit's segment of a BN over a concatenation. A unit
-    that no BN normalises (a squeeze-excitation's inner width) has none."""
-    out: dict[str, list[BnSlice]] = {u.name: [] for u in supernet.space.units}
-    for layer in supernet.space.layers:
-        if layer.kind != "bn" or not layer.bias:
-            continue
-        bn = supernet.model.get_submodule(layer.name)
-        assert isinstance(bn, nn.BatchNorm2d)
-        offset = 0
-        for seg in layer.inputs:
-            if seg.unit is not None:
-                end = offset + seg.channels
-                out[seg.unit].append((bn.weight[offset:end], bn.bias[offset:end]))
-            offset += seg.channels * seg.repeat
+BnSite = tuple[str, int, int]  # an affine BN layer and a unit's channels in it (start, end)
+
+
+def unit_bn_sites(space: SearchSpace) -> dict[str, list[BnSite]]:
+    """Per unit, every affine BN layer that normalises its channels: a BN of the unit alone, or
+    the unit's segment of a BN over a concatenation. A unit that no BN normalises (a
+    squeeze-excitation's inner width) has none."""
+    out: dict[str, list[BnSite]] = {u.name: [] for u in space.units}
+    for layer in space.layers:
+        if layer.kind == "bn" and layer.bias:
+            for unit, start, end in layer.unit_ranges():
+                out[unit].append((layer.name, start, end))
+    return out
+
+
+def unit_bn_slices(
+    supernet: Supernet, sites: Mapping[str, list[BnSite]]
+) -> dict[str, list[BnSlice]]:
+    """The (gamma, beta) of every site (:func:`unit_bn_sites`), differentiable."""
+    out: dict[str, list[BnSlice]] = {}
+    for unit, places in sites.items():
+        out[unit] = []
+        for name, start, end in places:
+            bn = supernet.model.get_submodule(name)
+            assert isinstance(bn, nn.BatchNorm2d)
+            out[unit].append((bn.weight[start:end], bn.bias[start:end]))
     return out
 
 
@@ -307,6 +317,7 @@ class SoftChannelPruning(ChannelGates):
         sparsity: float = 0.0,
     ) -> None:
         super().__init__(space, choices, group_size=1)
+        self._sites = unit_bn_sites(space)  # where each unit's BN parameters are
         if not any(la.kind == "bn" and la.bias for la in space.layers):
             raise ConfigError(f"scp reads BatchNorm layers, and {space.name} has none")
         if not temperature > 0:
@@ -317,7 +328,7 @@ class SoftChannelPruning(ChannelGates):
         self.threshold, self.floor, self.sparsity = threshold, floor, sparsity
 
     def _bns(self) -> dict[str, list[BnSlice]]:
-        return unit_bn_slices(self.supernet)
+        return unit_bn_slices(self.supernet, self._sites)
 
     def off_probs(self) -> dict[str, Tensor]:
         """Per unit, each channel's probability of being switched off by BN and ReLU,

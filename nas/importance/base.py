@@ -145,12 +145,7 @@ def _written(layer: Layer, s: Tensor) -> list[tuple[str, Tensor]]:
     layer's output unit."""
     if layer.kind != "bn":
         return [(layer.out_unit, s)] if layer.out_unit is not None else []
-    out, offset = [], 0
-    for seg in layer.inputs:
-        if seg.unit is not None:
-            out.append((seg.unit, s[offset : offset + seg.channels]))
-        offset += seg.channels * seg.repeat
-    return out
+    return [(unit, s[start:end]) for unit, start, end in layer.unit_ranges()]
 
 
 def writers(space: SearchSpace, kind: str | tuple[str, ...]) -> list[Layer]:
