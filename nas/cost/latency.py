@@ -268,23 +268,60 @@ class LatencyCost(CostModel):
         self._grids = {k: e.tensors() for k, e in table.entries.items()}
 
     def terms(self) -> list[CostTerm]:
+        """One term per conv / linear layer (its interpolated latency over its input and output
+        widths), one per input segment of a layer that reads a concatenation (below), and the
+        fixed cost.
+
+        A layer reading a concatenation of ``n`` segments (DenseNet, SqueezeNet's fire modules)
+        was timed over its total input width ``C``; its latency at segment widths ``c_s`` is
+        taken to first order, ``L(C) + sum_s [L(C - C_s + c_s) - L(C)]`` (``C_s`` a segment's
+        full width): one term per segment, exact whenever at most one of its input units is
+        narrowed and whenever the latency is linear in the input width (the bilinear grid
+        between two points), so that the knapsack keeps its two-unit terms."""
         table = self.table
 
         def layer(key: str) -> Any:
             grid_in, grid_out, ms = self._grids[key]
             return lambda a, b: table.scale * interpolate(grid_in, grid_out, ms, a, b)
 
-        terms = [
-            CostTerm(
-                None if la.groups > 1 else la.inputs[0].unit,
-                la.out_unit,
-                la.in_channels // la.groups if la.groups > 1 else la.inputs[0].channels,
-                la.out_channels,
-                layer(table.layers[la.name]),
+        def segment(key: str, offset: int, total: int, share: float) -> Any:
+            grid_in, grid_out, ms = self._grids[key]
+
+            def fn(a: Tensor, b: Tensor) -> Tensor:
+                at = interpolate(grid_in, grid_out, ms, offset + a, b)
+                full = interpolate(grid_in, grid_out, ms, torch.full_like(a, total), b)
+                return table.scale * (at - share * full)
+
+            return fn
+
+        terms = []
+        for la in self.space.layers:
+            if la.kind not in ("conv", "linear"):
+                continue
+            key = table.layers[la.name]
+            if len(la.inputs) > 1:
+                total = sum(s.channels for s in la.inputs)
+                share = (len(la.inputs) - 1) / len(la.inputs)
+                terms += [
+                    CostTerm(
+                        s.unit,
+                        la.out_unit,
+                        s.channels,
+                        la.out_channels,
+                        segment(key, total - s.channels, total, share),
+                    )
+                    for s in la.inputs
+                ]
+                continue
+            terms.append(
+                CostTerm(
+                    None if la.groups > 1 else la.inputs[0].unit,
+                    la.out_unit,
+                    la.in_channels // la.groups if la.groups > 1 else la.inputs[0].channels,
+                    la.out_channels,
+                    layer(key),
+                )
             )
-            for la in self.space.layers
-            if la.kind in ("conv", "linear")
-        ]
         fixed = table.fixed_ms
         terms.append(CostTerm(None, None, 1, 1, lambda a, b: torch.zeros_like(a) + fixed))
         return terms

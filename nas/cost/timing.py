@@ -81,13 +81,15 @@ def layer_configs(
     for la in space.layers:
         if la.kind not in ("conv", "linear"):
             continue
-        if len(la.inputs) != 1:
-            raise ConfigError(
-                f"{la.name} reads {len(la.inputs)} concatenated inputs: latency tables time "
-                "layers of one input (use --cost macs)"
-            )
         module = model.get_submodule(la.name)
         seg = la.inputs[0]
+        searchable_in = any(s.unit is not None for s in la.inputs)
+        if len(la.inputs) > 1 and (la.groups > 1 or len({s.repeat for s in la.inputs}) > 1):
+            raise ConfigError(
+                f"{la.name} reads {len(la.inputs)} concatenated inputs "
+                f"{'in groups' if la.groups > 1 else 'flattened unevenly'}: latency tables "
+                "do not time that (use --cost macs)"
+            )
         grid_out = _grid(la.out_channels, la.out_unit is not None, step, block)
         if isinstance(module, nn.Conv2d):
             k, s, p = module.kernel_size[0], module.stride[0], _padding(module.padding)
@@ -99,17 +101,18 @@ def layer_configs(
                 entry = LayerEntry(
                     "gconv", k, s, p, hw, [g], grid_out, [], groups=la.groups if frozen else 0
                 )
-            else:
-                grid_in = _grid(la.in_channels, seg.unit is not None, step, block)
+            else:  # over all its input channels (a concatenation's: see LatencyCost)
+                grid_in = _grid(la.in_channels, searchable_in, step, block)
                 entry = LayerEntry("conv", k, s, p, hw, grid_in, grid_out, [])
         else:
-            grid_in = _grid(seg.channels, seg.unit is not None, step, block)
+            channels = sum(s.channels for s in la.inputs)
+            grid_in = _grid(channels, searchable_in, step, block)
             entry = LayerEntry("linear", 1, 1, 0, (1, 1), grid_in, grid_out, [], seg.repeat)
         repeat = f" x{entry.repeat}" if entry.repeat > 1 else ""
         key = (
             f"{entry.kind} k{entry.kernel} s{entry.stride} p{entry.padding} "
-            f"{entry.in_hw[0]}x{entry.in_hw[1]} in{_describe(entry.grid_in, seg.unit)}{repeat} "
-            f"out{_describe(grid_out, la.out_unit)}"
+            f"{entry.in_hw[0]}x{entry.in_hw[1]} in{_describe(entry.grid_in, searchable_in)}"
+            f"{repeat} out{_describe(grid_out, la.out_unit is not None)}"
         )
         entries.setdefault(key, entry)
         layers[la.name] = key
@@ -135,8 +138,8 @@ def _grid(maximum: int, searchable: bool, step: int, block: int) -> list[int]:
     return width_grid(maximum, step or auto_step(maximum), block)
 
 
-def _describe(grid: list[int], unit: str | None) -> str:
-    return f"<={grid[-1]}/{len(grid)}" if unit is not None else f"={grid[0]}"
+def _describe(grid: list[int], searchable: bool) -> str:
+    return f"<={grid[-1]}/{len(grid)}" if searchable else f"={grid[0]}"
 
 
 # -- timing ------------------------------------------------------------------------------------

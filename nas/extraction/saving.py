@@ -65,12 +65,16 @@ def to_torchscript(model: nn.Module) -> torch.jit.ScriptModule:
 
 def _torchscript_bytes(model: nn.Module, spec: WidthSpec) -> bytes | None:
     """The TorchScript file: scripted; a network that does not script (a user's network with
-    Python the compiler refuses) traced at the spec's input size; None, with one line on
-    stderr, if neither works (``arch.json`` + ``model.pt`` still rebuild it)."""
+    Python the compiler refuses) or that runs Python hooks (which scripting leaves out: a
+    traced space's conditional network) traced at the spec's input size; None, with one line
+    on stderr, if neither works (``arch.json`` + ``model.pt`` still rebuild it)."""
     buf = io.BytesIO()
+    hooked = any(m._forward_pre_hooks or m._forward_hooks for m in model.modules())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            if hooked:
+                raise RuntimeError("the network runs forward hooks, which scripting leaves out")
             torch.jit.save(to_torchscript(model), buf)
         except Exception as scripting:  # torch.jit raises many kinds
             if spec.get_space().family != "traced":

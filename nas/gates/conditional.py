@@ -1,10 +1,11 @@
 """Input-conditional gates: ``conditional-gumbel`` (Herrmann et al. 2020) and ``batch-shaping``
 (Bejnordi et al. 2020).
 
-A small gate network per gated unit looks at the input of the unit's residual block (global
-average pool -> Linear(C, 16) -> BN -> ReLU -> Linear(16, G)) and opens or closes each of the
-unit's ``G`` groups of ``group_size`` channels **for each image**. The block-internal units are
-gated (a residual stream is shared by every block of its stage and stays at full width). The
+A small gate network per gated unit looks at the input of the unit's residual block (in a
+traced space: of the first layer that writes the unit; global average pool -> Linear(C, 16) ->
+BN -> ReLU -> Linear(16, G)) and opens or closes each of the unit's ``G`` groups of
+``group_size`` channels **for each image**. The block-internal units are gated (a residual
+stream is shared by every block of its stage and stays at full width). The
 gates are hard straight-through samples in training, trained jointly with the weights:
 
 * ``conditional-gumbel``: Gumbel (logistic) noise at temperature 1, gates starting about 98 %
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,19 +53,24 @@ __all__ = [
     "BatchShaping",
     "ConditionalGates",
     "ConditionalGumbel",
+    "GateSite",
     "batch_shaping_loss",
     "beta_cdf",
     "gate_network",
+    "gate_sites",
     "open_shares",
 ]
 
 HIDDEN = 16
 
 
-def gate_network(in_channels: int, groups: int, open_logit: float) -> nn.Sequential:
-    """Pool -> Linear(C, 16) -> BN -> ReLU -> Linear(16, G), gates starting at ``open_logit``."""
+def gate_network(
+    in_channels: int, groups: int, open_logit: float, *, pool: bool = True
+) -> nn.Sequential:
+    """Pool -> Linear(C, 16) -> BN -> ReLU -> Linear(16, G), gates starting at ``open_logit``
+    (``pool`` False: the input is a vector of ``C`` features already, as a linear layer's)."""
     net = nn.Sequential(
-        nn.AdaptiveAvgPool2d(1),
+        nn.AdaptiveAvgPool2d(1) if pool else nn.Identity(),
         nn.Flatten(),
         nn.Linear(in_channels, HIDDEN),
         nn.BatchNorm1d(HIDDEN),
@@ -90,11 +97,6 @@ class ConditionalGates(ChannelGates):
     ) -> dict[str, list[int]]:
         """Groups of the block-internal units; the residual streams and the stem stay at full
         width."""
-        if space.family == "traced":
-            raise ConfigError(
-                f"per-input gates read ResNet blocks; {space.name} is a traced space "
-                "(use a static strategy such as channel-gumbel)"
-            )
         if not any(u.kind == "block" for u in space.units):
             raise ConfigError(f"space {space.name} has no block-internal units to gate")
         grouped = super().choices_for(space, choices, **options)
@@ -115,16 +117,13 @@ class ConditionalGates(ChannelGates):
         logit = open_logit(init_open, temperature)
         self.temperature = temperature
         self.gated = [u.name for u in space.units if u.kind == "block"]
-        self.blocks = {u: u.rsplit(".", 1)[0] for u in self.gated}
-        inputs = {
-            la.name.rsplit(".", 1)[0]: la.in_channels
-            for la in space.layers
-            if la.kind == "conv" and la.name.endswith(".conv1")
-        }
+        # where each unit's gate network looks: the input of its residual block (hand-written
+        # ResNets), or of the first layer that writes the unit (traced spaces)
+        self.sites = gate_sites(space, self.gated)
         self.nets = nn.ModuleDict(
             {
-                _key(u): gate_network(inputs[self.blocks[u]], self.groups[u], logit)
-                for u in self.gated
+                _key(u): gate_network(site.in_channels, self.groups[u], logit, pool=site.spatial)
+                for u, site in self.sites.items()
             }
         )
         self._probs: dict[str, Tensor] = {}  # the last batch's open probabilities (N, G)
@@ -134,9 +133,9 @@ class ConditionalGates(ChannelGates):
     # -- the gates of a batch ---------------------------------------------------------------
     def attach(self, supernet: Supernet) -> None:
         super().attach(supernet)
-        for block in sorted(set(self.blocks.values())):
-            units = [u for u in self.gated if self.blocks[u] == block]
-            supernet.model.get_submodule(block).register_forward_pre_hook(self._hook(units))
+        for module in dict.fromkeys(site.module for site in self.sites.values()):
+            units = [u for u in self.gated if self.sites[u].module == module]
+            supernet.model.get_submodule(module).register_forward_pre_hook(self._hook(units))
 
     def _hook(self, units: list[str]) -> Any:
         def hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:
@@ -157,8 +156,7 @@ class ConditionalGates(ChannelGates):
                 groups = self._sample(logits, mode)
                 mask = groups.repeat_interleave(self.group_size, dim=1)
                 self._last[u] = mask
-                for bn in self.supernet.bns[u]:
-                    bn.mask = mask
+                self.supernet.update_masks({u: mask})
 
         return hook
 
@@ -267,6 +265,37 @@ class ConditionalGates(ChannelGates):
 
 def _key(unit: str) -> str:
     return unit.replace(".", "_")
+
+
+@dataclass(frozen=True)
+class GateSite:
+    """Where a unit's gate network reads: the input of ``module`` (``in_channels`` channels, or
+    features where ``spatial`` is False)."""
+
+    module: str
+    in_channels: int
+    spatial: bool = True
+
+
+def gate_sites(space: SearchSpace, units: Sequence[str]) -> dict[str, GateSite]:
+    """Each gated unit's :class:`GateSite`: in a hand-written ResNet the input of the unit's
+    residual block (every internal unit of a block decides from what enters it); in a traced
+    space the input of the first conv / linear layer that writes the unit."""
+    if space.family != "traced":
+        inputs = {
+            la.name.rsplit(".", 1)[0]: la.in_channels
+            for la in space.layers
+            if la.kind == "conv" and la.name.endswith(".conv1")
+        }
+        blocks = {u: u.rsplit(".", 1)[0] for u in units}
+        return {u: GateSite(blocks[u], inputs[blocks[u]]) for u in units}
+    sites: dict[str, GateSite] = {}
+    for la in space.layers:
+        u = la.out_unit
+        if la.kind in ("conv", "linear") and u is not None and u in units and u not in sites:
+            features = sum(s.channels * s.repeat for s in la.inputs)
+            sites[u] = GateSite(la.name, features, spatial=la.kind == "conv")
+    return sites
 
 
 @torch.no_grad()

@@ -9,15 +9,19 @@ is saved as ``arch.json`` (the full space) + ``conditional.json`` (the gate sett
 ``model.pt`` (state_dict) + ``model.ts`` (TorchScript: ``torch.jit.load`` runs the gates with
 torch alone), and rebuilt by :func:`load_conditional`.
 
-The gated units of the spaces with basic residual blocks (CIFAR ResNets, ResNet-18/34) are
-supported; the Bottleneck spaces are refused with one line.
+The gated units of the hand-written spaces with basic residual blocks (CIFAR ResNets,
+ResNet-18/34) are supported so; the hand-written Bottleneck spaces are refused with one line.
+A traced space's conditional network is a :class:`GatedNetwork`: its gates mask the closed
+channels (per-image MACs counted from the open ones), saved the same way with the units it
+gates.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from torch import Tensor, nn
 
 from nas.errors import ConfigError, WeightsError, first_line
 from nas.extraction import save_model
-from nas.gates.conditional import gate_network
+from nas.gates.conditional import gate_network, gate_sites
 from nas.io import atomic_write_text, load_state_dict_file
 from nas.supernet import Supernet, recalibrate_bn
 from search_spaces import SearchSpace, WidthSpec
@@ -35,10 +39,12 @@ from search_spaces import SearchSpace, WidthSpec
 __all__ = [
     "CONDITIONAL_FORMAT",
     "GatedBasicBlock",
+    "GatedNetwork",
     "calibrate_gates",
     "conditional_macs",
     "conditional_network",
     "gate_macs",
+    "gated_units",
     "load_conditional",
     "save_conditional",
 ]
@@ -128,17 +134,90 @@ def _select(t: Tensor | None, idx: Tensor) -> Tensor:
     return t.index_select(0, idx)
 
 
+class GatedNetwork(Supernet):
+    """A traced space's conditional network: the full network with its BatchNorms masked
+    (:class:`~nas.supernet.Supernet`; the network's own key names under ``model.``) and one gate
+    network per gated unit (``gates.``), run on the input of the unit's first writer
+    (:func:`~nas.gates.conditional.gate_sites`); the mode of each gate opens or closes its
+    group of channels for each image, in every layer the unit reaches. Closed channels are
+    masked, not skipped: its per-image MACs are counted from the open channels (as a runtime
+    that skips them would pay), its latency is the full network's."""
+
+    def __init__(
+        self, model: nn.Module, space: SearchSpace, gates: Mapping[str, nn.Module], group: int
+    ) -> None:
+        super().__init__(model, space)
+        self.gates = nn.ModuleDict({_key(u): g for u, g in gates.items()})
+        self.units = list(gates)
+        self.group_size = group
+        sites = gate_sites(space, self.units)
+        self.sites = {u: sites[u].module for u in self.units}
+        for module in dict.fromkeys(self.sites.values()):
+            units = [u for u in self.units if self.sites[u] == module]
+            # a partial, not a closure: a deep copy (TorchScript tracing makes one) hooks the copy
+            hook = functools.partial(GatedNetwork._gate, self, units)
+            model.get_submodule(module).register_forward_pre_hook(hook)
+
+    def _gate(self, units: list[str], module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        x = args[0]
+        self.update_masks(
+            {
+                u: (self.gates[_key(u)](x) > 0).repeat_interleave(self.group_size, 1).to(x.dtype)
+                for u in units
+            }
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.set_masks(None)  # each gate sets its unit's masks as the pass reaches it
+        out: Tensor = self.model(x)
+        return out
+
+    def train(self, mode: bool = True) -> GatedNetwork:
+        """The network's layers in ``mode``; the gate networks stay in eval mode (as in
+        :class:`GatedBasicBlock`)."""
+        super().train(mode)
+        self.gates.eval()
+        return self
+
+    def gate_modules(self) -> list[tuple[str, nn.Module]]:
+        return [(u, self.gates[_key(u)]) for u in self.units]
+
+
+def _key(unit: str) -> str:
+    return unit.replace(".", "_")
+
+
+def gated_units(model: nn.Module, space: SearchSpace) -> list[tuple[str, nn.Module, int]]:
+    """Every gated unit of a conditional network, its gate network and group size."""
+    if isinstance(model, GatedNetwork):
+        return [(u, g, model.group_size) for u, g in model.gate_modules()]
+    unit_of = {u.name.rsplit(".", 1)[0]: u.name for u in space.units if u.kind == "block"}
+    return [
+        (unit_of[n], b.gate, b.group_size)
+        for n, b in model.named_modules()
+        if isinstance(b, GatedBasicBlock)
+    ]
+
+
 def conditional_network(supernet: Supernet, strategy: Any) -> nn.Module:
     """The standalone conditional network of ``supernet`` gated by ``strategy`` (a
     :class:`~nas.gates.ConditionalGates`), in eval mode; the supernet is not changed. The gate
     networks' parameters are frozen (``requires_grad`` off): fine-tuning trains the weights
-    under the gates the search learned."""
+    under the gates the search learned. Hand-written basic-block ResNets get
+    :class:`GatedBasicBlock` (closed channels skipped at batch 1), traced spaces a
+    :class:`GatedNetwork`."""
     space = supernet.space
     model = space.build()
     model.load_state_dict(supernet.model.state_dict())
     model.eval()
+    if space.family == "traced":
+        gates = {}
+        for unit in strategy.gated:
+            gate = copy.deepcopy(strategy.nets[_key(unit)]).eval()
+            gates[unit] = gate.requires_grad_(False)
+        return GatedNetwork(model, space, gates, strategy.group_size).eval()
     for unit in strategy.gated:
-        block_name = strategy.blocks[unit]
+        block_name = strategy.sites[unit].module
         block = model.get_submodule(block_name)
         if not hasattr(block, "conv2") or hasattr(block, "conv3"):
             raise ConfigError(
@@ -158,18 +237,16 @@ def conditional_macs(
     """Every image's MACs in the conditional network ``model`` over ``batches``, counted
     exactly from the channels its gates opened for that image (the space's MAC formula at the
     image's widths; the gate networks' own MACs are not included: see :func:`gate_macs`)."""
-    blocks = {n: m for n, m in model.named_modules() if isinstance(m, GatedBasicBlock)}
-    unit_of = {u.name.rsplit(".", 1)[0]: u.name for u in space.units if u.kind == "block"}
     index = {u.name: i for i, u in enumerate(space.units)}
     opened: dict[str, Tensor] = {}
 
-    def recorder(name: str, group: int) -> Any:
+    def recorder(unit: str, group: int) -> Any:
         def hook(module: nn.Module, args: Any, out: Tensor) -> None:
-            opened[name] = (out > 0).sum(1).to(torch.int64) * group
+            opened[unit] = (out > 0).sum(1).to(torch.int64) * group
 
         return hook
 
-    handles = [b.gate.register_forward_hook(recorder(n, b.group_size)) for n, b in blocks.items()]
+    handles = [g.register_forward_hook(recorder(u, k)) for u, g, k in gated_units(model, space)]
     was = model.training
     model.eval()
     macs: list[Tensor] = []
@@ -178,8 +255,8 @@ def conditional_macs(
             model(x.to(device))
             full = torch.tensor(list(space.max_widths.values()), dtype=torch.int64)
             rows = full.repeat(x.shape[0], 1)
-            for name, width in opened.items():
-                rows[:, index[unit_of[name]]] = width.cpu()
+            for unit, width in opened.items():
+                rows[:, index[unit]] = width.cpu()
             macs.append(space.batched_macs(rows))
     finally:
         for h in handles:
@@ -216,12 +293,11 @@ def calibrate_gates(
     band already, and, when no offset lands in it (a step of the average over the band), the
     one nearest to the target. Returns the offset and the average MAC ratio it gives."""
     lasts = []
-    for block in model.modules():
-        if isinstance(block, GatedBasicBlock):
-            assert isinstance(block.gate, nn.Sequential)
-            last = block.gate[-1]
-            assert isinstance(last, nn.Linear) and last.bias is not None
-            lasts.append((last.bias, last.bias.detach().clone()))
+    for _, gate, _ in gated_units(model, space):
+        assert isinstance(gate, nn.Sequential)
+        last = gate[-1]
+        assert isinstance(last, nn.Linear) and last.bias is not None
+        lasts.append((last.bias, last.bias.detach().clone()))
     full = float(space.macs())
 
     def ratio(offset: float) -> float:
@@ -264,14 +340,13 @@ def _bisect(
     return min(seen, key=lambda s: (not low <= s[1] <= high, abs(s[1] - target)))
 
 
-def gate_macs(model: nn.Module) -> int:
+def gate_macs(model: nn.Module, space: SearchSpace) -> int:
     """MACs of the gate networks of a conditional network for one input (their linear
     layers; the pooling and BN are not counted, as the space counts no BN)."""
     return sum(
         m.in_features * m.out_features
-        for b in model.modules()
-        if isinstance(b, GatedBasicBlock)
-        for m in b.gate.modules()
+        for _, gate, _ in gated_units(model, space)
+        for m in gate.modules()
         if isinstance(m, nn.Linear)
     )
 
@@ -279,8 +354,11 @@ def gate_macs(model: nn.Module) -> int:
 def save_conditional(model: nn.Module, space: SearchSpace, group_size: int, out: Path) -> None:
     """``arch.json`` (the full space), ``model.pt``, ``model.ts`` and ``conditional.json``."""
     save_model(model, space.spec(), out)
-    gated = [n for n, m in model.named_modules() if isinstance(m, GatedBasicBlock)]
-    meta = {"format": CONDITIONAL_FORMAT, "group_size": group_size, "blocks": gated}
+    meta: dict[str, Any] = {"format": CONDITIONAL_FORMAT, "group_size": group_size}
+    if isinstance(model, GatedNetwork):
+        meta["units"] = model.units
+    else:
+        meta["blocks"] = [n for n, m in model.named_modules() if isinstance(m, GatedBasicBlock)]
     atomic_write_text(out / "conditional.json", json.dumps(meta) + "\n")
 
 
@@ -294,9 +372,17 @@ def load_conditional(path: str | Path) -> nn.Module:
     if not isinstance(meta, dict) or meta.get("format") != CONDITIONAL_FORMAT:
         raise ConfigError(f"{d / 'conditional.json'} is not a {CONDITIONAL_FORMAT} file")
     spec = WidthSpec.load(d / "arch.json")
-    model = spec.get_space().build()
+    space = spec.get_space()
+    model = space.build()
     group = int(meta["group_size"])
-    for name in meta["blocks"]:
+    if "units" in meta:  # a traced space's GatedNetwork
+        sites = gate_sites(space, list(meta["units"]))
+        gates = {
+            u: gate_network(site.in_channels, space.max_widths[u] // group, 0.0, pool=site.spatial)
+            for u, site in sites.items()
+        }
+        model = GatedNetwork(model, space, gates, group)
+    for name in meta.get("blocks", []):
         block = model.get_submodule(name)
         conv1 = block.conv1
         assert isinstance(conv1, nn.Conv2d)

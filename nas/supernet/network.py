@@ -15,6 +15,7 @@ strongest.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
@@ -95,18 +96,20 @@ class Supernet(nn.Module):
         masked = set(space.input_masks)
         self._input_layers = [la for la in space.layers if la.name in masked]
         self._input_masks: dict[str, Tensor | None] = {}
-        for la in self._input_layers:
-            model.get_submodule(la.name).register_forward_pre_hook(self._mask_input(la.name))
+        for la in self._input_layers:  # a partial, not a closure: a deep copy hooks the copy
+            model.get_submodule(la.name).register_forward_pre_hook(
+                functools.partial(Supernet._mask_input, self, la.name)
+            )
         # (mode, tau) while an input-conditional strategy gates the passes (its hooks set the
         # masks of each batch); set_masks and set_widths end it
         self.gating: tuple[str, float] | None = None
+        self._masks: dict[str, Tensor] = {}  # the units' current masks
 
-    def _mask_input(self, name: str):  # type: ignore[no-untyped-def]
-        def hook(module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
-            m = self._input_masks.get(name)
-            return None if m is None else (scale_channels(inputs[0], m), *inputs[1:])
-
-        return hook
+    def _mask_input(
+        self, name: str, module: nn.Module, inputs: tuple[Tensor, ...]
+    ) -> tuple[Tensor, ...] | None:
+        m = self._input_masks.get(name)
+        return None if m is None else (scale_channels(inputs[0], m), *inputs[1:])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -117,14 +120,29 @@ class Supernet(nn.Module):
     def set_masks(self, masks: Mapping[str, Tensor] | None) -> None:
         """Per-unit masks ``(C,)`` or ``(N, C)``; None switches every channel on."""
         self.gating = None
-        for unit, bns in self.bns.items():
-            m = None if masks is None else masks.get(unit)
+        self._masks = {}
+        for bns in self.bns.values():
             for bn in bns:
+                bn.mask = None
+        for _, bn in self._composite:
+            bn.mask = None
+        self._input_masks.clear()
+        if masks is not None:
+            self.update_masks(masks)
+
+    def update_masks(self, masks: Mapping[str, Tensor]) -> None:
+        """Set the masks of the units in ``masks``, keeping the others' (per-input gates set
+        each unit's as the forward pass reaches it); the layers whose inputs they reach follow."""
+        self._masks.update(masks)
+        for unit, m in masks.items():
+            for bn in self.bns[unit]:
                 bn.mask = m
         for la, bn in self._composite:
-            bn.mask = None if masks is None else input_mask(la, masks)
+            if any(s.unit in masks for s in la.inputs):
+                bn.mask = input_mask(la, self._masks)
         for la in self._input_layers:
-            self._input_masks[la.name] = None if masks is None else input_mask(la, masks)
+            if any(s.unit in masks for s in la.inputs):
+                self._input_masks[la.name] = input_mask(la, self._masks)
 
     def set_widths(self, widths: Mapping[str, int] | None) -> None:
         """0/1 masks keeping the first ``widths[u]`` channels (None: full width)."""

@@ -151,7 +151,7 @@ def per_input_metrics(
             "p50_macs": float(values.quantile(0.5)),
             "p95_macs": float(values.quantile(0.95)),
             "p95_macs_ratio": float(values.quantile(0.95)) / full,
-            "gate_macs": gate_macs(model),
+            "gate_macs": gate_macs(model, space),
             "conditional_acc": evaluate(model, test_loader, device=device).accuracy,
         }
         | ({"static_share": config.static_share} if outcome.static else {})

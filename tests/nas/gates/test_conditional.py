@@ -40,8 +40,10 @@ def test_beta_cdf_gradient_is_the_density() -> None:
     assert torch.allclose(x.grad, torch.as_tensor(numeric), rtol=1e-4)  # type: ignore[arg-type]
 
 
-def _conditional(cls: type = ConditionalGumbel) -> tuple[Supernet, ConditionalGumbel]:
-    space = small_space("resnet20", num_classes=4)
+def _conditional(
+    cls: type = ConditionalGumbel, name: str = "resnet20"
+) -> tuple[Supernet, ConditionalGumbel]:
+    space = small_space(name, num_classes=4)
     supernet = Supernet(prepared(space), space)
     strategy = cls(space, choices_of(space), init_open=0.6)
     strategy.attach(supernet)
@@ -54,11 +56,17 @@ def _conditional(cls: type = ConditionalGumbel) -> tuple[Supernet, ConditionalGu
     return supernet, strategy
 
 
-def test_per_image_macs_are_those_of_the_network_that_computes_each_image() -> None:
+@pytest.mark.parametrize(
+    "name",
+    # a traced space's gates read each unit's first writer: an SE block's input-masked layers,
+    # linear writers of a VGG head
+    ["resnet20", "torchvision:mobilenet_v3_small", "torchvision:vgg11_bn"],
+)
+def test_per_image_macs_are_those_of_the_network_that_computes_each_image(name: str) -> None:
     """For each image: the network with exactly the channels its gates opened (extracted,
     really smaller) gives the conditional network's output, and FlopCounterMode counts the MACs
     reported for that image."""
-    supernet, strategy = _conditional()
+    supernet, strategy = _conditional(name=name)
     space = supernet.space
     g = torch.Generator().manual_seed(1)
     x = torch.randn(4, space.in_channels, *space.input_size, generator=g)

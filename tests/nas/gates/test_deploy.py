@@ -47,7 +47,14 @@ def _gated(name: str = "resnet20", group_size: int = 1) -> tuple[Supernet, Condi
     return supernet, strategy
 
 
-@pytest.mark.parametrize(("name", "group_size"), [("resnet20", 1), ("resnet20_b", 4)])
+TRACED = [  # an SE block (input-masked layers), linear writers, BNs over concatenations
+    ("torchvision:mobilenet_v3_small", 1),
+    ("torchvision:vgg11_bn", 2),
+    ("torchvision:densenet121", 1),
+]
+
+
+@pytest.mark.parametrize(("name", "group_size"), [("resnet20", 1), ("resnet20_b", 4), *TRACED])
 def test_the_conditional_network_computes_what_the_gated_supernet_computes(
     name: str, group_size: int, tmp_path: Path
 ) -> None:
@@ -67,6 +74,8 @@ def test_the_conditional_network_computes_what_the_gated_supernet_computes(
     loaded = load_conditional(tmp_path / "c")
     with torch.no_grad():
         assert torch.allclose(model(x), reference, atol=1e-5)  # a batch: masked channels
+        assert torch.allclose(scripted(x), reference, atol=1e-5)
+        assert torch.allclose(loaded(x), reference, atol=1e-5)
         for i in range(5):  # one image: the weights sliced to its open channels
             one = x[i : i + 1]
             assert torch.allclose(model(one)[0], reference[i], atol=1e-4)
@@ -79,7 +88,7 @@ def test_a_directory_without_a_conditional_network_is_one_line(tmp_path: Path) -
         load_conditional(tmp_path)
 
 
-@pytest.mark.parametrize(("name", "group_size"), [("resnet20", 1), ("resnet20_b", 4)])
+@pytest.mark.parametrize(("name", "group_size"), [("resnet20", 1), ("resnet20_b", 4), *TRACED])
 def test_per_image_macs_of_the_conditional_network_are_the_gated_supernets(
     name: str, group_size: int
 ) -> None:
@@ -100,7 +109,7 @@ def test_per_image_macs_of_the_conditional_network_are_the_gated_supernets(
     linear = [
         m for net in strategy.nets.values() for m in net.modules() if isinstance(m, torch.nn.Linear)
     ]
-    assert gate_macs(model) == sum(m.in_features * m.out_features for m in linear)
+    assert gate_macs(model, space) == sum(m.in_features * m.out_features for m in linear)
 
 
 def test_fine_tuning_the_conditional_network_leaves_its_gates_as_learned() -> None:

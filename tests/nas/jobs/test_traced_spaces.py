@@ -78,6 +78,33 @@ def test_transfer_of_a_traced_architecture(searched: Path, tmp_path: Path) -> No
     assert spec.space == SPACE and spec.input_size == (12, 12)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_per_input_gates_on_a_traced_space(tmp_path: Path) -> None:
+    """conditional-gumbel on MobileNetV3: its conditional network (gates on each unit's first
+    writer, reloaded and run from TorchScript) and, with --static, an extracted network."""
+    from nas.gates.deploy import load_conditional
+
+    argv = ["search", "--space", SPACE, "--strategy", "conditional-gumbel", *SEARCH]
+    out = tmp_path / "conditional"
+    assert main([*argv, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["conditional"] is True and 0 < metrics["avg_macs_ratio"] < 1
+    assert metrics["gate_macs"] > 0
+    model = load_conditional(out / "conditional")
+    scripted = torch.jit.load(str(out / "conditional" / "model.ts"))
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), model(x), atol=1e-5)
+    static = tmp_path / "static"
+    assert main([*argv, "--static", "--out", str(static)]) == 0
+    metrics = json.loads((static / "metrics.json").read_text())
+    spec = search_spaces.WidthSpec.load(static / "arch.json")
+    assert nas.cost.macs.measure_macs(nas.load_model(static), (1, 8, 8)) == spec.macs()
+    assert spec.macs() < spec.get_space().macs() and "avg_macs" in metrics
+
+
 def test_a_latency_budget_on_depthwise_convolutions() -> None:
     space = search_spaces.create(SPACE, num_classes=10, input_size=(32, 32))
     table = synthetic_latency_table(space)
@@ -119,13 +146,45 @@ def test_the_projection_on_a_chain_network_promotes_hubs() -> None:
     assert widths is not None and 0.98 * target <= space.macs(widths) <= 1.02 * target
 
 
-def test_a_latency_table_refuses_concatenated_inputs_in_one_line() -> None:
-    from nas.cost.timing import layer_configs
-    from nas.errors import ConfigError
+@pytest.mark.parametrize("name", ["squeezenet1_1", "densenet121"])
+def test_a_latency_table_prices_layers_that_read_concatenations(name: str) -> None:
+    """Such a layer is timed over its total input width and priced per input segment to first
+    order: exact at full width, wherever one input unit is narrowed, and everywhere the table is
+    linear in the input width (the synthetic table is)."""
+    from nas.cost.latency import interpolate
 
-    space = search_spaces.create("torchvision:squeezenet1_1", num_classes=10, input_size=(32, 32))
-    with pytest.raises(ConfigError, match=r"reads 2 concatenated inputs.*--cost macs"):
-        layer_configs(space)
+    space = search_spaces.create(f"torchvision:{name}", num_classes=10, input_size=(32, 32))
+    table = synthetic_latency_table(space)
+    cost = nas.cost.latency.LatencyCost(space, table=table)
+    readers = [la for la in space.layers if la.kind == "conv" and len(la.inputs) > 1]
+    assert readers
+
+    def reference(widths: dict[str, int]) -> float:  # each layer at its total input width
+        total = table.fixed_ms
+        for la in space.layers:
+            if la.kind not in ("conv", "linear"):
+                continue
+            grid_in, grid_out, ms = table.entries[table.layers[la.name]].tensors()
+            if la.groups > 1:
+                c_in = la.in_channels // la.groups
+            else:
+                c_in = sum(widths[s.unit] if s.unit else s.channels for s in la.inputs)
+            c_out = widths[la.out_unit] if la.out_unit else la.out_channels
+            value = interpolate(grid_in, grid_out, ms, torch.tensor(c_in), torch.tensor(c_out))
+            total += table.scale * float(value)
+        return total
+
+    full = space.full_widths()
+    assert cost.full() == pytest.approx(reference(full), rel=1e-12)
+    one = dict(full)
+    unit = next(s.unit for s in readers[-1].inputs if s.unit is not None)
+    one[unit] = max(1, full[unit] // 3)
+    assert cost.exact(one) == pytest.approx(reference(one), rel=1e-12)
+    assert cost.exact(one) < cost.full()
+    for widths in nas.cost.timing.random_specs(space, 3, seed=0):
+        assert cost.exact(widths) == pytest.approx(reference(widths), rel=1e-9)
+    for la in readers:  # timed over the whole concatenation
+        assert table.entries[table.layers[la.name]].grid_in[-1] == la.in_channels
 
 
 def test_profile_lists_the_frozen_channels(capsys: pytest.CaptureFixture[str]) -> None:
