@@ -288,7 +288,11 @@ def verdicts(rows: list[dict[str, Any]], default: str) -> list[str]:
     return lines
 
 
-def report(rows: list[dict[str, Any]], default: str = "sandwich/argmax") -> str:
+# the configuration the product ships: nas search's defaults
+DEFAULT = f"{nas.SearchConfig().weight_sampling}/{nas.SearchConfig().select}"
+
+
+def report(rows: list[dict[str, Any]], default: str = DEFAULT) -> str:
     """The markdown report of ``rows``: paired differences, validation, where channels went,
     and the targets' verdicts on the ``default`` configuration."""
     out: list[str] = []
@@ -385,7 +389,9 @@ def main() -> None:
     )
     parser.add_argument("--report", action="store_true", help="only print the report")
     parser.add_argument(
-        "--default", default="sandwich/argmax", help="SAMPLING/SELECT the targets are judged on"
+        "--default",
+        default=DEFAULT,
+        help="SAMPLING/SELECT the targets are judged on (default: nas search's)",
     )
     args = parser.parse_args()
     if args.quick:

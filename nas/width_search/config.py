@@ -182,10 +182,11 @@ class SearchConfig(FinetuneConfig):
         choices="nas.importance:CRITERIA",
     )
     select: str = option(
-        "argmax",
+        "evolution",
         "how the final widths are chosen: the projected argmax of the logits, evolution or "
         "greedy slimming on candidates scored on the supernet (validation loss), or the best "
-        "of a GCN predictor's top-k (see nas rank)",
+        "of a GCN predictor's top-k (see nas rank); a per-input strategy's conditional "
+        "network is not chosen (its --static pruning is)",
         choices="nas.selection:SELECTIONS",
         tags=(AFTER_SEARCH,),
     )
@@ -254,11 +255,6 @@ class SearchConfig(FinetuneConfig):
                 "a conditional network whose gates were learned with its weights (add --static)"
             )
         self._check_cost(per_input)
-        if per_input and self.select != "argmax":
-            raise ConfigError(
-                f"--select {self.select} chooses static width assignments; --strategy "
-                f"{self.strategy} gates each input (use --select argmax)"
-            )
         super().check()
 
     def _check_cost(self, per_input: bool) -> None:

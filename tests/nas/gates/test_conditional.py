@@ -120,7 +120,6 @@ def test_batch_shaping_shapes_first_then_pulls_to_the_target() -> None:
     [
         ({"strategy": "conditional-gumbel", "from_scratch": True}, "add --static"),
         ({"strategy": "width-gumbel", "static": True}, "static already"),
-        ({"strategy": "batch-shaping", "static": True, "select": "predictor"}, "gates each input"),
         ({"strategy": "channel-gumbel", "calibrate_gates": False}, "has none"),
         ({"strategy": "batch-shaping", "static": True, "calibrate_gates": False}, "--static"),
     ],
