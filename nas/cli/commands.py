@@ -34,5 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "sweep": ("nas.sweep.run", "many searches as an Optuna study: accuracy/MAC Pareto front"),
     "transfer": ("nas.jobs.transfer", "train a found architecture on another dataset"),
+    "export": (
+        "nas.jobs.export",
+        "write a finished run's network as ONNX, checked in ONNX Runtime",
+    ),
     "plot": ("nas.sweep.plot", "figures from finished runs"),
 }

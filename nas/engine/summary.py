@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.engine.tensorboard import log_rows
 from nas.io import atomic_write_text, read_csv
 
 __all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "EpochRecord", "read_summary", "write_summary_csv"]
@@ -34,7 +35,9 @@ class EpochRecord:
 
 # -- summary ---------------------------------------------------------------------------------------
 def write_summary_csv(path: str | Path, records: Iterable[EpochRecord]) -> None:
-    """Write the records as CSV (columns :data:`SUMMARY_COLUMNS`; empty cell for None)."""
+    """Write the records as CSV (columns :data:`SUMMARY_COLUMNS`; empty cell for None), and
+    mirror them to TensorBoard under ``--tensorboard`` (:mod:`nas.engine.tensorboard`)."""
+    records = list(records)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
@@ -42,6 +45,7 @@ def write_summary_csv(path: str | Path, records: Iterable[EpochRecord]) -> None:
         row = asdict(r)
         writer.writerow(["" if row[c] is None else row[c] for c in SUMMARY_COLUMNS])
     atomic_write_text(path, buf.getvalue())
+    log_rows(path, [asdict(r) for r in records])
 
 
 def read_summary(out: Path) -> list[dict[str, Any]]:

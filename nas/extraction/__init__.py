@@ -2,7 +2,7 @@
 
 Modules: ``weights`` (the one weights/network compatibility check and the one "load what
 fits"), ``slicing`` (:func:`extract`, masks, function-preserving channel permutation) and
-``saving`` (``arch.json`` + ``model.pt`` + ``model.ts``; :func:`load_model`).
+``saving`` (``arch.json`` + ``model.pt`` + ``model.pt2`` + ``model.ts``; :func:`load_model`).
 """
 
 from nas.extraction.saving import MODEL_FILES, load_model, save_model, to_torchscript

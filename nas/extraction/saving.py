@@ -1,8 +1,11 @@
-"""Saved networks: ``arch.json`` + ``model.pt`` (+ ``model.ts``), rebuilt with their key names.
+"""Saved networks: ``arch.json`` + ``model.pt`` (+ ``model.pt2``, ``model.ts``), rebuilt with
+their key names.
 
-Saved models are "spec + state_dict" (plus a TorchScript copy for deployment without this
-package): ``arch.json``, ``model.pt`` (loads with ``torch.load(..., weights_only=True)``) and
-``model.ts``. :func:`load_model` rebuilds the network from the first two.
+Saved models are "spec + state_dict" plus deployable copies that run without this package:
+``arch.json``, ``model.pt`` (loads with ``torch.load(..., weights_only=True)``), ``model.pt2``
+(``torch.export``: the deployable file, batch dimension dynamic, ``torch.export.load(path)
+.module()`` runs it) and ``model.ts`` (TorchScript, which PyTorch marks deprecated: kept for
+older runtimes). :func:`load_model` rebuilds the network from the first two.
 """
 
 from __future__ import annotations
@@ -29,17 +32,20 @@ from nas.io import (
 from search_spaces import WidthSpec
 from search_spaces.files import factory_digest
 
-__all__ = ["MODEL_FILES", "load_model", "save_model", "to_torchscript"]
+__all__ = ["EXPORT_TOLERANCE", "MODEL_FILES", "exported_bytes", "load_model", "save_model"]
+__all__ += ["to_torchscript"]
 
 # -- saving and loading ----------------------------------------------------------------------------
-MODEL_FILES = ("arch.json", "model.pt", "model.ts")
+MODEL_FILES = ("arch.json", "model.pt", "model.pt2", "model.ts")
+EXPORT_TOLERANCE = 1e-5  # largest difference allowed between model.pt2 and the network
 
 
 def save_model(
     model: nn.Module, spec: WidthSpec, out_dir: str | Path, *, torchscript: bool = True
 ) -> None:
-    """Write ``arch.json``, ``model.pt`` (state_dict) and ``model.ts`` (TorchScript); nothing
-    on a rank other than 0 of several processes."""
+    """Write ``arch.json``, ``model.pt`` (state_dict) and, with ``torchscript``, the deployable
+    ``model.pt2`` (``torch.export``) and ``model.ts`` (TorchScript); nothing on a rank other
+    than 0 of several processes."""
     if not is_writer():
         return
     out = Path(out_dir)
@@ -48,10 +54,47 @@ def save_model(
     for k, v in state.items():
         state[k] = v.detach().cpu()
     ts_bytes = _torchscript_bytes(model, spec) if torchscript else None
+    pt2_bytes = exported_bytes(model, spec) if torchscript else None
     spec.save(out / "arch.json")
     atomic_torch_save(state, out / "model.pt")
+    if pt2_bytes is not None:
+        atomic_write_bytes(out / "model.pt2", pt2_bytes)
     if ts_bytes is not None:
         atomic_write_bytes(out / "model.ts", ts_bytes)
+
+
+def exported_bytes(model: nn.Module, spec: WidthSpec, *, quiet: bool = False) -> bytes | None:
+    """``model.pt2``: ``torch.export`` of the network in eval mode with a dynamic batch
+    dimension, reloaded from its bytes with ``torch.export.load`` and checked against the
+    network on a batch of 3 random inputs (largest difference within :data:`EXPORT_TOLERANCE`,
+    else an internal error). None, with one line on stderr, for a network ``torch.export``
+    cannot capture (a per-input network that slices its weights for each image, a user's
+    network with Python it refuses): ``arch.json`` + ``model.pt`` still rebuild it."""
+    net = copy.deepcopy(model).cpu().eval()
+    shape = (spec.in_channels, *spec.input_size)
+    example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    buf = io.BytesIO()
+    checks = [torch.randn(n, *shape, generator=torch.Generator().manual_seed(n)) for n in (1, 3)]
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(
+                net, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), strict=False
+            )
+            torch.export.save(program, buf)
+            loaded = torch.export.load(io.BytesIO(buf.getvalue())).module()
+            diff = max(float((loaded(x) - net(x)).abs().max()) for x in checks)
+    except Exception as exc:  # torch.export raises many kinds
+        if not quiet:
+            print(
+                f"warning: model.pt2 not written: torch.export cannot capture the network "
+                f"({first_line(exc)})",
+                file=sys.stderr,
+            )
+        return None
+    if not diff <= EXPORT_TOLERANCE:
+        raise AssertionError(f"model.pt2 differs from the network by {diff:.3g}")
+    return buf.getvalue()
 
 
 def to_torchscript(model: nn.Module) -> torch.jit.ScriptModule:

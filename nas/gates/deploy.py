@@ -6,8 +6,8 @@ only the open channels: at batch size 1 the block's weights are sliced to those 
 that input (fewer MACs, really skipped), at larger batches the closed channels are masked (the
 same outputs; every image has its own channels, so nothing can be sliced for all of them). It
 is saved as ``arch.json`` (the full space) + ``conditional.json`` (the gate settings) +
-``model.pt`` (state_dict) + ``model.ts`` (TorchScript: ``torch.jit.load`` runs the gates with
-torch alone), and rebuilt by :func:`load_conditional`.
+``model.pt`` (state_dict) + ``model.pt2`` (``torch.export``) + ``model.ts`` (TorchScript;
+both run the gates with torch alone), and rebuilt by :func:`load_conditional`.
 
 The gated units of the hand-written spaces with basic residual blocks (CIFAR ResNets,
 ResNet-18/34) are supported so; the hand-written Bottleneck spaces are refused with one line.
@@ -352,7 +352,8 @@ def gate_macs(model: nn.Module, space: SearchSpace) -> int:
 
 
 def save_conditional(model: nn.Module, space: SearchSpace, group_size: int, out: Path) -> None:
-    """``arch.json`` (the full space), ``model.pt``, ``model.ts`` and ``conditional.json``."""
+    """``arch.json`` (the full space), ``model.pt``, ``model.pt2``, ``model.ts`` and
+    ``conditional.json``."""
     save_model(model, space.spec(), out)
     meta: dict[str, Any] = {"format": CONDITIONAL_FORMAT, "group_size": group_size}
     if isinstance(model, GatedNetwork):

@@ -1,8 +1,8 @@
 """``nas extract``: the options parsed into one call of :func:`nas.runs.extract_to_dir` (a
 trained full network sliced down to a width spec), and its result printed.
 
-Writes ``arch.json``, ``model.pt``, ``model.ts``, ``metrics.json`` (MACs, params and their ratios
-to the full network) and ``args.yaml``.
+Writes ``arch.json``, ``model.pt``, ``model.pt2``, ``model.ts``, ``metrics.json`` (MACs, params and
+their ratios to the full network) and ``args.yaml``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from typing import ClassVar
 
 from nas.engine.config import ThreadOptions
 from nas.jobs.base import Command
+from nas.jobs.export import export_after
 from nas.jobs.format import human
 from nas.options import option
 from nas.runs import extract_to_dir
+from nas.runs.export import ExportOptions
 
 __all__ = ["COMMAND", "ExtractOptions"]
 
@@ -37,7 +39,7 @@ class ExtractOptions(ThreadOptions):
     overwrite: bool = option(False, "replace an earlier nas run in a non-empty --out directory")
 
 
-def _cli(options: ExtractOptions) -> int:
+def _cli(options: ExtractOptions, export: ExportOptions) -> int:
     report = extract_to_dir(
         options.weights,
         options.arch,
@@ -51,11 +53,12 @@ def _cli(options: ExtractOptions) -> int:
         f"({float(report['macs_ratio']):.1%} of full), {human(report['params'])} params "
         f"-> {options.out_dir}"
     )
+    export_after(options.out_dir, export)
     return 0
 
 
 COMMAND = Command(
-    options=(ExtractOptions,),
+    options=(ExtractOptions, ExportOptions),
     run=_cli,
     description="Slices a trained full network down to the widths of a spec (arch.json).",
     required=frozenset({"weights", "arch", "out_dir"}),

@@ -4,16 +4,34 @@ its result printed."""
 from __future__ import annotations
 
 from nas.engine.config import ParallelOptions
+from nas.engine.tensorboard import TensorBoardOptions, tensorboard_run
+from nas.errors import ConfigError
 from nas.jobs.base import Command
+from nas.jobs.export import export_after
 from nas.jobs.format import human
 from nas.runs import RunOptions
+from nas.runs.export import CONDITIONAL, ExportOptions
 from nas.width_search import SearchConfig, run_search
 
 __all__ = ["COMMAND"]
 
 
-def _cli(options: RunOptions, config: SearchConfig, parallel: ParallelOptions) -> int:
-    m = run_search(options, config)
+def _cli(
+    options: RunOptions,
+    config: SearchConfig,
+    parallel: ParallelOptions,
+    export: ExportOptions,
+    monitor: TensorBoardOptions,
+) -> int:
+    if export.export is not None and not config.static:
+        from nas.gates import strategy_class
+
+        if strategy_class(config.strategy).per_input:
+            raise ConfigError(
+                f"--export {export.export}: --strategy {config.strategy} delivers {CONDITIONAL}"
+            )
+    with tensorboard_run(options.out_dir, monitor.tensorboard, name="search"):
+        m = run_search(options, config)
     print(
         f"{m['space']} on {m['dataset']}: baseline {m['baseline_acc']:.2f} % at "
         f"{human(m['baseline_macs'])} MACs -> searched {m['searched_acc']:.2f} % at "
@@ -41,11 +59,12 @@ def _cli(options: RunOptions, config: SearchConfig, parallel: ParallelOptions) -
         + f"; relaxation gap {m['relaxation_gap']:+.2f} points; search "
         f"{m['search_seconds']:.0f} s -> {options.out_dir}"
     )
+    export_after(options.out_dir, export)
     return 0
 
 
 COMMAND = Command(
-    options=(RunOptions, SearchConfig, ParallelOptions),
+    options=(RunOptions, SearchConfig, ParallelOptions, ExportOptions, TensorBoardOptions),
     run=_cli,
     description="Gumbel-softmax width search under a MAC budget (or a measured latency: --cost "
     "latency). Options may also come from "

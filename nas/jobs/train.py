@@ -1,7 +1,7 @@
 """``nas train``: the options parsed into one call of :func:`nas.runs.train_baseline` (the
 full-width network of a space trained on a dataset: a baseline/teacher), and its result printed.
 
-Writes ``arch.json``, ``model.pt``, ``model.ts``, ``summary.csv``, ``checkpoint.pt``,
+Writes ``arch.json``, ``model.pt``, ``model.pt2``, ``model.ts``, ``summary.csv``, ``checkpoint.pt``,
 ``args.yaml`` and ``metrics.json``.
 """
 
@@ -13,6 +13,7 @@ from typing import ClassVar
 from nas.data import DataOptions
 from nas.engine import ThreadOptions, TrainConfig
 from nas.engine.config import ParallelOptions
+from nas.engine.tensorboard import TensorBoardOptions, tensorboard_run
 from nas.jobs.base import Command
 from nas.jobs.format import human
 from nas.options import option
@@ -36,17 +37,23 @@ class TrainOptions(ThreadOptions, DataOptions):
     progress: bool = option(True, "no progress bars", flag="--quiet")
 
 
-def _cli(options: TrainOptions, config: TrainConfig, parallel: ParallelOptions) -> int:
-    m = train_baseline(
-        out_dir=options.out_dir,
-        space=options.space,
-        data=options.data_options(),
-        config=config,
-        overwrite=options.overwrite,
-        resume=options.resume,
-        progress=options.progress,
-        threads=options.threads,
-    )
+def _cli(
+    options: TrainOptions,
+    config: TrainConfig,
+    parallel: ParallelOptions,
+    monitor: TensorBoardOptions,
+) -> int:
+    with tensorboard_run(options.out_dir, monitor.tensorboard):
+        m = train_baseline(
+            out_dir=options.out_dir,
+            space=options.space,
+            data=options.data_options(),
+            config=config,
+            overwrite=options.overwrite,
+            resume=options.resume,
+            progress=options.progress,
+            threads=options.threads,
+        )
     print(
         f"{m['space']} on {m['dataset']}: test accuracy {m['test_acc']:.2f} % at "
         f"{human(m['macs'])} MACs, {m['train_seconds']:.0f} s of training -> {options.out_dir}"
@@ -55,7 +62,7 @@ def _cli(options: TrainOptions, config: TrainConfig, parallel: ParallelOptions) 
 
 
 COMMAND = Command(
-    options=(TrainOptions, TrainConfig, ParallelOptions),
+    options=(TrainOptions, TrainConfig, ParallelOptions, TensorBoardOptions),
     run=_cli,
     description="Trains the full-width network of a space: the baseline and teacher of a search.",
     config_file=True,

@@ -2,8 +2,8 @@
 :func:`nas.transfer_learning.run_transfer` (a found width spec trained on another dataset), and
 its result printed.
 
-Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.ts``, ``metrics.json``,
-``summary.csv``, ``args.yaml`` and, with ``--compare``, ``transfer.png``.
+Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.pt2``, ``model.ts``,
+``metrics.json``, ``summary.csv``, ``args.yaml`` and, with ``--compare``, ``transfer.png``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import ClassVar
 from nas.data import DataOptions
 from nas.engine import ThreadOptions, TrainConfig
 from nas.engine.config import ParallelOptions
+from nas.engine.tensorboard import TensorBoardOptions, tensorboard_run
 from nas.jobs.base import Command
+from nas.jobs.export import export_after
 from nas.jobs.format import human
 from nas.options import option
+from nas.runs.export import ExportOptions
 from nas.transfer_learning import MODES, run_transfer
 
 __all__ = ["COMMAND", "TransferOptions"]
@@ -46,19 +49,26 @@ class TransferOptions(ThreadOptions, DataOptions):
     progress: bool = option(True, "no progress bars", flag="--quiet")
 
 
-def _cli(options: TransferOptions, config: TrainConfig, parallel: ParallelOptions) -> int:
-    m = run_transfer(
-        options.arch,
-        options.data_options(),
-        config,
-        out_dir=options.out_dir,
-        weights=options.weights,
-        mode=options.mode,
-        compare=options.compare,
-        overwrite=options.overwrite,
-        progress=options.progress,
-        threads=options.threads,
-    )
+def _cli(
+    options: TransferOptions,
+    config: TrainConfig,
+    parallel: ParallelOptions,
+    export: ExportOptions,
+    monitor: TensorBoardOptions,
+) -> int:
+    with tensorboard_run(options.out_dir, monitor.tensorboard):
+        m = run_transfer(
+            options.arch,
+            options.data_options(),
+            config,
+            out_dir=options.out_dir,
+            weights=options.weights,
+            mode=options.mode,
+            compare=options.compare,
+            overwrite=options.overwrite,
+            progress=options.progress,
+            threads=options.threads,
+        )
     for row in m.get("compare", [m]):
         print(
             f"{row.get('network', 'found'):<8} {row['test_acc']:6.2f} %  "
@@ -67,11 +77,18 @@ def _cli(options: TransferOptions, config: TrainConfig, parallel: ParallelOption
     if "reference" in m:
         print(f"reference: {m['reference']}")
     print(f"-> {options.out_dir}")
+    export_after(options.out_dir, export)
     return 0
 
 
 COMMAND = Command(
-    options=(TransferOptions, TrainConfig, ParallelOptions),
+    options=(
+        TransferOptions,
+        TrainConfig,
+        ParallelOptions,
+        ExportOptions,
+        TensorBoardOptions,
+    ),
     run=_cli,
     description="Trains a found width spec on another dataset (the stem and head are rebuilt "
     "for its channels, classes and input size).",

@@ -126,7 +126,7 @@ def _check_before_work(
 def run_prune(options: RunOptions, config: PruneConfig) -> dict[str, Any]:
     """``nas prune``: full network (loaded or trained), scores, widths, fine-tuning, files.
 
-    Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.ts``,
+    Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.pt2``, ``model.ts``,
     ``metrics.json``, ``summary.csv`` (per unit: full and kept width, mean score of the kept and
     of the removed channels), ``scores.pt`` (every channel's score), ``args.yaml``,
     ``widths.png``, and the sub-directories ``baseline/``, ``finetune/`` (and ``uniform/`` with

@@ -1,8 +1,8 @@
 """The baseline as a library call: :func:`train_baseline` (what ``nas train`` runs).
 
 The full-width network of a space trained on a dataset (a baseline/teacher). Writes
-``arch.json``, ``model.pt``, ``model.ts``, ``summary.csv``, ``checkpoint.pt``, ``args.yaml`` and
-``metrics.json``.
+``arch.json``, ``model.pt``, ``model.pt2``, ``model.ts``, ``summary.csv``, ``checkpoint.pt``,
+``args.yaml`` and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def train_baseline(
 ) -> dict[str, Any]:
     """Train the full-width network of ``space`` on the data; save it to ``out_dir``.
 
-    Writes ``arch.json``, ``model.pt``, ``model.ts``, ``summary.csv``, ``checkpoint.pt``,
-    ``args.yaml`` and ``metrics.json``; returns the metrics. ``resume`` continues an
-    interrupted run in ``out_dir`` (same options) to the result it would have reached.
-    ``threads``: torch threads (default torch's, or the interrupted run's with ``resume``);
-    recorded in ``args.yaml``.
+    Writes ``arch.json``, ``model.pt``, ``model.pt2``, ``model.ts``, ``summary.csv``,
+    ``checkpoint.pt``, ``args.yaml`` and ``metrics.json``; returns the metrics. ``resume`` continues
+    an interrupted run in ``out_dir`` (same options) to the result it would have reached.
+    ``threads``: torch threads (default torch's, or the interrupted run's with ``resume``); recorded
+    in ``args.yaml``.
     """
     d, c = data or DataOptions(), config or TrainConfig()
     inputs = d.input_paths()

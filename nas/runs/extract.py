@@ -2,8 +2,8 @@
 extract`` runs).
 
 A trained full network sliced down to a width spec. Writes ``arch.json``, ``model.pt``,
-``model.ts``, ``metrics.json`` (MACs, params and their ratios to the full network) and
-``args.yaml``.
+``model.pt2``, ``model.ts``, ``metrics.json`` (MACs, params and their ratios to the full network)
+and ``args.yaml``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import torch
 
 import search_spaces
 from nas.data import DataBundle
-from nas.engine import TrainConfig, evaluate, seed_everything
+from nas.engine import TrainConfig, evaluate, seed_everything, tensorboard
+from nas.engine.tensorboard import TensorBoardOptions
 from nas.errors import ConfigError, NasError
 from nas.extraction import load_fitting
 from nas.io import load_state_dict_file, write_json
@@ -181,7 +183,10 @@ def _set_up(
     if search.warmup_epochs:
         _shared_warmup(options, search, space, out)
     if study is None:
-        create_study(storage, out, sweep, search.seed, fingerprint, AXES[search.cost].param)
+        axis = AXES[search.cost]
+        create_study(
+            storage, out, sweep, search.seed, fingerprint, axis.param, (OBJECTIVE, axis.value)
+        )
     return baseline
 
 
@@ -234,6 +239,7 @@ def _sweep_outputs(
             else []
         )
         write_csv(out / "trials.csv", rows)
+        _log_trials(out, rows)
         write_csv(out / "pareto.csv", front)
         write_csv(out / "uniform.csv", uniform_rows)
         metrics = {
@@ -260,8 +266,24 @@ def _sweep_outputs(
     return metrics
 
 
-def _cli(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> int:
-    m = run_sweep(options, search, sweep)
+def _log_trials(out: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Under ``--tensorboard``: per complete trial, its validation accuracy and MAC ratio at its
+    number (``tb/sweep``), and its validation accuracy at its MACs as the step (the accuracy/MAC
+    cloud as one curve, ``tb/sweep_by_macs``: steps of another scale in a file of their own);
+    every trial again each time the outputs are written (the purge keeps one of each)."""
+    for r in rows:
+        if r["state"] == "COMPLETE" and r.get(OBJECTIVE) is not None:
+            values = {f"trials/{OBJECTIVE}": r[OBJECTIVE], "trials/macs_ratio": r["macs_ratio"]}
+            tensorboard.log_scalars(out / "trials.csv", int(r["number"]), values)
+            at_macs = {f"macs/{OBJECTIVE}": r[OBJECTIVE]}
+            tensorboard.log_scalars(out / "sweep_by_macs" / "trials.csv", int(r["macs"]), at_macs)
+
+
+def _cli(
+    options: RunOptions, search: SearchConfig, sweep: SweepConfig, monitor: TensorBoardOptions
+) -> int:
+    with tensorboard.tensorboard_run(options.out_dir, monitor.tensorboard, name="sweep"):
+        m = run_sweep(options, search, sweep)
     print(
         f"{m['complete']} trials, {m['pareto_points']} on the Pareto front, hypervolume "
         f"{m['hypervolume']:.4f} (uniform width {m['uniform_hypervolume']:.4f}) -> "
@@ -271,7 +293,7 @@ def _cli(options: RunOptions, search: SearchConfig, sweep: SweepConfig) -> int:
 
 
 COMMAND = Command(
-    options=(RunOptions, SearchConfig, SweepConfig),
+    options=(RunOptions, SearchConfig, SweepConfig, TensorBoardOptions),
     run=_cli,
     description="Runs searches at many MAC (or, --cost latency, latency) budgets and "
     "hyper-parameters as one Optuna study "

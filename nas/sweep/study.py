@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -230,9 +232,11 @@ def create_study(
     seed: int,
     fingerprint: dict[str, Any],
     param: str,
+    metric_names: Sequence[str],
 ) -> optuna.Study:
-    """A new study recording the sweep's options and directory; with ``budgets``, its first
-    trials take the listed budgets in order (the sampler draws their other knobs)."""
+    """A new study recording the sweep's options and directory, its objectives named
+    ``metric_names`` (as optuna-dashboard shows them); with ``budgets``, its first trials take
+    the listed budgets in order (the sampler draws their other knobs)."""
     try:
         study = optuna.create_study(
             study_name=config.study,
@@ -246,6 +250,9 @@ def create_study(
             "using another sweep directory; every process must use the same one"
         ) from None
     sweep_id = uuid.uuid4().hex
+    with warnings.catch_warnings():  # "experimental" since optuna 3.2; what the dashboard reads
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(metric_names))
     study.set_user_attr(OPTIONS_ATTR, fingerprint)
     study.set_user_attr(SWEEP_ID_ATTR, sweep_id)
     write_json(out / STUDY_FILE, {"study": config.study, "sweep_id": sweep_id})

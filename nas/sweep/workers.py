@@ -38,6 +38,7 @@ from nas.sweep.study import (
     options_key,
 )
 from nas.width_search import SearchConfig, run_search
+from search_spaces import WidthSpec
 
 if TYPE_CHECKING:
     from multiprocessing.queues import SimpleQueue
@@ -156,7 +157,7 @@ def sweep_worker(
                     config = sweep.suggest(trial, search)
                     twin = finished_twin(trial.study, trial)
                     if twin is not None:  # a seeded search repeats its result: not run again
-                        kept = (*TRIAL_METRICS, *LATENCY_METRICS, "run_dir")
+                        kept = (*TRIAL_METRICS, *LATENCY_METRICS, "run_dir", "widths")
                         attrs = {k: twin.user_attrs[k] for k in kept if k in twin.user_attrs}
                         attrs |= {"seconds": 0.0, "same_as": twin.number}
                     else:
@@ -204,7 +205,10 @@ def _run_trial(
     )
     warmup = out / SWEEP_WARMUP if search.warmup_epochs else None
     metrics, seconds = timed(run_search, trial_options, config, warmup=warmup)
+    arch = run_dir / "arch.json"  # (a conditional network's widths change per image: none)
+    widths = dict(WidthSpec.load(arch).widths) if metrics.get("conditional") is not True else None
     return trial_metrics(metrics) | {
         "seconds": round(seconds, 2),
         "run_dir": str(run_dir.relative_to(out)),
+        "widths": widths,
     }

@@ -1,8 +1,8 @@
 """A transfer into a run directory as a library call: :func:`run_transfer` (what ``nas
 transfer`` runs), around :func:`nas.transfer_learning.transfer`.
 
-Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.ts``, ``metrics.json``,
-``summary.csv``, ``args.yaml`` and, with ``compare``, ``transfer.png``.
+Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.pt2``, ``model.ts``,
+``metrics.json``, ``summary.csv``, ``args.yaml`` and, with ``compare``, ``transfer.png``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def run_transfer(
 ) -> dict[str, Any]:
     """``nas transfer``: a found width spec trained on another dataset.
 
-    Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.ts``,
+    Writes ``arch.json`` (the spec for the new task), ``model.pt``, ``model.pt2``, ``model.ts``,
     ``metrics.json``, ``summary.csv``, ``args.yaml`` and, with ``compare``, ``transfer.png``.
     ``threads``: torch threads (default torch's), recorded in ``args.yaml``.
     """

@@ -47,7 +47,12 @@ from nas.importance import CRITERIA, channel_order
 from nas.supernet import Supernet
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, load_checkpoint, run_state, warm_start
 from nas.width_search.config import SearchConfig
-from nas.width_search.records import SEARCH_SUMMARY, SearchOutcome, write_search_summary
+from nas.width_search.records import (
+    SEARCH_SUMMARY,
+    SearchOutcome,
+    log_unit_choices,
+    write_search_summary,
+)
 from nas.width_search.run import SearchRun
 from nas.width_search.setup import create_strategy, search_budget
 from search_spaces import SearchSpace
@@ -173,6 +178,7 @@ def _run_epochs(
             )
             if summary is not None:
                 write_search_summary(summary, run.records)
+                log_unit_choices(summary, record.epoch, run.strategy)
             if ckpt is not None:
                 save_checkpoint(run_state(run), ckpt)
 

@@ -288,7 +288,7 @@ def run_search(
 ) -> dict[str, Any]:
     """``nas search``: baseline (trained or loaded), search, extraction, fine-tuning, files.
 
-    Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.ts``,
+    Writes into ``options.out_dir``: ``arch.json``, ``model.pt``, ``model.pt2``, ``model.ts``,
     ``metrics.json``, ``summary.csv`` (search epochs), ``args.yaml``, ``widths.png``,
     ``search_curves.png``, a per-epoch ``search_checkpoint.pt``, and the sub-directories
     ``baseline/`` and ``finetune/`` with their own summaries and checkpoints. With

@@ -5,17 +5,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import torch
 from torch import Tensor
 from torch.nn import Module
 
 from nas.cost import CostModel, ResolvedBudget
-from nas.engine import EvalResult
+from nas.engine import EvalResult, tensorboard
 from nas.gates import GateStrategy
 from nas.io import atomic_write_text
 from nas.supernet import Supernet
 from search_spaces import WidthSpec
 
-__all__ = ["SEARCH_SUMMARY", "SearchOutcome", "SearchRecord", "write_search_summary"]
+__all__ = [
+    "SEARCH_SUMMARY",
+    "SearchOutcome",
+    "SearchRecord",
+    "log_unit_choices",
+    "write_search_summary",
+]
 
 SEARCH_SUMMARY = "summary.csv"
 
@@ -85,13 +92,30 @@ class SearchOutcome:
 
 
 def write_search_summary(path: Path, records: list[SearchRecord]) -> None:
-    """Per-epoch search summary as CSV (temperature, expected MACs, losses, accuracy)."""
+    """Per-epoch search summary as CSV (temperature, expected MACs, losses, accuracy), mirrored
+    to TensorBoard under ``--tensorboard`` (:mod:`nas.engine.tensorboard`)."""
     names = [f.name for f in fields(SearchRecord)]
     lines = [",".join(names)]
     for r in records:
         row = asdict(r)
         lines.append(",".join("" if row[n] is None else _fmt(row[n]) for n in names))
     atomic_write_text(path, "\n".join(lines) + "\n")
+    tensorboard.log_rows(path, [asdict(r) for r in records])
+
+
+def log_unit_choices(path: Path, epoch: int, strategy: GateStrategy) -> None:
+    """Under ``--tensorboard``: each unit's expected width, largest choice probability and
+    distribution over its width choices at ``epoch``, beside the search summary ``path``."""
+    if not tensorboard.enabled():
+        return
+    with torch.no_grad():
+        expected = strategy.expected_widths()
+        probs = {u: lp.exp() for u, lp in strategy.choice_log_probs().items()}
+    scalars = {f"units/expected_width/{u}": float(expected[u]) for u in probs}
+    scalars |= {f"units/max_prob/{u}": float(p.max()) for u, p in probs.items()}
+    tensorboard.log_scalars(path, epoch, scalars)
+    choices = {u: (strategy.choices[u], p) for u, p in probs.items() if len(p) > 1}
+    tensorboard.log_distributions(path, epoch, {f"widths/{u}": c for u, c in choices.items()})
 
 
 def _fmt(value: object) -> str:

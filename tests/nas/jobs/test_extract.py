@@ -32,6 +32,6 @@ def test_overwrite_replaces_an_earlier_run_entirely(
     assert (out / "stale.txt").is_file()
     assert run(capsys, *argv, "--out", str(out), "--overwrite")[0] == 0
     assert not (out / "stale.txt").exists()  # nothing of the earlier run is mixed in
-    assert {"arch.json", "model.pt", "model.ts", "metrics.json", "args.yaml"} == {
+    assert {"arch.json", "model.pt", "model.pt2", "model.ts", "metrics.json", "args.yaml"} == {
         f.name for f in out.iterdir()
     }

@@ -358,7 +358,13 @@ def test_search_of_a_users_torchvision_resnet(digits: DataBundle) -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     full_params = count_model_params(model)
 
-    config = SearchConfig(target_macs="0.5", warmup_epochs=0, search_epochs=1, finetune_epochs=1)
+    config = SearchConfig(
+        target_macs="0.5",
+        warmup_epochs=0,
+        search_epochs=1,
+        finetune_epochs=1,
+        select="argmax",  # the user's network is what is tested here, not the chooser
+    )
     result = search(model, train, val, test_loader=test, config=config, progress=False)
 
     assert isinstance(result.model, torchvision.models.ResNet)

@@ -20,8 +20,8 @@ from tests.conftest import synthetic_latency_table
 
 SPACE = "torchvision:mobilenet_v3_small"
 SHORT = ("--baseline-epochs", "1", "--finetune-epochs", "1", "--threads", "1", "--quiet")
-SEARCH = (*SHORT, "--warmup-epochs", "1", "--search-epochs", "1", "--population", "4")
-SEARCH += ("--generations", "1")  # the default chooser, small
+SEARCH: tuple[str, ...] = (*SHORT, "--warmup-epochs", "1", "--search-epochs", "1")
+SEARCH = (*SEARCH, "--population", "4", "--generations", "1")  # the default chooser, small
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_per_input_gates_on_a_traced_space(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.allclose(scripted(x), model(x), atol=1e-5)
     static = tmp_path / "static"
-    assert main([*argv, "--static", "--out", str(static)]) == 0
+    assert main([*argv, "--static", "--select", "argmax", "--out", str(static)]) == 0
     metrics = json.loads((static / "metrics.json").read_text())
     spec = search_spaces.WidthSpec.load(static / "arch.json")
     assert nas.cost.macs.measure_macs(nas.load_model(static), (1, 8, 8)) == spec.macs()

@@ -25,7 +25,8 @@ slow = pytest.mark.slow  # end-to-end transfers (seconds each on a CPU)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-OUTPUTS = ("arch.json", "model.pt", "model.ts", "metrics.json", "summary.csv", "args.yaml")
+OUTPUTS: tuple[str, ...] = ("arch.json", "model.pt", "model.pt2", "model.ts", "metrics.json")
+OUTPUTS = (*OUTPUTS, "summary.csv", "args.yaml")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import nas.sweep.run
 import nas.sweep.uniform
 from nas.cli import main
 from nas.cost import count_model_params, measure_macs
+from nas.engine.tensorboard import tensorboard_run
 from nas.io import read_csv
 from nas.supernet import extract_at, take_images
 from nas.sweep import hypervolume
@@ -71,13 +73,112 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swept]:
         trainings.append(str(kwargs.get("desc")))
         return real(*args, **kwargs)
 
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, tensorboard_run(out, name="sweep"):  # --tensorboard
         mp.setattr(nas.runs.base, "train_model", counting)
         metrics = sweep(out, 3, uniform=True)
     yield out, metrics, trainings
 
 
 # -- a sweep end to end --------------------------------------------------------------------------
+@pytest.mark.e2e
+@slow
+def test_the_study_names_its_objectives_and_records_each_trials_widths(swept: Swept) -> None:
+    """What optuna-dashboard shows: the objectives by name, each trial's MAC ratio, widths and
+    run directory among its user attributes."""
+    out, _, _ = swept
+    study = load_study(out)
+    assert study.metric_names == ["searched_val_acc", "macs"]
+    for t in study.get_trials(states=[TrialState.COMPLETE]):
+        spec = WidthSpec.load(out / t.user_attrs["run_dir"] / "arch.json")
+        assert t.user_attrs["widths"] == dict(spec.widths)
+        assert t.user_attrs["macs_ratio"] == pytest.approx(spec.macs_ratio())
+
+
+def _chromium() -> str:
+    """The system's Chromium (never downloaded): $NAS_CHROMIUM or on PATH; a skip with the reason
+    where there is none, a failure where NAS_REQUIRE_CHROMIUM is set (CI: .ci/chromium)."""
+    path = (
+        os.environ.get("NAS_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+    if path:
+        return path
+    if os.environ.get("NAS_REQUIRE_CHROMIUM"):
+        pytest.fail("NAS_REQUIRE_CHROMIUM is set but no Chromium was found")
+    pytest.skip("no Chromium on this machine (source .ci/chromium to install Debian's)")
+
+
+@pytest.mark.e2e
+@slow
+def test_optuna_dashboard_shows_the_sweep_in_a_real_browser(swept: Swept, tmp_path: Path) -> None:
+    """optuna-dashboard's server on the finished sweep's journal file, its pages loaded in
+    headless Chromium: the study, its objectives by name and its trials are listed; a
+    screenshot is saved ($NAS_TEST_ARTIFACTS, else the test's folder)."""
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    dashboard = pytest.importorskip("optuna_dashboard", reason="optuna-dashboard not installed")
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    browser_path = _chromium()
+    out, _, _ = swept
+    study = load_study(out)
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, dashboard.wsgi(study._storage), handler_class=Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/dashboard"
+    shots = Path(os.environ.get("NAS_TEST_ARTIFACTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.get_by_text("channel-nas").first.wait_for(timeout=30_000)  # the study list
+            page.goto(f"{url}/studies/{study._study_id}/trials")  # a trial's page
+            page.get_by_text("run_dir").first.wait_for(timeout=30_000)
+            trials = page.inner_text("body")
+            page.screenshot(path=str(shots / "optuna-dashboard-trials.png"), full_page=True)
+            page.goto(f"{url}/studies/{study._study_id}")  # the Pareto front, axes by name
+            page.get_by_text("Objective X:").first.wait_for(timeout=30_000)
+            front = page.inner_text("body")
+            page.screenshot(path=str(shots / "optuna-dashboard-study.png"), full_page=True)
+            browser.close()
+    finally:
+        server.shutdown()
+    for t in study.get_trials(states=[TrialState.COMPLETE]):
+        assert f"Trial {t.number}" in trials
+    for attr in ("macs_ratio", "widths", "run_dir", "trials/trial-0000"):
+        assert attr in trials, attr
+    assert "Objective X:\nsearched_val_acc" in front and "Objective Y:\nmacs" in front
+    assert (shots / "optuna-dashboard-trials.png").stat().st_size > 10_000
+
+
+@pytest.mark.e2e
+@slow
+def test_a_sweep_logs_each_trial_to_tensorboard(swept: Swept) -> None:
+    """``--tensorboard``: every complete trial's validation accuracy and MAC ratio at its
+    number, and its validation accuracy at its MACs, as trials.csv has them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _, _ = swept
+    complete = [r for r in read_csv(out / "trials.csv") if r["state"] == "COMPLETE"]
+    by_trial = EventAccumulator(str(out / "tb" / "sweep"))
+    by_trial.Reload()
+    acc = {e.step: e.value for e in by_trial.Scalars("trials/searched_val_acc")}
+    ratio = {e.step: e.value for e in by_trial.Scalars("trials/macs_ratio")}
+    assert acc == pytest.approx({int(r["number"]): float(r["searched_val_acc"]) for r in complete})
+    assert ratio == pytest.approx({int(r["number"]): float(r["macs_ratio"]) for r in complete})
+    by_macs = EventAccumulator(str(out / "tb" / "sweep_by_macs"))
+    by_macs.Reload()
+    cloud = {e.step: e.value for e in by_macs.Scalars("macs/searched_val_acc")}
+    assert cloud == pytest.approx({int(r["macs"]): float(r["searched_val_acc"]) for r in complete})
+
+
 @pytest.mark.e2e
 @slow
 def test_sweep_writes_consistent_outputs(swept: Swept) -> None:

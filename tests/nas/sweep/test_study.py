@@ -154,7 +154,9 @@ def test_processes_on_one_study_draw_distinct_reproducible_trials(
         config = SweepConfig(trials=12, macs_range=(0.2, 0.9), sampler=sampler)
         out.mkdir()
         storages = [nas.sweep.study.open_storage(out, config) for _ in range(processes)]
-        nas.sweep.study.create_study(storages[0], out, config, seed, {}, AXES["macs"].param)
+        axis = AXES["macs"]
+        names = ("searched_val_acc", axis.value)
+        nas.sweep.study.create_study(storages[0], out, config, seed, {}, axis.param, names)
         params = []
         for i in range(0, config.trials, 2):
             pair = [
