@@ -8,6 +8,9 @@ live in ``search_spaces.errors`` (the bottom layer, so every package can raise t
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
+
 from search_spaces.errors import (
     ConfigError,
     DataError,
@@ -28,4 +31,18 @@ __all__ = [
     "WeightsError",
     "WriteError",
     "first_line",
+    "require_extra",
 ]
+
+
+def require_extra(modules: Sequence[str], extra: str, what: str) -> None:
+    """Refuse ``what`` in one line naming the optional extra (``pip install -e ".[extra]"``)
+    where one of ``modules`` cannot be imported."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise ConfigError(
+                f"{what} needs the {extra} extra ({name} is not installed): "
+                f'pip install -e ".[{extra}]"'
+            ) from None

@@ -18,7 +18,6 @@ an interrupted run logged before re-logging every row. Only the writing process 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,13 +27,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from nas.errors import ConfigError
+from nas.errors import require_extra
 from nas.options import LOCAL, NOT_RECORDED, Options, option
 from search_spaces.files import is_writer
 
 __all__ = [
     "TB_DIR",
-    "TENSORBOARD_EXTRA",
     "TensorBoardOptions",
     "enabled",
     "log_distributions",
@@ -45,7 +43,6 @@ __all__ = [
 ]
 
 TB_DIR = "tb"
-TENSORBOARD_EXTRA = 'pip install -e ".[tensorboard]"'
 
 
 @dataclass
@@ -101,12 +98,7 @@ _ACTIVE: ContextVar[_Log | None] = ContextVar("nas_tensorboard", default=None)
 
 def require_tensorboard() -> None:
     """Refuse (one line naming the extra) where TensorBoard is not installed."""
-    try:
-        importlib.import_module("tensorboard")
-    except ImportError:
-        raise ConfigError(
-            f"--tensorboard needs the tensorboard extra: {TENSORBOARD_EXTRA}"
-        ) from None
+    require_extra(("tensorboard",), "tensorboard", "--tensorboard")
 
 
 @contextmanager

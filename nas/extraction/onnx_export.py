@@ -11,7 +11,6 @@ packages (``onnx``, ``onnxscript``, ``onnxruntime``) are an optional extra: ``pi
 from __future__ import annotations
 
 import copy
-import importlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,27 +18,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas.errors import ConfigError, first_line
+from nas.errors import ConfigError, first_line, require_extra
 from nas.io import atomic_write_bytes
 from search_spaces import WidthSpec
 
-__all__ = ["EXPORT_FORMATS", "ONNX_EXTRA", "ONNX_TOLERANCE", "export_onnx", "require_onnx"]
+__all__ = ["EXPORT_FORMATS", "ONNX_TOLERANCE", "export_onnx", "require_onnx"]
 
 EXPORT_FORMATS = ("onnx",)
-ONNX_EXTRA = 'pip install -e ".[onnx]"'
 ONNX_TOLERANCE = 1e-4  # largest difference allowed between ONNX Runtime and the network
 _PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 
 
 def require_onnx() -> None:
     """Refuse (one line naming the extra) where the ONNX packages are not installed."""
-    for name in _PACKAGES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            raise ConfigError(
-                f"ONNX export needs the onnx extra ({name} is not installed): {ONNX_EXTRA}"
-            ) from None
+    require_extra(_PACKAGES, "onnx", "ONNX export")
 
 
 def export_onnx(model: nn.Module, spec: WidthSpec, path: str | Path) -> dict[str, Any]:
