@@ -53,6 +53,7 @@ SEARCH_FAST = [
     "1",
     "--finetune-epochs",
     "1",
+    *("--population", "4", "--generations", "1"),  # the default chooser, small
 ]
 # the search cases refused on an option: no warm-up and no fine-tuning, should one ever start
 SEARCH_REFUSED = [
@@ -968,6 +969,35 @@ PLOT_CASES = [
     ),
 ]
 
+
+# -- nas export --------------------------------------------------------------------------------
+def _folder(t: Path, name: str, *files: str) -> str:
+    """A folder ``t/name`` holding ``files`` (each a small JSON object)."""
+    d = t / name
+    d.mkdir()
+    for f in files:
+        (d / f).write_text("{}\n")
+    return str(d)
+
+
+EXPORT_CASES = [
+    Case(
+        "export of a folder without a run",
+        lambda a, t: ["export", _folder(t, "empty", "notes.json")],
+        "holds no nas run",
+    ),
+    Case(
+        "export of a conditional network",
+        lambda a, t: ["export", _folder(t, "cond", "conditional.json", "arch.json")],
+        "conditional.*--static",
+    ),
+    Case(
+        "export to an unknown format",
+        lambda a, t: ["export", str(a / "trained"), "--format", "tflite"],
+        "unknown --format 'tflite'; choose one of: onnx",
+    ),
+]
+
 # every case, by command: the command line's own first, then every command of nas
 CATALOGUE: dict[str, list[Case]] = {
     "nas": CLI_CASES,
@@ -983,6 +1013,7 @@ CATALOGUE: dict[str, list[Case]] = {
     "sweep": SWEEP_CASES,
     "transfer": TRANSFER_CASES,
     "plot": PLOT_CASES,
+    "export": EXPORT_CASES,
 }
 
 

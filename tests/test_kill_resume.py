@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 TINY_SEARCH = [
     *("--baseline-epochs", "2", "--warmup-epochs", "1", "--search-epochs", "2"),
     *("--finetune-epochs", "2", "--quiet", "--threads", "1"),
+    *("--population", "4", "--generations", "1"),  # the default chooser, small
 ]
 COMMANDS: dict[str, list[str]] = {
     "train": ["train", "--epochs", "4", "--quiet", "--threads", "1"],

@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 TABLE_FORMAT = "channel-nas/latency-table-1"
+# what a table's latencies depend on besides the network (checked against the run's)
+ENV_KEYS = ("device", "device_name", "threads", "torch", "batch", "backend", "runtime")
 
 
 def width_grid(maximum: int, step: int, block: int = 0) -> list[int]:
@@ -185,7 +187,12 @@ class LatencyTable:
                 num_classes=int(data["num_classes"]),
                 in_channels=int(data["in_channels"]),
                 input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
-                env={k: data[k] for k in ("device", "device_name", "threads", "torch", "batch")},
+                env={
+                    **{k: data[k] for k in ("device", "device_name", "threads", "torch", "batch")},
+                    # tables written before --backend: eager torch
+                    "backend": data.get("backend", "torch"),
+                    "runtime": data.get("runtime", data["torch"]),
+                },
                 step=int(data["step"]),
                 block=int(data.get("block", 0)),
                 entries=entries,
@@ -216,9 +223,11 @@ def _task(name: str, classes: int, channels: int, size: tuple[int, ...]) -> str:
     return f"{name} ({channels}x{size[0]}x{size[1]}, {classes} classes)"
 
 
-def environment(device: str, threads: int, batch: int) -> dict[str, Any]:
+def environment(device: str, threads: int, batch: int, backend: str = "torch") -> dict[str, Any]:
     """What a latency depends on besides the network: device (and its name), threads, torch
-    version, batch size."""
+    version, batch size, and the runtime that ran it (``backend``, its version)."""
+    from nas.cost.runtime import backend_version
+
     dev = torch.device(device)
     if dev.type == "cuda":
         name = torch.cuda.get_device_name(dev)
@@ -230,12 +239,14 @@ def environment(device: str, threads: int, batch: int) -> dict[str, Any]:
         "threads": int(threads),
         "torch": torch.__version__,
         "batch": int(batch),
+        "backend": backend,
+        "runtime": backend_version(backend),
     }
 
 
 def check_environment(table: LatencyTable, here: Mapping[str, Any], source: str) -> None:
     """Refuse (one line) a table measured on another configuration than ``here``."""
-    for key in ("device", "device_name", "threads", "torch", "batch"):
+    for key in ENV_KEYS:
         if table.env.get(key) != here.get(key):
             raise ConfigError(
                 f"{source} was measured with {key} {table.env.get(key)!r}, this run has "

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from nas.cost.latency import LatencyCost, LatencyTable, LayerEntry, environment, width_grid
+from nas.cost.runtime import check_backend, layer_runner, network_runner
 from nas.engine.config import ThreadOptions, torch_threads
 from nas.errors import ConfigError
 from search_spaces import SearchSpace
@@ -182,45 +183,35 @@ def median_ms(
 
 
 def _measure_entry(
-    entry: LayerEntry, batch: int, device: torch.device, rounds: int, seed: int
+    entry: LayerEntry, env: dict[str, Any], device: torch.device, rounds: int, seed: int
 ) -> list[list[float]]:
-    """The median latency of every (input, output) width of ``entry``'s grid."""
+    """The median latency of every (input, output) width of ``entry``'s grid, on the runtime,
+    batch and threads of the table's environment ``env``."""
     calls = []
     for c_in in entry.grid_in:
         for c_out in entry.grid_out:
-            calls.append(_layer_call(entry, c_in, c_out, batch, device))
+            calls.append(_layer_call(entry, c_in, c_out, env, device))
     flat = median_ms(calls, device=device, rounds=rounds, seed=seed)
     n = len(entry.grid_out)
     return [flat[i * n : (i + 1) * n] for i in range(len(entry.grid_in))]
 
 
 def _layer_call(
-    entry: LayerEntry, c_in: int, c_out: int, batch: int, device: torch.device
+    entry: LayerEntry, c_in: int, c_out: int, env: dict[str, Any], device: torch.device
 ) -> Callable[[], Any]:
-    module: nn.Module
-    if entry.kind in ("conv", "gconv"):
-        grouped = entry.kind == "gconv"  # c_in: channels per group
-        groups = (entry.groups or c_out // c_in) if grouped else 1
-        channels = groups * c_in if grouped else c_in
-        module = nn.Sequential(
-            nn.Conv2d(
-                channels,
-                c_out,
-                entry.kernel,
-                entry.stride,
-                entry.padding,
-                groups=groups,
-                bias=False,
-            ),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-        )
-        x = torch.randn(batch, channels, *entry.in_hw, device=device)
-    else:
-        module = nn.Linear(c_in * entry.repeat, c_out)
-        x = torch.randn(batch, c_in * entry.repeat, device=device)
-    module = module.to(device).eval()
-    return lambda: module(x)
+    grouped = entry.kind == "gconv"  # c_in: channels per group
+    return layer_runner(
+        entry.kind,
+        (entry.kernel, entry.stride, entry.padding, 0, entry.in_hw),
+        c_in,
+        c_out,
+        int(env["batch"]),
+        backend=str(env["backend"]),
+        device=device,
+        threads=int(env["threads"]),
+        groups=(entry.groups or c_out // c_in) if grouped else 1,
+        repeat=entry.repeat,
+    )
 
 
 def network_latency_ms(
@@ -231,14 +222,15 @@ def network_latency_ms(
     device: torch.device | str,
     rounds: int = 15,
     seed: int = 0,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> list[float]:
-    """The median latency (ms) of each model (eval mode, eager) on one batch, interleaved."""
+    """The median latency (ms) of each model (eval mode) on one batch, interleaved, on
+    ``backend`` (eager torch, or ONNX Runtime with ``threads`` intra-op threads)."""
     dev = torch.device(device)
     x = torch.randn(batch, *input_shape, device=dev)
-    calls = []
-    for m in models:
-        net = m.to(dev).eval()
-        calls.append(lambda net=net: net(x))
+    count = threads or torch.get_num_threads()
+    calls = [network_runner(m, x, backend=backend, device=dev, threads=count) for m in models]
     return median_ms(calls, device=dev, rounds=rounds, seed=seed)
 
 
@@ -284,13 +276,14 @@ def build_table(
     rounds: int = 7,
     resume: bool = False,
     progress: bool = True,
+    backend: str = "torch",
 ) -> LatencyTable:
-    """Measure every layer configuration of ``space`` and fit the per-network cost on whole
-    networks, writing ``out`` after every configuration (``resume`` continues a partial one);
-    ``block`` None: :func:`auto_block`."""
+    """Measure every layer configuration of ``space`` on ``backend`` and fit the per-network
+    cost on whole networks, writing ``out`` after every configuration (``resume`` continues a
+    partial one); ``block`` None: :func:`auto_block`."""
     dev = torch.device(device)
     block = auto_block(dev) if block is None else block
-    env = environment(device, torch.get_num_threads(), batch)
+    env = environment(device, torch.get_num_threads(), batch, backend)
     entries, layers = layer_configs(space, step, block)
     table = LatencyTable(
         space.name, space.num_classes, space.in_channels, space.input_size, env, step, block=block
@@ -310,7 +303,7 @@ def build_table(
     ) as bar:
         for i, key in enumerate(todo):
             entry = entries[key]
-            entry.ms = _measure_entry(entry, batch, dev, rounds, seed=i)
+            entry.ms = _measure_entry(entry, table.env, dev, rounds, seed=i)
             table.entries[key] = entry
             table.save(out)
             bar.update(1)
@@ -334,6 +327,7 @@ def measure_latency_table(
     overwrite: bool = False,
     progress: bool = True,
     threads: int | None = None,
+    backend: str = "torch",
 ) -> LatencyTable:
     """The latency table of ``space`` on this machine, written to ``out`` (what ``nas
     latency-table`` runs): :func:`build_table` at ``threads`` torch threads (default: the cores
@@ -350,6 +344,7 @@ def measure_latency_table(
         )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {device}: no CUDA device here")
+    check_backend(backend, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch_threads(ThreadOptions(threads=threads).thread_count()):
         return build_table(
@@ -362,6 +357,7 @@ def measure_latency_table(
             rounds=rounds,
             resume=resume,
             progress=progress,
+            backend=backend,
         )
 
 
@@ -392,6 +388,8 @@ def _calibrate(table: LatencyTable, space: SearchSpace, device: torch.device, ba
         (space.in_channels, *space.input_size),
         batch=batch,
         device=device,
+        backend=str(table.env["backend"]),
+        threads=int(table.env["threads"]),
     )
     table.fixed_ms, table.scale = fit_network_cost(sums, measured)
     table.calibration = [
@@ -412,6 +410,8 @@ def latency_report(
         batch=int(table.env["batch"]),
         device=str(table.env["device"]),
         rounds=rounds,
+        backend=str(table.env["backend"]),
+        threads=int(table.env["threads"]),
     )
     predicted, predicted_full = cost.exact(widths), cost.full()
     return {

@@ -22,7 +22,7 @@ from nas.errors import ConfigError, first_line, require_extra
 from nas.io import atomic_write_bytes
 from search_spaces import WidthSpec
 
-__all__ = ["EXPORT_FORMATS", "ONNX_TOLERANCE", "export_onnx", "require_onnx"]
+__all__ = ["EXPORT_FORMATS", "ONNX_TOLERANCE", "export_onnx", "onnx_bytes", "require_onnx"]
 
 EXPORT_FORMATS = ("onnx",)
 ONNX_TOLERANCE = 1e-4  # largest difference allowed between ONNX Runtime and the network
@@ -34,15 +34,11 @@ def require_onnx() -> None:
     require_extra(_PACKAGES, "onnx", "ONNX export")
 
 
-def export_onnx(model: nn.Module, spec: WidthSpec, path: str | Path) -> dict[str, Any]:
-    """Write ``model`` (a static network of ``spec``'s input shape) to ``path`` as ONNX,
-    atomically, after checking it in ONNX Runtime; returns what ``metrics.json`` records:
-    ``onnx_opset``, ``onnx_max_abs_diff`` and the versions used."""
+def _exported(model: nn.Module, shape: tuple[int, ...]) -> tuple[nn.Module, Any]:
+    """The network (a deep copy, eval mode, on the CPU) and its ONNX ``ModelProto``, batch
+    dimension dynamic; one line if the exporter cannot capture it."""
     require_onnx()
-    import onnxruntime as ort
-
     net = copy.deepcopy(model).cpu().eval()
-    shape = (spec.in_channels, *spec.input_size)
     example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
     try:
         with warnings.catch_warnings(), torch.no_grad():
@@ -57,7 +53,23 @@ def export_onnx(model: nn.Module, spec: WidthSpec, path: str | Path) -> dict[str
     except Exception as exc:  # the exporter raises many kinds
         raise ConfigError(f"the network cannot be exported to ONNX ({first_line(exc)})") from None
     assert program is not None
-    proto = program.model_proto
+    return net, program.model_proto
+
+
+def onnx_bytes(model: nn.Module, shape: tuple[int, ...]) -> bytes:
+    """``model`` (inputs of ``shape`` without the batch) as a serialised ONNX model."""
+    _, proto = _exported(model, shape)
+    return bytes(proto.SerializeToString())
+
+
+def export_onnx(model: nn.Module, spec: WidthSpec, path: str | Path) -> dict[str, Any]:
+    """Write ``model`` (a static network of ``spec``'s input shape) to ``path`` as ONNX,
+    atomically, after checking it in ONNX Runtime; returns what ``metrics.json`` records:
+    ``onnx_opset``, ``onnx_max_abs_diff`` and the versions used."""
+    import onnxruntime as ort
+
+    shape = (spec.in_channels, *spec.input_size)
+    net, proto = _exported(model, shape)
     data = proto.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name

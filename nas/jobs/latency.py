@@ -11,14 +11,14 @@ from typing import ClassVar
 
 from nas.engine.config import ThreadOptions
 from nas.jobs.base import Command
-from nas.jobs.profile import TaskOptions
+from nas.jobs.profile import RuntimeOptions, TaskOptions
 from nas.options import option
 
 __all__ = ["COMMAND", "LatencyTableOptions"]
 
 
 @dataclass
-class LatencyTableOptions(ThreadOptions, TaskOptions):
+class LatencyTableOptions(ThreadOptions, TaskOptions, RuntimeOptions):
     """What ``nas latency-table`` measures and where it writes it."""
 
     group: ClassVar[str] = "latency table"
@@ -63,12 +63,14 @@ def _cli(o: LatencyTableOptions) -> int:
         overwrite=o.overwrite,
         progress=o.progress,
         threads=threads,
+        backend=o.backend or "torch",
     )
     cost = LatencyCost(space, table=table)
     points = sum(len(e.grid_in) * len(e.grid_out) for e in table.entries.values())
     full = table.calibration[0]["measured_ms"]
     print(
-        f"{space.name} at batch {o.batch} on {table.env['device']} ({threads} threads): "
+        f"{space.name} at batch {o.batch} on {table.env['device']} ({table.env['backend']} "
+        f"{table.env['runtime']}, {threads} threads): "
         f"{len(table.entries)} layer configurations, {points} grid points in "
         f"{time.perf_counter() - start:.0f} s; full network {full:.3f} ms measured, "
         f"{cost.full():.3f} ms predicted (fixed {table.fixed_ms:.3f} ms, scale "

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import search_spaces
 from nas.cost.profile import profile_network
+from nas.cost.runtime import BACKENDS
 from nas.engine.config import ThreadOptions
 from nas.errors import ConfigError
 from nas.jobs.base import Command
@@ -66,7 +67,22 @@ class TaskOptions(Options):
 
 
 @dataclass
-class ProfileOptions(ThreadOptions, TaskOptions):
+class RuntimeOptions(Options):
+    """The runtime latencies are measured on (``nas latency-table``, ``nas profile``)."""
+
+    group: ClassVar[str] = "latency"
+
+    backend: str | None = option(
+        None,
+        "the runtime that runs the networks: torch (eager, the default) or onnxruntime (ONNX "
+        "Runtime's CPU provider, as model.onnx deploys; needs the onnx extra); with --table, "
+        "the table's",
+        choices=BACKENDS,
+    )
+
+
+@dataclass
+class ProfileOptions(ThreadOptions, TaskOptions, RuntimeOptions):
     """What ``nas profile`` describes."""
 
     group: ClassVar[str] = "profile"
@@ -114,6 +130,7 @@ def _cli(options: ProfileOptions) -> int:
         table=options.table,
         batch=options.batch,
         threads=options.threads,
+        backend=options.backend,
     )
     if options.json:
         print(json.dumps(report, indent=2))

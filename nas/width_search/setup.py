@@ -52,7 +52,12 @@ def cost_model(config: SearchConfig, space: SearchSpace, threads: int | None = N
     assert config.latency_table is not None  # SearchConfig.check
     table = _load_table(config.latency_table)
     table.check_space(space)  # another network first: the more basic mismatch
-    here = environment(config.device, threads or torch.get_num_threads(), table.env["batch"])
+    here = environment(
+        config.device,
+        threads or torch.get_num_threads(),
+        table.env["batch"],
+        table.env["backend"],  # a search runs on the runtime its table timed
+    )
     check_environment(table, here, config.latency_table)
     return LatencyCost(space, table=table)
 

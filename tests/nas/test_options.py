@@ -203,7 +203,7 @@ def test_flags_win_over_the_config_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("tau0: 3.0\nseed: 5\nwidth_ratios: [0.5, 1.0]\n")
     parser = command_parser("nas search", command)
-    _, search, _ = parse_configs(
+    _, search, *_ = parse_configs(
         "search", command, parser.parse_args(["--config", str(path), "--seed", "6"]), {}
     )
     assert isinstance(search, SearchConfig)
@@ -217,7 +217,7 @@ def test_a_file_of_another_command_sets_only_the_shared_options(tmp_path: Path) 
     command = COMMANDS_NOW["search"]
     parser = command_parser("nas search", command)
     commands = {k: v[0] for k, v in COMMANDS.items()}
-    _, search, _ = parse_configs(
+    _, search, *_ = parse_configs(
         "search", command, parser.parse_args(["--config", str(path)]), commands
     )
     assert isinstance(search, SearchConfig)

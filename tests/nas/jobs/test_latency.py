@@ -163,3 +163,36 @@ def test_a_latency_search_reports_its_latency_and_plots_against_it(
 
 def m_widths(out: Path) -> dict[str, int]:
     return dict(json.loads((out / "arch.json").read_text())["widths"])
+
+
+def test_an_onnx_runtime_table_is_built_and_refused_on_eager_torch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nas latency-table --backend onnxruntime times the layers and the calibration networks in
+    ONNX Runtime and records it; a run on eager torch refuses the table in one line."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    path = tmp_path / "ort.json"
+    argv = ["latency-table", *TABLE_ARGS, "--threads", "1", "--step", "16", "--block", "0"]
+    code, printed, err = run(capsys, *argv, "--backend", "onnxruntime", "--out", str(path))
+    assert code == 0, err
+    assert "onnxruntime" in printed
+    table = LatencyTable.load(path)
+    assert table.complete and table.env["backend"] == "onnxruntime" and table.env["runtime"]
+    assert all(v > 0 for e in table.entries.values() for row in e.ms for v in row)
+    assert all(c["measured_ms"] > 0 for c in table.calibration)
+    from nas.cost.latency import check_environment, environment
+    from nas.errors import ConfigError
+
+    here = environment("cpu", 1, 2, "torch")
+    with pytest.raises(ConfigError, match="measured with backend 'onnxruntime'"):
+        check_environment(table, here, str(path))
+    check_environment(table, environment("cpu", 1, 2, "onnxruntime"), str(path))
+    # nas profile measures on the table's runtime and predicts with it
+    spec = tmp_path / "arch.json"
+    space = search_spaces.create("resnet20", in_channels=3, input_size=(8, 8))
+    space.spec(space.uniform_widths(0.5)).save(spec)
+    code, printed, err = run(
+        capsys, "profile", "--arch", str(spec), "--table", str(path), "--threads", "1"
+    )
+    assert code == 0, err
+    assert "predicted" in printed

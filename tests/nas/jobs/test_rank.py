@@ -25,7 +25,9 @@ slow = pytest.mark.slow
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-TINY_SEARCH = SearchConfig(warmup_epochs=1, search_epochs=1, finetune_epochs=1)
+TINY_SEARCH = SearchConfig(
+    warmup_epochs=1, search_epochs=1, finetune_epochs=1, population=4, generations=1
+)
 
 TINY_RANK = RankConfig(
     samples=12,

@@ -62,6 +62,8 @@ RESUME_CONFIG: dict[str, Any] = {
     "warmup_epochs": 1,
     "search_epochs": 2,
     "finetune_epochs": 2,
+    "population": 4,  # the default chooser, small
+    "generations": 1,
 }
 
 

@@ -84,7 +84,8 @@ def test_transfer_of_a_traced_architecture(searched: Path, tmp_path: Path) -> No
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_per_input_gates_on_a_traced_space(tmp_path: Path) -> None:
     """conditional-gumbel on MobileNetV3: its conditional network (gates on each unit's first
-    writer, reloaded and run from TorchScript) and, with --static, an extracted network."""
+    writer, reloaded and run from TorchScript; --static extracts as every strategy does,
+    tested on ResNet-20)."""
     from nas.gates.deploy import load_conditional
 
     argv = ["search", "--space", SPACE, "--strategy", "conditional-gumbel", *SEARCH]
@@ -98,12 +99,6 @@ def test_per_input_gates_on_a_traced_space(tmp_path: Path) -> None:
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(scripted(x), model(x), atol=1e-5)
-    static = tmp_path / "static"
-    assert main([*argv, "--static", "--select", "argmax", "--out", str(static)]) == 0
-    metrics = json.loads((static / "metrics.json").read_text())
-    spec = search_spaces.WidthSpec.load(static / "arch.json")
-    assert nas.cost.macs.measure_macs(nas.load_model(static), (1, 8, 8)) == spec.macs()
-    assert spec.macs() < spec.get_space().macs() and "avg_macs" in metrics
 
 
 def test_a_latency_budget_on_depthwise_convolutions() -> None:

@@ -18,7 +18,11 @@ from nas.width_search import SearchConfig
 BUDGETS = (0.3, 0.6)
 
 
-TINY = SearchConfig(warmup_epochs=1, search_epochs=1, finetune_epochs=1)
+# the default chooser (evolution), small: the sweeps' mechanics are tested here, the choosers in
+# tests/nas/selection
+TINY = SearchConfig(
+    warmup_epochs=1, search_epochs=1, finetune_epochs=1, population=4, generations=1
+)
 
 
 CLI_SWEEP = [
@@ -34,6 +38,7 @@ CLI_SWEEP = [
     "1",
     "--no-uniform",
     "--quiet",
+    *("--population", "4", "--generations", "1"),
 ]
 
 
