@@ -58,8 +58,9 @@ def calls(model: torch.nn.Module, x: torch.Tensor, threads: int) -> list[Any]:
     scripted = to_torchscript(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        example = torch.randn(2, *x.shape[1:])  # (a batch of 1 would specialise the batch)
         program = torch.export.export(
-            model, (x,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), strict=False
+            model, (example,), dynamic_shapes=({0: torch.export.Dim.DYNAMIC},), strict=False
         )
     buf = io.BytesIO()
     torch.export.save(program, buf)
