@@ -6,23 +6,36 @@ and ``onnxruntime`` (ONNX Runtime's CPU provider, as the network is deployed fro
 convolution with its BN and ReLU, a grouped one, a linear layer) at given widths; on ONNX Runtime
 the layer is written directly as a small ONNX graph (milliseconds, where the exporter takes
 seconds), weights random. :func:`network_runner` runs a whole network; on ONNX Runtime it is
-exported by :func:`nas.extraction.onnx_export.onnx_bytes`. Sessions use the table's thread count
-(``intra_op_num_threads``; one inter-op thread) and full graph optimisation.
+exported by :func:`onnx_bytes` (the exporter ``model.onnx`` is written with). Sessions use the
+table's thread count (``intra_op_num_threads``; one inter-op thread) and full graph
+optimisation.
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from nas.errors import ConfigError, require_extra
+from nas.errors import ConfigError, first_line, require_extra
 
-__all__ = ["BACKENDS", "backend_version", "check_backend", "layer_runner", "network_runner"]
+__all__ = [
+    "BACKENDS",
+    "ONNX_PACKAGES",
+    "backend_version",
+    "check_backend",
+    "layer_runner",
+    "network_runner",
+    "onnx_bytes",
+    "onnx_program",
+]
 
 BACKENDS = ("torch", "onnxruntime")
+ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the onnx extra
 
 
 def check_backend(backend: str, device: torch.device | str) -> None:
@@ -31,7 +44,7 @@ def check_backend(backend: str, device: torch.device | str) -> None:
     if backend not in BACKENDS:
         raise ConfigError(f"unknown --backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if backend == "onnxruntime":
-        require_extra(("onnx", "onnxscript", "onnxruntime"), "onnx", "--backend onnxruntime")
+        require_extra(ONNX_PACKAGES, "onnx", "--backend onnxruntime")
         if torch.device(device).type != "cpu":
             raise ConfigError(
                 "--backend onnxruntime times ONNX Runtime's CPU provider: --device cpu"
@@ -162,6 +175,32 @@ def network_runner(
         net = model.to(device).eval()
         xd = x.to(device)
         return lambda: net(xd)
-    from nas.extraction.onnx_export import onnx_bytes
-
     return _run(_session(onnx_bytes(model, tuple(x.shape[1:])), threads), x.cpu())
+
+
+def onnx_program(model: nn.Module, shape: tuple[int, ...]) -> tuple[nn.Module, Any]:
+    """The network (a deep copy, eval mode, on the CPU) and its ONNX ``ModelProto``, batch
+    dimension dynamic; one line if the exporter cannot capture it."""
+    require_extra(ONNX_PACKAGES, "onnx", "ONNX export")
+    net = copy.deepcopy(model).cpu().eval()
+    example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                net,
+                (example,),
+                dynamo=True,
+                dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
+                verbose=False,
+            )
+    except Exception as exc:  # the exporter raises many kinds
+        raise ConfigError(f"the network cannot be exported to ONNX ({first_line(exc)})") from None
+    assert program is not None
+    return net, program.model_proto
+
+
+def onnx_bytes(model: nn.Module, shape: tuple[int, ...]) -> bytes:
+    """``model`` (inputs of ``shape`` without the batch) as a serialised ONNX model."""
+    _, proto = onnx_program(model, shape)
+    return bytes(proto.SerializeToString())

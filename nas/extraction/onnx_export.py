@@ -10,56 +10,26 @@ packages (``onnx``, ``onnxscript``, ``onnxruntime``) are an optional extra: ``pi
 
 from __future__ import annotations
 
-import copy
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from nas.errors import ConfigError, first_line, require_extra
+from nas.cost.runtime import ONNX_PACKAGES, onnx_program
+from nas.errors import require_extra
 from nas.io import atomic_write_bytes
 from search_spaces import WidthSpec
 
-__all__ = ["EXPORT_FORMATS", "ONNX_TOLERANCE", "export_onnx", "onnx_bytes", "require_onnx"]
+__all__ = ["EXPORT_FORMATS", "ONNX_TOLERANCE", "export_onnx", "require_onnx"]
 
 EXPORT_FORMATS = ("onnx",)
 ONNX_TOLERANCE = 1e-4  # largest difference allowed between ONNX Runtime and the network
-_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 
 
 def require_onnx() -> None:
     """Refuse (one line naming the extra) where the ONNX packages are not installed."""
-    require_extra(_PACKAGES, "onnx", "ONNX export")
-
-
-def _exported(model: nn.Module, shape: tuple[int, ...]) -> tuple[nn.Module, Any]:
-    """The network (a deep copy, eval mode, on the CPU) and its ONNX ``ModelProto``, batch
-    dimension dynamic; one line if the exporter cannot capture it."""
-    require_onnx()
-    net = copy.deepcopy(model).cpu().eval()
-    example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                net,
-                (example,),
-                dynamo=True,
-                dynamic_shapes=({0: torch.export.Dim.DYNAMIC},),
-                verbose=False,
-            )
-    except Exception as exc:  # the exporter raises many kinds
-        raise ConfigError(f"the network cannot be exported to ONNX ({first_line(exc)})") from None
-    assert program is not None
-    return net, program.model_proto
-
-
-def onnx_bytes(model: nn.Module, shape: tuple[int, ...]) -> bytes:
-    """``model`` (inputs of ``shape`` without the batch) as a serialised ONNX model."""
-    _, proto = _exported(model, shape)
-    return bytes(proto.SerializeToString())
+    require_extra(ONNX_PACKAGES, "onnx", "ONNX export")
 
 
 def export_onnx(model: nn.Module, spec: WidthSpec, path: str | Path) -> dict[str, Any]:
@@ -69,7 +39,7 @@ def export_onnx(model: nn.Module, spec: WidthSpec, path: str | Path) -> dict[str
     import onnxruntime as ort
 
     shape = (spec.in_channels, *spec.input_size)
-    net, proto = _exported(model, shape)
+    net, proto = onnx_program(model, shape)
     data = proto.SerializeToString()
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
