@@ -154,9 +154,9 @@ class ConditionalGates(ChannelGates):
                 logits = self.nets[_key(u)](x)  # (N, G)
                 self._probs[u] = torch.sigmoid(logits)
                 groups = self._sample(logits, mode)
-                mask = groups.repeat_interleave(self.group_size, dim=1)
-                self._last[u] = mask
-                self.supernet.update_masks({u: mask})
+                self._last[u] = groups.repeat_interleave(self.group_size, dim=1)
+            # one update for the site's units: the layers they reach recompute their masks once
+            self.supernet.update_masks({u: self._last[u] for u in units})
 
         return hook
 
