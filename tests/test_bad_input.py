@@ -576,6 +576,12 @@ SEARCH_CASES = [
         "unknown --select 'nosuch'; choose one of: .*evolution",
     ),
     Case("unknown schedule", _search("--schedule", "nope"), "nope"),
+    Case("unknown architecture signal", _search("--arch-signal", "vibes"), "--arch-signal"),
+    Case(
+        "a label-free architecture signal for gates trained with the weights",
+        _search("--arch-signal", "teacher", "--strategy", "channel-gumbel"),
+        "--arch-signal teacher is the loss of the architecture steps; --strategy channel-gumbel",
+    ),
     # the budget
     Case(
         "impossible budget",
@@ -821,6 +827,15 @@ PRUNE_CASES = [
             _out(t),
         ],
         "unknown --criterion 'l3'; choose one of",
+    ),
+    Case(
+        "the functionality criterion on no images",
+        lambda a, t: [
+            "prune",
+            *("--weights", str(a / "full.pt"), "--criterion", "function"),
+            *("--score-images", "0", "--out", _out(t)),
+        ],
+        "--score-images",
     ),
     Case(
         "unknown allocation",

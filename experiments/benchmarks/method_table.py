@@ -90,7 +90,7 @@ from search_quality import t_interval, train_baseline  # paired statistics, the 
 SPACES = ("resnet20", "resnet20_b")
 TARGETS = (0.5, 0.25)
 SEEDS = (0, 1, 2)
-CRITERIA = ("l1", "fpgm", "bn", "chip", "hrel", "random")
+CRITERIA = ("l1", "fpgm", "bn", "chip", "hrel", "function", "random")
 METHODS: dict[str, tuple[str, str]] = {
     "uniform": ("first", "uniform"),
     **{f"{c}/{a}": (c, a) for a in ("uniform", "global") for c in CRITERIA},

@@ -7,8 +7,10 @@ On real CIFAR-10 images (``cifar10-5k.npz``: 5,085 training and 1,017 test image
 1. the full baseline of each space is trained once (``nas search``'s baseline: 30 epochs, lr
    0.1, seed 0; cached);
 2. per space, seed and weight sampling (``--samplings``: ``hard``, ``relaxed``, ``sandwich``)
-   one warm-up of the supernet is shared by the targets (it does not depend on the target), then
-   one search per target (cached and resumable: every chooser of a seed reuses it);
+   and architecture signal (``--arch-signals``: ``labels``, ``teacher``, ``consistency``; what
+   ``nas search --arch-signal`` learns the architecture from) one warm-up of the supernet is
+   shared by the targets and signals (it depends on neither), then one search per target
+   (cached and resumable: every chooser of a seed reuses it);
 3. per chooser (``--select``: ``argmax``, ``evolution``, ``greedy``, ``predictor``) the widths
    are chosen on the validation split (one-shot scores on the supernet, BN statistics recomputed
    for each candidate), and the delivered network is compared with the **uniform-width network
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import math
 import platform
@@ -73,7 +76,7 @@ from nas.width_search import (
     uniform_twin,
     warm_up,
 )
-from nas.width_search.config import WEIGHT_SAMPLING
+from nas.width_search.config import ARCH_SIGNALS, WEIGHT_SAMPLING
 from nas.width_search.setup import search_budget
 from search_spaces import SearchSpace, WidthSpec
 
@@ -82,7 +85,8 @@ SPACES = ("resnet20_b", "resnet20")
 TARGETS = (0.25, 0.5)
 PROTOCOLS = ("inherited", "scratch")
 BASELINE_LR = 0.1
-KEY = ("space", "target", "sampling", "select", "protocol", "seed")
+KEY = ("space", "target", "sampling", "signal", "select", "protocol", "seed")
+DEFAULTS = {"signal": "labels"}  # rows written before a key existed were measured at these
 # the settings a row was measured with (a row lacking one was measured at its default)
 SETTINGS = {
     "dataset": "npz:../shared/data/cifar10-5k.npz",
@@ -95,6 +99,11 @@ SETTINGS = {
     "generations": 8,
     "calib_images": 2000,
 }
+
+
+def key_of(row: dict[str, Any], keys: Sequence[str] = KEY) -> tuple[Any, ...]:
+    """``row``'s values of ``keys`` (a key it predates: its default)."""
+    return tuple(row.get(k, DEFAULTS.get(k)) for k in keys)
 
 
 def settings_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -271,8 +280,8 @@ def verdicts(rows: list[dict[str, Any]], default: str) -> list[str]:
         g = [
             r
             for r in rows
-            if (r["space"], r["target"], r["sampling"], r["select"], r["protocol"])
-            == (space, target, sampling, select, protocol)
+            if key_of(r, ("space", "target", "sampling", "signal", "select", "protocol"))
+            == (space, target, sampling, "labels", select, protocol)
         ]
         if not g:
             lines.append(f"- {space} @ {target:g} {protocol}: not measured")
@@ -298,14 +307,15 @@ def report(rows: list[dict[str, Any]], default: str = DEFAULT) -> str:
     out: list[str] = []
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in KEY[:-1]), []).append(r)
+        groups.setdefault(key_of(r, KEY[:-1]), []).append(r)
     out.append(
-        "| space | target | sampling | select | protocol | seeds | delivered % | uniform % | "
+        "| space | target | sampling | arch signal | select | protocol | seeds | delivered % | "
+        "uniform % | "
         "delivered - uniform, test (mean +- SE) | 95 % CI | per seed | delivered val % | "
         "delivered - uniform, validation | one-shot beats uniform | MAC ratio delivered / "
         "uniform |"
     )
-    out.append("| --- " * 15 + "|")
+    out.append("| --- " * 16 + "|")
     for key in sorted(groups, key=str):
         g = sorted(groups[key], key=lambda r: r["seed"])
         diffs = [r["acc"] - r["uniform_acc"] for r in g]
@@ -314,7 +324,7 @@ def report(rows: list[dict[str, Any]], default: str = DEFAULT) -> str:
         vmean, vse, _, _ = t_interval(vdiffs)
         wins = sum(bool(r.get("beats_uniform_oneshot")) for r in g)
         out.append(
-            f"| {key[0]} | {key[1]:g} | {key[2]} | {key[3]} | {key[4]} | {len(g)} | "
+            f"| {key[0]} | {key[1]:g} | {key[2]} | {key[3]} | {key[4]} | {key[5]} | {len(g)} | "
             f"{statistics.fmean(r['acc'] for r in g):.2f} | "
             f"{statistics.fmean(r['uniform_acc'] for r in g):.2f} | "
             f"**{mean:+.2f}** +- {se:.2f} | [{lo:+.2f}, {hi:+.2f}] | "
@@ -330,7 +340,7 @@ def report(rows: list[dict[str, Any]], default: str = DEFAULT) -> str:
     )
     out.append("")
     for key in sorted(groups, key=str):
-        if key[4] != "inherited":
+        if key[5] != "inherited":
             continue
         g = groups[key]
         stages = list(g[0]["stage_width_ratios"])
@@ -339,7 +349,8 @@ def report(rows: list[dict[str, Any]], default: str = DEFAULT) -> str:
             d = statistics.fmean(r["stage_width_ratios"][s] for r in g)
             u = statistics.fmean(r["uniform_stage_width_ratios"][s] for r in g)
             cells.append(f"{s} {d:.2f} / {u:.2f}")
-        out.append(f"- {key[0]} @ {key[1]:g}, {key[2]}/{key[3]}: " + ", ".join(cells))
+        signal = "" if key[3] == "labels" else f" ({key[3]} signal)"
+        out.append(f"- {key[0]} @ {key[1]:g}, {key[2]}/{key[4]}{signal}: " + ", ".join(cells))
     out += ["", f"Targets ({default}, the defaults):", "", *verdicts(rows, default)]
     return "\n".join(out) + "\n"
 
@@ -352,6 +363,13 @@ def main() -> None:
     parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--samplings", nargs="+", default=["sandwich"], choices=WEIGHT_SAMPLING)
+    parser.add_argument(
+        "--arch-signals",
+        nargs="+",
+        default=["labels"],
+        choices=ARCH_SIGNALS,
+        help="what the architecture steps learn from (nas search --arch-signal)",
+    )
     parser.add_argument(
         "--select", nargs="+", default=["argmax", "evolution"], choices=SELECTIONS.names()
     )
@@ -416,7 +434,7 @@ def main() -> None:
         (out / "report.md").write_text(text)
         print(text)
         return
-    done = {tuple(r[k] for k in KEY) for r in rows}
+    done = {key_of(r) for r in rows}
     data = load_data(args.dataset, seed=0)
     started = time.perf_counter()
     for space_name in args.spaces:
@@ -437,13 +455,13 @@ def main() -> None:
         for seed in args.seeds:
             seeded = replace(data, train=reseeded(data.train, seed))
             assert seeded.val is not None
-            for sampling in args.samplings:
+            for sampling, signal in itertools.product(args.samplings, args.arch_signals):
                 todo = [
                     (t, s, p)
                     for t in args.targets
                     for s in args.select
                     for p in args.protocols
-                    if (space_name, t, sampling, s, p, seed) not in done
+                    if (space_name, t, sampling, signal, s, p, seed) not in done
                 ]
                 if not todo:
                     continue
@@ -453,6 +471,7 @@ def main() -> None:
                     search_epochs=args.search_epochs,
                     finetune_epochs=args.finetune_epochs,
                     weight_sampling=sampling,
+                    arch_signal=signal,
                     population=args.population,
                     generations=args.generations,
                     calib_images=args.calib_images,
@@ -467,6 +486,7 @@ def main() -> None:
                 search_tag = tag(
                     settings, "baseline_epochs", "warmup_epochs", "search_epochs", "calib_images"
                 )
+                searched = sampling if signal == "labels" else f"{sampling}-{signal}"
                 warm_up(
                     baseline,
                     space,
@@ -488,7 +508,7 @@ def main() -> None:
                         baseline,
                         config,
                         warm,
-                        cache / f"search-{space_name}-{sampling}-{target:g}-{seed}-{search_tag}",
+                        cache / f"search-{space_name}-{searched}-{target:g}-{seed}-{search_tag}",
                     )
                     twins: dict[tuple[Any, ...], dict[str, Any]] = {}
                     for select in dict.fromkeys(s for s, _ in jobs):
@@ -522,6 +542,7 @@ def main() -> None:
                                 "space": space_name,
                                 "target": target,
                                 "sampling": sampling,
+                                "signal": signal,
                                 "select": select,
                                 "protocol": protocol,
                                 "seed": seed,
@@ -550,7 +571,7 @@ def main() -> None:
                             with results.open("a") as f:
                                 f.write(json.dumps(row) + "\n")
                             print(
-                                f"{space_name} @ {target:g} {sampling}/{select} {protocol} seed "
+                                f"{space_name} @ {target:g} {searched}/{select} {protocol} seed "
                                 f"{seed}: delivered {row['acc']:.2f} % ({row['macs_ratio']:.3f})"
                                 f" vs uniform {row['uniform_acc']:.2f} % (val "
                                 f"{row['val_acc']:.2f} vs {row['uniform_val_acc']:.2f}; one-shot"

@@ -2,12 +2,14 @@
 
 Modules: ``base`` (the :data:`CRITERIA` registry, :func:`channel_scores`, :func:`channel_order`
 and the rule for coupled units), ``magnitude`` (weight-only: ``l1``, ``l2``, ``fpgm``, ``bn``,
-``random``, ``uniform``) and ``activations`` (data-driven: ``chip``, ``hrel``). A new criterion
-is a function registered with :func:`~nas.importance.base.register_criterion` in a module of its
+``random``, ``uniform``), ``activations`` (data-driven: ``chip``, ``hrel``) and ``function``
+(data-driven: filters that respond to the same classes are redundant). A new criterion is a
+function registered with :func:`~nas.importance.base.register_criterion` in a module of its
 own here; :mod:`nas.pruning` turns scores into widths under a budget.
 """
 
 import nas.importance.activations
+import nas.importance.function
 import nas.importance.magnitude  # noqa: F401  (registers l1, l2, fpgm, bn, random, uniform, first)
 from nas.importance.base import (
     CRITERIA,

@@ -35,7 +35,13 @@ from nas.errors import DataError
 from nas.importance.base import combine_writers, register_criterion, writers
 from search_spaces import SearchSpace
 
-__all__ = ["kernel_mutual_information", "nuclear_norm_drops", "nuclear_norm_drops_svd"]
+__all__ = [
+    "kernel_mutual_information",
+    "labelled_batches",
+    "nuclear_norm_drops",
+    "nuclear_norm_drops_svd",
+    "num_classes_of",
+]
 
 LABEL_SIGMA = 0.1  # HRel's label kernel width (one-hot labels)
 SIGMA_GRID = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # x the median pairwise distance
@@ -155,10 +161,10 @@ def hrel(
     batch: int = 100,
 ) -> dict[str, Tensor]:
     convs = [la.name for la in writers(space, "conv")]
-    num_classes = _num_classes(model)
+    num_classes = num_classes_of(model)
     sums: dict[str, Tensor] = {}
     batches = 0
-    for _x, y, outputs in _labelled_batches(model, data, convs, images, batch):
+    for _x, y, outputs in labelled_batches(model, data, convs, images, batch):
         for name, out in outputs.items():
             mi = kernel_mutual_information(out.flatten(2), y, num_classes)
             sums[name] = sums[name] + mi if name in sums else mi
@@ -166,7 +172,8 @@ def hrel(
     return combine_writers(space, {name: s / batches for name, s in sums.items()})
 
 
-def _num_classes(model: nn.Module) -> int:
+def num_classes_of(model: nn.Module) -> int:
+    """The classes of a classifier: its last linear layer's outputs."""
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return linears[-1].out_features
 
@@ -199,11 +206,11 @@ def _batches(
     model: nn.Module, data: Iterable[Any] | None, names: list[str], images: int
 ) -> Iterator[tuple[int, dict[str, Tensor]]]:
     """``(images in the batch, {layer: output})`` over the first ``images`` images of data."""
-    for x, _y, outputs in _labelled_batches(model, data, names, images, None):
+    for x, _y, outputs in labelled_batches(model, data, names, images, None):
         yield x.shape[0], outputs
 
 
-def _labelled_batches(
+def labelled_batches(
     model: nn.Module, data: Iterable[Any] | None, names: list[str], images: int, batch: int | None
 ) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor]]]:
     """``(x, y, {layer: output})`` over the first ``images`` images of data, rebatched to

@@ -84,7 +84,7 @@ class PruneConfig(FinetuneConfig):
         None, "--allocation spec: the width spec (arch.json, e.g. a search's) to keep"
     )
     score_images: int = option(
-        256, "training images the data-driven criteria (chip, hrel) score on", ge=1
+        256, "training images the data-driven criteria (chip, hrel, function) score on", ge=1
     )
     greedy_step: float = option(
         0.1,

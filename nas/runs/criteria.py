@@ -45,7 +45,7 @@ from nas.runs.base import (
 
 __all__ = ["CompareOptions", "compare_criteria"]
 
-DEFAULT_CRITERIA = ("l1", "l2", "fpgm", "bn", "chip", "hrel", "random")
+DEFAULT_CRITERIA = ("l1", "l2", "fpgm", "bn", "chip", "hrel", "function", "random")
 UNRANKED = ("uniform", "first")  # no scores: nothing to correlate
 
 
@@ -60,7 +60,7 @@ class CompareOptions(Options):
     )
     keep: float = option(0.5, "keep ratio of the kept-channel overlap", gt=0, le=1)
     score_images: int = option(
-        256, "training images the data-driven criteria (chip, hrel) score on", ge=1
+        256, "training images the data-driven criteria (chip, hrel, function) score on", ge=1
     )
     seed: int = option(0, "seed (data split, random criterion)")
 

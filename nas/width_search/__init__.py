@@ -12,7 +12,12 @@ the GCN predictor fitted on a finished search's supernet, what ``nas rank`` runs
 """
 
 from nas.width_search.checkpoint import SEARCH_CHECKPOINT, SEARCH_FORMAT, WARMUP_INDEPENDENT
-from nas.width_search.config import DEFAULT_WIDTH_RATIOS, MIN_TOLERANCE, SearchConfig
+from nas.width_search.config import (
+    ARCH_SIGNALS,
+    DEFAULT_WIDTH_RATIOS,
+    MIN_TOLERANCE,
+    SearchConfig,
+)
 from nas.width_search.finetune import (
     check_compare,
     extract_searched,
@@ -38,6 +43,7 @@ from nas.width_search.saved import load_search_run, load_supernet
 from nas.width_search.setup import search_budget
 
 __all__ = [
+    "ARCH_SIGNALS",
     "DEFAULT_WIDTH_RATIOS",
     "MIN_TOLERANCE",
     "SEARCH_CHECKPOINT",

@@ -14,10 +14,17 @@ from nas.errors import ConfigError
 from nas.options import AFTER_SEARCH, AFTER_WARMUP, MAX_EPOCHS, option, target_tag
 from nas.selection.config import MIN_SAMPLES, RankConfig
 
-__all__ = ["DEFAULT_WIDTH_RATIOS", "MIN_TOLERANCE", "WEIGHT_SAMPLING", "SearchConfig"]
+__all__ = [
+    "ARCH_SIGNALS",
+    "DEFAULT_WIDTH_RATIOS",
+    "MIN_TOLERANCE",
+    "WEIGHT_SAMPLING",
+    "SearchConfig",
+]
 
 DEFAULT_WIDTH_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 WEIGHT_SAMPLING = ("hard", "relaxed", "sandwich")
+ARCH_SIGNALS = ("labels", "teacher", "consistency")
 
 
 @dataclass
@@ -111,6 +118,15 @@ class SearchConfig(FinetuneConfig):
         gt=0,
         tags=(AFTER_WARMUP,),
         tune=(0.005, 0.2),
+    )
+    arch_signal: str = option(
+        "labels",
+        "what the architecture step learns from: the labels (cross-entropy), the full network's "
+        "soft outputs (no labels: the supernet at full width on the same images), or the "
+        "agreement of the sampled network's outputs on two augmentations of the same images "
+        "(no labels)",
+        choices=ARCH_SIGNALS,
+        tags=(AFTER_WARMUP,),
     )
     arch_weight_decay: float = option(
         0.0, "weight decay of the architecture parameters", ge=0, tags=(AFTER_WARMUP,)
@@ -253,6 +269,12 @@ class SearchConfig(FinetuneConfig):
             raise ConfigError(
                 f"--from-scratch retrains a static network; --strategy {self.strategy} delivers "
                 "a conditional network whose gates were learned with its weights (add --static)"
+            )
+        if self.arch_signal != "labels" and not strategy_class(self.strategy).bilevel:
+            raise ConfigError(
+                f"--arch-signal {self.arch_signal} is the loss of the architecture steps; "
+                f"--strategy {self.strategy} trains its gates with the weights in one step on "
+                "the labels (use --strategy width-gumbel, whose architecture has its own steps)"
             )
         self._check_cost(per_input)
         super().check()

@@ -15,10 +15,11 @@ the other (``arch_fraction`` of it, shuffled, a fresh batch every step); the val
 * **architecture step** (Adam on the architecture parameters): a Gumbel-softmax sample at the
   annealed temperature (straight-through hard with ``hard``), BN normalising with the batch's
   statistics but leaving the running ones untouched, and a backward pass into the architecture
-  parameters only. Its loss: the cross-entropy, the budget (:data:`nas.cost.BUDGETS`) on the
-  expected MACs, and the crispness term (the mean normalised entropy of the width
-  distributions, weighted from 0 up to ``entropy_weight`` over the search epochs), so that the
-  relaxed network and the discrete one agree by the end (DAIS).
+  parameters only. Its loss: the architecture signal (``arch_signal``: the cross-entropy on the
+  labels, or without labels the full network's outputs or two augmentations' agreement), the
+  budget (:data:`nas.cost.BUDGETS`) on the expected MACs, and the crispness term (the mean
+  normalised entropy of the width distributions, weighted from 0 up to ``entropy_weight`` over
+  the search epochs), so that the relaxed network and the discrete one agree by the end (DAIS).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.cost import PROJECTIONS, ResolvedBudget, create_budget
+from nas.data import RandomCropFlip
 from nas.engine import EvalResult, evaluate, kd_loss, make_optimizer, make_scheduler
 from nas.engine.distributed import batches, reduce_step, shard, share
 from nas.errors import ConfigError
@@ -187,15 +189,14 @@ class SearchRun:
         return {u: c[int(torch.randint(len(c), ()))] for u, c in self.strategy.choices.items()}
 
     def arch_step(self, x: Tensor, y: Tensor, tau: float, progress: float) -> tuple[float, float]:
-        """One Adam step on the architecture parameters; returns (cross-entropy, budget loss).
+        """One Adam step on the architecture parameters; returns (its signal's loss, budget loss).
         BN running statistics and the weights' gradients are left as they were."""
         x, y = x.to(self.device), y.to(self.device)
         x, y, n = shard(x, y)
         self.strategy.set_progress(progress)
         with frozen_bn_statistics(self.supernet):
             self.supernet.train()
-            self.strategy.gate("hard" if self.config.hard else "sample", tau)
-            ce = F.cross_entropy(self.supernet(x), y)
+            ce = self._arch_signal(x, y, tau)
         budget, update = self._budget_terms()
         crisp = self.config.entropy_weight * progress * self.strategy.entropy()
         loss = ce + budget + crisp + self.strategy.regularizer()
@@ -212,6 +213,42 @@ class SearchRun:
         update()
         self.supernet.set_masks(None)
         return float(total[0]) / n, float(budget.detach())
+
+    def _arch_signal(self, x: Tensor, y: Tensor, tau: float) -> Tensor:
+        """The architecture step's loss of one Gumbel sample at ``tau`` (``--arch-signal``):
+        the cross-entropy on the labels; the KL divergence from the full network's outputs on
+        the same images (the supernet at full width, no gradient: no labels); or the agreement
+        of the sample's outputs on two augmentations of the images, each view's cross-entropy
+        against the other's predicted class (no labels; hard targets, since a soft agreement
+        is best met by a network that predicts nothing)."""
+        signal = self.config.arch_signal
+        teacher = None
+        if signal == "teacher":
+            with torch.no_grad():
+                self.supernet.set_masks(None)
+                teacher = self.supernet(x)
+        self.strategy.gate("hard" if self.config.hard else "sample", tau)
+        logits = self.supernet(x)
+        if signal == "labels":
+            return F.cross_entropy(logits, y)
+        if teacher is not None:
+            return kd_loss(logits, teacher, y, alpha=1.0, temperature=1.0)
+        other = self.supernet(self._second_view(x))
+        return 0.5 * (
+            F.cross_entropy(other, logits.detach().argmax(1))
+            + F.cross_entropy(logits, other.detach().argmax(1))
+        )
+
+    def _second_view(self, x: Tensor) -> Tensor:
+        """Another augmentation of the (already augmented) batch ``x``: the architecture
+        loader's own augmentation (a random crop, and a flip where the data allow one), else a
+        random crop padded by an eighth of the image; drawn from torch's seeded, checkpointed
+        generator."""
+        augment = getattr(self.arch_loader, "augment", None) or RandomCropFlip(
+            max(1, x.shape[-1] // 8)
+        )
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+        return augment(x, generator)
 
     def joint_step(self, x: Tensor, y: Tensor, tau: float, progress: float) -> tuple[float, float]:
         """Single-level training (strategies with ``bilevel = False``): one step of the weights

@@ -16,6 +16,7 @@ from nas.engine import TrainConfig, evaluate, train_model
 from nas.gates import STRATEGIES, GateStrategy, WidthGumbel, register_strategy
 from nas.supernet import Supernet, recalibrate_bn
 from nas.width_search import (
+    ARCH_SIGNALS,
     SearchConfig,
     SearchRun,
     extract_searched,
@@ -76,6 +77,38 @@ def test_architecture_step_changes_only_the_logits() -> None:
     run.weight_step(x, y, tau=1.0)
     assert all(torch.equal(a, b) for a, b in zip(strategy.logits, logits_before, strict=True))
     assert any(not torch.equal(v, params_before[k]) for k, v in supernet.model.named_parameters())
+
+
+@pytest.mark.parametrize("signal", ARCH_SIGNALS)
+def test_the_label_free_architecture_signals_never_read_the_labels(signal: str) -> None:
+    """Two identical searches whose architecture batches differ only in their labels: the
+    label-free signals take the same steps, the labels' signal does not."""
+    logits = []
+    for labels in (0, 1):
+        supernet, strategy = attached(seed=3)
+        run = make_run(supernet, strategy, arch_signal=signal)
+        x, y = run.weight_loader[0]  # type: ignore[index]
+        torch.manual_seed(0)  # the same Gumbel noise (and second views) in both runs
+        for _ in range(3):
+            run.arch_step(x, (y + labels) % 4, tau=1.0, progress=0.5)
+        logits.append([lg.detach().clone() for lg in strategy.logits])
+    same = all(torch.equal(a, b) for a, b in zip(*logits, strict=True))
+    assert same == (signal != "labels")
+
+
+def test_the_teacher_signal_is_zero_for_the_full_network_and_positive_below_it() -> None:
+    supernet, strategy = attached(seed=4)
+    run = make_run(supernet, strategy, arch_signal="teacher")
+    x, y = run.weight_loader[0]  # type: ignore[index]
+    supernet.train()
+    losses = []
+    for choice in (-1, 0):  # all the mass on the full width, then on the smallest
+        with torch.no_grad():
+            for lg in strategy.logits:
+                lg.fill_(-1e4)
+                lg[choice] = 1e4
+        losses.append(float(run._arch_signal(x, y, tau=1.0).detach()))
+    assert abs(losses[0]) < 1e-5 and losses[1] > 1e-3
 
 
 @pytest.mark.parametrize("budget", BUDGETS.names())
