@@ -38,7 +38,7 @@ from nas.cli import main
 from nas.cli.commands import COMMANDS
 from nas.errors import ConfigError
 from nas.extraction import extract
-from nas.selection import check_band
+from nas.selection import GRID_CHOOSERS, check_band
 from nas.width_search import SearchConfig, search_budget
 
 DIGITS: dict[str, Any] = {"num_classes": 10, "in_channels": 1, "input_size": (8, 8)}
@@ -626,6 +626,11 @@ SEARCH_CASES = [
         lambda a, t: ["search", "--select", "evolution", *BAND_GAP, "--out", _out(t), *SEARCH_FAST],
         r"--select evolution: no candidate of the width choices reaches the budget",
     ),
+    Case(
+        "--select nao with a budget no candidate reaches",
+        lambda a, t: ["search", "--select", "nao", *BAND_GAP, "--out", _out(t), *SEARCH_FAST],
+        r"--select nao: no candidate of the width choices reaches the budget",
+    ),
     Case("target MACs of 0", _search("--target-macs", "0"), "target-macs"),
     Case("target MACs above the full network", _search("--target-macs", "10G"), "target-macs"),
     Case("target MACs that are no number", _search("--target-macs", "lots"), "target-macs"),
@@ -1083,7 +1088,7 @@ def test_the_band_gap_is_off_the_grid() -> None:
     choices = band.choices
     grid = [space.macs(dict(zip(choices, c, strict=True))) for c in product(*choices.values())]
     assert min(grid) < band.low and not [m for m in grid if band.low <= m <= band.high]
-    for method in ("evolution", "greedy"):
+    for method in GRID_CHOOSERS:
         with pytest.raises(ConfigError, match=f"--select {method}: no"):
             check_band(band, method)
 

@@ -6,16 +6,17 @@ Scoring a sub-network with inherited supernet weights is cheap but noisy; a GCN 
 MAC band), ``scoring`` (supernet scores, fitting the GCN), ``proxies`` (synflow),
 ``predictor`` (:func:`select_with_predictor`), ``evidence`` (rank correlations with stand-alone
 training), ``candidates`` (:class:`CandidateScorer`: one-shot validation scores of width
-assignments, BN statistics recomputed for each), ``choosers`` (evolution, greedy slimming) and
-``methods`` (the :data:`SELECTIONS` registry: ``argmax``, ``evolution``, ``greedy``,
-``predictor``; :func:`choose`).
+assignments, BN statistics recomputed for each), ``choosers`` (evolution, greedy slimming),
+``nao`` (gradient steps in a learned embedding of widths) and ``methods`` (the
+:data:`SELECTIONS` registry: ``argmax``, ``evolution``, ``nao``, ``greedy``, ``predictor``;
+:func:`choose`).
 """
 
 from nas.selection.candidates import CandidateScorer
 from nas.selection.choosers import check_band
 from nas.selection.config import MIN_HOLDOUT, MIN_SAMPLES, SAMPLING, RankConfig
 from nas.selection.evidence import ranking_evidence, undefined_note
-from nas.selection.methods import SELECTIONS, Choice, SelectionRequest, choose
+from nas.selection.methods import GRID_CHOOSERS, SELECTIONS, Choice, SelectionRequest, choose
 from nas.selection.predictor import (
     Selection,
     cost_fields,
@@ -36,6 +37,7 @@ from nas.selection.sampler import (
 from nas.selection.scoring import fit_on_supernet, score_subnets
 
 __all__ = [
+    "GRID_CHOOSERS",
     "MIN_HOLDOUT",
     "MIN_SAMPLES",
     "SAMPLING",

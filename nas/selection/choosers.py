@@ -32,7 +32,15 @@ from nas.selection.candidates import CandidateScorer
 from nas.selection.sampler import WidthSampler, as_dict
 from predictors import GraphEncoder
 
-__all__ = ["check_band", "evolve", "flat_log_probs", "nearest_choice", "repair", "slim"]
+__all__ = [
+    "check_band",
+    "evolve",
+    "first_population",
+    "flat_log_probs",
+    "nearest_choice",
+    "repair",
+    "slim",
+]
 
 
 def flat_log_probs(choices: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
@@ -107,7 +115,7 @@ def evolve(
         rng = random.Random(seed)
         gen = torch.Generator().manual_seed(seed)
         units = list(band.choices)
-        pool: dict[tuple[int, ...], dict[str, int]] = {}
+        pool = first_population(scorer, band, seeds, log_probs, population, gen)
 
         def add(widths: Mapping[str, int]) -> bool:
             key = scorer.key(widths)
@@ -116,28 +124,6 @@ def evolve(
             pool[key] = dict(widths)
             return True
 
-        for w in seeds:
-            if len(pool) < population:
-                add(repair(w, band))
-        # the pool's size once the prior's half of the free places is filled
-        prior = population - (population - len(pool)) // 2
-        for _ in range(20 * population):
-            if len(pool) >= prior:
-                break
-            drawn = {
-                u: band.choices[u][int(torch.multinomial(log_probs[u].exp(), 1, generator=gen))]
-                for u in units
-            }
-            add(repair(drawn, band))
-        encoder = GraphEncoder.for_space(scorer.space)
-        rest = WidthSampler(encoder, band.choices, band.cost).sample(
-            population - len(pool),
-            gen,
-            band=(band.low, band.high),
-            exclude=_rows(pool) if pool else None,
-        )
-        for row in rest:
-            add(as_dict(encoder, row))
         members = list(pool.values())
         bar = tqdm(total=generations + 1, desc="evolution", unit="generation", disable=not progress)
         scored = scorer.score_many(members)
@@ -161,6 +147,47 @@ def evolve(
         bar.close()
         inside = [w for w in pool.values() if band.holds(w)]
         return min(inside, key=lambda w: _loss_key(scorer.score(w), w, scorer))
+
+
+def first_population(
+    scorer: CandidateScorer,
+    band: ResolvedBudget,
+    seeds: Sequence[Mapping[str, int]],
+    log_probs: Mapping[str, Tensor],
+    population: int,
+    gen: torch.Generator,
+) -> dict[tuple[int, ...], dict[str, int]]:
+    """``population`` distinct candidates in the band, by key: ``seeds`` repaired into it, then
+    half of the free places sampled from ``log_probs`` (the search's prior) and repaired, the
+    rest drawn uniformly among the assignments in the band (a decided distribution, whose
+    samples are all its argmax, still starts a population that explores)."""
+    pool: dict[tuple[int, ...], dict[str, int]] = {}
+
+    def add(widths: Mapping[str, int]) -> None:
+        pool.setdefault(scorer.key(widths), dict(widths))
+
+    for w in seeds:
+        if len(pool) < population:
+            add(repair(w, band))
+    prior = population - (population - len(pool)) // 2  # the pool once the prior's half is in
+    for _ in range(20 * population):
+        if len(pool) >= prior:
+            break
+        drawn = {
+            u: c[int(torch.multinomial(log_probs[u].exp(), 1, generator=gen))]
+            for u, c in band.choices.items()
+        }
+        add(repair(drawn, band))
+    encoder = GraphEncoder.for_space(scorer.space)
+    rest = WidthSampler(encoder, band.choices, band.cost).sample(
+        population - len(pool),
+        gen,
+        band=(band.low, band.high),
+        exclude=_rows(pool) if pool else None,
+    )
+    for row in rest:
+        add(as_dict(encoder, row))
+    return pool
 
 
 def _rows(pool: Mapping[tuple[int, ...], Mapping[str, int]]) -> Tensor:

@@ -4,6 +4,8 @@
   itself delivers);
 * ``evolution``: an evolution of candidates scored on the supernet, seeded with the argmax, the
   uniform width and samples of the learned distribution (:func:`~nas.selection.choosers.evolve`);
+* ``nao``: NAO's gradient steps in a learned continuous embedding of the widths, decoded back
+  and repaired into the band (:func:`~nas.selection.nao.optimise`);
 * ``greedy``: AutoSlim's slimming from the full width (:func:`~nas.selection.choosers.slim`);
 * ``predictor``: the best of a GCN predictor's top-k, each fine-tuned briefly
   (:func:`~nas.selection.predictor.select_with_predictor`).
@@ -29,12 +31,17 @@ from nas.registry import Registry
 from nas.selection.candidates import CandidateScorer
 from nas.selection.choosers import evolve, flat_log_probs, slim
 from nas.selection.config import RankConfig
+from nas.selection.nao import optimise
 from nas.selection.predictor import select_with_predictor
 from nas.supernet import Supernet
 from predictors import Predictor
 from search_spaces import WidthSpec
 
-__all__ = ["SELECTIONS", "Choice", "SelectionRequest", "choose"]
+__all__ = ["GRID_CHOOSERS", "SELECTIONS", "Choice", "SelectionRequest", "choose"]
+
+# the choosers that search the grid of width choices in the band (refused before any work where
+# no assignment of the choices reaches it: :func:`~nas.selection.choosers.check_band`)
+GRID_CHOOSERS = ("evolution", "nao", "greedy")
 
 
 @dataclass
@@ -164,6 +171,24 @@ def evolution(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
         progress=r.progress,
     )
     return space.spec(widths), {}, None
+
+
+@SELECTIONS.register("nao")
+def nao(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Predictor | None]:
+    """NAO: gradient steps in a learned embedding of widths, decoded and scored on the supernet
+    (:func:`~nas.selection.nao.optimise`; ``generations`` rounds of ``population // 2`` moves)."""
+    r = request
+    widths = optimise(
+        r.get_scorer(),
+        r.budget,
+        [dict(r.initial_spec().widths), dict(r.uniform_spec().widths)],
+        r.log_probs if r.log_probs is not None else flat_log_probs(r.choices),
+        population=r.population,
+        rounds=r.generations,
+        seed=r.seed,
+        progress=r.progress,
+    )
+    return r.supernet.space.spec(widths), {}, None
 
 
 @SELECTIONS.register("greedy")

@@ -199,8 +199,9 @@ class SearchConfig(FinetuneConfig):
     )
     select: str = option(
         "evolution",
-        "how the final widths are chosen: the projected argmax of the logits, evolution or "
-        "greedy slimming on candidates scored on the supernet (validation loss), or the best "
+        "how the final widths are chosen: the projected argmax of the logits, evolution, NAO's "
+        "gradient steps in a learned embedding, or greedy slimming on candidates scored on the "
+        "supernet (validation loss), or the best "
         "of a GCN predictor's top-k (see nas rank); a per-input strategy's conditional "
         "network is not chosen (its --static pruning is)",
         choices="nas.selection:SELECTIONS",
@@ -213,11 +214,15 @@ class SearchConfig(FinetuneConfig):
         ge=1,
     )
     population: int = option(
-        16, "--select evolution: candidates per generation", ge=2, tags=(AFTER_SEARCH,)
+        16,
+        "--select evolution: candidates per generation (nao: first candidates; half as many "
+        "moved per round)",
+        ge=2,
+        tags=(AFTER_SEARCH,),
     )
     generations: int = option(
         8,
-        "--select evolution: generations after the first",
+        "--select evolution: generations after the first (nao: rounds)",
         ge=0,
         le=MAX_EPOCHS,
         tags=(AFTER_SEARCH,),

@@ -48,7 +48,14 @@ from nas.runs import (
     train_full,
     write_or_check_args,
 )
-from nas.selection import Choice, SelectionRequest, check_band, check_pool_band, choose
+from nas.selection import (
+    GRID_CHOOSERS,
+    Choice,
+    SelectionRequest,
+    check_band,
+    check_pool_band,
+    choose,
+)
 from nas.width_search.config import SearchConfig
 from nas.width_search.finetune import check_compare, starting_network, summarize
 from nas.width_search.loop import search_widths
@@ -274,7 +281,7 @@ def check_select(budget: ResolvedBudget, config: SearchConfig) -> None:
             config.rank_config(),
             budget.cost,
         )
-    elif config.select in ("evolution", "greedy"):
+    elif config.select in GRID_CHOOSERS:
         check_band(budget, config.select)
 
 
