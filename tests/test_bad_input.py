@@ -834,6 +834,15 @@ PRUNE_CASES = [
         "unknown --criterion 'l3'; choose one of",
     ),
     Case(
+        "feature distillation without logit distillation",
+        lambda a, t: [
+            "prune",
+            *("--weights", str(a / "full.pt"), "--kd-features", "kernel"),
+            *("--kd-alpha", "0", "--out", _out(t)),
+        ],
+        "--kd-features kernel adds to the distillation from the full network",
+    ),
+    Case(
         "the functionality criterion on no images",
         lambda a, t: [
             "prune",

@@ -15,7 +15,10 @@ from typing import ClassVar
 from nas.errors import ConfigError
 from nas.options import AFTER_SEARCH, LOCAL, MAX_EPOCHS, Options, option
 
+KD_FEATURES = ("none", "kernel")  # feature distillation beside the logits' (nas.engine.features)
+
 __all__ = [
+    "KD_FEATURES",
     "Distillation",
     "ParallelOptions",
     "ThreadOptions",
@@ -64,7 +67,8 @@ class TrainConfig(Options):
 @dataclass
 class Distillation(Options):
     """Knowledge distillation from a teacher (Hinton et al. 2015; as in TAS):
-    ``(1 - kd_alpha) * CE + kd_alpha * T^2 * KL(teacher/T || student/T)``."""
+    ``(1 - kd_alpha) * CE + kd_alpha * T^2 * KL(teacher/T || student/T)``, plus with
+    ``kd_features`` a loss on the stages' feature maps (:mod:`nas.engine.features`)."""
 
     group: ClassVar[str] = "distillation"
 
@@ -76,6 +80,28 @@ class Distillation(Options):
         tags=(AFTER_SEARCH,),
     )
     kd_temperature: float = option(4.0, "distillation temperature", gt=0, tags=(AFTER_SEARCH,))
+    kd_features: str = option(
+        "none",
+        "also distil the features at the end of every stage: kernel compares the student's and "
+        "the full network's maps through a Gaussian kernel over spatial positions (any channel "
+        "counts; PKKD), its weight ramped up over the first half of the steps",
+        choices=KD_FEATURES,
+        tags=(AFTER_SEARCH,),
+    )
+    kd_feature_weight: float = option(
+        50.0,
+        "--kd-features kernel: weight of the feature loss once ramped up (50 makes it about a "
+        "fifth of the logit distillation when a pruned ResNet-20 starts fine-tuning)",
+        ge=0,
+        tags=(AFTER_SEARCH,),
+    )
+
+    def check(self) -> None:
+        if self.kd_features != "none" and self.kd_alpha == 0:
+            raise ConfigError(
+                f"--kd-features {self.kd_features} adds to the distillation from the full "
+                "network, which --kd-alpha 0 turns off (give --kd-alpha > 0)"
+            )
 
 
 def check_device(name: str) -> None:

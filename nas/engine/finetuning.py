@@ -12,7 +12,7 @@ meaning and defaults.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -106,6 +106,7 @@ class FinetuneConfig(Distillation):
 
     def check(self) -> None:
         """Rules across options, checked before anything is written or trained."""
+        super().check()
         if self.from_scratch and self.finetune_epochs == 0:
             raise ConfigError(
                 "--from-scratch needs --finetune-epochs >= 1 (with 0 the found network would "
@@ -130,7 +131,7 @@ class FinetuneConfig(Distillation):
         )
 
     def distill(self) -> Distillation:
-        return Distillation(kd_alpha=self.kd_alpha, kd_temperature=self.kd_temperature)
+        return Distillation(**{f.name: getattr(self, f.name) for f in fields(Distillation)})
 
 
 def finetune(

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from nas.engine.config import Distillation, TrainConfig
 from nas.engine.distributed import batches, reduce_step, shard, share, synced_batch_norm
 from nas.engine.evaluation import evaluate
+from nas.engine.features import FeatureTap, kernel_loss, ramp, stage_ends
 from nas.engine.losses import classification_loss, kd_loss
 from nas.engine.optim import make_optimizer, make_scheduler
 from nas.engine.state import (
@@ -71,6 +72,36 @@ def sparsify_bn(model: nn.Module, strength: float) -> None:
             m.weight.grad.add_(torch.sign(m.weight), alpha=strength)
 
 
+class FeatureDistillation:
+    """The student's and teacher's stage-end maps of every step (:mod:`nas.engine.features`):
+    the stage ends are found on the first batch, then both networks are tapped until
+    :meth:`close`."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module) -> None:
+        self.student, self.teacher = student, teacher
+        self.taps: tuple[FeatureTap, FeatureTap] | None = None
+
+    def attach(self, x: Tensor) -> None:
+        if self.taps is None:
+            names = stage_ends(self.teacher, x)
+            if names != stage_ends(self.student, x):
+                raise ConfigError(
+                    "--kd-features kernel: the student's stages do not match the teacher's "
+                    "(another architecture?)"
+                )
+            self.taps = (FeatureTap(self.student, names), FeatureTap(self.teacher, names))
+
+    def loss(self) -> Tensor:
+        assert self.taps is not None
+        return kernel_loss(self.taps[0].outputs, self.taps[1].outputs)
+
+    def close(self) -> None:
+        if self.taps is not None:
+            for tap in self.taps:
+                tap.close()
+            self.taps = None
+
+
 @dataclass
 class _Loop:
     """Everything one optimisation step needs."""
@@ -82,6 +113,8 @@ class _Loop:
     config: TrainConfig
     device: torch.device
     distill: Distillation
+    total_steps: int = 1
+    features: FeatureDistillation | None = None
 
     def step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """One SGD step; returns the (detached) batch loss and number of correct predictions.
@@ -90,6 +123,8 @@ class _Loop:
         self.optimizer.zero_grad(set_to_none=True)
         x, y, n = shard(x, y)
         m = int(y.shape[0])
+        if self.features is not None:
+            self.features.attach(x)
         logits = self.model(x)
         loss = self._loss(logits, x, y)
         (loss * share(m, n)).backward()
@@ -107,7 +142,7 @@ class _Loop:
             return classification_loss(logits, y, label_smoothing=c.label_smoothing)
         with torch.no_grad():
             teacher_logits = self.teacher(x)
-        return kd_loss(
+        loss = kd_loss(
             logits,
             teacher_logits,
             y,
@@ -115,6 +150,10 @@ class _Loop:
             temperature=d.kd_temperature,
             label_smoothing=c.label_smoothing,
         )
+        if self.features is not None:
+            weight = ramp(int(self.scheduler.last_epoch), self.total_steps, d.kd_feature_weight)
+            loss = loss + weight * self.features.loss()
+        return loss
 
 
 def train_model(
@@ -150,7 +189,17 @@ def train_model(
         teacher.to(device)
     optimizer = make_optimizer(model, config)
     loop = _Loop(
-        model, teacher, optimizer, make_scheduler(optimizer, config, steps), config, device, distill
+        model,
+        teacher,
+        optimizer,
+        make_scheduler(optimizer, config, steps),
+        config,
+        device,
+        distill,
+        config.epochs * steps,
+        FeatureDistillation(model, teacher)
+        if teacher is not None and distill.kd_features == "kernel"
+        else None,
     )
     records: list[EpochRecord] = []
     if ckpt_path is not None and resume and has_checkpoint(ckpt_path):
@@ -160,6 +209,7 @@ def train_model(
     if out_dir is not None:
         write_summary_csv(Path(out_dir) / SUMMARY_NAME, records)  # also creates out_dir
     with (
+        contextlib.closing(loop.features) if loop.features else contextlib.nullcontext(),
         _teacher_in_eval_mode(teacher),
         synced_batch_norm(),
         tqdm(
