@@ -12,10 +12,13 @@ from tests.nas.engine.conftest import loaders, small_cnn, states_equal
 
 
 def test_bad_distillation_raises_one_line() -> None:
-    for changes, message in (
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"kd_alpha": 1.5}, r"--kd-alpha must be in \[0, 1\], got 1.5"),
         ({"kd_temperature": 0.0}, "--kd-temperature must be > 0, got 0"),
-    ):
+        ({"kd_features": "gram"}, "--kd-features"),
+        ({"kd_feature_weight": -1.0}, "--kd-feature-weight must be >= 0"),
+    ]
+    for changes, message in cases:
         with pytest.raises(ConfigError, match=message):
             Distillation(**changes).validate()
         with pytest.raises(ConfigError, match=message):
