@@ -39,7 +39,7 @@ __all__ = [
     "written_by_nas",
 ]
 
-NAS_COMMANDS = ("train", "extract", "search", "rank", "sweep", "transfer", "prune")
+NAS_COMMANDS = ("train", "extract", "search", "rank", "sweep", "transfer", "prune", "compress")
 LOCK_NAME = ".nas.lock"
 
 

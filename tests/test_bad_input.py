@@ -1027,6 +1027,42 @@ EXPORT_CASES = [
     ),
 ]
 
+COMPRESS_CASES = [
+    Case(
+        "compress a folder without a run",
+        lambda a, t: ["compress", _folder(t, "empty", "notes.json"), "--out", _out(t)],
+        "holds no nas run",
+    ),
+    Case(
+        "compress a conditional network",
+        lambda a, t: [
+            "compress",
+            _folder(t, "cond", "conditional.json", "arch.json"),
+            *("--out", _out(t)),
+        ],
+        "conditional.*--static",
+    ),
+    Case(
+        "one cluster",
+        lambda a, t: ["compress", str(a / "trained"), "--clusters", "1", "--out", _out(t)],
+        "--clusters must be in",
+    ),
+    Case(
+        "data the network cannot read",
+        lambda a, t: [
+            "compress",
+            str(a / "trained"),
+            *("--dataset", f"npz:{a / 'good.npz'}", "--out", _out(t)),
+        ],
+        "the run's network reads 1x8x8 images of 10 classes",
+    ),
+    Case(
+        "an output folder that is the run it reads",
+        lambda a, t: ["compress", str(a / "trained"), "--out", str(a / "trained"), "--overwrite"],
+        "--overwrite would delete",
+    ),
+]
+
 # every case, by command: the command line's own first, then every command of nas
 CATALOGUE: dict[str, list[Case]] = {
     "nas": CLI_CASES,
@@ -1043,6 +1079,7 @@ CATALOGUE: dict[str, list[Case]] = {
     "transfer": TRANSFER_CASES,
     "plot": PLOT_CASES,
     "export": EXPORT_CASES,
+    "compress": COMPRESS_CASES,
 }
 
 

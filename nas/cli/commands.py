@@ -38,5 +38,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nas.jobs.export",
         "write a finished run's network as ONNX, checked in ONNX Runtime",
     ),
+    "compress": (
+        "nas.jobs.compress",
+        "cluster a finished run's weights to K values per layer (DKM) and save them packed",
+    ),
     "plot": ("nas.sweep.plot", "figures from finished runs"),
 }

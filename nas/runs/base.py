@@ -174,6 +174,20 @@ def write_or_check_args(
     write_yaml(path, resolved)  # creates the directory; on rank 0 only of several processes
 
 
+def static_run_dir(run_dir: str | Path, conditional: str) -> Path:
+    """``run_dir`` if it holds a finished run's static network (``arch.json`` + ``model.pt``);
+    one line otherwise: ``DIR conditional`` for a per-input (conditional) network (what the
+    command cannot take from it, in words), or no nas run there."""
+    d = Path(run_dir)
+    if (d / "conditional.json").is_file() or (
+        (d / "conditional" / "conditional.json").is_file() and not (d / "model.pt").is_file()
+    ):
+        raise ConfigError(f"{d} {conditional}")
+    if not (d / "arch.json").is_file() or not (d / "model.pt").is_file():
+        raise ConfigError(f"{d} holds no nas run (no arch.json and model.pt)")
+    return d
+
+
 def read_args(path: Path) -> dict[str, Any]:
     """A run's ``args.yaml``; a malformed one is a :class:`ConfigError` of one line."""
     try:

@@ -19,6 +19,7 @@ from nas.extraction.onnx_export import EXPORT_FORMATS, export_onnx, require_onnx
 from nas.extraction.saving import load_model
 from nas.io import read_json, write_json
 from nas.options import LOCAL, Options, option
+from nas.runs.base import static_run_dir
 from search_spaces import WidthSpec
 
 __all__ = ["ExportOptions", "check_exportable", "export_run"]
@@ -52,14 +53,7 @@ class ExportOptions(Options):
 def check_exportable(run_dir: str | Path) -> Path:
     """``run_dir`` if it holds a static network (``arch.json`` + ``model.pt``); one line
     otherwise: no nas run there, or a conditional network."""
-    d = Path(run_dir)
-    if (d / "conditional.json").is_file() or (
-        (d / "conditional" / "conditional.json").is_file() and not (d / "model.pt").is_file()
-    ):
-        raise ConfigError(f"{d} holds {CONDITIONAL}")
-    if not (d / "arch.json").is_file() or not (d / "model.pt").is_file():
-        raise ConfigError(f"{d} holds no nas run (no arch.json and model.pt)")
-    return d
+    return static_run_dir(run_dir, f"holds {CONDITIONAL}")
 
 
 def export_run(run_dir: str | Path, fmt: str = "onnx") -> dict[str, Any]:
