@@ -103,6 +103,10 @@ _API: dict[str, str] = {
     "run_transfer": "nas.transfer_learning",
     "SweepConfig": "nas.sweep",
     "run_sweep": "nas.sweep",
+    # after the search: weight clustering, compound scaling
+    "load_clustered": "nas.compression",
+    "run_compress": "nas.compression",
+    "run_scale": "nas.scaling",
 }
 _RENAMED = {"create_space": ("search_spaces", "create")}
 
@@ -147,6 +151,7 @@ __all__ = [
     "kept_channels",
     "list_spaces",
     "list_strategies",
+    "load_clustered",
     "load_data",
     "load_model",
     "mask_channels",
@@ -154,8 +159,10 @@ __all__ = [
     "prune",
     "recalibrate_bn",
     "register_strategy",
+    "run_compress",
     "run_prune",
     "run_rank",
+    "run_scale",
     "run_search",
     "run_sweep",
     "run_transfer",

@@ -39,7 +39,17 @@ __all__ = [
     "written_by_nas",
 ]
 
-NAS_COMMANDS = ("train", "extract", "search", "rank", "sweep", "transfer", "prune", "compress")
+NAS_COMMANDS = (
+    "train",
+    "extract",
+    "search",
+    "rank",
+    "sweep",
+    "transfer",
+    "prune",
+    "compress",
+    "scale",
+)
 LOCK_NAME = ".nas.lock"
 
 

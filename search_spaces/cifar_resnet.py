@@ -1,4 +1,5 @@
-"""CIFAR-style ResNets (He et al. 2016, section 4.2): ResNet-20/32/44/56/110.
+"""CIFAR-style ResNets (He et al. 2016, section 4.2): ResNet-20/32/44/56/110 (listed), and any
+depth ``6n + 2`` by name (``resnet8``, ``resnet14_b``: what compound scaling builds).
 
 Three stages of ``n = (depth - 2) / 6`` basic blocks with 16, 32 and 64 channels, a 3x3 stem and a
 linear head; module names follow torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
@@ -19,13 +20,15 @@ Two shortcut kinds, as in the paper:
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.space import SearchSpace, register
+from search_spaces.space import SPACES, SearchSpace, SpaceEntry, add_resolver, register
 
-DEPTHS = (20, 32, 44, 56, 110)
+DEPTHS = (20, 32, 44, 56, 110)  # registered (listed by nas spaces); any 6n + 2 is accepted
 STAGE_WIDTHS = (16, 32, 64)
 
 
@@ -178,3 +181,41 @@ for _depth in DEPTHS:
         default_input_size=(32, 32),
         description=f"CIFAR ResNet-{_depth}, 1x1 projection shortcuts (option B)",
     )
+
+
+_ANY_DEPTH = re.compile(r"(?:cifar_)?resnet(\d+)(_b)?")
+
+
+def cifar_name(depth: int, shortcut: str) -> str:
+    """The name of the CIFAR ResNet of ``depth`` (6n + 2) with option ``shortcut`` (A or B):
+    ``resnetD`` unless another space holds that name (torchvision's ``resnet50`` and
+    ``resnet152``), then ``cifar_resnetD``."""
+    suffix = "_b" if shortcut == "B" else ""
+    name = f"resnet{depth}{suffix}"
+    if depth in DEPTHS or f"resnet{depth}" not in SPACES:
+        return name
+    return f"cifar_{name}"
+
+
+def _any_depth(name: str) -> SpaceEntry | None:
+    """``resnetD`` / ``resnetD_b`` for any depth ``D = 6n + 2`` (n >= 1) the registry does not
+    list (``resnet8``, ``resnet14``: the depths compound scaling may choose), and
+    ``cifar_resnetD[_b]`` for every such depth (``cifar_resnet50``: ``resnet50`` is
+    torchvision's)."""
+    match = _ANY_DEPTH.fullmatch(name)
+    if match is None:
+        return None
+    depth = int(match.group(1))
+    if depth < 8 or (depth - 2) % 6:
+        return None
+    shortcut = "B" if match.group(2) else "A"
+    return SpaceEntry(
+        name,
+        _factory(depth, shortcut),
+        default_num_classes=10,
+        default_input_size=(32, 32),
+        description=f"CIFAR ResNet-{depth}, option {shortcut} shortcuts",
+    )
+
+
+add_resolver(_any_depth)

@@ -424,8 +424,8 @@ def list_spaces() -> list[str]:
     return SPACES.names()
 
 
-# functions that resolve names outside the registry (search_spaces.traced: "torchvision:X",
-# "module:factory", "file.py:factory"); each returns None for names that are not its own
+# functions that resolve names outside the registry ("torchvision:X", "file.py:factory", any
+# CIFAR ResNet depth); each returns None for names that are not its own
 _RESOLVERS: list[Callable[[str], SpaceEntry | None]] = []
 
 
@@ -435,14 +435,14 @@ def add_resolver(resolve: Callable[[str], SpaceEntry | None]) -> None:
 
 
 class SpaceNames:
-    """The names a space option takes, for option checking and help: the registry's, and any
-    name with a colon (a traced space, checked when it is created)."""
+    """The names a space option takes: the registry's and those a resolver answers."""
 
     def names(self) -> list[str]:
         return [*SPACES.names(), "torchvision:NAME", "module:factory", "file.py:factory"]
 
     def accepts(self, name: str) -> bool:
-        return name in SPACES or (":" in name and bool(_RESOLVERS))
+        resolved = ":" not in name and any(r(name) is not None for r in _RESOLVERS)
+        return name in SPACES or (":" in name and bool(_RESOLVERS)) or resolved
 
 
 SPACE_NAMES = SpaceNames()

@@ -1063,6 +1063,34 @@ COMPRESS_CASES = [
     ),
 ]
 
+SCALE_CASES = [
+    Case(
+        "a space whose depth cannot change",
+        lambda a, t: ["scale", "--space", "resnet18", "--out", _out(t)],
+        "the depth of resnet18 cannot change",
+    ),
+    Case(
+        "multipliers that are not three numbers",
+        lambda a, t: ["scale", "--multipliers", "1.2,x", "--out", _out(t)],
+        "--multipliers must be ALPHA,BETA,GAMMA",
+    ),
+    Case(
+        "a target above the full network",
+        lambda a, t: ["scale", "--target-macs", "1.5", "--out", _out(t)],
+        "target-macs",
+    ),
+    Case(
+        "a grid with no validation split to judge it",
+        lambda a, t: ["scale", "--val-fraction", "0", "--out", _out(t)],
+        "--val-fraction 0 leaves empty",
+    ),
+    Case(
+        "an unknown space",
+        lambda a, t: ["scale", "--space", "resnet15", "--out", _out(t)],
+        "resnet15",
+    ),
+]
+
 # every case, by command: the command line's own first, then every command of nas
 CATALOGUE: dict[str, list[Case]] = {
     "nas": CLI_CASES,
@@ -1080,6 +1108,7 @@ CATALOGUE: dict[str, list[Case]] = {
     "plot": PLOT_CASES,
     "export": EXPORT_CASES,
     "compress": COMPRESS_CASES,
+    "scale": SCALE_CASES,
 }
 
 

@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nas.jobs.export",
         "write a finished run's network as ONNX, checked in ONNX Runtime",
     ),
+    "scale": (
+        "nas.jobs.scale",
+        "compound scaling: depth, width and input size shrunk together to a MAC budget, trained",
+    ),
     "compress": (
         "nas.jobs.compress",
         "cluster a finished run's weights to K values per layer (DKM) and save them packed",

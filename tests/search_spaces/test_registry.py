@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import search_spaces
 from search_spaces import SearchSpace
@@ -73,3 +74,21 @@ def test_round_width() -> None:
     assert search_spaces.round_width(2.0, 64, 8) == 8  # at least one multiple
     assert search_spaces.round_width(70.0, 64, 8) == 64  # at most the maximum
     assert search_spaces.round_width(4.4, 16) == 4
+
+
+def test_a_cifar_resnet_of_any_depth_6n_plus_2_is_built_by_name_but_not_listed() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for name, blocks in (("resnet8", 1), ("resnet14_b", 2), ("resnet26", 4), ("cifar_resnet50", 8)):
+        space = search_spaces.create(name)
+        model = space.build()
+        stage = model.get_submodule("layer2")
+        assert isinstance(stage, torch.nn.Sequential) and len(stage) == blocks
+        with FlopCounterMode(display=False) as counter:
+            model(torch.randn(1, 3, 32, 32))
+        assert counter.get_total_flops() == 2 * space.macs()
+        assert name not in search_spaces.list_spaces()
+    assert search_spaces.create("resnet50").family != "cifar_resnet"  # torchvision's keeps it
+    for bad in ("resnet15", "resnet2", "resnet14_c"):
+        with pytest.raises(SpaceError):
+            search_spaces.create(bad)
