@@ -330,3 +330,29 @@ def plot_similarity(
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle("criteria similarity (mean over units)")
     save_figure(fig, path)
+
+
+def plot_class_maps(
+    images: Any, maps: Any, path: str | Path, title: str, labels: Sequence[str] = ()
+) -> None:
+    """One row of images (``(N, C, H, W)``, shown min-max scaled, grey for one channel) and
+    under them the same images with their maps (``(N, H, W)`` in [0, 1]) overlaid."""
+    plt = pyplot()
+    n = max(1, len(images))
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
+    for i in range(n):
+        for row in (0, 1):
+            axes[row][i].axis("off")
+        if i >= len(images):
+            continue
+        img = images[i].float()
+        img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-12)
+        shown = img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+        cmap = "gray" if img.shape[0] == 1 else None
+        axes[0][i].imshow(shown.numpy(), cmap=cmap)
+        axes[1][i].imshow(shown.numpy(), cmap=cmap)
+        axes[1][i].imshow(maps[i].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        if i < len(labels):
+            axes[0][i].set_title(labels[i], fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)

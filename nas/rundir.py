@@ -49,6 +49,7 @@ NAS_COMMANDS = (
     "prune",
     "compress",
     "scale",
+    "explain",
 )
 LOCK_NAME = ".nas.lock"
 

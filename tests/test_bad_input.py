@@ -1091,6 +1091,33 @@ SCALE_CASES = [
     ),
 ]
 
+EXPLAIN_CASES = [
+    Case(
+        "explain a folder without a run",
+        lambda a, t: ["explain", _folder(t, "empty", "notes.json"), "--out", _out(t)],
+        "holds no nas run",
+    ),
+    Case(
+        "a layer the network does not have",
+        lambda a, t: ["explain", str(a / "trained"), "--layer", "layer9", "--out", _out(t)],
+        "--layer 'layer9' is not a layer of the network",
+    ),
+    Case(
+        "a layer without feature maps",
+        lambda a, t: ["explain", str(a / "trained"), "--layer", "fc", "--out", _out(t)],
+        "--layer fc gives no feature maps",
+    ),
+    Case(
+        "data the network cannot read",
+        lambda a, t: [
+            "explain",
+            str(a / "trained"),
+            *("--dataset", f"npz:{a / 'good.npz'}", "--out", _out(t)),
+        ],
+        "the run's network reads 1x8x8 images of 10 classes",
+    ),
+]
+
 # every case, by command: the command line's own first, then every command of nas
 CATALOGUE: dict[str, list[Case]] = {
     "nas": CLI_CASES,
@@ -1109,6 +1136,7 @@ CATALOGUE: dict[str, list[Case]] = {
     "export": EXPORT_CASES,
     "compress": COMPRESS_CASES,
     "scale": SCALE_CASES,
+    "explain": EXPLAIN_CASES,
 }
 
 

@@ -27,7 +27,7 @@ NAS_TIERS: tuple[tuple[str, ...], ...] = (
     ("runs",),  # what every run shares: its options, args.yaml, the baseline
     ("gates",),  # gate strategies
     ("selection",),  # choosing widths from a supernet
-    ("width_search", "pruning", "compression", "scaling"),  # methods
+    ("width_search", "pruning", "compression", "scaling", "interpretation"),  # methods
     ("transfer_learning",),  # tasks
     ("jobs",),  # one job per command
     ("sweep",),  # many search jobs

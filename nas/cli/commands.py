@@ -46,5 +46,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "nas.jobs.compress",
         "cluster a finished run's weights to K values per layer (DKM) and save them packed",
     ),
+    "explain": (
+        "nas.jobs.explain",
+        "which channels of a layer each class needs: importances and maps over images",
+    ),
     "plot": ("nas.sweep.plot", "figures from finished runs"),
 }

@@ -32,13 +32,18 @@ from nas.engine import (
     seed_everything,
     train_model,
 )
-from nas.errors import DataError
 from nas.extraction import load_model, save_model
 from nas.io import write_json, write_yaml
 from nas.options import record
 from nas.rundir import prepare_out_dir, run_output
-from nas.runs import environment, resolve_threads, static_run_dir, torch_threads
-from search_spaces import SearchSpace, WidthSpec
+from nas.runs import (
+    check_data_fits,
+    environment,
+    resolve_threads,
+    static_run_dir,
+    torch_threads,
+)
+from search_spaces import WidthSpec
 
 __all__ = ["check_compressible", "run_compress"]
 
@@ -50,18 +55,6 @@ def check_compressible(run_dir: str | Path) -> Path:
         run_dir,
         "holds a per-input (conditional) network; cluster a static one (nas search --static)",
     )
-
-
-def check_data(space: SearchSpace, classes: int, channels: int, size: tuple[int, int]) -> None:
-    """Refuse (one line) data the run's network cannot read."""
-    if (space.num_classes, space.in_channels) != (classes, channels) or tuple(
-        space.input_size
-    ) != tuple(size):
-        raise DataError(
-            f"the run's network reads {space.in_channels}x{space.input_size[0]}x"
-            f"{space.input_size[1]} images of {space.num_classes} classes; the data have "
-            f"{channels}x{size[0]}x{size[1]} images of {classes} classes (pass its --dataset)"
-        )
 
 
 def run_compress(
@@ -89,7 +82,7 @@ def run_compress(
     spec = WidthSpec.load(source / "arch.json")
     network = load_model(source)
     bundle = data.load(config.seed)
-    check_data(spec.get_space(), bundle.num_classes, bundle.in_channels, bundle.input_size)
+    check_data_fits(spec.get_space(), bundle)
     count = resolve_threads(threads)
     with run_output(out, overwrite=overwrite, inputs=inputs), torch_threads(count):
         write_yaml(

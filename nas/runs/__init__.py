@@ -12,6 +12,7 @@ loaded as its baseline), ``baseline`` (:func:`train_baseline`, what ``nas train`
 
 from nas.runs.base import (
     RunOptions,
+    check_data_fits,
     check_search_out,
     environment,
     initial_weights,
@@ -31,6 +32,7 @@ from nas.runs.extract import extract_to_dir
 __all__ = [
     "CompareOptions",
     "RunOptions",
+    "check_data_fits",
     "check_search_out",
     "compare_criteria",
     "environment",

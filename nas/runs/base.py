@@ -27,7 +27,7 @@ from nas.engine import (
     torch_threads,
     train_model,
 )
-from nas.errors import ConfigError, first_line
+from nas.errors import ConfigError, DataError, first_line
 from nas.extraction import check_initial_weights, load_fitting, save_model
 from nas.io import load_state_dict_file, write_yaml
 from nas.options import LOCAL, MAX_EPOCHS, NOT_RECORDED, Options, option, record, tagged
@@ -172,6 +172,18 @@ def write_or_check_args(
         if not any(stored.get(k) != resolved.get(k) for k in volatile):
             return
     write_yaml(path, resolved)  # creates the directory; on rank 0 only of several processes
+
+
+def check_data_fits(space: SearchSpace, data: DataBundle) -> None:
+    """Refuse (one line) data a finished run's network cannot read."""
+    h, w = space.input_size
+    dh, dw = data.input_size
+    if (space.num_classes, space.in_channels, h, w) != (data.num_classes, data.in_channels, dh, dw):
+        raise DataError(
+            f"the run's network reads {space.in_channels}x{h}x{w} images of {space.num_classes} "
+            f"classes; the data have {data.in_channels}x{dh}x{dw} images of {data.num_classes} "
+            "classes (pass its --dataset)"
+        )
 
 
 def static_run_dir(run_dir: str | Path, conditional: str) -> Path:
