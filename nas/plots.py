@@ -214,7 +214,8 @@ class SweepPoints:
     front: list[tuple[float, float]]  # pareto.csv
     uniform: list[tuple[float, float]]  # uniform.csv
     full_acc: float | None  # metrics.json
-    sweep: bool = True  # False: the points of single nas search / nas prune runs
+    sweep: bool = True  # False: the points of single runs (nas search, prune, scale, compress)
+    reference: str = "uniform width"  # what the ``uniform`` points are
 
     def merged(self, other: SweepPoints) -> SweepPoints:
         """Both sets of points on one curve (runs under one label: a method over budgets)."""
@@ -224,6 +225,7 @@ class SweepPoints:
             uniform=sorted(self.uniform + other.uniform),
             full_acc=self.full_acc if self.full_acc is not None else other.full_acc,
             sweep=self.sweep and other.sweep,
+            reference=self.reference,
         )
 
 
@@ -256,7 +258,7 @@ def plot_pareto(
                 "s--",
                 color=color,
                 alpha=0.7,
-                label=f"{label}: uniform width",
+                label=f"{label}: {s.reference}",
             )
         if s.full_acc is not None:
             ax.scatter(

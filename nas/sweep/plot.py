@@ -22,16 +22,17 @@ class ParetoPlotOptions(Options):
 
     dirs: tuple[str, ...] = option(
         (),
-        "sweep directories (nas sweep), or nas search / nas prune run directories (runs "
-        "under one label form one curve)",
+        "sweep directories (nas sweep), or nas search / prune / scale / compress run "
+        "directories (runs under one label form one curve)",
         positional=True,
         nargs="+",
     )
     labels: str | None = option(None, "comma-separated legend labels")
     cost: str = option(
         "macs",
-        "the x axis: MAC ratio, or the measured latency ratio of --cost latency searches",
-        choices=("macs", "latency"),
+        "the x axis: MAC ratio, the measured latency ratio of --cost latency searches, or the "
+        "saved network's size (nas compress: clustered.pt; others: model.pt)",
+        choices=("macs", "latency", "size"),
     )
     out: str = option("pareto.png", "output PNG")
     overwrite: bool = option(False, "replace --out if it exists")

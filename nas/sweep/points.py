@@ -26,32 +26,47 @@ __all__ = [
 ]
 
 
-# a single run's metrics.json: the accuracy key of its network, per command
-RUN_ACCURACY = {"search": "searched_acc", "prune": "pruned_acc"}
+# a single run's metrics.json: the accuracy key of its network, per command, and its
+# reference's (the uniform twin; for nas compress the same network fine-tuned unclustered)
+RUN_ACCURACY = {
+    "search": "searched_acc",
+    "prune": "pruned_acc",
+    "compress": "clustered_acc",
+    "scale": "test_acc",
+}
+REFERENCE_ACCURACY = {"clustered_acc": "uncompressed_acc"}  # else uniform_acc
 
 
-# the x axis of nas plot pareto, per --cost: the run's key, its uniform twin's, the label
+# the x axis of nas plot pareto, per --cost: the run's key, its reference's, the label
 PARETO_AXES = {
     "macs": ("macs_ratio", "uniform_macs_ratio", "MACs / full network"),
     "latency": ("latency_ratio", "uniform_latency_ratio", "measured latency / full network"),
+    "size": ("file_bytes", "model_bytes", "model file (KB)"),
 }
 
 
 def read_run_point(d: Path, cost: str = "macs") -> SweepPoints:
-    """The point of a finished ``nas search`` or ``nas prune`` run directory (and its uniform
-    twin with ``--compare``, and the full network) at its ``cost`` ratio (MACs, or the
-    latency measured by a ``--cost latency`` search); a one-line :class:`ConfigError` for a
-    directory that is neither, or a run without that cost."""
+    """The point of a finished ``nas search``, ``prune``, ``scale`` or ``compress`` run directory
+    (and its reference with ``--compare``, and the full network) at its ``cost``: the MAC
+    ratio, the latency ratio measured by a ``--cost latency`` search, or the size of the saved
+    network (``--cost size``: ``clustered.pt`` for a clustering, else ``model.pt``, in KB); a
+    one-line :class:`ConfigError` for a directory that is none of these, or a run without that
+    cost."""
     path = d / "metrics.json"
     if not path.is_file():
         raise ConfigError(
-            f"{d} is neither a sweep directory (no pareto.csv) nor a finished search or prune "
-            "run (no metrics.json)"
+            f"{d} is neither a sweep directory (no pareto.csv) nor a finished search, prune, "
+            "scale or compress run (no metrics.json)"
         )
     metrics = read_json(path, "run metrics")
     acc_key = next((k for k in RUN_ACCURACY.values() if k in metrics), None)
     if acc_key is None:
-        raise ConfigError(f"{path} was not written by nas search or nas prune")
+        raise ConfigError(f"{path} was not written by nas search, prune, scale or compress")
+    if cost == "size":
+        metrics.setdefault("file_bytes", _size(d / "model.pt"))
+        metrics = {
+            k: v / 1024 if k in ("file_bytes", "model_bytes") else v for k, v in metrics.items()
+        }
 
     def number(key: str) -> float:
         value = metrics.get(key)
@@ -63,9 +78,19 @@ def read_run_point(d: Path, cost: str = "macs") -> SweepPoints:
     if x not in metrics:
         raise ConfigError(f"{path} has no {x} (a --cost {cost} plot reads --cost {cost} searches)")
     point = [(number(x), number(acc_key))]
-    uniform = [(number(ux), number("uniform_acc"))] if "uniform_acc" in metrics else []
-    full = number("baseline_acc") if "baseline_acc" in metrics else None
-    return SweepPoints(trials=[], front=point, uniform=uniform, full_acc=full, sweep=False)
+    reference = REFERENCE_ACCURACY.get(acc_key, "uniform_acc")
+    uniform = [(number(ux), number(reference))] if reference in metrics and ux in metrics else []
+    full = number("baseline_acc") if "baseline_acc" in metrics and cost != "size" else None
+    what = "unclustered, fine-tuned the same way" if reference != "uniform_acc" else "uniform width"
+    return SweepPoints(
+        trials=[], front=point, uniform=uniform, full_acc=full, sweep=False, reference=what
+    )
+
+
+def _size(path: Path) -> float:
+    if not path.is_file():
+        raise ConfigError(f"{path.parent} has no saved network (model.pt) to size")
+    return float(path.stat().st_size)
 
 
 def read_points(d: Path, cost: str = "macs") -> SweepPoints:
@@ -73,6 +98,10 @@ def read_points(d: Path, cost: str = "macs") -> SweepPoints:
     (:func:`read_run_point`)."""
     if not (d / "pareto.csv").is_file():
         return read_run_point(d, cost)
+    if cost == "size":
+        raise ConfigError(
+            f"{d} is a sweep, whose tables hold no network sizes: --cost size plots runs"
+        )
     return read_sweep_points(d, cost)
 
 

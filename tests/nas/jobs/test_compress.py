@@ -12,6 +12,7 @@ import yaml
 import nas
 import search_spaces
 from nas.compression import load_clustered
+from nas.sweep.points import read_run_point
 from tests.nas.conftest import run
 
 
@@ -53,3 +54,10 @@ def test_compress_clusters_every_layer_and_saves_a_network_that_reloads_exactly(
     for name, module in rebuilt.named_modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             assert torch.unique(module.weight).numel() <= 4, name
+    # the Pareto plot's model-size axis reads the run: the clustered network and its reference
+    points = read_run_point(out, "size")
+    assert points.front == [(m["file_bytes"] / 1024, m["clustered_acc"])]
+    assert points.uniform == [(m["model_bytes"] / 1024, m["uncompressed_acc"])]
+    png = tmp_path / "size.png"
+    assert run(capsys, "plot", "pareto", str(out), "--cost", "size", "--out", str(png))[0] == 0
+    assert png.stat().st_size > 0

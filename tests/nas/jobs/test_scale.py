@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import nas
+from nas.sweep.points import read_run_point
 from tests.nas.conftest import run
 
 
@@ -40,3 +41,6 @@ def test_scale_chooses_on_validation_meets_the_budget_and_saves_a_network_that_r
     spec = nas.WidthSpec.load(out / "arch.json")
     assert spec.get_space().name == m["space"] and spec.macs() == m["macs"]
     assert sum(p.numel() for p in model.parameters()) == m["params"]
+    points = read_run_point(out)  # on nas plot pareto's MAC axis beside its uniform twin
+    assert points.front == [(m["macs_ratio"], m["test_acc"])]
+    assert points.uniform == [(m["uniform_macs_ratio"], m["uniform_acc"])]
