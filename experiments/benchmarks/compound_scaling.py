@@ -24,7 +24,6 @@ Pareto plot's compound-scaled curve beside uniform width and the search). Rows g
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -38,31 +37,13 @@ from nas.data import DataOptions, reseeded
 from nas.engine import TrainConfig, evaluate, seed_everything, train_model
 from nas.plots import pyplot, save_figure
 from nas.scaling import run_scale
-from nas.width_search import SearchConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_quality import provenance, t_interval
+from search_quality import append_row, default_widths, load_rows, mean_se, provenance, t_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACE = "resnet20_b"
 TARGETS = (0.5, 0.25)
-
-
-def searched_widths(results: Path, target: float, seed: int) -> dict[str, int] | None:
-    """The widths nas search's defaults delivered for ``target`` and ``seed``, if measured."""
-    if not results.is_file():
-        return None
-    default = SearchConfig()
-    for line in results.read_text().splitlines():
-        r = json.loads(line)
-        if (r["space"], r["target"], r["sampling"], r.get("signal", "labels")) == (
-            SPACE,
-            target,
-            default.weight_sampling,
-            "labels",
-        ) and (r["select"], r["protocol"], r["seed"]) == (default.select, "inherited", seed):
-            return dict(r["widths"])
-    return None
 
 
 def from_scratch(
@@ -106,7 +87,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    rows = [json.loads(x) for x in results.read_text().splitlines()] if results.is_file() else []
+    rows = load_rows(results)
     if not args.report:
         run(args, rows, results)
     text = report(rows)
@@ -145,14 +126,13 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]], results: Path) -> 
                 "grid_epochs": args.grid_epochs,
                 **{k: m[k] for k in _KEEP},
             }
-            widths = searched_widths(Path(args.search_results), target, seed)
+            widths = default_widths(Path(args.search_results), SPACE, target, seed)
             if widths is not None:  # the data as nas scale loads them for this seed
                 acc, val, ratio = from_scratch(widths, options.load(seed), config)
                 row |= {"searched_acc": acc, "searched_val_acc": val, "searched_macs_ratio": ratio}
             row |= {"seconds": round(time.perf_counter() - start, 1), **provenance(args.threads)}
             rows.append(row)
-            with results.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(results, row)
             print(
                 f"{target:g} seed {seed}: compound {m['space']} at {m['input_side']}px x"
                 f"{m['width_multiplier']:.2f} {m['test_acc']:.2f} % vs uniform "
@@ -221,9 +201,8 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
             g = [r for r in rows if r["target"] == target and y in r]
             if not g:
                 continue
-            ys = [r[y] for r in g]
-            se = statistics.stdev(ys) / len(ys) ** 0.5 if len(ys) > 1 else 0.0
-            pts.append((statistics.fmean(r[x] for r in g), statistics.fmean(ys), se))
+            mean, se = mean_se([r[y] for r in g])
+            pts.append((statistics.fmean(r[x] for r in g), mean, se))
         if pts:
             ax.errorbar(
                 [p[0] for p in pts],

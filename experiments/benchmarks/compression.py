@@ -23,7 +23,6 @@ network at 2, 4, 8 bits) and both (the pruned networks clustered).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -41,7 +40,16 @@ from nas.plots import pyplot, save_figure
 from nas.pruning import PruneConfig, prune_network
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from search_quality import SETTINGS, provenance, t_interval, tag, train_baseline
+from search_quality import (
+    SETTINGS,
+    append_row,
+    load_rows,
+    mean_se,
+    provenance,
+    t_interval,
+    tag,
+    train_baseline,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACE = "resnet20_b"
@@ -117,7 +125,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    rows = [json.loads(x) for x in results.read_text().splitlines()] if results.is_file() else []
+    rows = load_rows(results)
     if not args.report:
         dirs = prepare(args)
         done = {(r["network"], r["clusters"], r["seed"]) for r in rows}
@@ -147,8 +155,7 @@ def main() -> None:
                     }
                     row |= provenance(args.threads)
                     rows.append(row)
-                    with results.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    append_row(results, row)
                     print(
                         f"{name} K={k} seed {seed}: {m['clustered_acc']:.2f} % at "
                         f"{m['bits_per_weight']:.2f} bits ({m['file_bytes'] / 1024:.0f} KB) vs "
@@ -211,9 +218,8 @@ def figure(rows: list[dict[str, Any]], path: Path, data: str) -> None:
     fig, ax = pyplot().subplots(figsize=(6.5, 4.5))
 
     def point(g: list[dict[str, Any]], size: str, acc: str) -> tuple[float, float, float]:
-        accs = [r[acc] for r in g]
-        se = statistics.stdev(accs) / len(accs) ** 0.5 if len(accs) > 1 else 0.0
-        return statistics.fmean(r[size] for r in g) / 1024, statistics.fmean(accs), se
+        mean, se = mean_se([r[acc] for r in g])
+        return statistics.fmean(r[size] for r in g) / 1024, mean, se
 
     series: dict[str, list[tuple[float, float, float]]] = {
         "width pruning alone (32-bit)": [],

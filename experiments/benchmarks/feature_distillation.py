@@ -26,7 +26,6 @@ magnitudes at the start of fine-tuning, not tuned here).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -45,6 +44,9 @@ from nas.width_search import SearchConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from search_quality import (  # the same baseline, cached searches and statistics
     SETTINGS,
+    append_row,
+    default_widths,
+    load_rows,
     provenance,
     search_once,
     t_interval,
@@ -61,17 +63,10 @@ SPACE, TARGET = "resnet20_b", 0.25
 
 def searched_widths(results: Path, seed: int) -> dict[str, int]:
     """The widths ``nas search``'s defaults delivered for ``seed`` in search_quality's rows."""
-    default = SearchConfig()
-    for line in results.read_text().splitlines():
-        r = json.loads(line)
-        if (r["space"], r["target"], r["sampling"], r.get("signal", "labels")) == (
-            SPACE,
-            TARGET,
-            default.weight_sampling,
-            "labels",
-        ) and (r["select"], r["protocol"], r["seed"]) == (default.select, "inherited", seed):
-            return dict(r["widths"])
-    raise SystemExit(f"error: {results} has no {SPACE} @ {TARGET} search row for seed {seed}")
+    widths = default_widths(results, SPACE, TARGET, seed)
+    if widths is None:
+        raise SystemExit(f"error: {results} has no {SPACE} @ {TARGET} search row for seed {seed}")
+    return widths
 
 
 def main() -> None:
@@ -92,7 +87,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    rows = [json.loads(x) for x in results.read_text().splitlines()] if results.is_file() else []
+    rows = load_rows(results)
     if not args.report:
         run(args, rows, results)
     text = report(rows)
@@ -203,8 +198,7 @@ def run(args: argparse.Namespace, rows: list[dict[str, Any]], results: Path) -> 
                     **provenance(args.threads),
                 }
                 rows.append(row)
-                with results.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(results, row)
                 print(
                     f"{arm} seed {seed} kd-features {kind}: {acc:.2f} % (val {val_acc:.2f})",
                     flush=True,

@@ -250,6 +250,44 @@ def provenance(threads: int) -> dict[str, Any]:
     }
 
 
+# -- results files (shared by the benchmarks that build on this one) -----------------------------
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``results.jsonl`` ([] where there is none yet)."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """One finished row appended to ``results.jsonl`` (a rerun resumes after it)."""
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def default_widths(results: Path, space: str, target: float, seed: int) -> dict[str, int] | None:
+    """The widths ``nas search``'s defaults delivered for ``space`` at ``target`` and ``seed``
+    (the inherited protocol's row of this benchmark's ``results``), or None if not measured."""
+    sampling, _, select = DEFAULT.partition("/")
+    for r in load_rows(results):
+        if key_of(r, ("space", "target", "sampling", "signal", "select", "protocol", "seed")) == (
+            space,
+            target,
+            sampling,
+            "labels",
+            select,
+            "inherited",
+            seed,
+        ):
+            return dict(r["widths"])
+    return None
+
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error (0 for one value)."""
+    mean = statistics.fmean(values)
+    return mean, statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+
+
 # -- the report -----------------------------------------------------------------------------------
 def t_interval(diffs: Sequence[float]) -> tuple[float, float, float, float]:
     """Mean, standard error and the 95 % confidence interval (t distribution) of ``diffs``."""
