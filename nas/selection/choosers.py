@@ -170,6 +170,7 @@ def first_population(
         if len(pool) < population:
             add(repair(w, band))
     prior = population - (population - len(pool)) // 2  # the pool once the prior's half is in
+    repaired: dict[tuple[int, ...], dict[str, int]] = {}  # a decided prior draws one assignment
     for _ in range(20 * population):
         if len(pool) >= prior:
             break
@@ -177,7 +178,10 @@ def first_population(
             u: c[int(torch.multinomial(log_probs[u].exp(), 1, generator=gen))]
             for u, c in band.choices.items()
         }
-        add(repair(drawn, band))
+        key = scorer.key(drawn)
+        if key not in repaired:  # the projection's dynamic program once per distinct draw
+            repaired[key] = repair(drawn, band)
+        add(repaired[key])
     encoder = GraphEncoder.for_space(scorer.space)
     rest = WidthSampler(encoder, band.choices, band.cost).sample(
         population - len(pool),

@@ -34,8 +34,15 @@ def random_batches(
     ]
 
 
-def choices_of(space: SearchSpace) -> dict[str, list[int]]:
-    return {u.name: width_choices(u.max_width, DEFAULT_WIDTH_RATIOS) for u in space.units}
+# coarser width choices for tests whose chooser scores every narrowing (greedy slimming): the
+# same logic over fewer candidates
+COARSE_RATIOS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def choices_of(
+    space: SearchSpace, ratios: tuple[float, ...] = DEFAULT_WIDTH_RATIOS
+) -> dict[str, list[int]]:
+    return {u.name: width_choices(u.max_width, ratios) for u in space.units}
 
 
 def attached(name: str = "resnet20_b", seed: int = 0) -> tuple[Supernet, WidthGumbel]:

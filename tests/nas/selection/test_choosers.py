@@ -14,8 +14,9 @@ from nas.selection import CandidateScorer, check_band
 from nas.selection.choosers import evolve, repair, slim
 from nas.selection.nao import WidthCodec, optimise
 from nas.supernet import Supernet
+from nas.width_search import DEFAULT_WIDTH_RATIOS
 from tests.conftest import random_widths, slow_params
-from tests.nas.conftest import ESSENTIAL, attached, choices_of, known_answer_task
+from tests.nas.conftest import COARSE_RATIOS, ESSENTIAL, attached, choices_of, known_answer_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +46,9 @@ CHOOSERS: dict[str, Callable[[CandidateScorer, ResolvedBudget, int], dict[str, i
 }
 
 
-def random_setup(seed: int) -> tuple[CandidateScorer, ResolvedBudget]:
+def random_setup(
+    seed: int, ratios: tuple[float, ...] = DEFAULT_WIDTH_RATIOS
+) -> tuple[CandidateScorer, ResolvedBudget]:
     supernet, _ = attached("resnet20_b", seed)
     space = supernet.space
     g = torch.Generator().manual_seed(seed)
@@ -54,8 +57,13 @@ def random_setup(seed: int) -> tuple[CandidateScorer, ResolvedBudget]:
         for _ in range(2)
     ]
     scorer = CandidateScorer(supernet, data, data, "cpu")
-    band = ResolvedBudget(0.3 * space.macs(), 0.02, MacsCost(space), choices_of(space))
+    band = ResolvedBudget(0.3 * space.macs(), 0.02, MacsCost(space), choices_of(space, ratios))
     return scorer, band
+
+
+def _ratios(chooser: str) -> tuple[float, ...]:
+    """Greedy slimming scores every narrowing at every step: coarser choices keep it quick."""
+    return COARSE_RATIOS if chooser == "greedy" else DEFAULT_WIDTH_RATIOS
 
 
 # greedy slimming scores hundreds of candidates: slow
@@ -64,7 +72,7 @@ SLOW_CHOOSERS = {"greedy"}
 
 @pytest.mark.parametrize("name", slow_params(CHOOSERS, SLOW_CHOOSERS))
 def test_a_chooser_stays_inside_the_mac_band_on_the_width_choices(name: str) -> None:
-    scorer, band = random_setup(0)
+    scorer, band = random_setup(0, _ratios(name))
     widths = CHOOSERS[name](scorer, band, 0)
     assert band.holds(widths)
     assert all(widths[u] in c for u, c in band.choices.items())
@@ -78,7 +86,9 @@ def test_a_chooser_keeps_the_essential_unit_wide_and_cuts_the_useless_ones(name:
     space, model, train, val = known_answer_task()
     supernet = Supernet(model, space)
     scorer = CandidateScorer(supernet, list(train), val, "cpu")
-    band = ResolvedBudget(0.35 * space.macs(), 0.02, MacsCost(space), choices_of(space))
+    band = ResolvedBudget(
+        0.35 * space.macs(), 0.02, MacsCost(space), choices_of(space, _ratios(name))
+    )
     widths = CHOOSERS[name](scorer, band, 0)
     assert band.holds(widths)
     maximum = space.max_widths

@@ -9,8 +9,9 @@ import torch
 from nas.cost import MacsCost, ResolvedBudget
 from nas.engine import Distillation, TrainConfig
 from nas.selection import SELECTIONS, RankConfig, SelectionRequest, choose
+from nas.width_search import DEFAULT_WIDTH_RATIOS
 from tests.conftest import slow_params
-from tests.nas.conftest import attached, choices_of
+from tests.nas.conftest import COARSE_RATIOS, attached, choices_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,7 +31,12 @@ def test_every_chooser_picks_widths_in_the_band_and_scores_uniform_width_beside(
     initial = space.spec(space.uniform_widths_for_macs(0.49))
     request = SelectionRequest(
         supernet=supernet,
-        budget=ResolvedBudget(target, tolerance, MacsCost(space), choices_of(space)),
+        budget=ResolvedBudget(
+            target,
+            tolerance,
+            MacsCost(space),
+            choices_of(space, COARSE_RATIOS if name == "greedy" else DEFAULT_WIDTH_RATIOS),
+        ),
         calibration=batches,
         train_loader=batches,
         val_loader=batches,
