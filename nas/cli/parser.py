@@ -18,7 +18,7 @@ from nas.errors import ConfigError, first_line
 from nas.jobs.base import Command
 from nas.options import OptionField, Options, build, convert, from_mapping, iter_fields
 
-__all__ = ["command_parser", "load_command", "parse_configs"]
+__all__ = ["command_parser", "load_command", "option_help", "parse_configs"]
 
 
 def load_command(module: str) -> Command:
@@ -50,7 +50,7 @@ def command_parser(prog: str, command: Command) -> Parser:
             cls.group, parser.add_argument_group(cls.group)
         )
         default = command.defaults.get(f.name, f.default)
-        text = _help(f, default, required=f.name in command.required)
+        text = option_help(f, default, required=f.name in command.required)
         if f.option.positional:
             group.add_argument(
                 f.name,
@@ -79,7 +79,8 @@ def _metavar(f: OptionField) -> str:
     return f.name.split("_")[-1].upper()
 
 
-def _help(f: OptionField, default: Any, *, required: bool) -> str:
+def option_help(f: OptionField, default: Any, *, required: bool) -> str:
+    """An option's help line: its meaning, choices and default (as --help and docs/cli.md show)."""
     text = f.option.help
     choices = f.choices()
     if choices is not None and not f.is_bool:
