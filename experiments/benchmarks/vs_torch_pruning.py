@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import importlib
 import importlib.metadata
@@ -760,6 +761,15 @@ def row_dict(row: Row) -> dict[str, Any]:
     d["input_size"] = list(row.input_size)
     d.update(row.extra)
     return d
+
+
+def row_from_dict(d: dict[str, Any]) -> Row:
+    """A row read back from ``results.json`` (:func:`row_dict`'s inverse)."""
+    known = {f.name for f in dataclasses.fields(Row)} - {"extra"}
+    row = Row(**{k: v for k, v in d.items() if k in known})
+    row.input_size = (int(d["input_size"][0]), int(d["input_size"][1]))
+    row.extra = {k: v for k, v in d.items() if k not in known}
+    return row
 
 
 # -- main ------------------------------------------------------------------------------------------
