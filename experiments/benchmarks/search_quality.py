@@ -111,7 +111,20 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def same_settings(row: dict[str, Any], settings: dict[str, Any]) -> bool:
-    return all(row.get(k, SETTINGS[k]) == v for k, v in settings.items())
+    """Whether ``row`` was measured with ``settings`` (the data by file name, wherever it was
+    read from)."""
+    return all(
+        _data_file(row.get(k, SETTINGS[k])) == _data_file(v)
+        if k == "dataset"
+        else row.get(k, SETTINGS[k]) == v
+        for k, v in settings.items()
+    )
+
+
+def _data_file(dataset: Any) -> str:
+    """``npz:/any/where/cifar10-5k.npz`` -> ``npz:cifar10-5k.npz``."""
+    kind, sep, path = str(dataset).partition(":")
+    return f"{kind}:{Path(path).name}" if sep else kind
 
 
 def tag(settings: dict[str, Any], *keys: str) -> str:
@@ -396,7 +409,12 @@ def report(rows: list[dict[str, Any]], default: str = DEFAULT) -> str:
 # -- the benchmark -------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--dataset", default=SETTINGS["dataset"])
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="the data, e.g. npz:PATH/cifar10-5k.npz (experiments/make_cifar_subset.py builds "
+        "it); --report alone reads the rows of any copy of that file",
+    )
     parser.add_argument("--spaces", nargs="+", default=list(SPACES))
     parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
@@ -450,6 +468,9 @@ def main() -> None:
         help="SAMPLING/SELECT the targets are judged on (default: nas search's)",
     )
     args = parser.parse_args()
+    if args.dataset is None and not args.report:
+        parser.error("--dataset is required (e.g. npz:PATH/cifar10-5k.npz)")
+    args.dataset = args.dataset or SETTINGS["dataset"]
     if args.quick:
         args.baseline_epochs, args.warmup_epochs, args.search_epochs = 2, 1, 1
         args.finetune_epochs, args.scratch_epochs, args.seeds = 1, 1, args.seeds[:1]
