@@ -520,7 +520,11 @@ def plot(entries: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--dataset", default="npz:../shared/data/cifar10-5k.npz")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="the data, e.g. npz:PATH/cifar10-5k.npz (experiments/make_cifar_subset.py builds it)",
+    )
     parser.add_argument("--spaces", nargs="+", default=list(SPACES))
     parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
