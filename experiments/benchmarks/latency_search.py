@@ -146,7 +146,11 @@ def report(rows: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default="npz:../shared/data/cifar10-5k.npz")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="the data, e.g. npz:PATH/cifar10-5k.npz (experiments/make_cifar_subset.py builds it)",
+    )
     parser.add_argument("--space", default="resnet56")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
