@@ -26,13 +26,14 @@ __all__ = [
 ]
 
 
-# a single run's metrics.json: the accuracy key of its network, per command, and its
-# reference's (the uniform twin; for nas compress the same network fine-tuned unclustered)
+# a single run's metrics.json: per command, a key only its runs write and the accuracy key of
+# its network, and its reference's (the uniform twin; for nas compress the same network
+# fine-tuned unclustered)
 RUN_ACCURACY = {
-    "search": "searched_acc",
-    "prune": "pruned_acc",
-    "compress": "clustered_acc",
-    "scale": "test_acc",
+    "search": ("searched_acc", "searched_acc"),
+    "prune": ("pruned_acc", "pruned_acc"),
+    "compress": ("clustered_acc", "clustered_acc"),
+    "scale": ("phi", "test_acc"),  # a nas train run has test_acc too
 }
 REFERENCE_ACCURACY = {"clustered_acc": "uncompressed_acc"}  # else uniform_acc
 
@@ -59,7 +60,7 @@ def read_run_point(d: Path, cost: str = "macs") -> SweepPoints:
             "scale or compress run (no metrics.json)"
         )
     metrics = read_json(path, "run metrics")
-    acc_key = next((k for k in RUN_ACCURACY.values() if k in metrics), None)
+    acc_key = next((acc for mark, acc in RUN_ACCURACY.values() if mark in metrics), None)
     if acc_key is None:
         raise ConfigError(f"{path} was not written by nas search, prune, scale or compress")
     if cost == "size":

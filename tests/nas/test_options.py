@@ -49,6 +49,7 @@ REQUIRED_VALUES: dict[str, str] = {
     "arch": "missing-arch.json",
     "run": "missing-run",
     "dirs": "missing-sweep",
+    "run_dir": "missing-run-dir",
 }
 
 

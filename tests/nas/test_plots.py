@@ -165,7 +165,7 @@ def test_pareto_joins_prune_runs_under_one_label_into_a_curve(
     _nothing_touches_the_edge(png)
 
 
-def test_pareto_refuses_a_run_that_is_not_a_search_or_prune(
+def test_pareto_refuses_a_run_that_is_not_a_search_prune_scale_or_compress(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from nas.cli import main
@@ -173,7 +173,7 @@ def test_pareto_refuses_a_run_that_is_not_a_search_or_prune(
     trained = _run_dir(tmp_path, "trained", {"test_acc": 70.0, "macs": 1})
     code = main(["plot", "pareto", str(trained), "--out", str(tmp_path / "p.png")])
     err = capsys.readouterr().err
-    assert code == 2 and "not written by nas search or nas prune" in err
+    assert code == 2 and "not written by nas search, prune, scale or compress" in err
     assert not (tmp_path / "p.png").exists()
 
 
