@@ -25,9 +25,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+SUBSET = "cifar10-5k.npz"
 RESULTS = ROOT / "experiments" / "results"
 PAGES = ROOT / "docs" / "results"
 sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
+sys.path.insert(0, str(ROOT / "experiments"))
+from make_cifar_subset import EXPECTED_SHA256 as SUBSET_SHA256  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,21 @@ def page(b: Benchmark) -> str:
     where = provenance(folder)
     if where:
         parts += ["## Where and how it was measured", "", where.strip(), ""]
-    return "\n".join(parts)
+        parts += [_data_line(folder), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _data_line(folder: Path) -> str:
+    """The data the rows were measured on, with the checksum of the project's subset."""
+    files = sorted({Path(str(r.get("dataset", "")).partition(":")[2]).name for r in _rows(folder)})
+    named = [f for f in files if f]
+    if SUBSET in named:
+        return (
+            f"Data: `{SUBSET}` (SHA-256 `{SUBSET_SHA256}`), built from the official CIFAR-10 "
+            "download by `python experiments/make_cifar_subset.py --data-root DIR --out "
+            f"{SUBSET}`."
+        )
+    return "Data: " + (", ".join(f"`{f}`" for f in named) if named else "as in the command.")
 
 
 def render_all(check: bool = False) -> list[str]:
