@@ -77,7 +77,8 @@ class PruneConfig(FinetuneConfig):
     allocation: str = option(
         "uniform",
         "how the scores become widths under the budget (global cuts the units whose channels "
-        "cost the most MACs first, to one channel if need be: see the README's method table)",
+        "cost the most MACs first, to one channel if need be: see the method table's results "
+        "page)",
         choices="nas.pruning:ALLOCATIONS",
     )
     arch: str | None = option(
