@@ -56,6 +56,12 @@ def search_part(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in _NOT_SEARCH}
 
 
+def stored_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's recorded options, an option it predates at its default (what such a
+    search ran with: ``--arch-signal labels`` before the option existed)."""
+    return search_part({**record(SearchConfig()), **options})
+
+
 def warmup_dict(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in WARMUP_INDEPENDENT}
 
@@ -83,7 +89,7 @@ def run_state(run: SearchRun) -> dict[str, Any]:
 def load_checkpoint(run: SearchRun, path: Path) -> None:
     """Continue ``run`` from its checkpoint; a checkpoint of other options is refused."""
     state = read_checkpoint(path, SEARCH_FORMAT, "search")
-    if search_part(state["config"]) != config_dict(run.config):
+    if stored_options(state["config"]) != config_dict(run.config):
         raise ConfigError(
             f"cannot resume from {path}: it was written with other search "
             "options (use a new output directory)"
@@ -100,7 +106,7 @@ def warm_start(run: SearchRun, path: Path, *, unfinished: bool = False) -> None:
     done = [r["phase"] for r in state["records"]]
     epochs = run.config.warmup_epochs
     whole = done == ["warmup"] * epochs
-    if warmup_dict(search_part(state["config"])) != warmup_dict(config_dict(run.config)) or not (
+    if warmup_dict(stored_options(state["config"])) != warmup_dict(config_dict(run.config)) or not (
         whole or (unfinished and done == ["warmup"] * len(done) and len(done) < epochs)
     ):
         raise ConfigError(
