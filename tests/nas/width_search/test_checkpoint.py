@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from nas.data import DataBundle, TensorLoader, load_data
+from nas.engine.state import read_checkpoint, save_checkpoint
 from nas.errors import ConfigError
-from nas.width_search import SEARCH_CHECKPOINT, SearchRun, search_widths, warm_up
+from nas.width_search import SEARCH_CHECKPOINT, SEARCH_FORMAT, SearchRun, search_widths, warm_up
 from search_spaces import SearchSpace
 from tests.nas.conftest import interrupt_on_call
 from tests.nas.width_search.conftest import tiny
@@ -54,6 +55,12 @@ def test_search_checkpoint_refuses_other_search_options(
             resume=True,
             progress=False,
         )
+    # a checkpoint of an older release, written before --arch-signal existed, resumes: the
+    # option it lacks is read at its default (what that search ran with)
+    path = tmp_path / SEARCH_CHECKPOINT
+    state = read_checkpoint(path, SEARCH_FORMAT, "search")
+    del state["config"]["arch_signal"]
+    save_checkpoint(state, path)
     # options declared as not shaping the search (the choice of widths, the fine-tuning) resume
     after = tiny(
         warmup_epochs=1, search_epochs=1, select="evolution", population=4, finetune_epochs=3
