@@ -97,15 +97,13 @@ def _verbatim(file: str) -> Callable[[Path], str | None]:
     return render
 
 
-def _drawn(module: str, function: str, png: str) -> Callable[[Path, Path], None]:
+def _drawn(module: str, png: str, *extra: str) -> Callable[[Path, Path], None]:
+    """The benchmark's ``figure(rows, path, *extra)`` drawn beside its page."""
+
     def draw(folder: Path, pages: Path) -> None:
         rows = _rows(folder)
-        if not rows:
-            return
-        if module == "compression":
-            _module(module).figure(rows, pages / png, "cifar10-5k")
-        else:
-            getattr(_module(module), function)(rows, pages / png)
+        if rows:
+            _module(module).figure(rows, pages / png, *extra)
 
     return draw
 
@@ -131,14 +129,14 @@ BENCHMARKS = (
         "Weight clustering and width pruning: size against accuracy",
         "compression.py",
         _simple("compression"),
-        _drawn("compression", "figure", "compression.png"),
+        _drawn("compression", "compression.png", SUBSET.removesuffix(".npz")),
     ),
     Benchmark(
         "compound_scaling",
         "Compound scaling against uniform width",
         "compound_scaling.py",
         _simple("compound_scaling"),
-        _drawn("compound_scaling", "figure", "compound_scaling.png"),
+        _drawn("compound_scaling", "compound_scaling.png"),
     ),
     Benchmark(
         "vs_torch_pruning",

@@ -108,7 +108,7 @@ def run_compress(
         student = copy.deepcopy(network)
         seed_everything(config.seed)
         attach(student, clusters, temperature)
-        _finetune(student, teacher, bundle, config, distill, out / "finetune", progress)
+        _finetune(student, teacher, bundle, config, distill, out / "finetune", progress, "cluster")
         soft_val = evaluate(student, bundle.val, device=device).accuracy if bundle.val else None
         centroids = snap(student, clusters)
         path = save_clustered(student, centroids, spec, out)
@@ -133,7 +133,16 @@ def run_compress(
             restore_loader(bundle.train, begin)
             reference = copy.deepcopy(network)
             seed_everything(config.seed)
-            _finetune(reference, teacher, bundle, config, distill, out / "uncompressed", progress)
+            _finetune(
+                reference,
+                teacher,
+                bundle,
+                config,
+                distill,
+                out / "uncompressed",
+                progress,
+                "reference",
+            )
             metrics |= {
                 "reference": "the same network fine-tuned the same way, without clustering",
                 "uncompressed_acc": evaluate(reference, bundle.test, device=device).accuracy,
@@ -153,6 +162,7 @@ def _finetune(
     distill: Distillation,
     out: Path,
     progress: bool,
+    desc: str,
 ) -> None:
     train_model(
         model,
@@ -163,5 +173,5 @@ def _finetune(
         distill=distill,
         out_dir=out,
         progress=progress,
-        desc="cluster" if out.name == "finetune" else "reference",
+        desc=desc,
     )

@@ -89,6 +89,15 @@ class SelectionRequest:
     def initial_spec(self) -> WidthSpec:
         return self.initial if self.initial is not None else self.uniform_spec()
 
+    def first_members(self) -> list[dict[str, int]]:
+        """The candidates a population chooser starts from: the projected argmax and the
+        uniform width of the budget."""
+        return [dict(self.initial_spec().widths), dict(self.uniform_spec().widths)]
+
+    def prior(self) -> Mapping[str, Tensor]:
+        """The search's log-probabilities over each unit's choices (flat without them)."""
+        return self.log_probs if self.log_probs is not None else flat_log_probs(self.choices)
+
 
 @dataclass
 class Choice:
@@ -163,8 +172,8 @@ def evolution(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Pre
     widths = evolve(
         r.get_scorer(),
         r.budget,
-        [dict(r.initial_spec().widths), dict(r.uniform_spec().widths)],
-        r.log_probs if r.log_probs is not None else flat_log_probs(r.choices),
+        r.first_members(),
+        r.prior(),
         population=r.population,
         generations=r.generations,
         seed=r.seed,
@@ -181,8 +190,8 @@ def nao(request: SelectionRequest) -> tuple[WidthSpec, dict[str, Any], Predictor
     widths = optimise(
         r.get_scorer(),
         r.budget,
-        [dict(r.initial_spec().widths), dict(r.uniform_spec().widths)],
-        r.log_probs if r.log_probs is not None else flat_log_probs(r.choices),
+        r.first_members(),
+        r.prior(),
         population=r.population,
         rounds=r.generations,
         seed=r.seed,
